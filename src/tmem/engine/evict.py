@@ -1,0 +1,88 @@
+"""Making room: which ephemeral page goes when memory is short.
+
+Policy (documented in docs/internals.md):
+
+* A client over its ``cap`` loses its own least recently used ephemeral pages.
+* When the host is full, a persistent put takes the putting client's own
+  ephemeral pages first; after those, and for every ephemeral put, the victim
+  is the client holding the most ephemeral bytes per unit of weight (counting
+  the page being put against the putter), i.e. the one most over its weighted
+  share.  Within a client, exact LRU over all its ephemeral pages.
+* Persistent pages are never evicted; a put that only they block is refused.
+* One put evicts at most :data:`MAX_EVICTIONS_PER_PUT` pages (bounded work).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tmem.engine.state import ClientState
+
+MAX_EVICTIONS_PER_PUT = 256
+
+
+class EvictionMixin:
+    """Victim choice and eviction for :class:`tmem.engine.core.Engine`."""
+
+    def make_room(self, owner: ClientState, persistent: bool, cost: int) -> str | None:
+        """Evict until ``cost`` more bytes fit; return None, or the reason it cannot."""
+        if owner.cap is not None and owner.bytes + cost > owner.cap:
+            if owner.bytes - owner.eph_bytes + cost > owner.cap:
+                return "cap"
+            for _ in range(MAX_EVICTIONS_PER_PUT):
+                self.evict_from(owner)
+                if owner.bytes + cost <= owner.cap:
+                    break
+            else:
+                return "cap"
+        if self.used + cost > self.capacity:
+            if self.used - self.eph_used + cost > self.capacity:
+                return "capacity"
+            for _ in range(MAX_EVICTIONS_PER_PUT):
+                own = persistent and owner.eph_bytes > 0
+                self.evict_from(owner if own else self.most_over(owner, cost))
+                if self.used + cost <= self.capacity:
+                    break
+            else:
+                return "capacity"
+        return None
+
+    def most_over(self, putter: ClientState | None = None, cost: int = 0) -> ClientState:
+        """The client with the most ephemeral bytes per unit of weight."""
+        best, best_ratio = None, -1.0
+        for client in self.clients.values():
+            held = client.eph_bytes
+            if held <= 0:
+                continue
+            if client is putter:
+                held += cost
+            ratio = held / client.weight
+            if ratio > best_ratio:
+                best, best_ratio = client, ratio
+        assert best is not None, "no ephemeral pages to evict"
+        return best
+
+    def evict_from(self, client: ClientState) -> None:
+        """Evict the least recently used ephemeral page charged to ``client``."""
+        table = self.table
+        pid = table.oldest(client.lru)
+        pool = self.pools[table.pool[pid]]
+        oid = table.oid[pid]
+        pages = pool.objs[oid]
+        del pages[table.index[pid]]
+        if not pages:
+            del pool.objs[oid]
+        self._drop(pid, pool)
+        pool.evictions += 1
+        client.evictions += 1
+
+    def shrink_to_cap(self, client: ClientState) -> None:
+        """Evict the client's ephemeral pages until it is within its cap (or has none)."""
+        while client.cap is not None and client.bytes > client.cap and client.eph_bytes > 0:
+            self.evict_from(client)
+
+    def shrink_to_capacity(self) -> None:
+        """Evict ephemeral pages, most-over client first, until the host fits its capacity."""
+        while self.used > self.capacity and self.eph_used > 0:
+            self.evict_from(self.most_over())

@@ -1,0 +1,117 @@
+"""Per-page metadata in flat arrays, and the LRU lists threaded through them.
+
+A stored page is a small integer, its page id.  Everything the engine keeps
+about it lives at that index in a few typed arrays (store reference, charged
+bytes, pool, index, LRU links) plus one slot of a list for its object id, so
+a page costs a few dozen bytes of metadata and no Python object of its own.
+
+Ephemeral pages sit on their owner's LRU list: a circular doubly linked list
+whose sentinel is a page id reserved for that client.  Free page ids are
+chained through the ``next`` array.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+_NIL = -1
+
+
+class PageTable:
+    """Arrays indexed by page id; ids are reused after :meth:`release`."""
+
+    __slots__ = ("ref", "cost", "pool", "index", "oid", "prev", "next", "_free", "_size")
+
+    def __init__(self, initial: int = 1024) -> None:
+        self.ref = array("q")
+        self.cost = array("l")
+        self.pool = array("l")
+        self.index = array("L")
+        self.oid: list[int] = []
+        self.prev = array("l")
+        self.next = array("l")
+        self._free = _NIL
+        self._size = 0
+        self._grow(initial)
+
+    def _grow(self, extra: int) -> None:
+        start = self._size
+        end = start + extra
+        for arr in (self.ref, self.cost, self.pool, self.index, self.prev):
+            arr.frombytes(bytes(extra * arr.itemsize))
+        self.oid.extend([0] * extra)
+        self.next.extend(range(start + 1, end + 1))
+        self.next[end - 1] = self._free
+        self._free = start
+        self._size = end
+
+    def alloc(self, ref: int, cost: int, pool: int, oid: int, index: int) -> int:
+        """Take a free page id and record the page in it (not linked to any LRU)."""
+        pid = self._free
+        if pid == _NIL:
+            self._grow(max(1024, self._size // 2))
+            pid = self._free
+        self._free = self.next[pid]
+        self.ref[pid] = ref
+        self.cost[pid] = cost
+        self.pool[pid] = pool
+        self.oid[pid] = oid
+        self.index[pid] = index
+        self.prev[pid] = _NIL
+        self.next[pid] = _NIL
+        return pid
+
+    def release(self, pid: int) -> None:
+        """Give a page id back (it must be unlinked from any LRU list)."""
+        self.oid[pid] = 0
+        self.next[pid] = self._free
+        self._free = pid
+
+    # --- LRU lists -------------------------------------------------------
+
+    def new_list(self) -> int:
+        """Reserve a sentinel for an empty LRU list; return it."""
+        head = self.alloc(_NIL, 0, _NIL, 0, 0)
+        self.prev[head] = head
+        self.next[head] = head
+        return head
+
+    def append(self, head: int, pid: int) -> None:
+        """Link ``pid`` as the most recently used entry of the list ``head``."""
+        prev = self.prev
+        tail = prev[head]
+        self.next[tail] = pid
+        prev[pid] = tail
+        self.next[pid] = head
+        prev[head] = pid
+
+    def unlink(self, pid: int) -> None:
+        """Take ``pid`` off whatever list it is on (a no-op if on none)."""
+        prev, nxt = self.prev, self.next
+        p = prev[pid]
+        if p == _NIL:
+            return
+        n = nxt[pid]
+        nxt[p] = n
+        prev[n] = p
+        prev[pid] = _NIL
+        nxt[pid] = _NIL
+
+    def touch(self, head: int, pid: int) -> None:
+        """Make ``pid`` the most recently used entry of list ``head``."""
+        self.unlink(pid)
+        self.append(head, pid)
+
+    def oldest(self, head: int) -> int:
+        """The least recently used page id of list ``head``, or -1 if it is empty."""
+        pid = self.next[head]
+        return _NIL if pid == head else pid
+
+    def members(self, head: int) -> list[int]:
+        """Page ids of list ``head`` from least to most recently used."""
+        out = []
+        pid = self.next[head]
+        while pid != head:
+            out.append(pid)
+            pid = self.next[pid]
+        return out

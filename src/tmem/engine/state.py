@@ -1,0 +1,132 @@
+"""The records the engine keeps for pools and clients."""
+
+from __future__ import annotations
+
+import uuid as _uuid
+from typing import Any
+
+from tmem.api import OP_COUNTERS, REJECT_REASONS
+
+
+class Counters:
+    """The operation counters of :data:`tmem.api.OP_COUNTERS`, as plain attributes."""
+
+    __slots__ = OP_COUNTERS
+
+    def __init__(self) -> None:
+        for name in OP_COUNTERS:
+            setattr(self, name, 0)
+
+    def counters(self) -> dict[str, int]:
+        """The counters as a dict, in table order."""
+        return {name: getattr(self, name) for name in OP_COUNTERS}
+
+    def add_to(self, totals: dict[str, int]) -> None:
+        """Add these counters into ``totals``."""
+        for name in OP_COUNTERS:
+            totals[name] = totals.get(name, 0) + getattr(self, name)
+
+
+class Pool(Counters):
+    """A pool: its kind, its objects (oid -> {index: page id}) and its counters.
+
+    A shared pool is one record that several clients reach, each through a
+    pool id of its own; its pages are charged to its ``owner``.
+    """
+
+    __slots__ = (
+        "uid",
+        "owner",
+        "persistent",
+        "shared",
+        "uuid",
+        "page_size",
+        "objs",
+        "pages",
+        "bytes",
+        "members",
+    )
+
+    def __init__(
+        self,
+        uid: int,
+        owner: ClientState,
+        persistent: bool,
+        shared: bool,
+        uuid: _uuid.UUID | None,
+        page_size: int,
+    ) -> None:
+        super().__init__()
+        self.uid = uid
+        self.owner = owner
+        self.persistent = persistent
+        self.shared = shared
+        self.uuid = uuid
+        self.page_size = page_size
+        self.objs: dict[int, dict[int, int]] = {}
+        self.pages = 0
+        self.bytes = 0
+        self.members: dict[ClientState, int] = {}  # client -> its pool id for this pool
+
+    @property
+    def destructive_get(self) -> bool:
+        """Gets from a private ephemeral pool take the page away (cleancache's rule)."""
+        return not self.persistent and not self.shared
+
+    def describe(self) -> dict[str, Any]:
+        """The pool's kind, sizes and counters."""
+        out: dict[str, Any] = {
+            "persistent": self.persistent,
+            "shared": self.shared,
+            "uuid": str(self.uuid) if self.uuid else None,
+            "page_size": self.page_size,
+            "objects": len(self.objs),
+        }
+        out.update(self.counters())
+        out["pages"] = self.pages
+        out["bytes"] = self.bytes
+        return out
+
+
+class ClientState(Counters):
+    """A connected client: its policy, its pools, its charges and its LRU list."""
+
+    __slots__ = (
+        "name",
+        "cid",
+        "weight",
+        "cap",
+        "frozen",
+        "compress",
+        "pools",
+        "next_pool_id",
+        "lru",
+        "pages",
+        "bytes",
+        "eph_bytes",
+        "rejects",
+        "live",
+    )
+
+    def __init__(self, name: str, cid: int, weight: int, cap: int | None, lru: int) -> None:
+        super().__init__()
+        self.name = name
+        self.cid = cid
+        self.weight = weight
+        self.cap = cap
+        self.frozen = False
+        self.compress: str | None = None
+        self.pools: dict[int, Pool] = {}
+        self.next_pool_id = 0
+        self.lru = lru
+        self.pages = 0
+        self.bytes = 0
+        self.eph_bytes = 0
+        self.rejects = dict.fromkeys(REJECT_REASONS, 0)
+        self.live = True
+
+    def __hash__(self) -> int:
+        return self.cid
+
+    def __eq__(self, other: object) -> bool:
+        return self is other

@@ -1,0 +1,182 @@
+"""The embedded host: the engine, a page store and one lock, in this process.
+
+:class:`Host` is a thin shim: every rule lives in :class:`tmem.engine.Engine`;
+the host adds a lock so that threads may share it, builds the page store, and
+hands out :class:`HostClient` objects that implement :class:`tmem.api.Client`.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid as _uuid
+from typing import Any
+
+from tmem.api import DEFAULT_PAGE_SIZE, Stats
+from tmem.engine import Engine
+from tmem.engine.state import ClientState
+from tmem.errors import ConnectionLost
+from tmem.store import PageStore, make_store
+
+
+class Host:
+    """A tmem host of ``capacity`` bytes, shared by the clients it connects.
+
+    ``compress`` is the default compression of new clients and ``dedup`` the
+    deduplication scope; a ready-made ``store`` may be passed instead.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        compress: str | None = None,
+        dedup: str | None = None,
+        store: PageStore | None = None,
+    ) -> None:
+        self.store = store if store is not None else make_store(compress, dedup)
+        self.compress = compress
+        self.engine = Engine(self.store, capacity)
+        self.lock = threading.Lock()
+
+    def connect(
+        self,
+        name: str,
+        weight: int = 1,
+        cap: int | None = None,
+        compress: str | None | Any = ...,
+    ) -> HostClient:
+        """Register client ``name`` and return its handle (see :class:`tmem.api.Client`)."""
+        with self.lock:
+            state = self.engine.add_client(name, weight, cap)
+            try:
+                self._configure(state, self.compress if compress is ... else compress)
+            except BaseException:
+                self.engine.remove_client(state)
+                raise
+        return HostClient(self, state)
+
+    def _configure(self, state: ClientState, compress: str | None) -> None:
+        self.store.configure_client(state.cid, compress)
+        state.compress = compress
+
+    # --- administration (tmem.api.Admin) ----------------------------------
+
+    def authorize_shared(self, client: str, uuid: _uuid.UUID) -> None:
+        """Allow ``client`` to create or join the shared pool ``uuid``."""
+        with self.lock:
+            self.engine.authorize_shared(client, uuid)
+
+    def revoke_shared(self, client: str, uuid: _uuid.UUID) -> None:
+        """Withdraw that right; the client leaves the pool now if it is in it."""
+        with self.lock:
+            self.engine.revoke_shared(client, uuid)
+
+    def set_capacity(self, capacity: int) -> None:
+        """Change the bytes the host may spend; ephemeral pages are evicted to fit."""
+        with self.lock:
+            self.engine.set_capacity(capacity)
+
+    @property
+    def capacity(self) -> int:
+        """The bytes the host may spend on stored pages."""
+        return self.engine.capacity
+
+    def set_client(
+        self,
+        name: str,
+        *,
+        weight: int | None = None,
+        cap: int | None | Any = ...,
+        compress: str | None | Any = ...,
+        frozen: bool | None = None,
+    ) -> None:
+        """Change a connected client's weight, cap, compression or frozen state."""
+        with self.lock:
+            state = self.engine.client(name)
+            if compress is not ...:
+                self._configure(state, compress)
+            self.engine.set_client(name, weight=weight, cap=cap, frozen=frozen)
+
+    def stats(self) -> Stats:
+        """Host totals, capacity, the store's figures and every client's counters."""
+        with self.lock:
+            out = self.engine.host_stats()
+            store = self.store.stats()
+        out["store"] = store
+        orig = store.get("orig_data_size", 0)
+        compr = store.get("compr_data_size", 0)
+        out["compression_ratio"] = orig / compr if compr else 1.0
+        logical = store.get("logical_pages", store.get("stored_pages", 0))
+        unique = store.get("stored_pages", 0)
+        out["dedup_ratio"] = logical / unique if unique else 1.0
+        return out
+
+
+class HostClient:
+    """A client of an embedded :class:`Host`; implements :class:`tmem.api.Client`."""
+
+    def __init__(self, host: Host, state: ClientState) -> None:
+        self.host = host
+        self.name = state.name
+        self._state = state
+        self._engine = host.engine
+        self._lock = host.lock
+
+    def new_pool(
+        self,
+        persistent: bool = False,
+        shared: bool = False,
+        uuid: _uuid.UUID | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> int:
+        """Create (or join, for a shared uuid) a pool; return its id."""
+        with self._lock:
+            self._check_open()
+            return self._engine.new_pool(self._state, persistent, shared, uuid, page_size)
+
+    def destroy_pool(self, pool: int) -> None:
+        """Leave the pool; its pages go once no client is left in it."""
+        with self._lock:
+            self._engine.destroy_pool(self._state, pool)
+
+    def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
+        """Copy ``data`` in; True if stored, False if the host refused it."""
+        with self._lock:
+            return self._engine.put(self._state, pool, oid, index, data)
+
+    def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
+        """A copy of the page, or None on a miss."""
+        with self._lock:
+            return self._engine.get(self._state, pool, oid, index)
+
+    def flush_page(self, pool: int, oid: int, index: int) -> None:
+        """Forget the page; later gets miss."""
+        with self._lock:
+            self._engine.flush_page(self._state, pool, oid, index)
+
+    def flush_object(self, pool: int, oid: int) -> None:
+        """Forget every page of the object."""
+        with self._lock:
+            self._engine.flush_object(self._state, pool, oid)
+
+    def stats(self) -> Stats:
+        """This client's counters, with each pool's under ``"pools"``."""
+        with self._lock:
+            return self._engine.client_stats(self._state)
+
+    def close(self) -> None:
+        """Leave the host: private pools and their pages are released."""
+        with self._lock:
+            self._engine.remove_client(self._state)
+
+    def _check_open(self) -> None:
+        if not self._state.live:
+            raise ConnectionLost(f"client {self.name!r} was closed")
+
+    def __enter__(self) -> HostClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<tmem.HostClient {self.name!r}>"

@@ -1,0 +1,98 @@
+"""Fixed-size slots carved out of large anonymous memory maps.
+
+A :class:`SlotArena` hands out slots of one size from 1 MiB chunks mapped with
+``mmap``, so a stored page costs no Python object of its own and the memory is
+committed only when a slot is first written.  Freed slots are reused first
+(last freed, first reused).  Only a bounded number of freed slots stay
+resident: past ``hot_limit`` a freed slot whose bytes cover whole OS pages is
+handed back to the kernel with ``MADV_DONTNEED``, so resident memory follows
+the slots in use.
+"""
+
+from __future__ import annotations
+
+import mmap
+
+CHUNK_BYTES = 1 << 20
+_PAGESIZE = mmap.PAGESIZE
+_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
+
+
+class SlotArena:
+    """Slots of ``slot_size`` bytes, addressed by small integers."""
+
+    __slots__ = (
+        "slot_size",
+        "per_chunk",
+        "hot_limit",
+        "_chunks",
+        "_hot",
+        "_cold",
+        "_next",
+        "_releasable",
+        "used",
+    )
+
+    def __init__(self, slot_size: int, hot_limit: int = 64, chunk_bytes: int = CHUNK_BYTES):
+        if slot_size <= 0 or slot_size > chunk_bytes:
+            raise ValueError(f"slot size {slot_size} does not fit a {chunk_bytes}-byte chunk")
+        self.slot_size = slot_size
+        self.per_chunk = chunk_bytes // slot_size
+        self.hot_limit = hot_limit
+        self._chunks: list[mmap.mmap] = []
+        self._hot: list[int] = []  # freed, still resident
+        self._cold: list[int] = []  # freed and handed back to the kernel
+        self._next = 0  # slots below this were handed out at least once
+        self._releasable = _CAN_RELEASE and slot_size % _PAGESIZE == 0
+        self.used = 0
+
+    def alloc(self) -> int:
+        """Return a free slot number (its old contents are unspecified)."""
+        self.used += 1
+        if self._hot:
+            return self._hot.pop()
+        if self._cold:
+            return self._cold.pop()
+        slot = self._next
+        self._next = slot + 1
+        if slot >= len(self._chunks) * self.per_chunk:
+            self._chunks.append(mmap.mmap(-1, self.per_chunk * self.slot_size))
+        return slot
+
+    def free(self, slot: int) -> None:
+        """Give a slot back; its bytes may be released to the kernel."""
+        self.used -= 1
+        if len(self._hot) < self.hot_limit or not self._releasable:
+            self._hot.append(slot)
+            return
+        chunk, pos = divmod(slot, self.per_chunk)
+        self._chunks[chunk].madvise(mmap.MADV_DONTNEED, pos * self.slot_size, self.slot_size)
+        self._cold.append(slot)
+
+    def write(self, slot: int, data: bytes | memoryview, offset: int = 0) -> None:
+        """Copy ``data`` into the slot at ``offset`` (it must fit)."""
+        chunk, pos = divmod(slot, self.per_chunk)
+        start = pos * self.slot_size + offset
+        self._chunks[chunk][start : start + len(data)] = data
+
+    def read(self, slot: int, length: int, offset: int = 0) -> bytes:
+        """Return a copy of ``length`` bytes of the slot from ``offset``."""
+        chunk, pos = divmod(slot, self.per_chunk)
+        start = pos * self.slot_size + offset
+        return self._chunks[chunk][start : start + length]
+
+    def view(self, slot: int) -> memoryview:
+        """A view of the whole slot, valid until the slot is freed."""
+        chunk, pos = divmod(slot, self.per_chunk)
+        start = pos * self.slot_size
+        return memoryview(self._chunks[chunk])[start : start + self.slot_size]
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes of slots that were written and not handed back: an upper bound on RSS."""
+        return (self._next - len(self._cold)) * self.slot_size
+
+    @property
+    def mapped_bytes(self) -> int:
+        """Address space mapped for this arena (not all of it resident)."""
+        return len(self._chunks) * self.per_chunk * self.slot_size

@@ -1,0 +1,46 @@
+"""The one small interface between the engine and whatever holds page bytes.
+
+A store copies a page in and returns an integer reference, copies it out,
+frees it, and says how many bytes of real memory the reference costs.  The
+engine never looks inside a reference.  A store may refuse a page (a negative
+return from :meth:`PageStore.put`), for instance one that compresses poorly.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+#: ``put`` returned this: the store refused the page (its own counters say why).
+REJECTED = -1
+
+
+class PageStore(Protocol):
+    """Holds page bytes in memory it owns and accounts for."""
+
+    def put(self, data: bytes | memoryview, persistent: bool, cid: int) -> int:
+        """Copy ``data`` in for client ``cid``; return a reference >= 0, or REJECTED."""
+        ...
+
+    def get(self, ref: int) -> bytes:
+        """Return a copy of the page stored under ``ref``."""
+        ...
+
+    def free(self, ref: int) -> None:
+        """Release ``ref``; it must not be used again."""
+        ...
+
+    def charge(self, ref: int) -> int:
+        """Bytes of real memory ``ref`` holds (its data plus the allocator's rounding)."""
+        ...
+
+    def configure_client(self, cid: int, compress: str | None) -> None:
+        """Set how pages of client ``cid`` are stored from now on."""
+        ...
+
+    def forget_client(self, cid: int) -> None:
+        """Client ``cid`` left and holds no references any more."""
+        ...
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes of the store (``mem_used_total`` is its resident bytes)."""
+        ...

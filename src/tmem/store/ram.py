@@ -1,0 +1,57 @@
+"""Plain RAM: each page copied whole into a slot of its own size class."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tmem.store.arena import SlotArena
+
+_CLASS_BITS = 5  # page sizes 2**9 .. 2**16 give class numbers below 32
+
+
+class RamStore:
+    """Stores pages uncompressed; a reference is ``slot << 5 | log2(size)``."""
+
+    def __init__(self) -> None:
+        self._arenas: list[SlotArena | None] = [None] * (1 << _CLASS_BITS)
+        self.pages = 0
+
+    def put(self, data: bytes | memoryview, persistent: bool, cid: int) -> int:
+        size = len(data)
+        cls = size.bit_length() - 1
+        arena = self._arenas[cls]
+        if arena is None:
+            arena = self._arenas[cls] = SlotArena(1 << cls)
+        slot = arena.alloc()
+        arena.write(slot, data)
+        self.pages += 1
+        return slot << _CLASS_BITS | cls
+
+    def get(self, ref: int) -> bytes:
+        cls = ref & 31
+        return self._arenas[cls].read(ref >> _CLASS_BITS, 1 << cls)
+
+    def free(self, ref: int) -> None:
+        self._arenas[ref & 31].free(ref >> _CLASS_BITS)
+        self.pages -= 1
+
+    def charge(self, ref: int) -> int:
+        return 1 << (ref & 31)
+
+    def configure_client(self, cid: int, compress: str | None) -> None:
+        if compress not in (None, "none"):
+            raise ValueError(f"the plain RAM store does not compress ({compress!r})")
+
+    def forget_client(self, cid: int) -> None:
+        pass
+
+    def stats(self) -> dict[str, Any]:
+        arenas = [a for a in self._arenas if a is not None]
+        data = sum(a.used * a.slot_size for a in arenas)
+        return {
+            "store": "ram",
+            "stored_pages": self.pages,
+            "orig_data_size": data,
+            "compr_data_size": data,
+            "mem_used_total": sum(a.resident_bytes for a in arenas),
+        }
