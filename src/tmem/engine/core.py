@@ -41,7 +41,9 @@ def check_handle(oid: Any, index: Any) -> tuple[int, int]:
         oid = operator.index(oid)
         index = operator.index(index)
     except TypeError:
-        raise InvalidArgument(f"object id and index must be integers, not {oid!r}, {index!r}")
+        raise InvalidArgument(
+            f"object id and index must be integers, not {oid!r}, {index!r}"
+        ) from None
     if isinstance(oid, bool) or not 0 <= oid < OID_LIMIT:
         raise InvalidArgument(f"object id {oid!r} is outside [0, 2**192)")
     if isinstance(index, bool) or not 0 <= index < INDEX_LIMIT:
@@ -66,7 +68,9 @@ def as_page(data: Any, page_size: int) -> bytes | memoryview:
         try:
             data = memoryview(data).cast("B")
         except TypeError:
-            raise InvalidArgument(f"page data must be bytes-like, not {type(data).__name__}")
+            raise InvalidArgument(
+                f"page data must be bytes-like, not {type(data).__name__}"
+            ) from None
     if len(data) != page_size:
         raise InvalidArgument(f"page data is {len(data)} bytes; this pool's pages are {page_size}")
     return data
@@ -275,8 +279,12 @@ class Engine(EvictionMixin):
     def put(self, client: ClientState, pool_id: int, oid: int, index: int, data: Any) -> bool:
         """Copy ``data`` into the handle; True if stored, False if refused."""
         pool = self.pool_of(client, pool_id)
-        if not (type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
-                and 0 <= index < INDEX_LIMIT):
+        if not (
+            type(oid) is int
+            and 0 <= oid < OID_LIMIT
+            and type(index) is int
+            and 0 <= index < INDEX_LIMIT
+        ):
             oid, index = check_handle(oid, index)
         if type(data) is not bytes or len(data) != pool.page_size:
             data = as_page(data, pool.page_size)
@@ -330,8 +338,12 @@ class Engine(EvictionMixin):
     def get(self, client: ClientState, pool_id: int, oid: int, index: int) -> bytes | None:
         """A copy of the page at the handle, or None; private ephemeral gets take it away."""
         pool = self.pool_of(client, pool_id)
-        if not (type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
-                and 0 <= index < INDEX_LIMIT):
+        if not (
+            type(oid) is int
+            and 0 <= oid < OID_LIMIT
+            and type(index) is int
+            and 0 <= index < INDEX_LIMIT
+        ):
             oid, index = check_handle(oid, index)
         client.gets += 1
         pool.gets += 1

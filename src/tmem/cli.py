@@ -1,0 +1,90 @@
+"""The ``tmem`` command: a small demonstration, the daemon and the benchmarks."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import tmem
+from tmem.errors import TmemError
+from tmem.units import format_size, parse_size
+
+
+class Size(click.ParamType):
+    """A byte size option: ``4096``, ``512M``, ``2G``."""
+
+    name = "size"
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return parse_size(value)
+        except TmemError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = Size()
+
+
+@click.group()
+@click.version_option(tmem.__version__, prog_name="tmem")
+def main() -> None:
+    """Transcendent memory: lend spare RAM to many clients, page by page."""
+
+
+@main.command()
+@click.option("--capacity", type=SIZE, default="256K", show_default=True, help="Host capacity.")
+@click.option("--pages", type=int, default=96, show_default=True, help="Pages each guest puts.")
+def demo(capacity: int, pages: int) -> None:
+    """Two guests share a small embedded host: puts, gets, evictions and statistics."""
+    console = Console()
+    host = tmem.Host(capacity=capacity)
+    console.print(f"[bold]embedded host[/] of {format_size(capacity)}")
+    guests = {name: host.connect(name, weight=w) for name, w in (("vm1", 1), ("vm2", 3))}
+    pools = {}
+    for name, client in guests.items():
+        pools[name] = (client.new_pool(), client.new_pool(persistent=True))
+    for step in range(pages):
+        for name, client in guests.items():
+            eph, pers = pools[name]
+            page = f"{name} page {step} ".encode().ljust(4096, b".")
+            client.put_page(eph, 1, step, page)
+            if step % 8 == 0:
+                client.put_page(pers, 2, step, page)
+    table = Table(title="after the puts: ephemeral pages back, by guest")
+    for col in ("guest", "weight", "cache hits", "misses", "swap pages intact"):
+        table.add_column(col, justify="right")
+    for name, client in guests.items():
+        eph, pers = pools[name]
+        hits = sum(client.get_page(eph, 1, i) is not None for i in range(pages))
+        intact = all(
+            client.get_page(pers, 2, i) == f"{name} page {i} ".encode().ljust(4096, b".")
+            for i in range(0, pages, 8)
+        )
+        weight = host.stats()["clients"][name]["weight"]
+        table.add_row(name, str(weight), str(hits), str(pages - hits), str(intact))
+    console.print(table)
+    _print_stats(console, host.stats())
+
+
+def _print_stats(console: Console, stats: dict) -> None:
+    table = Table(title="host statistics")
+    table.add_column("counter")
+    table.add_column("host", justify="right")
+    names = list(stats["clients"])
+    for name in names:
+        table.add_column(name, justify="right")
+    for key in ("puts", "succ_puts", "failed_puts", "gets", "succ_gets", "evictions", "pages"):
+        row = [str(stats["clients"][n][key]) for n in names]
+        table.add_row(key, str(stats[key]), *row)
+    row = [format_size(stats["clients"][n]["bytes"]) for n in names]
+    table.add_row("bytes", f"{format_size(stats['bytes'])} of {format_size(stats['capacity'])}", *row)
+    console.print(table)
+    console.print(
+        f"compression ratio {stats['compression_ratio']:.2f}, "
+        f"dedup ratio {stats['dedup_ratio']:.2f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
