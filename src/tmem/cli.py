@@ -78,7 +78,9 @@ def _print_stats(console: Console, stats: dict) -> None:
         row = [str(stats["clients"][n][key]) for n in names]
         table.add_row(key, str(stats[key]), *row)
     row = [format_size(stats["clients"][n]["bytes"]) for n in names]
-    table.add_row("bytes", f"{format_size(stats['bytes'])} of {format_size(stats['capacity'])}", *row)
+    table.add_row(
+        "bytes", f"{format_size(stats['bytes'])} of {format_size(stats['capacity'])}", *row
+    )
     console.print(table)
     console.print(
         f"compression ratio {stats['compression_ratio']:.2f}, "

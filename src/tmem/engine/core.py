@@ -25,14 +25,11 @@ import uuid as _uuid
 from typing import Any
 
 from tmem.api import INDEX_LIMIT, MAX_PAGE_SIZE, MIN_PAGE_SIZE, OID_LIMIT, REJECT_REASONS
-from tmem.engine.evict import MAX_EVICTIONS_PER_PUT, EvictionMixin
+from tmem.engine.evict import MAX_EVICTIONS_PER_PUT, PAGE_METADATA_BYTES, EvictionMixin
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.errors import InvalidArgument, NoSuchClient, NoSuchPool, PermissionDenied
 from tmem.store.base import PageStore
-
-#: Bytes charged per stored page for the engine's own metadata (measured by bench/engine.py).
-PAGE_METADATA_BYTES = 160
 
 
 def check_handle(oid: Any, index: Any) -> tuple[int, int]:
@@ -87,12 +84,21 @@ class Engine(EvictionMixin):
         self.pools: dict[int, Pool] = {}  # uid -> pool, for eviction
         self.shared: dict[_uuid.UUID, Pool] = {}
         self.grants: dict[_uuid.UUID, set[str]] = {}
-        self.used = 0  # bytes charged for all pages
+        self.charged = 0  # bytes charged to clients (shared content counted per holder)
         self.eph_used = 0  # bytes charged for ephemeral pages
         self.pages = 0
         self.departed: dict[str, int] = {}  # counters of clients that left
         self._next_uid = 0
         self._next_cid = 0
+
+    @property
+    def used(self) -> int:
+        """Real bytes held for pages: the store's bytes in use plus per-page metadata.
+
+        Clients are charged per page they hold (``charged``); content the store
+        shares between pages (deduplication) is counted once here.
+        """
+        return self.store.used_bytes + PAGE_METADATA_BYTES * self.pages
 
     # --- clients ---------------------------------------------------------
 
@@ -305,7 +311,7 @@ class Engine(EvictionMixin):
         if ref < 0:
             return self._reject(client, pool, "store")
         cost = self.store.charge(ref) + PAGE_METADATA_BYTES
-        reason = self.make_room(owner, pool.persistent, cost)
+        reason = self.make_room(owner, pool.persistent, cost)  # ref's bytes already in use
         if reason is not None:
             self.store.free(ref)
             return self._reject(client, pool, reason)
@@ -320,7 +326,7 @@ class Engine(EvictionMixin):
         owner.pages += 1
         owner.bytes += cost
         self.pages += 1
-        self.used += cost
+        self.charged += cost
         if not pool.persistent:
             owner.eph_bytes += cost
             self.eph_used += cost
@@ -403,7 +409,7 @@ class Engine(EvictionMixin):
         owner.pages -= 1
         owner.bytes -= cost
         self.pages -= 1
-        self.used -= cost
+        self.charged -= cost
         if not pool.persistent:
             owner.eph_bytes -= cost
             self.eph_used -= cost
@@ -442,7 +448,8 @@ class Engine(EvictionMixin):
             pages=self.pages,
             bytes=self.used,
             ephemeral_bytes=self.eph_used,
-            persistent_bytes=self.used - self.eph_used,
+            persistent_bytes=self.charged - self.eph_used,
+            charged_bytes=self.charged,
             metadata_bytes_per_page=PAGE_METADATA_BYTES,
             pools=len(self.pools),
             clients={c.name: self.client_stats(c) for c in self.clients.values()},

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from tmem.engine.state import ClientState
 
 MAX_EVICTIONS_PER_PUT = 256
+#: Bytes charged per stored page for the engine's own metadata (measured by bench/engine.py).
+PAGE_METADATA_BYTES = 160
 
 
 class EvictionMixin:
@@ -36,13 +38,15 @@ class EvictionMixin:
                     break
             else:
                 return "cap"
-        if self.used + cost > self.capacity:
-            if self.used - self.eph_used + cost > self.capacity:
+        # The new page's data already counts in the store's bytes; only its metadata is to come.
+        need = self.used + PAGE_METADATA_BYTES - self.capacity
+        if need > 0:
+            if need > self.eph_used:
                 return "capacity"
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 own = persistent and owner.eph_bytes > 0
                 self.evict_from(owner if own else self.most_over(owner, cost))
-                if self.used + cost <= self.capacity:
+                if self.used + PAGE_METADATA_BYTES <= self.capacity:
                     break
             else:
                 return "capacity"

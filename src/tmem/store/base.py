@@ -17,6 +17,10 @@ REJECTED = -1
 class PageStore(Protocol):
     """Holds page bytes in memory it owns and accounts for."""
 
+    #: Bytes of memory holding page data now (slots in use, with their rounding);
+    #: the engine counts the host's usage from it, so shared content counts once.
+    used_bytes: int
+
     def put(self, data: bytes | memoryview, persistent: bool, cid: int) -> int:
         """Copy ``data`` in for client ``cid``; return a reference >= 0, or REJECTED."""
         ...

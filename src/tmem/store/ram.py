@@ -15,6 +15,7 @@ class RamStore:
     def __init__(self) -> None:
         self._arenas: list[SlotArena | None] = [None] * (1 << _CLASS_BITS)
         self.pages = 0
+        self.used_bytes = 0
 
     def put(self, data: bytes | memoryview, persistent: bool, cid: int) -> int:
         size = len(data)
@@ -25,6 +26,7 @@ class RamStore:
         slot = arena.alloc()
         arena.write(slot, data)
         self.pages += 1
+        self.used_bytes += 1 << cls
         return slot << _CLASS_BITS | cls
 
     def get(self, ref: int) -> bytes:
@@ -32,8 +34,10 @@ class RamStore:
         return self._arenas[cls].read(ref >> _CLASS_BITS, 1 << cls)
 
     def free(self, ref: int) -> None:
-        self._arenas[ref & 31].free(ref >> _CLASS_BITS)
+        cls = ref & 31
+        self._arenas[cls].free(ref >> _CLASS_BITS)
         self.pages -= 1
+        self.used_bytes -= 1 << cls
 
     def charge(self, ref: int) -> int:
         return 1 << (ref & 31)
