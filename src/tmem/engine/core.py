@@ -34,6 +34,8 @@ from tmem.store.base import PageStore
 
 def check_handle(oid: Any, index: Any) -> tuple[int, int]:
     """Return ``(oid, index)`` as ints, or raise InvalidArgument if out of range."""
+    if isinstance(oid, bool) or isinstance(index, bool):
+        raise InvalidArgument(f"object id and index must be integers, not {oid!r}, {index!r}")
     try:
         oid = operator.index(oid)
         index = operator.index(index)
@@ -41,9 +43,9 @@ def check_handle(oid: Any, index: Any) -> tuple[int, int]:
         raise InvalidArgument(
             f"object id and index must be integers, not {oid!r}, {index!r}"
         ) from None
-    if isinstance(oid, bool) or not 0 <= oid < OID_LIMIT:
+    if not 0 <= oid < OID_LIMIT:
         raise InvalidArgument(f"object id {oid!r} is outside [0, 2**192)")
-    if isinstance(index, bool) or not 0 <= index < INDEX_LIMIT:
+    if not 0 <= index < INDEX_LIMIT:
         raise InvalidArgument(f"page index {index!r} is outside [0, 2**32)")
     return oid, index
 
