@@ -21,15 +21,20 @@ from tmem.store import PageStore, make_store
 class Host:
     """A tmem host of ``capacity`` bytes, shared by the clients it connects.
 
-    ``compress`` is the default compression of new clients and ``dedup`` the
-    deduplication scope; a ready-made ``store`` may be passed instead.
+    ``compress`` is the default compression of new clients (``"lz4"``,
+    ``"zstd"`` or None) and ``dedup`` the deduplication scope: ``"client"``
+    (identical pages of one client stored once), ``"host"`` (across clients;
+    this lets one client time another's puts, see docs/stores.md), None, or
+    ``"auto"``: ``"client"`` if the host compresses, else None.  A host with
+    neither stores pages raw and its clients cannot switch compression on.
+    A ready-made ``store`` may be passed instead.
     """
 
     def __init__(
         self,
         capacity: int,
-        compress: str | None = None,
-        dedup: str | None = None,
+        compress: str | None = "lz4",
+        dedup: str | None = "auto",
         store: PageStore | None = None,
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)

@@ -1,22 +1,56 @@
-"""Page stores: where the engine's pages live, in memory the store owns."""
+"""Page stores: where the engine's pages live, in memory the store owns.
+
+* :class:`RamStore`: pages copied whole, nothing else (``compress=None`` and
+  no deduplication): the fastest store, and the reference for the others.
+* :class:`CompressedStore`: same-filled pages in a word, deduplication within a
+  client or across the host, lz4 or zstd per client, size classes packed into
+  arenas with compaction (see ``docs/stores.md``).
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tmem.errors import InvalidArgument
 from tmem.store.base import REJECTED, PageStore
+from tmem.store.codecs import CODEC_IDS
+from tmem.store.compressed import DEDUP_SCOPES, CompressedStore
 from tmem.store.ram import RamStore
 
-#: Names accepted for ``compress`` (None and "none" both mean no compression).
-COMPRESSORS: tuple[str | None, ...] = (None, "none")
+#: Names accepted for ``compress`` (None and "none" both mean stored raw).
+COMPRESSORS: tuple[str | None, ...] = tuple(CODEC_IDS)
 
 
-def make_store(compress: str | None = None, dedup: str | None = None) -> PageStore:
-    """Build the page store for a host's defaults."""
+def make_store(
+    compress: str | None = "lz4", dedup: str | None = "auto", **options: Any
+) -> PageStore:
+    """Build the page store for a host's defaults.
+
+    ``compress`` is the codec of clients that choose none of their own;
+    ``dedup`` is None (off), ``"client"``, ``"host"`` or ``"auto"`` (``"client"``
+    when ``compress`` names a codec, else off); ``options`` go to
+    :class:`CompressedStore` (thresholds, compaction, zstd level).  With no
+    compression, no deduplication and no options, the plain :class:`RamStore`.
+    """
     if compress not in COMPRESSORS:
-        raise InvalidArgument(f"unknown compressor {compress!r}; choose from {COMPRESSORS}")
-    if dedup is not None:
-        raise InvalidArgument(f"unknown dedup scope {dedup!r}")
-    return RamStore()
+        names = ", ".join(repr(n) for n in COMPRESSORS)
+        raise InvalidArgument(f"unknown compressor {compress!r}; choose from {names}")
+    if dedup == "auto":
+        dedup = None if compress in (None, "none") else "client"
+    if dedup not in DEDUP_SCOPES:
+        names = ", ".join(repr(n) for n in DEDUP_SCOPES)
+        raise InvalidArgument(f"unknown dedup scope {dedup!r}; choose from {names}")
+    if compress in (None, "none") and dedup in (None, "none") and not options:
+        return RamStore()
+    return CompressedStore(compress, dedup, **options)
 
 
-__all__ = ["COMPRESSORS", "REJECTED", "PageStore", "RamStore", "make_store"]
+__all__ = [
+    "COMPRESSORS",
+    "DEDUP_SCOPES",
+    "REJECTED",
+    "CompressedStore",
+    "PageStore",
+    "RamStore",
+    "make_store",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tmem.errors import InvalidArgument
 from tmem.store.arena import SlotArena
 
 _CLASS_BITS = 5  # page sizes 2**9 .. 2**16 give class numbers below 32
@@ -44,7 +45,10 @@ class RamStore:
 
     def configure_client(self, cid: int, compress: str | None) -> None:
         if compress not in (None, "none"):
-            raise ValueError(f"the plain RAM store does not compress ({compress!r})")
+            raise InvalidArgument(
+                f"this host stores pages raw and cannot compress them ({compress!r});"
+                " build it with compress='lz4' or 'zstd' to let clients choose"
+            )
 
     def forget_client(self, cid: int) -> None:
         pass

@@ -1,0 +1,66 @@
+"""The compressors a store can use, as one table of small integer codec ids.
+
+A codec turns a page into bytes and back.  Compressed bytes carry no header of
+their own: the store keeps each page's compressed length and page size, so
+lz4 runs in raw block mode and zstd writes neither checksum nor content size.
+Codec ids are stored per page, so one store can hold pages of every codec at
+once (clients switch codecs at run time; old pages stay readable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lz4.block
+import zstandard
+
+from tmem.errors import InvalidArgument
+
+#: Codec ids kept per page (two bits).
+RAW, LZ4, ZSTD, SAME = 0, 1, 2, 3
+
+#: ``compress`` names a client may choose -> codec id (None and "none": stored raw).
+CODEC_IDS: dict[str | None, int] = {None: RAW, "none": RAW, "lz4": LZ4, "zstd": ZSTD}
+
+#: Level zstd runs at: 1 is its fastest, and pages are small enough that higher
+#: levels buy little (see docs/stores.md).
+ZSTD_LEVEL = 1
+
+
+def codec_id(compress: object) -> int:
+    """The codec id for a ``compress`` name, or raise InvalidArgument."""
+    try:
+        return CODEC_IDS[compress]  # type: ignore[index]
+    except (KeyError, TypeError):
+        names = ", ".join(repr(n) for n in CODEC_IDS)
+        raise InvalidArgument(f"unknown compressor {compress!r}; choose from {names}") from None
+
+
+class Codecs:
+    """Compress and decompress functions by codec id (zstd contexts are reused)."""
+
+    def __init__(self, zstd_level: int = ZSTD_LEVEL) -> None:
+        zc = zstandard.ZstdCompressor(
+            level=zstd_level, write_checksum=False, write_content_size=False, write_dict_id=False
+        )
+        zd = zstandard.ZstdDecompressor()
+
+        def lz4_decompress(buf: bytes, size: int) -> bytes:
+            return lz4.block.decompress(buf, uncompressed_size=size)
+
+        def zstd_decompress(buf: bytes, size: int) -> bytes:
+            return zd.decompress(buf, max_output_size=size)
+
+        def lz4_compress(data: bytes | memoryview) -> bytes:
+            return lz4.block.compress(data, store_size=False)
+
+        #: codec id -> compress(page) -> bytes (RAW and SAME have none)
+        self.compress: dict[int, Callable[[bytes | memoryview], bytes]] = {
+            LZ4: lz4_compress,
+            ZSTD: zc.compress,
+        }
+        #: codec id -> decompress(buf, page_size) -> page
+        self.decompress: dict[int, Callable[[bytes, int], bytes]] = {
+            LZ4: lz4_decompress,
+            ZSTD: zstd_decompress,
+        }

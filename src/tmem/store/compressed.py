@@ -1,0 +1,281 @@
+"""The compressed, deduplicating page store (zcache and Xen tmem's density).
+
+A put goes through these steps, each counted:
+
+1. **Same-filled pages** (one 8-byte word repeated, zeros above all) keep only
+   the word, in the page's handle row: no slot at all (zram's ``same_pages``).
+2. **Deduplication** (``dedup="client"`` or ``"host"``): the page's xxh3-128
+   hash, seeded with the client id when the scope is one client, looks up a
+   stored page; the bytes are compared before the page is shared, and a hit
+   only adds a reference (``dedup_hits``).  Stored content is never changed, so
+   a later put or flush of one handle cannot change what another reads.
+3. **Compression** with the client's codec (lz4, zstd, or none).  A page that
+   compresses to more than ``max_compressed_fraction`` of its size is refused
+   from an ephemeral pool (``reject_compress_poor``) and stored raw for a
+   persistent one (``huge_pages``).  With ``max_mean_fraction`` set, an
+   ephemeral page larger than that fraction is also refused while the mean
+   compressed size of stored pages is above it (``reject_mean_size``).
+4. The bytes go into a :class:`tmem.store.zspool.ZsPool` size class.
+
+Accounting: ``used_bytes`` is the slots in use (with rounding) plus the
+handle rows and dedup index entries of stored content, each counted once
+however many references share it; ``charge`` is one page's full footprint,
+what every holder of a shared page is charged.  Holes left by freed slots are
+not in ``used_bytes``: compaction keeps them under ``compact_fraction`` of each
+class, and ``mem_used_total`` (what the store holds, holes included) shows them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import xxhash
+
+from tmem.errors import InvalidArgument
+from tmem.store.base import REJECTED
+from tmem.store.codecs import LZ4, RAW, SAME, Codecs, codec_id
+from tmem.store.handles import CODEC_MASK, HUGE, INDEXED, ORDER_SHIFT, HandleTable
+from tmem.store.zspool import CLASS_MASK, SLOT_SIZE, ZsPool
+
+DEDUP_SCOPES: tuple[str | None, ...] = (None, "none", "client", "host")
+#: A dict entry of the dedup index: a 128-bit int key, an int value, and the
+#: dict's own slot (24-byte entry plus index, at the dict's 2/3 load).
+INDEX_ENTRY_BYTES = sys.getsizeof(1 << 127) + sys.getsizeof(1 << 40) + 48
+_hash = xxhash.xxh3_128_intdigest
+
+
+class CompressedStore:
+    """Pages compressed per client, deduplicated within ``dedup``'s scope, in size classes."""
+
+    def __init__(
+        self,
+        compress: str | None = "lz4",
+        dedup: str | None = "client",
+        max_compressed_fraction: float = 0.75,
+        max_mean_fraction: float | None = None,
+        compact_fraction: float = 1 / 16,
+        zstd_level: int = 1,
+    ) -> None:
+        self.default_codec = codec_id(compress)
+        if dedup not in DEDUP_SCOPES:
+            raise InvalidArgument(f"unknown dedup scope {dedup!r}; choose from {DEDUP_SCOPES}")
+        for name, value in (
+            ("max_compressed_fraction", max_compressed_fraction),
+            ("max_mean_fraction", max_mean_fraction),
+        ):
+            if value is not None and not 0 < value <= 1:
+                raise InvalidArgument(f"{name} {value!r} must be in (0, 1]")
+        self.dedup = dedup if dedup != "none" else None
+        self.max_fraction = max_compressed_fraction
+        self.max_mean = max_mean_fraction
+        self.codecs = Codecs(zstd_level)
+        self.table = HandleTable(self.dedup is not None)
+        self.pool = ZsPool(self.table.loc, compact_fraction)
+        self.index: dict[int, int] = {}
+        self.row_bytes = self.table.row_bytes
+        self.clients: dict[int, int] = {}  # cid -> codec id
+        self.used_bytes = 0
+        self.mem_used_max = 0
+        self.logical_pages = 0
+        self.orig_data_size = 0  # page bytes of stored content (each once)
+        self.compr_data_size = 0  # bytes of stored content as kept (each once)
+        self.comp_orig = 0  # the same two, for compressed pages only (mean cap)
+        self.comp_size = 0
+        self.same_pages = 0
+        self.huge_pages = 0
+        self.raw_pages = 0
+        self.counters = dict.fromkeys(
+            ("dedup_hits", "reject_compress_poor", "reject_mean_size", "huge_pages_since",
+             "same_filled_puts", "hash_collisions"), 0)  # fmt: skip
+
+    # --- clients ---------------------------------------------------------
+
+    def configure_client(self, cid: int, compress: str | None) -> None:
+        """Compress client ``cid``'s future pages with ``compress`` (None: raw)."""
+        self.clients[cid] = codec_id(compress)
+
+    def forget_client(self, cid: int) -> None:
+        """Drop the client's settings (pages it shared into other pools stay readable)."""
+        self.clients.pop(cid, None)
+
+    # --- pages -----------------------------------------------------------
+
+    def put(self, data: bytes | memoryview, persistent: bool, cid: int) -> int:
+        """Store a page; return its handle, or REJECTED (counted by reason)."""
+        if type(data) is not bytes:
+            data = bytes(data)
+        n = len(data)
+        word = data[:8]
+        if word == data[-8:] and word * (n >> 3) == data:
+            return self._put_same(word, n)
+        key = -1
+        if self.dedup:
+            key = _hash(data, cid if self.dedup == "client" else 0)
+            h = self.index.get(key)
+            if h is not None:
+                shared = self._share(h, data, persistent, cid)
+                if shared != -2:
+                    return shared
+                key = -1  # a true hash collision: store this page unindexed
+        codec = self.clients.get(cid, self.default_codec)
+        if codec == RAW:
+            self.raw_pages += 1
+            return self._put_bytes(data, RAW, data, n, key, cid)
+        packed = self.codecs.compress[codec](data)
+        size = len(packed)
+        if size > n * self.max_fraction:
+            if not persistent:
+                self.counters["reject_compress_poor"] += 1
+                return REJECTED
+            self.huge_pages += 1
+            self.counters["huge_pages_since"] += 1
+            return self._put_bytes(data, RAW | HUGE, data, n, key, cid)
+        if (
+            self.max_mean is not None
+            and not persistent
+            and size > n * self.max_mean
+            and self.comp_size > self.max_mean * self.comp_orig
+        ):
+            self.counters["reject_mean_size"] += 1
+            return REJECTED
+        self.comp_orig += n
+        self.comp_size += size
+        return self._put_bytes(packed, codec, data, n, key, cid)
+
+    def _put_same(self, word: bytes, n: int) -> int:
+        h = self.table.alloc(SAME | (n.bit_length() - 10) << ORDER_SHIFT)
+        self.table.loc[h] = int.from_bytes(word, "little", signed=True)
+        self.table.clen[h] = 0
+        self.same_pages += 1
+        self.counters["same_filled_puts"] += 1
+        self._account(h, n, 0, self.row_bytes)
+        return h
+
+    def _share(self, h: int, data: bytes, persistent: bool, cid: int) -> int:
+        """Add a reference to stored page ``h`` if it holds ``data``; -2 if it does not."""
+        table = self.table
+        if self.dedup == "client" and table.cid[h] != cid or self.get(h) != data:
+            self.counters["hash_collisions"] += 1
+            return -2
+        if not persistent and table.meta[h] & HUGE:
+            self.counters["reject_compress_poor"] += 1
+            return REJECTED
+        table.refs[h] += 1
+        self.logical_pages += 1
+        self.counters["dedup_hits"] += 1
+        return h
+
+    def _put_bytes(self, stored: bytes, meta: int, data: bytes, n: int, key: int, cid: int) -> int:
+        table = self.table
+        if key >= 0:
+            meta |= INDEXED
+        h = table.alloc(meta | (n.bit_length() - 10) << ORDER_SHIFT)
+        size = len(stored)
+        loc = self.pool.alloc(size, h)
+        self.pool.write(loc, stored)
+        table.loc[h] = loc
+        table.clen[h] = size
+        if key >= 0:
+            table.set_key(h, key, cid)
+            self.index[key] = h
+        self._account(h, n, size, self.charge(h))
+        return h
+
+    def _account(self, h: int, n: int, size: int, footprint: int) -> None:
+        self.logical_pages += 1
+        self.orig_data_size += n
+        self.compr_data_size += size
+        self.used_bytes += footprint
+        if self.used_bytes > self.mem_used_max:
+            self.mem_used_max = self.used_bytes
+
+    def get(self, ref: int) -> bytes:
+        """A copy of the page under ``ref``."""
+        table = self.table
+        meta = table.meta[ref]
+        codec = meta & CODEC_MASK
+        n = 512 << (meta >> ORDER_SHIFT)
+        if codec == SAME:
+            return table.loc[ref].to_bytes(8, "little", signed=True) * (n >> 3)
+        stored = self.pool.read(table.loc[ref], table.clen[ref])
+        if codec == RAW:
+            return stored
+        return self.codecs.decompress[codec](stored, n)
+
+    def charge(self, ref: int) -> int:
+        """The page's full footprint: its slot (with rounding) and its metadata.
+
+        Metadata is the handle row, the pool's owner entry (8 bytes) and, for
+        an indexed page, its dedup index entry.
+        """
+        meta = self.table.meta[ref]
+        if meta & CODEC_MASK == SAME:
+            return self.row_bytes
+        cost = self.row_bytes + 8 + SLOT_SIZE[self.table.loc[ref] & CLASS_MASK]
+        return cost + INDEX_ENTRY_BYTES if meta & INDEXED else cost
+
+    def free(self, ref: int) -> None:
+        """Drop one reference; the content goes with its last reference."""
+        table = self.table
+        self.logical_pages -= 1
+        refs = table.refs[ref] - 1
+        table.refs[ref] = refs
+        if refs:
+            return
+        self.used_bytes -= self.charge(ref)
+        meta = table.meta[ref]
+        codec = meta & CODEC_MASK
+        n = 512 << (meta >> ORDER_SHIFT)
+        self.orig_data_size -= n
+        size = table.clen[ref]
+        self.compr_data_size -= size
+        if codec == SAME:
+            self.same_pages -= 1
+        else:
+            if meta & HUGE:
+                self.huge_pages -= 1
+            elif codec == RAW:
+                self.raw_pages -= 1
+            else:
+                self.comp_orig -= n
+                self.comp_size -= size
+            if meta & INDEXED:
+                del self.index[table.key(ref)]
+            self.pool.free(table.loc[ref])
+        table.release(ref)
+
+    def compact(self) -> int:
+        """Compact every size class now; return the objects moved."""
+        return self.pool.compact()
+
+    # --- statistics ------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """zram ``mm_stat`` names, zswap-style reject counters, dedup and compaction figures."""
+        pool = self.pool.stats()
+        meta = self.used_bytes - pool["slot_bytes"]
+        out: dict[str, Any] = {
+            "store": "compressed",
+            "compress": _codec_name(self.default_codec),
+            "dedup": self.dedup,
+            "stored_pages": self.table.live,
+            "logical_pages": self.logical_pages,
+            "orig_data_size": self.orig_data_size,
+            "compr_data_size": self.compr_data_size,
+            "mem_used_total": pool["arena_resident_bytes"] + meta,
+            "mem_used_max": self.mem_used_max,
+            "used_bytes": self.used_bytes,
+            "metadata_bytes": meta,
+            "same_pages": self.same_pages,
+            "huge_pages": self.huge_pages,
+            "raw_pages": self.raw_pages,
+            "pages_compacted": pool["pages_compacted"],
+        }
+        out.update(self.counters)
+        out.update(pool)
+        return out
+
+
+def _codec_name(codec: int) -> str | None:
+    return {RAW: None, LZ4: "lz4"}.get(codec, "zstd")

@@ -1,0 +1,83 @@
+"""The handle table of the compressed store: one row of flat arrays per stored page.
+
+A reference the engine holds is a handle: a row number here.  The row says
+where the page's bytes are (a :mod:`tmem.store.zspool` location, or the fill
+word of a same-filled page), how long they are, how they were encoded and how
+many references share them.  Compaction rewrites ``loc``; the handle itself
+never changes, so the engine's references stay valid.  Free rows are chained
+through ``loc``.
+"""
+
+from __future__ import annotations
+
+from array import array
+
+#: ``meta`` bits: codec id in bits 0-1, flags, and log2(page size) - 9 in bits 4-7.
+CODEC_MASK = 0x3
+INDEXED = 0x4  # the page's hash is in the dedup index
+HUGE = 0x8  # stored raw because it compressed poorly
+ORDER_SHIFT = 4
+_NIL = -1
+
+
+class HandleTable:
+    """Rows ``loc``, ``clen``, ``meta``, ``refs`` (and ``cid``, ``hlo``, ``hhi`` with dedup)."""
+
+    def __init__(self, dedup: bool, initial: int = 1024) -> None:
+        self.loc = array("q")
+        self.clen = array("i")
+        self.meta = array("B")
+        self.refs = array("i")
+        self.dedup = dedup
+        self.cid = array("i")
+        self.hlo = array("Q")
+        self.hhi = array("Q")
+        self._arrays = [self.loc, self.clen, self.meta, self.refs]
+        if dedup:
+            self._arrays += [self.cid, self.hlo, self.hhi]
+        self.free_head = _NIL
+        self.size = 0
+        self.live = 0
+        self._grow(initial)
+
+    @property
+    def row_bytes(self) -> int:
+        """Bytes of array storage per row."""
+        return sum(a.itemsize for a in self._arrays)
+
+    def _grow(self, extra: int) -> None:
+        start, end = self.size, self.size + extra
+        for arr in self._arrays[1:]:
+            arr.frombytes(bytes(extra * arr.itemsize))
+        self.loc.extend(range(start + 1, end + 1))
+        self.loc[end - 1] = self.free_head
+        self.free_head = start
+        self.size = end
+
+    def alloc(self, meta: int) -> int:
+        """Take a free row with one reference and ``meta``; the caller fills in the rest."""
+        h = self.free_head
+        if h == _NIL:
+            self._grow(max(1024, self.size // 2))
+            h = self.free_head
+        self.free_head = self.loc[h]
+        self.meta[h] = meta
+        self.refs[h] = 1
+        self.live += 1
+        return h
+
+    def release(self, h: int) -> None:
+        """Give row ``h`` back (its reference count must be zero)."""
+        self.loc[h] = self.free_head
+        self.free_head = h
+        self.live -= 1
+
+    def key(self, h: int) -> int:
+        """The 128-bit content hash recorded for row ``h``."""
+        return self.hhi[h] << 64 | self.hlo[h]
+
+    def set_key(self, h: int, key: int, cid: int) -> None:
+        """Record the content hash and client of row ``h``."""
+        self.hlo[h] = key & 0xFFFFFFFFFFFFFFFF
+        self.hhi[h] = key >> 64
+        self.cid[h] = cid

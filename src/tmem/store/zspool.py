@@ -1,0 +1,259 @@
+"""Size classes packed into large memory maps, in the spirit of zsmalloc.
+
+An object (a compressed page) goes into the smallest size class that holds
+it.  Class sizes step by 16 bytes up to 4 KiB, then by 64 and by 256 bytes up
+to 64 KiB, so rounding wastes a few bytes per object, never a fraction of a
+page.  Each class packs its slots back to back in 1 MiB anonymous maps; a slot
+costs no Python object and memory is committed only where slots are written.
+
+Objects are addressed by a *location* ``slot << CLASS_BITS | class``.  The
+pool's caller keeps locations in an array indexed by its own handles and tells
+the pool each object's handle, so compaction can move objects and rewrite
+their locations in that array while the caller's handles never change (the
+handle table of zsmalloc).
+
+Freed slots become holes that the next object of the class fills (lowest
+first).  When a class's holes exceed ``compact_fraction`` of its slots (and one
+OS page), compaction moves the class's last objects into its lowest holes, a
+bounded batch per call, and gives the memory past the last object back to the
+kernel (``MADV_DONTNEED``, and whole maps unmapped).
+"""
+
+from __future__ import annotations
+
+import heapq
+import mmap
+from array import array
+
+CLASS_BITS = 10
+CLASS_MASK = (1 << CLASS_BITS) - 1
+CHUNK_BYTES = 1 << 20
+OS_PAGE = mmap.PAGESIZE
+#: Objects moved per compaction step: bounds the work of any one call.
+COMPACT_BATCH = 64
+_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
+
+
+def _round_up(n: int) -> int:
+    return -(-n // OS_PAGE) * OS_PAGE
+
+
+def class_size(size: int) -> int:
+    """The slot size that holds an object of ``size`` bytes (1..65536)."""
+    if size <= 4096:
+        return (size + 15) & ~15
+    if size <= 16384:
+        return (size + 63) & ~63
+    return (size + 255) & ~255
+
+
+def class_index(slot_size: int) -> int:
+    """A dense number for each slot size (below ``1 << CLASS_BITS``)."""
+    if slot_size <= 4096:
+        return slot_size >> 4
+    if slot_size <= 16384:
+        return 256 + ((slot_size - 4096) >> 6)
+    return 448 + ((slot_size - 16384) >> 8)
+
+
+_INDEX_SIZE: dict[int, int] = {}
+for _size in range(16, 65537, 16):
+    _INDEX_SIZE.setdefault(class_index(class_size(_size)), class_size(_size))
+#: class index -> slot size (0 where the index is unused)
+SLOT_SIZE = array("l", (_INDEX_SIZE.get(i, 0) for i in range(1 << CLASS_BITS)))
+#: object size -> class index, for sizes 0..65536 (one lookup on the hot path)
+CLASS_OF = array("H", [class_index(class_size(max(s, 1))) for s in range(65537)])
+
+
+class SizeClass:
+    """Slots of one size; ``owner[slot]`` is the handle stored there, or -1."""
+
+    __slots__ = ("index", "slot_size", "per_chunk", "chunks", "owner", "top", "live", "holes")
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.slot_size = SLOT_SIZE[index]
+        self.per_chunk = CHUNK_BYTES // self.slot_size
+        self.chunks: list[mmap.mmap] = []
+        self.owner = array("q")  # slots below ``top``: handle or -1 (a hole)
+        self.top = 0  # slots at or past this were never used, or given back
+        self.live = 0
+        self.holes: list[int] = []  # heap of free slots; stale entries are skipped
+
+    def alloc(self, handle: int) -> int:
+        """A free slot for ``handle``: the lowest hole, else a new slot at the top."""
+        owner, holes = self.owner, self.holes
+        while holes:
+            slot = heapq.heappop(holes)
+            if slot < self.top and owner[slot] < 0:
+                owner[slot] = handle
+                self.live += 1
+                return slot
+        slot = self.top
+        if slot // self.per_chunk >= len(self.chunks):
+            self.chunks.append(mmap.mmap(-1, self.per_chunk * self.slot_size))
+        if slot == len(owner):
+            owner.append(handle)
+        else:
+            owner[slot] = handle
+        self.top = slot + 1
+        self.live += 1
+        return slot
+
+    def free(self, slot: int) -> None:
+        """Make ``slot`` a hole; trailing holes are trimmed off the top at once."""
+        self.owner[slot] = -1
+        self.live -= 1
+        if slot == self.top - 1:
+            self._trim()
+        else:
+            heapq.heappush(self.holes, slot)
+
+    def hole_count(self) -> int:
+        """Free slots below the top (memory held but holding nothing)."""
+        return self.top - self.live
+
+    def _trim(self) -> None:
+        """Lower the top past trailing holes and give their memory back."""
+        owner, old = self.owner, self.top
+        top = old
+        while top and owner[top - 1] < 0:
+            top -= 1
+        self.top = top
+        if len(self.holes) > 2 * (top - self.live) + 64:
+            self.holes = [s for s in self.holes if s < top and owner[s] < 0]
+            heapq.heapify(self.holes)
+        self._release(top, old)
+
+    def _release(self, top: int, old: int) -> None:
+        """Return the OS pages of slots ``top..old`` that hold nothing any more."""
+        keep = max(-(-top // self.per_chunk), 1)  # the first map stays, for reuse
+        while len(self.chunks) > keep:
+            self.chunks.pop().close()
+        if not _CAN_RELEASE or old <= top or not self.chunks:
+            return
+        chunk, base = self.chunks[keep - 1], (keep - 1) * self.per_chunk
+        start = _round_up((top - base) * self.slot_size)
+        end = min(_round_up((min(old, base + self.per_chunk) - base) * self.slot_size), len(chunk))
+        if end > start:
+            chunk.madvise(mmap.MADV_DONTNEED, start, end - start)
+
+    def resident_bytes(self) -> int:
+        """Bytes of the maps that slots below the top have touched (an RSS bound)."""
+        full, pos = divmod(self.top, self.per_chunk)
+        return full * _round_up(self.per_chunk * self.slot_size) + _round_up(pos * self.slot_size)
+
+
+class ZsPool:
+    """Objects of 1..65536 bytes in size classes; locations live in ``loc[handle]``."""
+
+    def __init__(self, loc: array, compact_fraction: float = 1 / 16) -> None:
+        if not 0 <= compact_fraction <= 1:
+            raise ValueError(f"compact_fraction {compact_fraction!r} is not in [0, 1]")
+        self.loc = loc
+        self.compact_fraction = compact_fraction
+        self.classes: list[SizeClass | None] = [None] * (1 << CLASS_BITS)
+        self.pending: set[int] = set()  # classes whose holes passed the threshold
+        self.used_bytes = 0  # slots in use, with their rounding
+        self.compactions = 0
+        self.objects_moved = 0
+        self.bytes_compacted = 0
+
+    def alloc(self, size: int, handle: int) -> int:
+        """Reserve room for ``size`` bytes owned by ``handle``; return its location."""
+        index = CLASS_OF[size]
+        cls = self.classes[index]
+        if cls is None:
+            cls = self.classes[index] = SizeClass(index)
+        self.used_bytes += cls.slot_size
+        return cls.alloc(handle) << CLASS_BITS | index
+
+    def write(self, loc: int, data: bytes | memoryview) -> None:
+        """Copy ``data`` to the start of the object at ``loc``."""
+        cls = self.classes[loc & CLASS_MASK]
+        chunk, pos = divmod(loc >> CLASS_BITS, cls.per_chunk)
+        start = pos * cls.slot_size
+        cls.chunks[chunk][start : start + len(data)] = data
+
+    def read(self, loc: int, length: int) -> bytes:
+        """A copy of the first ``length`` bytes of the object at ``loc``."""
+        cls = self.classes[loc & CLASS_MASK]
+        chunk, pos = divmod(loc >> CLASS_BITS, cls.per_chunk)
+        start = pos * cls.slot_size
+        return cls.chunks[chunk][start : start + length]
+
+    def slot_bytes(self, loc: int) -> int:
+        """The bytes the object at ``loc`` occupies (its class's slot size)."""
+        return SLOT_SIZE[loc & CLASS_MASK]
+
+    def free(self, loc: int) -> None:
+        """Release the object at ``loc``; compact a bounded batch if holes grew too many."""
+        index = loc & CLASS_MASK
+        cls = self.classes[index]
+        cls.free(loc >> CLASS_BITS)
+        self.used_bytes -= cls.slot_size
+        holes = cls.top - cls.live
+        if holes * cls.slot_size > OS_PAGE and holes > self.compact_fraction * cls.top:
+            self.pending.add(index)
+        if self.pending:
+            self.compact_step()
+
+    def compact_step(self, budget: int = COMPACT_BATCH) -> int:
+        """Move up to ``budget`` objects of pending classes into holes; return moves made."""
+        moved = 0
+        while self.pending and moved < budget:
+            index = next(iter(self.pending))
+            moved += self._compact_class(self.classes[index], budget - moved)
+            cls = self.classes[index]
+            if cls.top == cls.live:
+                self.pending.discard(index)
+                self.compactions += 1
+        return moved
+
+    def compact(self) -> int:
+        """Compact every class completely (unbounded work); return objects moved."""
+        self.pending.update(i for i, c in enumerate(self.classes) if c and c.top > c.live)
+        moved = 0
+        while self.pending:
+            moved += self.compact_step()
+        return moved
+
+    def _compact_class(self, cls: SizeClass, budget: int) -> int:
+        """Move the class's last objects into its lowest holes, at most ``budget``."""
+        owner, holes, loc, size = cls.owner, cls.holes, self.loc, cls.slot_size
+        old_top, moved = cls.top, 0
+        while moved < budget and cls.top > cls.live:
+            hole = heapq.heappop(holes)
+            if hole >= cls.top or owner[hole] >= 0:
+                continue  # stale entry
+            last = cls.top - 1  # live: trailing holes are always trimmed
+            handle = owner[last]
+            src = last << CLASS_BITS | cls.index
+            dst = hole << CLASS_BITS | cls.index
+            self.write(dst, self.read(src, size))
+            owner[hole] = handle
+            loc[handle] = dst
+            owner[last] = -1
+            top = last
+            while top and owner[top - 1] < 0:
+                top -= 1
+            cls.top = top
+            moved += 1
+        cls._release(cls.top, old_top)
+        self.objects_moved += moved
+        self.bytes_compacted += (old_top - cls.top) * size
+        return moved
+
+    def stats(self) -> dict[str, int]:
+        """Bytes in use, held (resident bound), in holes, mapped; compaction counters."""
+        classes = [c for c in self.classes if c is not None]
+        return {
+            "slot_bytes": self.used_bytes,
+            "arena_resident_bytes": sum(c.resident_bytes() for c in classes),
+            "hole_bytes": sum(c.hole_count() * c.slot_size for c in classes),
+            "mapped_bytes": sum(len(c.chunks) * CHUNK_BYTES for c in classes),
+            "size_classes": len(classes),
+            "compactions": self.compactions,
+            "objects_moved": self.objects_moved,
+            "pages_compacted": self.bytes_compacted // OS_PAGE,
+        }
