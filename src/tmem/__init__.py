@@ -17,6 +17,7 @@ from tmem.errors import (
     TmemError,
 )
 from tmem.host import Host, HostClient
+from tmem.remote import RemoteAdmin, RemoteClient, admin, connect
 
 __version__ = "0.1.0"
 
@@ -31,5 +32,9 @@ __all__ = [
     "NoSuchPool",
     "PermissionDenied",
     "ProtocolError",
+    "RemoteAdmin",
+    "RemoteClient",
     "TmemError",
+    "admin",
+    "connect",
 ]

@@ -9,6 +9,7 @@ docs read them from one place.
 from __future__ import annotations
 
 import uuid as _uuid
+from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 #: A page handle's object id lies in [0, OID_LIMIT): room for a 192-bit file handle.
@@ -71,6 +72,19 @@ class Client(Protocol):
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """Return a copy of the page at the handle, or None on a miss."""
+        ...
+
+    def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+        """Put each ``(oid, index, data)`` in order, as by put_page; a bool per page.
+
+        Every item is tried.  With ``errors="raise"`` the first item's error is
+        raised once all were tried; with ``errors="return"`` each error takes
+        its item's place in the list.
+        """
+        ...
+
+    def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+        """Get each ``(oid, index)`` in order, as by get_page; bytes or None per page."""
         ...
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:

@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 import tmem
+from tmem.daemon.command import serve
 from tmem.errors import TmemError
 from tmem.units import format_size, parse_size
 
@@ -87,6 +88,8 @@ def _print_stats(console: Console, stats: dict) -> None:
         f"dedup ratio {stats['dedup_ratio']:.2f}"
     )
 
+
+main.add_command(serve)
 
 if __name__ == "__main__":
     main()

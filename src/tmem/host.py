@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 import uuid as _uuid
+from collections.abc import Iterable
 from typing import Any
 
 from tmem.api import DEFAULT_PAGE_SIZE, Stats
 from tmem.engine import Engine
 from tmem.engine.state import ClientState
-from tmem.errors import ConnectionLost
+from tmem.errors import ConnectionLost, InvalidArgument, TmemError
 from tmem.store import PageStore, make_store
 
 
@@ -153,6 +154,38 @@ class HostClient:
         with self._lock:
             return self._engine.get(self._state, pool, oid, index)
 
+    def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+        """Put each ``(oid, index, data)`` in order, under one lock; True/False per page.
+
+        Every item is tried.  With ``errors="raise"`` the first item's error is
+        raised once all were tried; with ``errors="return"`` each error takes
+        its item's place in the list.
+        """
+        put, state, results = self._engine.put, self._state, []
+        with self._lock:
+            for item in pages:
+                try:
+                    oid, index, data = _unpack(item, 3)
+                    results.append(put(state, pool, oid, index, data))
+                except TmemError as exc:
+                    results.append(exc)
+        return settle_batch(results, errors)
+
+    def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+        """Get each ``(oid, index)`` in order, under one lock; bytes or None per page.
+
+        Errors are handled as by :meth:`put_pages`.
+        """
+        get, state, results = self._engine.get, self._state, []
+        with self._lock:
+            for item in handles:
+                try:
+                    oid, index = _unpack(item, 2)
+                    results.append(get(state, pool, oid, index))
+                except TmemError as exc:
+                    results.append(exc)
+        return settle_batch(results, errors)
+
     def flush_page(self, pool: int, oid: int, index: int) -> None:
         """Forget the page; later gets miss."""
         with self._lock:
@@ -185,3 +218,25 @@ class HostClient:
 
     def __repr__(self) -> str:
         return f"<tmem.HostClient {self.name!r}>"
+
+
+def _unpack(item: Any, n: int) -> tuple[Any, ...]:
+    try:
+        values = tuple(item)
+    except TypeError:
+        values = ()
+    if len(values) != n:
+        raise InvalidArgument(f"a batch item must be a tuple of {n}, not {item!r:.80}")
+    return values
+
+
+def settle_batch(results: list[Any], errors: str) -> list[Any]:
+    """Apply a batch's ``errors`` mode: raise the first error, or return errors in place."""
+    if errors == "return":
+        return results
+    if errors != "raise":
+        raise InvalidArgument(f"errors must be 'raise' or 'return', not {errors!r}")
+    for result in results:
+        if isinstance(result, TmemError):
+            raise result
+    return results

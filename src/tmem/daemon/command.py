@@ -1,0 +1,49 @@
+"""``tmem serve``: run the daemon in the foreground until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from typing import Any
+
+import click
+
+from tmem.daemon import config as _config
+from tmem.errors import TmemError
+
+
+@click.command()
+@click.option(
+    "--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file."
+)
+@click.option("--socket", help="Unix socket path [default: $XDG_RUNTIME_DIR/tmem.sock].")
+@click.option("--capacity", help="Bytes the host may spend on pages (4096, 512M, 2G) [256M].")
+@click.option("--compress", type=click.Choice(["lz4", "zstd", "none"]), help="Default compression.")
+@click.option("--dedup", help="Deduplication scope, if the page store offers one.")
+@click.option("--tcp", help="Also listen on HOST:PORT (needs --token-file).")
+@click.option("--token-file", type=click.Path(dir_okay=False), help="Tokens for TCP peers.")
+@click.option("--socket-mode", help="Permissions of the Unix socket [0600].")
+@click.option("--admin-uids", help="Comma-separated user ids allowed to administer [own uid].")
+@click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(config_file: str | None, **options: Any) -> None:
+    """Run a tmem host for other processes (Unix socket) and machines (TCP)."""
+    from tmem.daemon.server import Server  # the loop is only needed when serving
+
+    try:
+        config = _config.load(config_file, **options)
+    except TmemError as exc:
+        raise click.UsageError(str(exc)) from None
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=config.log_level.upper(),
+        format="%(asctime)s tmem %(levelname)s %(message)s",
+    )
+    try:
+        server = Server(config)
+    except (TmemError, OSError) as exc:
+        raise click.ClickException(f"cannot start: {exc}") from None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: server.stop())
+    server.serve_forever()

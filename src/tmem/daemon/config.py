@@ -1,0 +1,128 @@
+"""The daemon's settings: one table of defaults, read from a TOML file and options.
+
+Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
+``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
+``admin-uids``, ``max-frame``, ``max-connections``, ``log-level``.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from tmem.errors import InvalidArgument
+from tmem.units import parse_size
+from tmem.wire import DEFAULT_MAX_BODY
+
+
+def default_socket() -> str:
+    """``$XDG_RUNTIME_DIR/tmem.sock``, else ``/run/tmem/tmem.sock``."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime, "tmem.sock") if runtime else "/run/tmem/tmem.sock"
+
+
+def parse_tcp(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (IPv6 hosts in brackets) as ``(host, port)``."""
+    host, sep, port = str(text).removeprefix("tcp://").rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise InvalidArgument(f"{text!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``tmem serve`` can be told; each field has its default here."""
+
+    socket: str = field(default_factory=default_socket)
+    capacity: int = 256 << 20
+    compress: str | None = None
+    dedup: str | None = None
+    tcp: tuple[str, int] | None = None
+    token_file: str | None = None
+    socket_mode: int = 0o600
+    admin_uids: frozenset[int] = field(default_factory=lambda: frozenset({os.getuid()}))
+    max_frame: int = DEFAULT_MAX_BODY
+    max_connections: int = 1024
+    log_level: str = "info"
+
+    def with_values(self, values: dict[str, Any]) -> Config:
+        """A copy with ``values`` (file or option spellings) checked and applied."""
+        names = {f.name for f in fields(self)}
+        changes: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                raise InvalidArgument(f"unknown setting {key!r}")
+            if value is not None:
+                changes[name] = _CONVERT.get(name, _same)(value)
+        out = replace(self, **changes)
+        if out.tcp is not None and out.token_file is None:
+            raise InvalidArgument("listening on TCP needs a token file (token-file)")
+        return out
+
+
+def load(path: str | None = None, **options: Any) -> Config:
+    """Defaults, overridden by the TOML file at ``path``, overridden by ``options``."""
+    config = Config()
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                values = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise InvalidArgument(f"cannot read config {path!r}: {exc}") from None
+        config = config.with_values(values)
+    return config.with_values({k: v for k, v in options.items() if v is not None})
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _compress(value: Any) -> str | None:
+    return None if value in (None, "none", "") else str(value)
+
+
+def _mode(value: Any) -> int:
+    mode = int(value, 8) if isinstance(value, str) else value
+    if type(mode) is not int or not 0 <= mode <= 0o777:
+        raise InvalidArgument(f"socket mode {value!r} is not a permission mode like 0600")
+    return mode
+
+
+def _positive(value: Any) -> int:
+    number = parse_size(value)
+    if number <= 0:
+        raise InvalidArgument(f"{value!r} must be positive")
+    return number
+
+
+def _uids(value: Any) -> frozenset[int]:
+    items = value if isinstance(value, list | tuple | set | frozenset) else str(value).split(",")
+    try:
+        return frozenset(int(item) for item in items)
+    except ValueError:
+        raise InvalidArgument(f"{value!r} is not a list of user ids") from None
+
+
+def _level(value: Any) -> str:
+    level = str(value).lower()
+    if level not in ("debug", "info", "warning", "error"):
+        raise InvalidArgument(f"log level {value!r} is not debug, info, warning or error")
+    return level
+
+
+_CONVERT = {
+    "socket": str,
+    "capacity": parse_size,
+    "compress": _compress,
+    "dedup": _compress,
+    "tcp": parse_tcp,
+    "token_file": str,
+    "socket_mode": _mode,
+    "admin_uids": _uids,
+    "max_frame": _positive,
+    "max_connections": _positive,
+    "log_level": _level,
+}

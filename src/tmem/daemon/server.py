@@ -1,0 +1,258 @@
+"""The daemon's event loop: one thread, one epoll, one :class:`tmem.Host`.
+
+Sockets are non-blocking; each connection reads straight into its frame
+decoder's buffer and answers every whole frame it holds before waiting again,
+so pipelined requests cost one read and one write per batch of frames.  A
+connection whose unsent replies exceed :data:`OUT_LIMIT` is not read from until
+they drain, which bounds the memory any one peer can make the daemon hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import socket
+import stat
+import threading
+
+from tmem.daemon.auth import Authenticator, read_token_file
+from tmem.daemon.config import Config
+from tmem.daemon.dispatch import Dispatcher, Session
+from tmem.host import Host
+from tmem.wire import Decoder, WireError
+
+log = logging.getLogger("tmem.daemon")
+#: Unsent reply bytes at which a connection stops being read.
+OUT_LIMIT = 8 << 20
+_IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
+_GONE = select.EPOLLHUP | select.EPOLLERR
+
+
+class Connection:
+    """A peer's socket, decoder, unsent replies and session."""
+
+    __slots__ = ("sock", "fd", "decoder", "out", "session", "events", "closed")
+
+    def __init__(self, sock: socket.socket, session: Session, max_body: int) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.decoder = Decoder(max_body)
+        self.out = bytearray()
+        self.session = session
+        self.events = _IN
+        self.closed = False
+
+
+class Server:
+    """A tmem daemon: listens on a Unix socket (and optionally TCP) and serves a host."""
+
+    def __init__(self, config: Config, host: Host | None = None) -> None:
+        self.config = config
+        self.host = host or Host(config.capacity, compress=config.compress, dedup=config.dedup)
+        tokens = read_token_file(config.token_file) if config.token_file else {}
+        self.auth = Authenticator(config.admin_uids, tokens)
+        self.dispatcher = Dispatcher(self.host, self.auth, config.max_frame)
+        self.conns: dict[int, Connection] = {}
+        self.listeners: dict[int, tuple[socket.socket, str]] = {}
+        self.tcp_address: tuple[str, int] | None = None
+        self._epoll = select.epoll()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._stopping = False
+        self._bind()
+
+    @property
+    def address(self) -> str:
+        """The Unix address clients pass to :func:`tmem.connect`."""
+        return "unix:" + self.config.socket
+
+    def _bind(self) -> None:
+        path = self.config.socket
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with contextlib.suppress(FileNotFoundError):
+            if _is_stale_socket(path):
+                os.unlink(path)
+        unix = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o777 & ~self.config.socket_mode)
+        try:
+            unix.bind(path)
+        finally:
+            os.umask(old)
+        os.chmod(path, self.config.socket_mode)
+        self._listen(unix, "unix")
+        if self.config.tcp is not None:
+            host, port = self.config.tcp
+            tcp = socket.create_server((host, port), family=_family(host), backlog=128)
+            self.tcp_address = tcp.getsockname()[:2]
+            self._listen(tcp, "tcp")
+        self._wake_r.setblocking(False)
+        self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
+
+    def _listen(self, sock: socket.socket, kind: str) -> None:
+        sock.listen(128)
+        sock.setblocking(False)
+        self.listeners[sock.fileno()] = (sock, kind)
+        self._epoll.register(sock.fileno(), select.EPOLLIN)
+
+    def serve_forever(self) -> None:
+        """Serve until :meth:`stop`; then close every connection and the sockets."""
+        log.info(
+            "serving %s%s", self.address, f" and tcp {self.tcp_address}" if self.tcp_address else ""
+        )
+        try:
+            while not self._stopping:
+                for fd, events in self._epoll.poll():
+                    conn = self.conns.get(fd)
+                    if conn is not None:
+                        self._ready(conn, events)
+                    elif fd in self.listeners:
+                        self._accept(*self.listeners[fd])
+        finally:
+            self._shutdown()
+
+    def stop(self) -> None:
+        """Ask the loop to stop (safe from any thread or a signal handler)."""
+        self._stopping = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+
+    def _shutdown(self) -> None:
+        for conn in list(self.conns.values()):
+            self._close(conn)
+        for sock, _ in self.listeners.values():
+            sock.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.config.socket)
+        self._epoll.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        log.info("stopped")
+
+    def _accept(self, listener: socket.socket, kind: str) -> None:
+        try:
+            sock, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:  # out of descriptors and the like: the daemon carries on
+            log.warning("accept failed: %s", exc)
+            return
+        if len(self.conns) >= self.config.max_connections:
+            log.warning("refusing a connection: %d already open", len(self.conns))
+            sock.close()
+            return
+        sock.setblocking(False)
+        if kind == "tcp":
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            identity = None
+        else:
+            identity = self.auth.unix_peer(sock)
+        conn = Connection(sock, Session(identity), self.config.max_frame)
+        self.conns[conn.fd] = conn
+        self._epoll.register(conn.fd, _IN)
+
+    def _ready(self, conn: Connection, events: int) -> None:
+        if events & _OUT:
+            self._process(conn)
+        if events & select.EPOLLIN and not conn.closed:
+            self._read(conn)
+        elif events & (_GONE | select.EPOLLRDHUP) and not conn.closed:
+            self._read(conn)  # reads the last bytes, then sees the end
+
+    def _read(self, conn: Connection) -> None:
+        decoder = conn.decoder
+        try:
+            n = conn.sock.recv_into(decoder.recv_buffer())
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            n = 0
+        if n == 0:
+            self._close(conn)
+            return
+        decoder.received(n)
+        self._process(conn)
+
+    def _process(self, conn: Connection) -> None:
+        """Answer every whole frame buffered (while replies fit), then send."""
+        out = conn.out
+        more = True
+        while more and not conn.closed:
+            more = self._answer(conn)
+            self._send(conn)
+            more = more and len(out) < OUT_LIMIT
+
+    def _answer(self, conn: Connection) -> bool:
+        """Answer buffered frames until none is left (False) or replies fill up (True)."""
+        out, decoder, session = conn.out, conn.decoder, conn.session
+        dispatch = self.dispatcher.dispatch
+        try:
+            while len(out) < OUT_LIMIT:
+                frame = decoder.next_frame()
+                if frame is None:
+                    return False
+                op, _status, tag, body = frame
+                dispatch(session, op, tag, body, out)
+        except WireError as exc:
+            log.warning("closing a connection of %s: %s", session.identity, exc)
+            self._send(conn)
+            self._close(conn)
+            return False
+        except Exception:  # a fault of ours must not take the daemon down
+            log.exception("internal error; closing the connection")
+            self._close(conn)
+            return False
+        return True
+
+    def _send(self, conn: Connection) -> None:
+        out = conn.out
+        if out:
+            try:
+                sent = conn.sock.send(out)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError:
+                self._close(conn)
+                return
+            del out[:sent]
+        want = (_OUT if out else 0) | (_IN if len(out) < OUT_LIMIT else 0)
+        if want != conn.events and not conn.closed:
+            conn.events = want
+            self._epoll.modify(conn.fd, want)
+
+    def _close(self, conn: Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        self.conns.pop(conn.fd, None)
+        with contextlib.suppress(OSError, ValueError):
+            self._epoll.unregister(conn.fd)
+        conn.sock.close()
+        conn.session.close()
+
+
+def _family(host: str) -> socket.AddressFamily:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def _is_stale_socket(path: str) -> bool:
+    """Whether ``path`` is a socket nobody listens on (left by a daemon that died)."""
+    if not stat.S_ISSOCK(os.stat(path).st_mode):
+        raise OSError(f"{path} exists and is not a socket")
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    raise OSError(f"another daemon is listening on {path}")
+
+
+def run_in_thread(server: Server) -> threading.Thread:
+    """Start ``server.serve_forever`` in a daemon thread (for tests and benchmarks)."""
+    thread = threading.Thread(target=server.serve_forever, name="tmem-daemon", daemon=True)
+    thread.start()
+    return thread

@@ -1,0 +1,429 @@
+"""The remote client and administration handle: the tmem contract over the wire.
+
+``tmem.connect(address, name=...)`` returns a :class:`RemoteClient` with exactly
+the methods, answers and errors of the embedded client; ``tmem.admin(address)``
+returns a :class:`RemoteAdmin` with the embedded host's administrative methods.
+Addresses are ``unix:PATH`` (or a bare absolute path) and ``tcp://HOST:PORT``.
+Each handle owns one blocking socket; calls are synchronous, and the batched
+calls send their frames ahead of the replies.  When the daemon goes away every
+call raises :class:`tmem.ConnectionLost`.
+"""
+
+from __future__ import annotations
+
+import socket
+import uuid as _uuid
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from tmem.api import DEFAULT_PAGE_SIZE, INDEX_LIMIT, MAX_PAGE_SIZE, OID_LIMIT, Stats
+from tmem.engine.core import check_handle, check_page_size
+from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool, ProtocolError, error_for
+from tmem.host import settle_batch
+from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError
+from tmem.wire import messages as msg
+
+#: Page bytes sent (or asked for) per batch frame; two frames are kept in flight.
+BATCH_BYTES = 1 << 20
+_REPLY_LIMIT = 64 << 20
+_U32 = 1 << 32
+
+
+def parse_address(address: str | None) -> tuple[int, Any]:
+    """``(family, sockaddr)`` for ``unix:PATH``, an absolute path, or ``tcp://HOST:PORT``."""
+    if address is None:
+        from tmem.daemon.config import default_socket
+
+        address = default_socket()
+    text = str(address)
+    if text.startswith("unix:"):
+        return socket.AF_UNIX, text.removeprefix("unix:").removeprefix("//") or "/"
+    if text.startswith("/"):
+        return socket.AF_UNIX, text
+    if text.startswith("tcp://"):
+        host, sep, port = text[6:].rpartition(":")
+        if sep and host and port.isdigit():
+            host = host.strip("[]")
+            return (socket.AF_INET6 if ":" in host else socket.AF_INET), (host, int(port))
+    raise InvalidArgument(f"{address!r} is not unix:PATH or tcp://HOST:PORT")
+
+
+class Channel:
+    """One connection to a daemon: the hello, then request/reply frames."""
+
+    def __init__(
+        self, address: str | None, name: str, role: int, token: str | None, timeout: float | None
+    ) -> None:
+        family, sockaddr = parse_address(address)
+        if not isinstance(name, str):
+            raise InvalidArgument(f"client name {name!r} must be a string")
+        try:
+            hello = msg.encode_hello(name, role, token or "")
+        except WireError as exc:
+            raise InvalidArgument(str(exc)) from None
+        self.sock: socket.socket | None = socket.socket(family, socket.SOCK_STREAM)
+        self.decoder = Decoder(_REPLY_LIMIT)
+        try:
+            self.sock.settimeout(timeout)
+            self.sock.connect(sockaddr)
+            if family != socket.AF_UNIX:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError as exc:
+            self.close()
+            raise ConnectionLost(f"cannot connect to {address}: {exc}") from None
+        body = self.call(hello, Op.HELLO)
+        version, self.max_body, self.name = msg.decode_hello_reply(body)
+        if version != VERSION:
+            self.close()
+            raise ProtocolError(f"daemon speaks protocol {version}, not {VERSION}")
+
+    def call(self, frame: bytes, op: int) -> memoryview:
+        """Send one request and return its reply body (valid until the next call)."""
+        self.send(frame)
+        return self.reply(op)
+
+    def send(self, frame: bytes) -> None:
+        """Send a request frame without waiting for the reply."""
+        sock = self.sock
+        if sock is None:
+            raise ConnectionLost("the connection to the daemon is closed")
+        try:
+            sock.sendall(frame)
+        except OSError as exc:
+            self._lost(exc)
+
+    def reply(self, op: int) -> memoryview:
+        """The body of the next reply, which must answer ``op``; raises its error."""
+        decoder, sock = self.decoder, self.sock
+        try:
+            frame = decoder.next_frame()
+            while frame is None:
+                if sock is None or not (n := sock.recv_into(decoder.recv_buffer())):
+                    self._lost("the daemon closed the connection")
+                decoder.received(n)
+                frame = decoder.next_frame()
+        except (OSError, WireError) as exc:
+            self._lost(exc)
+        got, status, _tag, body = frame
+        if got != op:
+            self.close()
+            raise ProtocolError(f"reply to op {got} while waiting for op {op}")
+        if status:
+            if status == ProtocolError.code:
+                self.close()  # the daemon closes a connection that broke the protocol
+            raise error_for(status, bytes(body).decode("utf-8", "replace"))
+        return body
+
+    def _lost(self, why: object) -> Any:
+        self.close()
+        raise ConnectionLost(f"lost the daemon: {why}")
+
+    def close(self) -> None:
+        """Close the socket; the daemon releases this connection's private pools."""
+        sock, self.sock = self.sock, None
+        if sock is not None:
+            sock.close()
+
+
+class RemoteClient:
+    """A client of a tmem daemon; implements :class:`tmem.api.Client`."""
+
+    def __init__(
+        self, address: str | None, name: str, token: str | None = None, timeout: float | None = None
+    ) -> None:
+        self._chan = Channel(address, name, ROLE_CLIENT, token, timeout)
+        self.name = self._chan.name  # as the daemon registered it
+        self._page_sizes: dict[int, int] = {}
+
+    def new_pool(
+        self,
+        persistent: bool = False,
+        shared: bool = False,
+        uuid: _uuid.UUID | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> int:
+        """Create (or join, for a shared uuid) a pool; return its id."""
+        page_size = check_page_size(page_size)
+        if uuid is not None and not isinstance(uuid, _uuid.UUID):
+            raise InvalidArgument(f"a shared pool needs a uuid.UUID, not {uuid!r}")
+        frame = msg.encode_new_pool(bool(persistent), bool(shared), uuid, page_size)
+        pool = msg.decode_pool(self._chan.call(frame, Op.NEW_POOL))
+        self._page_sizes[pool] = page_size
+        return pool
+
+    def destroy_pool(self, pool: int) -> None:
+        """Leave the pool; its pages go once no client is left in it."""
+        self._chan.call(msg.encode_pool_op(Op.DESTROY_POOL, _pool(pool)), Op.DESTROY_POOL)
+        self._page_sizes.pop(pool, None)
+
+    def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
+        """Copy ``data`` in; True if stored, False if the host refused it."""
+        if not (
+            type(oid) is int
+            and 0 <= oid < OID_LIMIT
+            and type(index) is int
+            and 0 <= index < INDEX_LIMIT
+        ):
+            oid, index = _handle(pool, oid, index)
+        frame = msg.encode_put(_pool(pool), oid, index, _data(data))
+        return self._chan.call(frame, Op.PUT)[0] == msg.ITEM_YES
+
+    def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
+        """A copy of the page, or None on a miss."""
+        if not (
+            type(oid) is int
+            and 0 <= oid < OID_LIMIT
+            and type(index) is int
+            and 0 <= index < INDEX_LIMIT
+        ):
+            oid, index = _handle(pool, oid, index)
+        body = self._chan.call(msg.encode_handle_op(Op.GET, _pool(pool), oid, index), Op.GET)
+        return bytes(body) if body else None
+
+    def flush_page(self, pool: int, oid: int, index: int) -> None:
+        """Forget the page; later gets miss."""
+        oid, index = _handle(pool, oid, index)
+        frame = msg.encode_handle_op(Op.FLUSH_PAGE, _pool(pool), oid, index)
+        self._chan.call(frame, Op.FLUSH_PAGE)
+
+    def flush_object(self, pool: int, oid: int) -> None:
+        """Forget every page of the object."""
+        oid, _ = _handle(pool, oid, 0)
+        self._chan.call(msg.encode_flush_object(_pool(pool), oid), Op.FLUSH_OBJECT)
+
+    def stats(self) -> Stats:
+        """This client's counters, with each pool's under ``"pools"``."""
+        return _int_pool_keys(
+            msg.decode_json(self._chan.call(msg.encode_json_op(Op.STATS, None), Op.STATS))
+        )
+
+    def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+        """Put each ``(oid, index, data)`` in order; a bool per page (see the Client API)."""
+        results: list[Any] = []
+        chunks = _put_chunks(_pool(pool), pages, results, self._chan.max_body)
+        self._run_batches(chunks, Op.PUT_PAGES, results, False)
+        return settle_batch(results, errors)
+
+    def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+        """Get each ``(oid, index)`` in order; bytes or None per page (see the Client API)."""
+        results: list[Any] = []
+        per_frame = max(1, BATCH_BYTES // self._page_sizes.get(pool, DEFAULT_PAGE_SIZE))
+        chunks = _get_chunks(_pool(pool), handles, results, per_frame)
+        self._run_batches(chunks, Op.GET_PAGES, results, True)
+        return settle_batch(results, errors)
+
+    def _run_batches(
+        self, chunks: Iterable[tuple[bytes, list[int]]], op: int, results: list[Any], pages: bool
+    ) -> None:
+        """Send each chunk's frame, keeping two in flight; fill ``results`` from replies."""
+        chan, in_flight = self._chan, deque()
+        for frame, positions in chunks:
+            chan.send(frame)
+            in_flight.append(positions)
+            if len(in_flight) > 1:
+                _fill(chan.reply(op), in_flight.popleft(), results, pages)
+        while in_flight:
+            _fill(chan.reply(op), in_flight.popleft(), results, pages)
+
+    def close(self) -> None:
+        """Leave the daemon: private pools and their pages are released."""
+        self._chan.close()
+
+    def __enter__(self) -> RemoteClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<tmem.RemoteClient {self.name!r}>"
+
+
+class RemoteAdmin:
+    """Administration of a daemon's host; implements :class:`tmem.api.Admin`."""
+
+    def __init__(
+        self, address: str | None, token: str | None = None, timeout: float | None = None
+    ) -> None:
+        self._chan = Channel(address, "admin", ROLE_ADMIN, token, timeout)
+
+    def _call(self, op: int, args: dict[str, Any]) -> memoryview:
+        return self._chan.call(msg.encode_json_op(op, args), op)
+
+    def authorize_shared(self, client: str, uuid: _uuid.UUID) -> None:
+        """Allow ``client`` to create or join the shared pool ``uuid``."""
+        self._call(Op.AUTHORIZE_SHARED, _shared_args(client, uuid))
+
+    def revoke_shared(self, client: str, uuid: _uuid.UUID) -> None:
+        """Withdraw that right; the client leaves the pool now if it is in it."""
+        self._call(Op.REVOKE_SHARED, _shared_args(client, uuid))
+
+    def set_capacity(self, capacity: int) -> None:
+        """Change the bytes the host may spend; ephemeral pages are evicted to fit."""
+        self._call(Op.SET_CAPACITY, {"capacity": capacity})
+
+    def set_client(
+        self,
+        name: str,
+        *,
+        weight: int | None = None,
+        cap: Any = ...,
+        compress: Any = ...,
+        frozen: bool | None = None,
+    ) -> None:
+        """Change a connected client's weight, cap, compression or frozen state."""
+        args: dict[str, Any] = {"name": name}
+        if weight is not None:
+            args["weight"] = weight
+        if cap is not ...:
+            args["cap"] = cap
+        if compress is not ...:
+            args["compress"] = compress
+        if frozen is not None:
+            args["frozen"] = frozen
+        self._call(Op.SET_CLIENT, args)
+
+    def stats(self) -> Stats:
+        """Host totals, capacity, ratios and every client's counters."""
+        out = msg.decode_json(self._call(Op.HOST_STATS, {}))
+        for client in out.get("clients", {}).values():
+            _int_pool_keys(client)
+        return out
+
+    def close(self) -> None:
+        """Close the administrative connection."""
+        self._chan.close()
+
+    def __enter__(self) -> RemoteAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(
+    address: str | None = None, *, name: str, token: str | None = None, timeout: float | None = None
+) -> RemoteClient:
+    """Connect client ``name`` to the daemon at ``address`` (see :class:`RemoteClient`)."""
+    return RemoteClient(address, name, token, timeout)
+
+
+def admin(
+    address: str | None = None, *, token: str | None = None, timeout: float | None = None
+) -> RemoteAdmin:
+    """An administrative handle on the daemon at ``address``; PermissionDenied if refused."""
+    return RemoteAdmin(address, token, timeout)
+
+
+# --- argument checks (the engine repeats them; these keep frames encodable) --
+
+
+def _pool(pool: Any) -> int:
+    if type(pool) is not int or not 0 <= pool < _U32:
+        raise NoSuchPool(f"no pool {pool!r}")
+    return pool
+
+
+def _handle(pool: Any, oid: Any, index: Any) -> tuple[int, int]:
+    _pool(pool)
+    return check_handle(oid, index)
+
+
+def _data(data: Any) -> bytes | memoryview:
+    if type(data) is not bytes:
+        try:
+            data = memoryview(data).cast("B")
+        except TypeError:
+            raise InvalidArgument(
+                f"page data must be bytes-like, not {type(data).__name__}"
+            ) from None
+    if len(data) > MAX_PAGE_SIZE:
+        raise InvalidArgument(f"page data is {len(data)} bytes; pages are at most {MAX_PAGE_SIZE}")
+    return data
+
+
+def _shared_args(client: Any, uuid: Any) -> dict[str, Any]:
+    if not isinstance(uuid, _uuid.UUID):
+        raise InvalidArgument(f"a shared pool needs a uuid.UUID, not {uuid!r}")
+    return {"client": client, "uuid": str(uuid)}
+
+
+def _int_pool_keys(stats: Any) -> Any:
+    """JSON turned pool ids into strings; turn them back."""
+    if isinstance(stats, dict) and isinstance(stats.get("pools"), dict):
+        stats["pools"] = {int(k): v for k, v in stats["pools"].items()}
+    return stats
+
+
+def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: int):
+    """Yield ``(frame, positions)`` of same-size pages; bad items become errors in place."""
+    chunk: list[tuple[int, int, Any]] = []
+    positions: list[int] = []
+    size = 0
+    for item in pages:
+        results.append(None)
+        try:
+            oid, index, data = _item(item, 3)
+            oid, index = check_handle(oid, index)
+            data = _data(data)
+        except InvalidArgument as exc:
+            results[-1] = exc
+            continue
+        per_frame = max(1, min(BATCH_BYTES, max_body - 4096) // (len(data) + msg.ITEM.size))
+        if chunk and (len(data) != size or len(chunk) >= per_frame):
+            yield msg.encode_put_pages(pool, size, chunk), positions
+            chunk, positions = [], []
+        chunk.append((oid, index, data))
+        positions.append(len(results) - 1)
+        size = len(data)
+    if chunk:
+        yield msg.encode_put_pages(pool, size, chunk), positions
+
+
+def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame: int):
+    """Yield ``(frame, positions)`` of at most ``per_frame`` handles each."""
+    chunk: list[tuple[int, int]] = []
+    positions: list[int] = []
+    for item in handles:
+        results.append(None)
+        try:
+            chunk.append(check_handle(*_item(item, 2)))
+        except InvalidArgument as exc:
+            results[-1] = exc
+            continue
+        positions.append(len(results) - 1)
+        if len(chunk) >= per_frame:
+            yield msg.encode_get_pages(pool, chunk), positions
+            chunk, positions = [], []
+    if chunk:
+        yield msg.encode_get_pages(pool, chunk), positions
+
+
+def _item(item: Any, n: int) -> tuple[Any, ...]:
+    try:
+        values = tuple(item)
+    except TypeError:
+        values = ()
+    if len(values) != n:
+        raise InvalidArgument(f"a batch item must be a tuple of {n}, not {item!r:.80}")
+    return values
+
+
+def _fill(body: memoryview, positions: list[int], results: list[Any], pages: bool) -> None:
+    """Put a batch reply's per-item answers into ``results`` at ``positions``."""
+    try:
+        codes, message, data = msg.decode_batch_reply(body, len(positions))
+    except WireError as exc:
+        raise ProtocolError(str(exc)) from None
+    hits = sum(code == msg.ITEM_YES for code in codes)
+    size = len(data) // hits if pages and hits else 0
+    offset = 0
+    for pos, code in zip(positions, codes, strict=True):
+        if code & msg.ITEM_ERROR:
+            results[pos] = error_for(code & ~msg.ITEM_ERROR, message or "batch item failed")
+        elif not pages:
+            results[pos] = code == msg.ITEM_YES
+        elif code == msg.ITEM_YES:
+            results[pos] = bytes(data[offset : offset + size])
+            offset += size

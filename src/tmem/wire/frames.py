@@ -1,0 +1,108 @@
+"""Frames: the fixed binary header and a zero-copy, sans-io frame decoder.
+
+Every message in either direction is one frame: an 8-byte little-endian
+header ``op:u8 status:u8 tag:u16 length:u32`` followed by ``length`` bytes of
+body.  ``status`` is 0 in requests and in successful replies, else a code from
+:data:`tmem.errors.STATUS`; ``tag`` is echoed back unchanged in the reply.
+Nothing here touches a socket: bytes go in through :meth:`Decoder.recv_buffer`
+and :meth:`Decoder.received`, frames come out of :meth:`Decoder.next_frame`.
+"""
+
+from __future__ import annotations
+
+import struct
+
+#: op, status, tag, body length.
+HEADER = struct.Struct("<BBHI")
+HEADER_SIZE = HEADER.size
+#: The largest body either side accepts by default (a batch of 4 MiB of pages plus handles).
+DEFAULT_MAX_BODY = (4 << 20) + (64 << 10)
+#: Buffers start this small and grow (up to one whole frame) only when a frame needs it.
+_INITIAL_BUFFER = 256 << 10
+#: Keep at least this much free space at the end of the buffer for the next read.
+_MIN_READ = 64 << 10
+
+
+class WireError(Exception):
+    """The peer's bytes are not a valid frame or message (the peer's fault)."""
+
+
+def encode_frame(op: int, body: bytes = b"", status: int = 0, tag: int = 0) -> bytes:
+    """One frame: header plus body."""
+    return HEADER.pack(op, status, tag, len(body)) + body
+
+
+class Decoder:
+    """Split a byte stream into frames without copying their bodies.
+
+    A body returned by :meth:`next_frame` is a view into the decoder's buffer;
+    it stays valid until the next call of :meth:`recv_buffer`.
+    """
+
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+        self.max_body = max_body
+        self._buf = bytearray(min(_INITIAL_BUFFER, max_body + HEADER_SIZE + _MIN_READ))
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+        self._need = HEADER_SIZE  # bytes the frame at _start needs in all
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received but not yet returned as frames."""
+        return self._end - self._start
+
+    def recv_buffer(self) -> memoryview:
+        """Free space to read into; pass the count read to :meth:`received`."""
+        start, end = self._start, self._end
+        if start == end:
+            self._start = self._end = 0
+        elif len(self._buf) - end < max(_MIN_READ, self._need - (end - start)):
+            self._make_room(self._need)
+        return self._view[self._end :]
+
+    def _make_room(self, need: int) -> None:
+        pending = self._end - self._start
+        size = max(len(self._buf), need + _MIN_READ)
+        if size > len(self._buf):
+            # a new buffer: views handed out earlier keep the old one alive
+            new = bytearray(size)
+            new[:pending] = self._view[self._start : self._end]
+            self._buf, self._view = new, memoryview(new)
+        else:
+            self._buf[:pending] = self._view[self._start : self._end]
+        self._start, self._end = 0, pending
+
+    def received(self, n: int) -> None:
+        """Record that ``n`` bytes were written into the last :meth:`recv_buffer`."""
+        if n < 0 or self._end + n > len(self._buf):
+            raise WireError(f"received {n} bytes into a buffer with less room")
+        self._end += n
+
+    def feed(self, data: bytes) -> None:
+        """Copy ``data`` in (for callers that do not read with ``recv_into``)."""
+        n = len(data)
+        if len(self._buf) - self._end < n:
+            self._make_room(self._end - self._start + n)
+        self._buf[self._end : self._end + n] = data
+        self._end += n
+
+    def next_frame(self) -> tuple[int, int, int, memoryview] | None:
+        """The next whole frame as ``(op, status, tag, body)``, or None if incomplete.
+
+        Raises :class:`WireError` if the header announces a body over the limit.
+        """
+        start = self._start
+        if self._end - start < HEADER_SIZE:
+            self._need = HEADER_SIZE
+            return None
+        op, status, tag, length = HEADER.unpack_from(self._buf, start)
+        if length > self.max_body:
+            raise WireError(f"frame of {length} bytes exceeds the limit of {self.max_body}")
+        stop = start + HEADER_SIZE + length
+        if stop > self._end:
+            self._need = HEADER_SIZE + length
+            return None
+        self._start = stop
+        self._need = HEADER_SIZE
+        return op, status, tag, self._view[start + HEADER_SIZE : stop]

@@ -1,0 +1,309 @@
+"""Messages: the opcodes and the layout of each request and reply body.
+
+Requests and replies share the frame header of :mod:`tmem.wire.frames`; a
+reply carries its request's op and tag.  All integers are little-endian; an
+object id is 24 bytes (192 bits), a uuid 16.  Every ``decode_*`` function
+checks lengths and ranges and raises only :class:`WireError`.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import uuid as _uuid
+from enum import IntEnum
+from typing import Any
+
+from tmem.wire.frames import HEADER, WireError
+
+#: Protocol version, exchanged in the hello; a daemon refuses other versions.
+VERSION = 1
+MAGIC = b"TMEM"
+
+
+class Op(IntEnum):
+    """Operation codes; ops from 16 up are administrative."""
+
+    HELLO = 1
+    NEW_POOL = 2
+    DESTROY_POOL = 3
+    PUT = 4
+    GET = 5
+    FLUSH_PAGE = 6
+    FLUSH_OBJECT = 7
+    STATS = 8
+    PUT_PAGES = 9
+    GET_PAGES = 10
+    AUTHORIZE_SHARED = 16
+    REVOKE_SHARED = 17
+    SET_CAPACITY = 18
+    SET_CLIENT = 19
+    HOST_STATS = 20
+
+
+ADMIN_OPS = frozenset(op for op in Op if op >= 16)
+ROLE_CLIENT = 0
+ROLE_ADMIN = 1
+#: Per-item results in a batch reply; an error is ``ITEM_ERROR | status code``.
+ITEM_NO = 0
+ITEM_YES = 1
+ITEM_ERROR = 0x80
+
+HELLO = struct.Struct("<4sHBBH")  # magic, version, role, name length, token length
+HELLO_REPLY = struct.Struct("<HIB")  # version, max body, name length
+HANDLE = struct.Struct("<I24sI")  # pool, oid, index
+OBJECT = struct.Struct("<I24s")  # pool, oid
+POOL = struct.Struct("<I")
+NEW_POOL = struct.Struct("<BI16s")  # flags, page size, uuid
+BATCH = struct.Struct("<III")  # pool, count, page size (0 for gets)
+ITEM = struct.Struct("<24sI")  # oid, index
+MESSAGE = struct.Struct("<I")  # length of a batch reply's error message
+PERSISTENT, SHARED, HAS_UUID = 1, 2, 4
+_OID_BYTES = 24
+_U32 = 1 << 32
+
+
+def oid_bytes(oid: int) -> bytes:
+    """The 24-byte form of an object id in [0, 2**192)."""
+    return oid.to_bytes(_OID_BYTES, "little")
+
+
+def _text(raw: bytes | memoryview, what: str) -> str:
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise WireError(f"{what} is not UTF-8") from None
+
+
+def _exact(body: memoryview, size: int, what: str) -> None:
+    if len(body) != size:
+        raise WireError(f"{what} body is {len(body)} bytes, not {size}")
+
+
+# --- hello -----------------------------------------------------------------
+
+
+def encode_hello(name: str, role: int = ROLE_CLIENT, token: str = "") -> bytes:
+    """The first frame a client sends: magic, version, role, name and token."""
+    raw_name, raw_token = name.encode(), token.encode()
+    if len(raw_name) > 255 or len(raw_token) > 65535:
+        raise WireError("client name or token too long")
+    body = HELLO.pack(MAGIC, VERSION, role, len(raw_name), len(raw_token))
+    body += raw_name + raw_token
+    return HEADER.pack(Op.HELLO, 0, 0, len(body)) + body
+
+
+def decode_hello(body: memoryview) -> tuple[int, int, str, str]:
+    """``(version, role, name, token)`` of a hello body."""
+    if len(body) < HELLO.size:
+        raise WireError("hello too short")
+    magic, version, role, name_len, token_len = HELLO.unpack_from(body)
+    if magic != MAGIC:
+        raise WireError("not a tmem hello")
+    _exact(body, HELLO.size + name_len + token_len, "hello")
+    if role not in (ROLE_CLIENT, ROLE_ADMIN):
+        raise WireError(f"unknown role {role}")
+    name = _text(body[HELLO.size : HELLO.size + name_len], "client name")
+    token = _text(body[HELLO.size + name_len :], "token")
+    return version, role, name, token
+
+
+def encode_hello_reply(name: str, max_body: int) -> bytes:
+    """The body of the daemon's answer to a hello: version, limits, registered name."""
+    raw = name.encode()
+    return HELLO_REPLY.pack(VERSION, max_body, len(raw)) + raw
+
+
+def decode_hello_reply(body: memoryview) -> tuple[int, int, str]:
+    """``(version, max_body, name)`` of a hello reply body."""
+    if len(body) < HELLO_REPLY.size:
+        raise WireError("hello reply too short")
+    version, max_body, name_len = HELLO_REPLY.unpack_from(body)
+    _exact(body, HELLO_REPLY.size + name_len, "hello reply")
+    return version, max_body, _text(body[HELLO_REPLY.size :], "client name")
+
+
+# --- pools -----------------------------------------------------------------
+
+
+def encode_new_pool(
+    persistent: bool, shared: bool, uuid: _uuid.UUID | None, page_size: int
+) -> bytes:
+    """A NEW_POOL request frame."""
+    flags = (PERSISTENT if persistent else 0) | (SHARED if shared else 0)
+    raw = b"\0" * 16
+    if uuid is not None:
+        flags |= HAS_UUID
+        raw = uuid.bytes
+    return HEADER.pack(Op.NEW_POOL, 0, 0, NEW_POOL.size) + NEW_POOL.pack(flags, page_size, raw)
+
+
+def decode_new_pool(body: memoryview) -> tuple[bool, bool, _uuid.UUID | None, int]:
+    """``(persistent, shared, uuid, page_size)`` of a NEW_POOL body."""
+    _exact(body, NEW_POOL.size, "new-pool")
+    flags, page_size, raw = NEW_POOL.unpack(body)
+    if flags & ~(PERSISTENT | SHARED | HAS_UUID):
+        raise WireError(f"unknown pool flags {flags:#x}")
+    uuid = _uuid.UUID(bytes=raw) if flags & HAS_UUID else None
+    return bool(flags & PERSISTENT), bool(flags & SHARED), uuid, page_size
+
+
+def encode_pool_op(op: int, pool: int) -> bytes:
+    """A request whose body is one pool id (DESTROY_POOL)."""
+    return HEADER.pack(op, 0, 0, 4) + POOL.pack(pool)
+
+
+def decode_pool(body: memoryview) -> int:
+    """The pool id of a DESTROY_POOL body, or of a NEW_POOL reply."""
+    _exact(body, POOL.size, "pool")
+    return POOL.unpack(body)[0]
+
+
+# --- single pages ----------------------------------------------------------
+
+_PUT_HEAD = struct.Struct("<BBHII24sI")
+_HANDLE_FRAME = struct.Struct("<BBHII24sI")
+_OBJECT_FRAME = struct.Struct("<BBHII24s")
+
+
+def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> bytes:
+    """A PUT request frame: handle then the page."""
+    head = _PUT_HEAD.pack(Op.PUT, 0, 0, HANDLE.size + len(data), pool, oid_bytes(oid), index)
+    return head + data
+
+
+def encode_handle_op(op: int, pool: int, oid: int, index: int) -> bytes:
+    """A GET or FLUSH_PAGE request frame."""
+    return _HANDLE_FRAME.pack(op, 0, 0, HANDLE.size, pool, oid_bytes(oid), index)
+
+
+def encode_flush_object(pool: int, oid: int) -> bytes:
+    """A FLUSH_OBJECT request frame."""
+    return _OBJECT_FRAME.pack(Op.FLUSH_OBJECT, 0, 0, OBJECT.size, pool, oid_bytes(oid))
+
+
+def decode_put(body: memoryview) -> tuple[int, int, int, memoryview]:
+    """``(pool, oid, index, data)`` of a PUT body; ``data`` is a view into it."""
+    if len(body) <= HANDLE.size:
+        raise WireError("put without a page")
+    pool, oid, index = HANDLE.unpack_from(body)
+    return pool, int.from_bytes(oid, "little"), index, body[HANDLE.size :]
+
+
+def decode_handle(body: memoryview) -> tuple[int, int, int]:
+    """``(pool, oid, index)`` of a GET or FLUSH_PAGE body."""
+    if len(body) != HANDLE.size:
+        raise WireError(f"handle body is {len(body)} bytes, not {HANDLE.size}")
+    pool, oid, index = HANDLE.unpack(body)
+    return pool, int.from_bytes(oid, "little"), index
+
+
+def decode_object(body: memoryview) -> tuple[int, int]:
+    """``(pool, oid)`` of a FLUSH_OBJECT body."""
+    _exact(body, OBJECT.size, "flush-object")
+    pool, oid = OBJECT.unpack(body)
+    return pool, int.from_bytes(oid, "little")
+
+
+# --- batches ---------------------------------------------------------------
+
+
+def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]]) -> bytes:
+    """A PUT_PAGES frame: ``(oid, index, data)`` items, each page ``page_size`` long."""
+    parts = [b"", BATCH.pack(pool, len(pages), page_size)]
+    pack = ITEM.pack
+    for oid, index, data in pages:
+        parts.append(pack(oid_bytes(oid), index))
+        parts.append(data)
+    body_len = BATCH.size + len(pages) * (ITEM.size + page_size)
+    parts[0] = HEADER.pack(Op.PUT_PAGES, 0, 0, body_len)
+    frame = b"".join(parts)
+    if len(frame) != HEADER.size + body_len:
+        raise WireError("a page in the batch is not page_size long")
+    return frame
+
+
+def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
+    """``(pool, [(oid, index, data), ...])`` of a PUT_PAGES body (views into it)."""
+    if len(body) < BATCH.size:
+        raise WireError("batch too short")
+    pool, count, page_size = BATCH.unpack_from(body)
+    step = ITEM.size + page_size
+    _exact(body, BATCH.size + count * step, "put-pages")
+    unpack, from_bytes = ITEM.unpack_from, int.from_bytes
+    items = []
+    for pos in range(BATCH.size, len(body), step):
+        oid, index = unpack(body, pos)
+        items.append((from_bytes(oid, "little"), index, body[pos + ITEM.size : pos + step]))
+    return pool, items
+
+
+def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
+    """A GET_PAGES frame for ``(oid, index)`` handles."""
+    pack = ITEM.pack
+    body = BATCH.pack(pool, len(handles), 0) + b"".join(
+        pack(oid_bytes(oid), index) for oid, index in handles
+    )
+    return HEADER.pack(Op.GET_PAGES, 0, 0, len(body)) + body
+
+
+def decode_get_pages(body: memoryview) -> tuple[int, list[tuple[int, int]]]:
+    """``(pool, [(oid, index), ...])`` of a GET_PAGES body."""
+    if len(body) < BATCH.size:
+        raise WireError("batch too short")
+    pool, count, page_size = BATCH.unpack_from(body)
+    if page_size:
+        raise WireError("get-pages carries no page size")
+    _exact(body, BATCH.size + count * ITEM.size, "get-pages")
+    return pool, [
+        (int.from_bytes(oid, "little"), index)
+        for oid, index in ITEM.iter_unpack(body[BATCH.size :])
+    ]
+
+
+def encode_batch_reply(results: bytes | bytearray, message: str, pages: list[bytes]) -> list[Any]:
+    """A batch reply body, as parts: one result byte per item, the first error's
+    message, then the data of every hit."""
+    raw = message.encode()
+    return [bytes(results), MESSAGE.pack(len(raw)), raw, *pages]
+
+
+def decode_batch_reply(body: memoryview, count: int) -> tuple[bytes, str, memoryview]:
+    """``(results, message, data)`` of a batch reply of ``count`` items."""
+    if len(body) < count + MESSAGE.size:
+        raise WireError("batch reply too short")
+    results = bytes(body[:count])
+    (msg_len,) = MESSAGE.unpack_from(body, count)
+    start = count + MESSAGE.size + msg_len
+    if start > len(body):
+        raise WireError("batch reply message overruns the frame")
+    return results, _text(body[count + MESSAGE.size : start], "message"), body[start:]
+
+
+# --- administration and statistics ---------------------------------------
+
+
+def encode_json_op(op: int, args: Any) -> bytes:
+    """A request (administration, statistics) whose body is a JSON document."""
+    body = json.dumps(args, separators=(",", ":")).encode() if args is not None else b""
+    return HEADER.pack(op, 0, 0, len(body)) + body
+
+
+def decode_json(body: memoryview) -> Any:
+    """The JSON document of a body (None for an empty body)."""
+    if not body:
+        return None
+    try:
+        return json.loads(bytes(body))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise WireError("body is not a JSON document") from None
+
+
+def encode_json(value: Any) -> bytes:
+    """A JSON body (statistics replies)."""
+    return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def check_u32(value: int) -> bool:
+    """Whether ``value`` fits a u32 field."""
+    return 0 <= value < _U32
