@@ -1,0 +1,464 @@
+"""cleancache: a file page cache whose victims go to an ephemeral tmem pool.
+
+Design
+------
+A :class:`CleanCache` holds a bounded private LRU cache of ``cache_pages``
+pages in front of the file system.  A page read that misses it asks tmem, and
+only then reads the disk with ``os.pread``.  When the private cache evicts a
+page (every page in it is clean: writes go straight to the file with
+``os.pwrite``), the page is put into the ephemeral tmem pool of the file's file
+system, where a later miss may find it again.
+
+* **Pools.** One pool per file system (``st_dev``), created by :meth:`enable`;
+  files on file systems not enabled use the private cache only.  With a
+  ``shared_uuid`` the pool is the host's shared pool of that uuid when the host
+  has authorized this client, so that processes reading the same files share
+  one copy; otherwise a private pool.
+* **Handles.** A file's object id is ``inode << 64 | generation``; the
+  generation is the file's change time (ns) when this cache last saw it change
+  behind its back, so processes that see the same unchanged file agree on the
+  id.  The index is the page number in the file.
+* **Coherency.** Before any page of a file is served, the file's size, change
+  and modification times are compared with what the cache last saw; if they
+  differ the file's pages are flushed (privately and in tmem) and its
+  generation moves on.  Writes through the cache update the private page or
+  flush the tmem page; truncation flushes the pages past the new end;
+  :meth:`unlink` and :meth:`rename` flush the object of the file that goes away
+  or is replaced.  In a shared pool a write also moves the file to a new
+  generation, since other processes may still hold the old pages.
+* **Loss of the host** only costs hits: the pool is dropped and the cache goes
+  on with the disk.  A page is never served from anywhere but the private
+  cache, tmem under the file's current handle, or the file itself.
+
+Known limit: a change made behind the cache's back that leaves size, ctime and
+mtime all equal (within the file system's timestamp granularity) is not seen.
+
+Statistics use Linux cleancache's names: ``succ_gets``, ``failed_gets``,
+``puts``, ``invalidates``, plus ``reads`` (page reads asked of the cache),
+``private_hits``, ``disk_reads`` and ``disk_writes`` (all in pages).  Every
+page read is exactly one of ``private_hits``, ``succ_gets``, ``disk_reads``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import uuid as _uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from tmem.api import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE, Client
+from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool, PermissionDenied
+from tmem.frontends.cachedfile import CachedFile
+
+#: The counters :meth:`CleanCache.stats` reports, in this order.
+COUNTERS: tuple[str, ...] = (
+    "reads",
+    "private_hits",
+    "succ_gets",
+    "failed_gets",
+    "puts",
+    "failed_puts",
+    "invalidates",
+    "stale_files",
+    "disk_reads",
+    "disk_writes",
+    "host_lost",
+)
+
+_GEN_MASK = (1 << 64) - 1
+#: Past this many pages a truncation flushes the whole object instead of page by page.
+_FLUSH_RANGE_LIMIT = 1024
+
+
+def check_page_size(page_size: Any) -> int:
+    """Return ``page_size`` if it is a power of two tmem accepts, else raise InvalidArgument."""
+    if (
+        type(page_size) is not int
+        or not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE
+        or page_size & (page_size - 1)
+    ):
+        raise InvalidArgument(f"page size {page_size!r} is not a power of two in [512, 65536]")
+    return page_size
+
+
+def check_count(name: str, value: Any) -> int:
+    """Return ``value`` if it is an int >= 1, else raise InvalidArgument naming it."""
+    if type(value) is not int or value < 1:
+        raise InvalidArgument(f"{name} must be an integer >= 1, not {value!r}")
+    return value
+
+
+@dataclass(eq=False)
+class FileRecord:
+    """What the cache knows of one file (by device and inode)."""
+
+    dev: int
+    ino: int
+    pool: int | None  # the tmem pool of its file system, or None
+    shared: bool
+    gen: int
+    size: int
+    ctime: int
+    mtime: int
+    opened: int = 0
+    pages: set[int] = field(default_factory=set)  # indexes in the private cache
+
+    @property
+    def oid(self) -> int:
+        """The file's tmem object id."""
+        return (self.ino & _GEN_MASK) << 64 | (self.gen & _GEN_MASK)
+
+    def same(self, st: os.stat_result) -> bool:
+        """True if ``st`` shows the file as the cache last saw it."""
+        return (st.st_size, st.st_ctime_ns, st.st_mtime_ns) == (self.size, self.ctime, self.mtime)
+
+    def remember(self, st: os.stat_result) -> None:
+        """Take ``st`` as the file's current state."""
+        self.size, self.ctime, self.mtime = st.st_size, st.st_ctime_ns, st.st_mtime_ns
+
+
+class CleanCache:
+    """A private page cache of ``cache_pages`` pages backed by tmem (``client``) and the disk.
+
+    ``client`` may be None: then only the private cache and the disk are used.
+    Safe to use from several threads (one lock).
+    """
+
+    def __init__(
+        self, client: Client | None, cache_pages: int, page_size: int = DEFAULT_PAGE_SIZE
+    ) -> None:
+        self.client = client
+        self.cache_pages = check_count("cache_pages", cache_pages)
+        self.page_size = check_page_size(page_size)
+        self.lock = threading.RLock()
+        self._pools: dict[int, tuple[int, bool]] = {}  # st_dev -> (pool id, shared)
+        self._files: dict[tuple[int, int], FileRecord] = {}
+        self._lru: OrderedDict[tuple[int, int, int], tuple[FileRecord, bytes]] = OrderedDict()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._closed = False
+
+    # --- file systems ------------------------------------------------------
+
+    def enable(self, path: str | os.PathLike[str], shared_uuid: _uuid.UUID | None = None) -> bool:
+        """Opt the file system holding ``path`` into tmem; True if its pool is shared.
+
+        With ``shared_uuid`` the host's shared pool of that uuid is joined if the
+        host authorized this client, else a private pool is made.  Without a
+        client this does nothing and returns False.  Enabling twice keeps the
+        first pool.
+        """
+        dev = os.stat(path).st_dev
+        with self.lock:
+            self._check_open()
+            if self.client is None:
+                return False
+            if dev in self._pools:
+                return self._pools[dev][1]
+            pool, shared = self._new_pool(shared_uuid)
+            self._pools[dev] = (pool, shared)
+            for rec in self._files.values():
+                if rec.dev == dev:
+                    rec.pool, rec.shared = pool, shared
+            return shared
+
+    def _new_pool(self, shared_uuid: _uuid.UUID | None) -> tuple[int, bool]:
+        assert self.client is not None
+        if shared_uuid is not None:
+            try:
+                pool = self.client.new_pool(
+                    persistent=False, shared=True, uuid=shared_uuid, page_size=self.page_size
+                )
+                return pool, True
+            except PermissionDenied:
+                pass  # not authorized: a private pool still helps this process
+        return self.client.new_pool(persistent=False, page_size=self.page_size), False
+
+    def disable(self, path: str | os.PathLike[str]) -> None:
+        """Stop using tmem for the file system holding ``path``; its pool is destroyed."""
+        dev = os.stat(path).st_dev
+        with self.lock:
+            entry = self._pools.pop(dev, None)
+            if entry is None:
+                return
+            self._detach_pool(entry[0])
+            destroy_quietly(self.client, entry[0])
+
+    def _detach_pool(self, pool: int) -> None:
+        for rec in self._files.values():
+            if rec.pool == pool:
+                rec.pool, rec.shared = None, False
+
+    # --- files ---------------------------------------------------------------
+
+    def open(self, path: str | os.PathLike[str], mode: str = "rb") -> CachedFile:
+        """Open ``path`` through the cache (binary modes only: r, w, a, x, with or without +)."""
+        with self.lock:
+            self._check_open()
+        return CachedFile(self, path, mode)
+
+    def unlink(self, path: str | os.PathLike[str]) -> None:
+        """Remove ``path``; the file's pages are flushed from the cache and tmem."""
+        with self.lock:
+            st = os.lstat(path)
+            os.unlink(path)
+            self._forget(st)
+
+    def rename(self, src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        """Rename ``src`` to ``dst``; a file that ``dst`` replaces is flushed."""
+        with self.lock:
+            try:
+                old = os.lstat(dst)
+            except FileNotFoundError:
+                old = None
+            os.rename(src, dst)
+            if old is not None and (old.st_dev, old.st_ino) != _key(os.lstat(dst)):
+                self._forget(old)
+            rec = self._files.get(_key(os.lstat(dst)))
+            if rec is not None:
+                self._own_change(rec, os.stat(dst))
+
+    def _forget(self, st: os.stat_result) -> None:
+        rec = self._files.get(_key(st))
+        if rec is None:
+            return
+        self._invalidate_file(rec)
+        if rec.opened == 0:
+            del self._files[(rec.dev, rec.ino)]
+
+    # --- used by CachedFile (under the lock) ------------------------------
+
+    def attach(self, fd: int) -> FileRecord:
+        """The record of the open file ``fd``, made or checked against the file."""
+        st = os.fstat(fd)
+        rec = self._files.get(_key(st))
+        if rec is None:
+            pool, shared = self._pools.get(st.st_dev, (None, False))
+            rec = FileRecord(st.st_dev, st.st_ino, pool, shared, st.st_ctime_ns, 0, 0, 0)
+            rec.remember(st)
+            self._files[_key(st)] = rec
+        else:
+            self._check_file(rec, st)
+        rec.opened += 1
+        return rec
+
+    def detach(self, rec: FileRecord, fd: int) -> None:
+        """``fd`` of ``rec`` is being closed; a file with no name left is forgotten."""
+        rec.opened -= 1
+        if rec.opened == 0 and os.fstat(fd).st_nlink == 0:
+            self._invalidate_file(rec)
+            self._files.pop((rec.dev, rec.ino), None)
+
+    def validate(self, rec: FileRecord, fd: int) -> int:
+        """Flush ``rec`` if the file changed behind the cache's back; return its size."""
+        self._check_file(rec, os.fstat(fd))
+        return rec.size
+
+    def _check_file(self, rec: FileRecord, st: os.stat_result) -> None:
+        if rec.same(st):
+            return
+        self._counts["stale_files"] += 1
+        self._invalidate_file(rec)
+        rec.gen = st.st_ctime_ns
+        rec.remember(st)
+
+    def _invalidate_file(self, rec: FileRecord) -> None:
+        for index in rec.pages:
+            del self._lru[(rec.dev, rec.ino, index)]
+        rec.pages.clear()
+        if rec.pool is not None:
+            self._counts["invalidates"] += 1
+            self._tmem(rec, "flush_object", rec.pool, rec.oid)
+
+    def _own_change(self, rec: FileRecord, st: os.stat_result) -> None:
+        """The cache itself changed the file: take its new state without flushing.
+
+        Processes sharing the pool may hold the old pages, so a shared file
+        moves to a new generation (its old object flushed for everyone).
+        """
+        if rec.shared and rec.pool is not None and st.st_ctime_ns != rec.gen:
+            self._counts["invalidates"] += 1
+            self._tmem(rec, "flush_object", rec.pool, rec.oid)
+            rec.gen = st.st_ctime_ns
+        rec.remember(st)
+
+    def read(self, rec: FileRecord, fd: int, offset: int, out: memoryview) -> int:
+        """Copy the file's bytes from ``offset`` into ``out``; return how many (0 at EOF)."""
+        size = self.validate(rec, fd)
+        end = min(offset + len(out), size)
+        ps = self.page_size
+        done = 0
+        pos = offset
+        while pos < end:
+            index, skip = divmod(pos, ps)
+            take = min(ps - skip, end - pos)
+            out[done : done + take] = self._page(rec, fd, index)[skip : skip + take]
+            done += take
+            pos += take
+        return done
+
+    def _page(self, rec: FileRecord, fd: int, index: int) -> bytes:
+        counts = self._counts
+        counts["reads"] += 1
+        key = (rec.dev, rec.ino, index)
+        hit = self._lru.get(key)
+        if hit is not None:
+            self._lru.move_to_end(key)
+            counts["private_hits"] += 1
+            return hit[1]
+        page = None
+        if rec.pool is not None:
+            page = self._tmem(rec, "get_page", rec.pool, rec.oid, index)
+            counts["succ_gets" if page is not None else "failed_gets"] += 1
+        if page is None:
+            page = self._read_disk(fd, index)
+        self._insert(rec, index, page)
+        return page
+
+    def _read_disk(self, fd: int, index: int) -> bytes:
+        ps = self.page_size
+        data = os.pread(fd, ps, index * ps)
+        self._counts["disk_reads"] += 1
+        # Past the end a page reads as zeros, as a file's hole does.
+        return data if len(data) == ps else data.ljust(ps, b"\0")
+
+    def _insert(self, rec: FileRecord, index: int, page: bytes) -> None:
+        self._lru[(rec.dev, rec.ino, index)] = (rec, page)
+        rec.pages.add(index)
+        while len(self._lru) > self.cache_pages:
+            (_, _, victim_index), (victim, data) = self._lru.popitem(last=False)
+            victim.pages.discard(victim_index)
+            if victim.pool is not None:
+                self._counts["puts"] += 1
+                ok = self._tmem(victim, "put_page", victim.pool, victim.oid, victim_index, data)
+                if not ok:
+                    self._counts["failed_puts"] += 1
+
+    def write(self, rec: FileRecord, fd: int, offset: int, data: memoryview) -> int:
+        """Write ``data`` at ``offset`` through to the file, keeping every cached page true."""
+        self.validate(rec, fd)
+        done = 0
+        while done < len(data):
+            done += os.pwrite(fd, data[done:], offset + done)
+        if not done:
+            return 0
+        ps = self.page_size
+        first, last = offset // ps, (offset + done - 1) // ps
+        self._counts["disk_writes"] += last - first + 1
+        for index in range(first, last + 1):
+            self._write_page(rec, index, offset, data)
+        self._own_change(rec, os.fstat(fd))
+        return done
+
+    def _write_page(self, rec: FileRecord, index: int, offset: int, data: memoryview) -> None:
+        ps = self.page_size
+        start = index * ps
+        lo, hi = max(offset, start), min(offset + len(data), start + ps)
+        chunk = data[lo - offset : hi - offset]
+        key = (rec.dev, rec.ino, index)
+        hit = self._lru.get(key)
+        if hit is not None:
+            page = bytearray(hit[1])
+            page[lo - start : hi - start] = chunk
+            self._lru[key] = (rec, bytes(page))
+            if not rec.shared:
+                return  # a private ephemeral page lives in one place: tmem has no copy
+        if rec.pool is not None:
+            self._counts["invalidates"] += 1
+            self._tmem(rec, "flush_page", rec.pool, rec.oid, index)
+        if hit is None and hi - lo == ps:
+            self._insert(rec, index, bytes(chunk))
+
+    def truncate(self, rec: FileRecord, fd: int, size: int) -> None:
+        """Cut or extend the file to ``size`` bytes; pages past the new end are flushed."""
+        old = self.validate(rec, fd)
+        os.ftruncate(fd, size)
+        ps = self.page_size
+        cut = size // ps
+        for index in [i for i in rec.pages if i >= cut]:
+            key = (rec.dev, rec.ino, index)
+            if index == cut and size % ps:
+                page = self._lru[key][1]
+                self._lru[key] = (rec, page[: size % ps].ljust(ps, b"\0"))
+            else:
+                del self._lru[key]
+                rec.pages.discard(index)
+        end = -(-old // ps)
+        if rec.pool is not None and end > cut:
+            self._flush_range(rec, cut, end)
+        self._own_change(rec, os.fstat(fd))
+
+    def _flush_range(self, rec: FileRecord, first: int, end: int) -> None:
+        assert rec.pool is not None
+        if end - first > _FLUSH_RANGE_LIMIT:
+            self._counts["invalidates"] += 1
+            self._tmem(rec, "flush_object", rec.pool, rec.oid)
+            return
+        for index in range(first, end):
+            if rec.shared or index not in rec.pages:
+                self._counts["invalidates"] += 1
+                self._tmem(rec, "flush_page", rec.pool, rec.oid, index)
+                if rec.pool is None:
+                    return
+
+    # --- tmem calls ----------------------------------------------------------
+
+    def _tmem(self, rec: FileRecord, op: str, *args: Any) -> Any:
+        """Call the client; if the host or the pool is gone, go on without that pool."""
+        assert self.client is not None
+        try:
+            return getattr(self.client, op)(*args)
+        except (ConnectionLost, NoSuchPool):
+            self._counts["host_lost"] += 1
+            pool = rec.pool
+            self._pools = {d: e for d, e in self._pools.items() if e[0] != pool}
+            if pool is not None:
+                self._detach_pool(pool)
+            return None if op != "put_page" else False
+
+    # --- the rest ------------------------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """The counters (see :data:`COUNTERS`), plus ``private_pages`` and ``files``."""
+        with self.lock:
+            out = dict(self._counts)
+            out["private_pages"] = len(self._lru)
+            out["files"] = len(self._files)
+            out["pools"] = len(self._pools)
+            return out
+
+    def close(self) -> None:
+        """Drop the private cache and destroy this cache's pools (the client stays open)."""
+        with self.lock:
+            if self._closed:
+                return
+            self._closed = True
+            pools, self._pools = self._pools, {}
+            self._lru.clear()
+            self._files.clear()
+            for pool, _shared in pools.values():
+                destroy_quietly(self.client, pool)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgument("this CleanCache is closed")
+
+    def __enter__(self) -> CleanCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def destroy_quietly(client: Client | None, pool: int | None) -> None:
+    """Destroy ``pool`` if there is one; a pool already gone with its host is no error."""
+    if client is None or pool is None:
+        return
+    with contextlib.suppress(ConnectionLost, NoSuchPool):
+        client.destroy_pool(pool)
+
+
+def _key(st: os.stat_result) -> tuple[int, int]:
+    return st.st_dev, st.st_ino

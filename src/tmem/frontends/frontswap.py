@@ -1,0 +1,372 @@
+"""frontswap: a swap area whose pages go to a persistent tmem pool before the swap file.
+
+Design
+------
+A :class:`Frontswap` stands in front of a real swap file of ``slots`` pages.
+:meth:`~Frontswap.store` offers the page to a persistent tmem pool first and
+writes the swap file (``os.pwrite``) only when tmem rejects it; one bit per
+slot records that a page is in tmem and one that the swap file holds it.
+:meth:`~Frontswap.load` reads it back from wherever it is.
+
+* **Handles** follow Linux's tmem frontswap: a slot's low 4 bits pick the
+  object, the rest is the index, so no object grows huge.
+* **Partial swapoff**: :meth:`~Frontswap.shrink` moves pages from tmem to the
+  swap file until tmem holds at most the target; :meth:`~Frontswap.selfshrink_step`
+  applies Linux's frontswap-selfshrink policy (:mod:`tmem.frontends.selfshrink`),
+  and :meth:`~Frontswap.start_selfshrink` runs it every interval in a thread.
+* **Write-behind** (``write_behind=True``): a thread copies each page stored in
+  tmem to the swap file too, so losing the host loses nothing once
+  :meth:`~Frontswap.sync` has returned.
+* **Loss of the host** (``ConnectionLost``, or the pool gone): the pages that
+  were only in tmem are lost; loading any of them raises
+  :class:`~tmem.frontends.errors.PagesLost`, naming every lost slot.  Stores go
+  on to the swap file.  A load never returns anything but the page stored.
+
+Statistics use Linux frontswap's names: ``succ_stores``, ``failed_stores``,
+``loads`` (pages loaded from tmem), ``invalidates``, plus ``swap_reads`` and
+``swap_writes`` (pages read from and written to the swap file) and
+``tmem_pages`` (pages in tmem now).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from typing import Any
+
+from tmem.api import DEFAULT_PAGE_SIZE, Client
+from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool
+from tmem.frontends.bitmap import Bitmap
+from tmem.frontends.cleancache import check_count, check_page_size, destroy_quietly
+from tmem.frontends.errors import EmptySlot, PagesLost
+from tmem.frontends.selfshrink import SelfShrink
+
+#: The counters :meth:`Frontswap.stats` reports besides the page counts.
+COUNTERS: tuple[str, ...] = (
+    "succ_stores",
+    "failed_stores",
+    "loads",
+    "invalidates",
+    "invalidate_areas",
+    "swap_reads",
+    "swap_writes",
+    "shrunk_pages",
+    "written_behind",
+    "selfshrink_steps",
+    "host_lost",
+)
+
+_SWIZ_BITS = 4
+_SWIZ_MASK = (1 << _SWIZ_BITS) - 1
+
+
+class Frontswap:
+    """A swap area of ``slots`` pages: a persistent tmem pool in front of ``swap_path``.
+
+    ``client`` may be None: then every page goes to the swap file.  The swap
+    file is created if needed and sized to ``slots * page_size`` (sparse).
+    Safe to use from several threads (one lock).
+    """
+
+    def __init__(
+        self,
+        client: Client | None,
+        swap_path: str | os.PathLike[str],
+        slots: int,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        write_behind: bool = False,
+        selfshrink: SelfShrink | None = None,
+    ) -> None:
+        self.slots = check_count("slots", slots)
+        self.page_size = check_page_size(page_size)
+        self.client = client
+        self.path = os.fspath(swap_path)
+        self.selfshrink = selfshrink if selfshrink is not None else SelfShrink()
+        self.lock = threading.RLock()
+        self._changed = threading.Condition(self.lock)
+        self._in_tmem = Bitmap(slots)
+        self._in_file = Bitmap(slots)
+        self._lost: set[int] = set()
+        self._counts = dict.fromkeys(COUNTERS, 0)
+        self._cursor = 0
+        self._closed = False
+        self._pending: deque[int] | None = deque() if write_behind else None
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(self._fd, slots * page_size)
+            self.pool = None if client is None else client.new_pool(True, page_size=page_size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        if write_behind:
+            self._spawn(self._write_behind, "tmem-frontswap-writebehind")
+
+    # --- the swap operations ---------------------------------------------
+
+    def store(self, slot: int, page: Any) -> None:
+        """Keep ``page`` in ``slot``: in tmem if it accepts it, else in the swap file."""
+        slot = self._check_slot(slot)
+        data = self._check_page(page)
+        with self.lock:
+            self._check_open()
+            self._lost.discard(slot)
+            if self.pool is not None and self._tmem("put_page", slot, data):
+                self._in_tmem.set(slot)
+                self._in_file.clear(slot)
+                self._counts["succ_stores"] += 1
+                if self._pending is not None:
+                    self._pending.append(slot)
+                    self._changed.notify_all()
+                return
+            if self.client is not None:
+                self._counts["failed_stores"] += 1
+            # A rejected duplicate put already flushed the old page in tmem.
+            self._in_tmem.clear(slot)
+            self._write_file(slot, data)
+
+    def load(self, slot: int) -> bytes:
+        """The page stored in ``slot``; PagesLost if the host lost it, EmptySlot if none."""
+        slot = self._check_slot(slot)
+        with self.lock:
+            self._check_open()
+            if slot in self._lost:
+                raise PagesLost(self._lost)
+            if self._in_tmem[slot]:
+                page = self._tmem("get_page", slot)
+                if page is not None:
+                    self._counts["loads"] += 1
+                    return page
+                self._page_missing(slot)
+            if self._in_file[slot]:
+                self._counts["swap_reads"] += 1
+                return self._read_file(slot)
+            raise EmptySlot(f"swap slot {slot} holds no page")
+
+    def _page_missing(self, slot: int) -> None:
+        """A page marked in tmem did not come back: fall back to the file or report it lost."""
+        self._in_tmem.clear(slot)
+        if not self._in_file[slot]:
+            self._lost.add(slot)
+            raise PagesLost(self._lost, f"the tmem host no longer has slot {slot}")
+
+    def invalidate(self, slot: int) -> None:
+        """Free ``slot``: its page is forgotten wherever it is."""
+        slot = self._check_slot(slot)
+        with self.lock:
+            self._check_open()
+            held = self._in_tmem[slot] or self._in_file[slot] or slot in self._lost
+            if self._in_tmem[slot]:
+                self._tmem("flush_page", slot)
+                self._in_tmem.clear(slot)
+            self._in_file.clear(slot)
+            self._lost.discard(slot)
+            if held:
+                self._counts["invalidates"] += 1
+
+    def invalidate_area(self) -> None:
+        """Free every slot (swapoff of the whole area)."""
+        with self.lock:
+            self._check_open()
+            if self.pool is not None and self._in_tmem.count:
+                for oid in range(1 << _SWIZ_BITS):
+                    if self.pool is None:
+                        break
+                    self._tmem("flush_object", oid)
+            self._in_tmem.clear_all()
+            self._in_file.clear_all()
+            self._lost.clear()
+            if self._pending is not None:
+                self._pending.clear()
+            self._counts["invalidate_areas"] += 1
+
+    # --- shrinking -----------------------------------------------------------
+
+    def shrink(self, target_pages: int) -> int:
+        """Move pages from tmem to the swap file until tmem holds at most ``target_pages``.
+
+        Returns how many pages left tmem for the swap file.  The lock is taken
+        page by page, so stores and loads go on meanwhile.
+        """
+        if type(target_pages) is not int or target_pages < 0:
+            raise InvalidArgument(f"target_pages must be an integer >= 0, not {target_pages!r}")
+        moved = 0
+        while True:
+            with self.lock:
+                self._check_open()
+                if self._in_tmem.count <= target_pages or self.pool is None:
+                    break
+                slot = self._in_tmem.next_set(self._cursor)
+                self._cursor = (slot + 1) % self.slots
+                if self._move_to_file(slot):
+                    moved += 1
+        return moved
+
+    def _move_to_file(self, slot: int) -> bool:
+        if not self._in_file[slot]:
+            page = self._tmem("get_page", slot)
+            if page is None:
+                if self.pool is not None:  # the host broke its promise for this page
+                    self._in_tmem.clear(slot)
+                    self._lost.add(slot)
+                return False
+            self._write_file(slot, page)
+        self._tmem("flush_page", slot)
+        self._in_tmem.clear(slot)
+        self._counts["shrunk_pages"] += 1
+        return True
+
+    def selfshrink_step(self) -> int:
+        """Run one interval of the self-shrinking policy; return the pages moved."""
+        with self.lock:
+            target = self.selfshrink.step(self._in_tmem.count)
+        if target is None:
+            return 0
+        self._counts["selfshrink_steps"] += 1
+        return self.shrink(target)
+
+    def start_selfshrink(self, interval: float) -> None:
+        """Run :meth:`selfshrink_step` every ``interval`` seconds in a thread until close."""
+        if not isinstance(interval, int | float) or not interval > 0:
+            raise InvalidArgument(f"interval must be a number of seconds > 0, not {interval!r}")
+        self._spawn(lambda: self._selfshrink_loop(float(interval)), "tmem-frontswap-selfshrink")
+
+    def _selfshrink_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.selfshrink_step()
+            except InvalidArgument:
+                if self._closed:
+                    return  # closed while shrinking
+                raise
+
+    # --- write-behind --------------------------------------------------------
+
+    def _write_behind(self) -> None:
+        pending = self._pending
+        assert pending is not None
+        while True:
+            with self._changed:
+                while not pending and not self._stop.is_set():
+                    self._changed.wait()
+                if self._stop.is_set():
+                    return
+                slot = pending.popleft()
+                if self._in_tmem[slot] and not self._in_file[slot]:
+                    page = self._tmem("get_page", slot)
+                    if page is not None:
+                        self._write_file(slot, page)
+                        self._counts["written_behind"] += 1
+                self._changed.notify_all()
+
+    def sync(self, timeout: float | None = None) -> bool:
+        """Wait until write-behind has copied every page stored so far; False on timeout."""
+        with self._changed:
+            if self._pending is None:
+                return True
+            return self._changed.wait_for(lambda: not self._pending, timeout)
+
+    # --- tmem and the swap file ----------------------------------------------
+
+    def _tmem(self, op: str, slot_or_oid: int, *args: Any) -> Any:
+        """Call the client for a slot (or an object, for flush_object); handle a lost host."""
+        assert self.client is not None and self.pool is not None
+        if op == "flush_object":
+            handle: tuple[int, ...] = (slot_or_oid,)
+        else:
+            handle = (slot_or_oid & _SWIZ_MASK, slot_or_oid >> _SWIZ_BITS)
+        try:
+            return getattr(self.client, op)(self.pool, *handle, *args)
+        except (ConnectionLost, NoSuchPool):
+            self._host_lost()
+            return False if op == "put_page" else None
+
+    def _host_lost(self) -> None:
+        """The pool is gone: pages only it held are lost; the swap file's copies remain."""
+        self._counts["host_lost"] += 1
+        self.pool = None
+        for slot in self._in_tmem.iter_set():
+            if not self._in_file[slot]:
+                self._lost.add(slot)
+        self._in_tmem.clear_all()
+        if self._pending is not None:
+            self._pending.clear()
+
+    def _write_file(self, slot: int, data: bytes | memoryview) -> None:
+        ps = self.page_size
+        done = 0
+        while done < ps:
+            done += os.pwrite(self._fd, data[done:], slot * ps + done)
+        self._in_file.set(slot)
+        self._counts["swap_writes"] += 1
+
+    def _read_file(self, slot: int) -> bytes:
+        ps = self.page_size
+        data = os.pread(self._fd, ps, slot * ps)
+        if len(data) != ps:
+            raise OSError(f"short read of swap slot {slot} from {self.path!r}")
+        return data
+
+    # --- checks, statistics, lifetime -----------------------------------------
+
+    def _check_slot(self, slot: Any) -> int:
+        if type(slot) is not int or not 0 <= slot < self.slots:
+            raise InvalidArgument(f"swap slot {slot!r} is outside [0, {self.slots})")
+        return slot
+
+    def _check_page(self, page: Any) -> bytes | memoryview:
+        try:
+            data = page if type(page) is bytes else memoryview(page).cast("B")
+        except TypeError:
+            raise InvalidArgument(f"a page must be bytes-like, not {type(page).__name__}") from None
+        if len(data) != self.page_size:
+            raise InvalidArgument(f"a page is {self.page_size} bytes, not {len(data)}")
+        return data
+
+    def lost_slots(self) -> tuple[int, ...]:
+        """The slots whose pages went with a lost host, in order."""
+        with self.lock:
+            return tuple(sorted(self._lost))
+
+    def stats(self) -> dict[str, int]:
+        """The counters (:data:`COUNTERS`) and the pages held: tmem, file, lost."""
+        with self.lock:
+            out = dict(self._counts)
+            out["tmem_pages"] = self._in_tmem.count
+            out["file_pages"] = self._in_file.count
+            out["lost_pages"] = len(self._lost)
+            out["pending_writes"] = len(self._pending) if self._pending is not None else 0
+            return out
+
+    def _spawn(self, target: Any, name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise InvalidArgument("this Frontswap is closed")
+
+    def close(self) -> None:
+        """Stop the threads, destroy the pool and close the swap file (which stays on disk)."""
+        with self._changed:
+            if self._closed:
+                return
+            self._closed = True
+            self._stop.set()
+            self._changed.notify_all()
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join()
+        with self.lock:
+            destroy_quietly(self.client, self.pool)
+            self.pool = None
+            os.close(self._fd)
+
+    def __enter__(self) -> Frontswap:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
