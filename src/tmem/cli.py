@@ -10,6 +10,7 @@ import tmem
 from tmem.daemon.command import serve
 from tmem.errors import TmemError
 from tmem.units import format_size, parse_size
+from tmem.workload.cli import bench
 
 
 class Size(click.ParamType):
@@ -90,6 +91,7 @@ def _print_stats(console: Console, stats: dict) -> None:
 
 
 main.add_command(serve)
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

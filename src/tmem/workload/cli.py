@@ -1,0 +1,176 @@
+"""``tmem bench workload``: real traces replayed by many guests sharing one embedded host."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tmem.errors import TmemError
+from tmem.units import format_size, parse_size
+from tmem.workload.config import CONFIG_NAMES, SCENARIOS, GuestSpec, WorkloadSpec
+from tmem.workload.report import print_report, summarize
+from tmem.workload.runner import run_workload
+
+#: The embedded default: four guests of different appetites, one of them a
+#: production VM's block trace with reads and writes.
+DEFAULT_GUESTS = (
+    "lirs-sprite:0:30000",
+    "lirs-multi2",
+    "lirs-2_pools:0:30000",
+    "cloudphysics-io:22772:3000",
+)
+DEFAULT_PRIVATE_PAGES = 256
+DEFAULT_SPARE = "8M"
+
+
+def _size(value: str) -> int:
+    try:
+        return parse_size(value)
+    except TmemError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group()
+def bench() -> None:
+    """Benchmarks of tmem on this machine."""
+
+
+@bench.command()
+@click.option(
+    "--guest",
+    "guests",
+    multiple=True,
+    metavar="TRACE[:START[:COUNT]]",
+    help="A guest replaying COUNT requests of TRACE from request START "
+    "(a shipped trace's name or a file); repeat for more guests.  "
+    f"[default: {' '.join(DEFAULT_GUESTS)}]",
+)
+@click.option(
+    "--private-pages",
+    "-m",
+    type=int,
+    default=DEFAULT_PRIVATE_PAGES,
+    show_default=True,
+    help="Private page-cache pages of each guest (M).",
+)
+@click.option(
+    "--spare",
+    "-t",
+    default=DEFAULT_SPARE,
+    show_default=True,
+    help="Spare memory of all guests together (T): the host's capacity, or split "
+    "evenly by 'static'.",
+)
+@click.option(
+    "--scenario",
+    type=click.Choice([*SCENARIOS, "both"]),
+    default="both",
+    show_default=True,
+    help="Cleancache (file pages), frontswap (anonymous pages), or both.",
+)
+@click.option(
+    "--config",
+    "configs",
+    multiple=True,
+    type=click.Choice(CONFIG_NAMES),
+    help="Run only these configurations (repeatable).  [default: all]",
+)
+@click.option(
+    "--step",
+    type=int,
+    default=512,
+    show_default=True,
+    help="Page accesses each guest makes between samples.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Write PNG plots into this directory.",
+)
+@click.option(
+    "--traces",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="Directory of the shipped traces.  [default: the checkout's data/traces]",
+)
+def workload(
+    guests: tuple[str, ...],
+    private_pages: int,
+    spare: str,
+    scenario: str,
+    configs: tuple[str, ...],
+    step: int,
+    as_json: bool,
+    plots: Path | None,
+    traces: Path | None,
+) -> None:
+    """Guests replay real traces through cleancache and frontswap on one embedded host.
+
+    Each guest is a thread and a tmem client with its own private page cache
+    and its own real file on disk; the configurations compared all have the
+    same total memory.  Prints a table per configuration and an overview.
+    """
+    out = Console()
+    err = Console(stderr=True)
+    scenarios = SCENARIOS if scenario == "both" else (scenario,)
+    try:
+        specs = [
+            WorkloadSpec(
+                guests=tuple(GuestSpec.parse(g) for g in guests or DEFAULT_GUESTS),
+                private_pages=private_pages,
+                spare_bytes=_size(spare),
+                step_pages=step,
+                scenario=name,
+                configurations=configs,
+            )
+            for name in scenarios
+        ]
+        summaries = {spec.scenario: _run(spec, traces, err) for spec in specs}
+        written = _plots(summaries, plots) if plots else []
+    except TmemError as exc:
+        raise click.ClickException(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(summaries, indent=1))
+    else:
+        for spec in specs:
+            out.print(
+                f"\n[bold]{spec.scenario}[/]: {len(spec.guests)} guests, "
+                f"{spec.private_pages} private pages each, "
+                f"{format_size(spec.spare_bytes)} spare"
+            )
+            print_report(summaries[spec.scenario], out)
+    for path in written:
+        err.print(f"wrote {path}")
+
+
+def _run(spec: WorkloadSpec, traces: Path | None, err: Console) -> dict[str, Any]:
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("steps"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err, transient=True) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(config: str, done: int, total: int) -> None:
+            if config not in tasks:
+                tasks[config] = bar.add_task(f"{spec.scenario} {config}", total=total)
+            bar.update(tasks[config], completed=done, total=total)
+
+        return summarize(run_workload(spec, traces, progress=progress))
+
+
+def _plots(summaries: dict[str, dict[str, Any]], directory: Path) -> list[Path]:
+    from tmem.workload.plots import write_plots
+
+    written: list[Path] = []
+    for scenario, summary in summaries.items():
+        written += write_plots(summary, directory, prefix=f"workload-{scenario}")
+    return written

@@ -1,0 +1,117 @@
+"""What a workload run is made of: guests, memory sizes and the configurations compared.
+
+Every configuration gives the guests the same total memory: ``N * M`` private
+pages plus ``T`` bytes of spare memory.  ``static`` splits the spare memory
+evenly into bigger private caches; the ``tmem`` configurations keep it in one
+host that lends it to whichever guest needs it, plain, compressed or
+deduplicated.  ``private`` (``M`` pages each, no spare memory at all) is the
+reference that shows what the spare memory buys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tmem.workload.errors import WorkloadError
+
+SCENARIOS = ("cleancache", "frontswap")
+#: The configurations compared, in the order they run and are reported.
+CONFIG_NAMES = ("private", "static", "tmem", "tmem-lz4", "tmem-zstd", "tmem-dedup")
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    """One guest: ``count`` requests of ``trace`` from request ``start`` (all if None)."""
+
+    trace: str
+    start: int = 0
+    count: int | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> GuestSpec:
+        """Read ``TRACE[:START[:COUNT]]`` (START and COUNT in requests of the trace)."""
+        parts = text.split(":")
+        numbers: list[str] = []
+        # A path may hold colons: only up to two trailing numeric fields are START and COUNT.
+        while len(parts) > 1 and len(numbers) < 2 and parts[-1].isdigit():
+            numbers.insert(0, parts.pop())
+        trace = ":".join(parts)
+        if not trace:
+            raise WorkloadError(f"guest {text!r}: expected TRACE[:START[:COUNT]]")
+        start = int(numbers[0]) if numbers else 0
+        count = int(numbers[1]) if len(numbers) > 1 else None
+        if count == 0:
+            raise WorkloadError(f"guest {text!r}: COUNT must be positive")
+        return cls(trace, start, count)
+
+    def __str__(self) -> str:
+        if self.count is not None:
+            return f"{self.trace}:{self.start}:{self.count}"
+        return f"{self.trace}:{self.start}" if self.start else self.trace
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """How the memory is arranged: private pages per guest and the host, if any."""
+
+    name: str
+    private_pages: int
+    host_bytes: int | None  # None: no tmem at all (client None)
+    compress: str | None = None
+    dedup: str | None = None
+
+    @property
+    def uses_tmem(self) -> bool:
+        """True when the guests are tmem clients of a host."""
+        return self.host_bytes is not None
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    """A whole run: guests, private pages ``M`` per guest and spare bytes ``T`` in all."""
+
+    guests: tuple[GuestSpec, ...]
+    private_pages: int
+    spare_bytes: int
+    page_size: int = 4096
+    step_pages: int = 512
+    scenario: str = "cleancache"
+    configurations: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.guests:
+            raise WorkloadError("a workload needs at least one guest")
+        if self.private_pages < 1:
+            raise WorkloadError(f"private pages per guest must be >= 1, not {self.private_pages}")
+        if self.spare_bytes < 0:
+            raise WorkloadError(f"spare memory must be >= 0 bytes, not {self.spare_bytes}")
+        if self.step_pages < 1:
+            raise WorkloadError(f"step must be >= 1 page, not {self.step_pages}")
+        if self.scenario not in SCENARIOS:
+            raise WorkloadError(f"scenario {self.scenario!r}: choose from {SCENARIOS}")
+        unknown = [name for name in self.configurations if name not in CONFIG_NAMES]
+        if unknown:
+            raise WorkloadError(f"unknown configuration {unknown[0]!r}; choose from {CONFIG_NAMES}")
+
+    def chosen(self) -> list[Configuration]:
+        """The configurations to run, in the order of :func:`all_configurations`."""
+        every = all_configurations(self)
+        if not self.configurations:
+            return every
+        return [c for c in every if c.name in self.configurations]
+
+
+def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
+    """Every configuration, each with the same total memory (``private`` has only ``N*M``)."""
+    m, t = spec.private_pages, spec.spare_bytes
+    static_pages = m + t // len(spec.guests) // spec.page_size
+    configs = [
+        Configuration("private", m, None),
+        Configuration("static", static_pages, None),
+        Configuration("tmem", m, t),
+        Configuration("tmem-lz4", m, t, compress="lz4"),
+        Configuration("tmem-zstd", m, t, compress="zstd"),
+        Configuration("tmem-dedup", m, t, dedup="host"),
+    ]
+    assert tuple(c.name for c in configs) == CONFIG_NAMES
+    return configs

@@ -1,0 +1,265 @@
+"""Guests: one trace replayed through a frontend onto a real file.
+
+A :class:`CacheGuest` reads and writes a real backing file through its own
+:class:`~tmem.frontends.cleancache.CleanCache` (a private page cache of a few
+pages, with tmem as the victim cache behind it).  A :class:`SwapGuest` treats
+the trace as references to its anonymous memory: only a few pages are
+resident, and the rest page out through
+:class:`~tmem.frontends.frontswap.Frontswap` to a real swap file.
+
+Every page a guest reads back is compared with the bytes it must hold, so a
+wrong page from the frontend or the host stops the run.  Guests advance in
+steps of about ``budget`` page accesses so that a runner can keep many of them
+in step and sample them between steps.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tmem.workload.content import ContentMap
+from tmem.workload.errors import WorkloadError
+from tmem.workload.traces import Trace
+
+
+class TimedClient:
+    """A tmem client whose calls are timed in CPU time of the calling thread.
+
+    Every attribute is the wrapped client's; callables are wrapped once, on
+    first use, so the cost of a call is one clock read on each side.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.cpu_ns = 0
+        self.calls = 0
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+        clock = time.thread_time_ns
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = clock()
+            try:
+                return attr(*args, **kwargs)
+            finally:
+                self.cpu_ns += clock() - start
+                self.calls += 1
+
+        setattr(self, name, timed)
+        return timed
+
+
+@dataclass
+class GuestPages:
+    """A guest's trace slice renumbered onto its own dense file: page ``i`` of the
+    file is the ``i``-th smallest trace page the slice touches."""
+
+    trace: Trace
+    pages: list[int]  # dense file page -> trace page
+    starts: list[int]  # request -> dense file page of its first page
+
+    @classmethod
+    def of(cls, trace: Trace) -> GuestPages:
+        """Number the slice's pages densely; runs of consecutive pages stay consecutive."""
+        pages = trace.unique_pages()
+        rank = {page: i for i, page in enumerate(pages)}
+        return cls(trace, pages, [rank[s] for s in trace.starts])
+
+
+class Guest(ABC):
+    """What both kinds of guest share: the trace, contents and replay position."""
+
+    def __init__(self, name: str, layout: GuestPages, content: ContentMap, page_size: int):
+        self.name = name
+        self.layout = layout
+        self.content = content
+        self.page_size = page_size
+        self.position = 0  # next request
+        self.accesses = 0  # pages touched so far
+        self.versions: dict[int, int] = {}  # dense page -> times written
+
+    @property
+    def done(self) -> bool:
+        """True once every request of the slice has been replayed."""
+        return self.position >= len(self.layout.starts)
+
+    def expected(self, page: int) -> bytes:
+        """The bytes dense page ``page`` holds now."""
+        trace = self.layout.trace.name
+        return self.content.page(trace, self.layout.pages[page], self.versions.get(page, 0))
+
+    def step(self, budget: int) -> None:
+        """Replay requests until about ``budget`` pages were touched, or the slice ends."""
+        trace, starts = self.layout.trace, self.layout.starts
+        touched = 0
+        while touched < budget and self.position < len(starts):
+            i = self.position
+            count = trace.counts[i]
+            self.request(starts[i], count, bool(trace.writes[i]))
+            self.position += 1
+            touched += count
+        self.accesses += touched
+
+    @abstractmethod
+    def request(self, first: int, count: int, write: bool) -> None:
+        """Replay one request of ``count`` pages from dense page ``first``."""
+
+    @abstractmethod
+    def close(self) -> dict[str, int]:
+        """Finish the replay; return the guest's counters."""
+
+    @abstractmethod
+    def io_so_far(self) -> int:
+        """Reads from disk or swap so far (sampled between steps)."""
+
+    def check(self, first: int, data: bytes) -> None:
+        """Raise WorkloadError unless ``data`` is what the pages from ``first`` hold."""
+        ps = self.page_size
+        for k in range(len(data) // ps):
+            if data[k * ps : (k + 1) * ps] != self.expected(first + k):
+                raise WorkloadError(f"{self.name} read wrong data in page {first + k}")
+
+
+class CacheGuest(Guest):
+    """Replays a trace on a real file through a private page cache and cleancache."""
+
+    def __init__(
+        self,
+        name: str,
+        layout: GuestPages,
+        content: ContentMap,
+        path: Path,
+        client: Any,
+        private_pages: int,
+        page_size: int = 4096,
+    ) -> None:
+        from tmem.frontends.cleancache import CleanCache
+
+        super().__init__(name, layout, content, page_size)
+        self.path = path
+        self.timer = TimedClient(client) if client is not None else None
+        self.cache = CleanCache(self.timer, cache_pages=private_pages, page_size=page_size)
+        self._fill()
+        self.cache.enable(path)
+        self.file = self.cache.open(path, "r+b")
+
+    def _fill(self) -> None:
+        """Write every page of the slice, version 0, to the backing file (set-up, not counted)."""
+        with open(self.path, "wb") as f:
+            for page in range(len(self.layout.pages)):
+                f.write(self.expected(page))
+
+    def request(self, first: int, count: int, write: bool) -> None:
+        self.file.seek(first * self.page_size)
+        if write:
+            for page in range(first, first + count):
+                self.versions[page] = self.versions.get(page, 0) + 1
+            self.file.write(b"".join(self.expected(p) for p in range(first, first + count)))
+        else:
+            data = self.file.read(count * self.page_size)
+            if len(data) != count * self.page_size:
+                raise WorkloadError(f"{self.name} read {len(data)} bytes at page {first}")
+            self.check(first, data)
+
+    def close(self) -> dict[str, int]:
+        """Write dirty pages back, close the file; the frontend's counters and the tmem CPU time."""
+        self.file.flush()
+        self.file.close()
+        out = dict(self.cache.stats())
+        self.cache.close()
+        out["tmem_cpu_ns"] = self.timer.cpu_ns if self.timer else 0
+        out["tmem_calls"] = self.timer.calls if self.timer else 0
+        out["accesses"] = self.accesses
+        return out
+
+    def io_so_far(self) -> int:
+        """Disk reads so far (sampled between steps)."""
+        return int(self.cache.stats()["disk_reads"])
+
+
+class SwapGuest(Guest):
+    """Treats the trace as memory references: ``frames`` pages resident, the rest swapped.
+
+    Eviction is least recently used.  A page paged in stays in swap until it
+    is written (its swap copy is then invalidated), so evicting a clean page
+    that has a swap copy costs nothing, as with Linux's swap cache.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        layout: GuestPages,
+        content: ContentMap,
+        path: Path,
+        client: Any,
+        frames: int,
+        page_size: int = 4096,
+    ) -> None:
+        from tmem.frontends.frontswap import Frontswap
+
+        super().__init__(name, layout, content, page_size)
+        if frames < 1:
+            raise WorkloadError(f"{name} needs at least one resident page, not {frames}")
+        self.frames = frames
+        self.timer = TimedClient(client) if client is not None else None
+        slots = len(layout.pages)
+        self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size)
+        self.resident: OrderedDict[int, bytes] = OrderedDict()
+        self.swapped: set[int] = set()  # pages whose swap copy is current
+        self.faults = 0
+        self.first_touches = 0
+
+    def request(self, first: int, count: int, write: bool) -> None:
+        for page in range(first, first + count):
+            self.touch(page, write)
+
+    def touch(self, page: int, write: bool) -> None:
+        """Reference one page: fault it in if needed, dirty it on a write."""
+        if page in self.resident:
+            self.resident.move_to_end(page)
+        else:
+            self._fault(page)
+        if write:
+            self.versions[page] = self.versions.get(page, 0) + 1
+            self.resident[page] = self.expected(page)
+            if page in self.swapped:
+                self.swapped.discard(page)
+                self.swap.invalidate(page)
+
+    def _fault(self, page: int) -> None:
+        if page in self.swapped:
+            self.faults += 1
+            data = bytes(self.swap.load(page))
+            self.check(page, data)
+        else:
+            self.first_touches += 1  # first use: the program builds the page, no I/O
+            data = self.expected(page)
+        self.resident[page] = data
+        if len(self.resident) > self.frames:
+            victim, victim_data = self.resident.popitem(last=False)
+            if victim not in self.swapped:
+                self.swap.store(victim, victim_data)
+                self.swapped.add(victim)
+
+    def close(self) -> dict[str, int]:
+        """The frontend's counters, fault counts and the tmem CPU time."""
+        out = dict(self.swap.stats())
+        out.update(faults=self.faults, first_touches=self.first_touches, accesses=self.accesses)
+        out["tmem_cpu_ns"] = self.timer.cpu_ns if self.timer else 0
+        out["tmem_calls"] = self.timer.calls if self.timer else 0
+        close = getattr(self.swap, "close", None)
+        if close is not None:
+            close()
+        return out
+
+    def io_so_far(self) -> int:
+        """Swap reads so far (sampled between steps)."""
+        return int(self.swap.stats()["swap_reads"])

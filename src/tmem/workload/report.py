@@ -1,0 +1,246 @@
+"""Figures of a workload run: one summary (the ``--json`` output) and rich tables from it.
+
+Both scenarios are put in the same words.  Every page a guest asks for is
+exactly one of:
+
+* a **private hit** (its own page cache, or a resident page for frontswap),
+* a **tmem hit** (cleancache ``succ_gets``; frontswap ``loads``),
+* a **disk read** (the backing file, or the swap file),
+* for frontswap only, a **first touch** (a page used for the first time, which
+  needs no I/O).
+
+*Avoided* counts compare a configuration with ``static`` (the same memory
+split evenly), guest by guest: positive means fewer disk I/Os than static.
+The CPU cost is the thread CPU time spent inside tmem calls divided by the
+disk I/Os tmem itself saved in that run (each tmem hit is a disk read not done;
+for frontswap each page tmem accepted is also a swap write not done).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from tmem.units import format_size
+from tmem.workload.runner import ConfigResult, WorkloadResult
+
+REFERENCE = "static"
+
+#: Row fields that add up over guests.
+_SUMMED = (
+    "requests",
+    "reads",
+    "private_hits",
+    "tmem_hits",
+    "first_touches",
+    "disk_reads",
+    "disk_writes",
+    "tmem_saves",
+    "tmem_cpu_ns",
+    "tmem_calls",
+)
+
+
+def guest_row(scenario: str, counters: dict[str, int]) -> dict[str, int]:
+    """A guest's counters in the shared words (see the module's docstring)."""
+    if scenario == "frontswap":
+        faults, first = counters["faults"], counters["first_touches"]
+        return {
+            "reads": counters["accesses"],
+            "private_hits": counters["accesses"] - faults - first,
+            "tmem_hits": counters["loads"],
+            "first_touches": first,
+            "disk_reads": counters["swap_reads"],
+            "disk_writes": counters["swap_writes"],
+            "tmem_saves": counters["loads"] + counters["succ_stores"],
+            "tmem_cpu_ns": counters["tmem_cpu_ns"],
+            "tmem_calls": counters["tmem_calls"],
+        }
+    return {
+        "reads": counters["reads"],
+        "private_hits": counters["private_hits"],
+        "tmem_hits": counters["succ_gets"],
+        "first_touches": 0,
+        "disk_reads": counters["disk_reads"],
+        "disk_writes": counters["disk_writes"],
+        "tmem_saves": counters["succ_gets"],
+        "tmem_cpu_ns": counters["tmem_cpu_ns"],
+        "tmem_calls": counters["tmem_calls"],
+    }
+
+
+def _derive(row: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+    reads = row["reads"]
+    row["hit_ratio"] = (row["private_hits"] + row["tmem_hits"]) / reads if reads else 0.0
+    row["tmem_hit_ratio"] = row["tmem_hits"] / reads if reads else 0.0
+    saves = row["tmem_saves"]
+    row["cpu_us_per_saved_io"] = row["tmem_cpu_ns"] / 1000 / saves if saves else None
+    if reference is not None:
+        row["reads_avoided"] = reference["disk_reads"] - row["disk_reads"]
+        row["writes_avoided"] = reference["disk_writes"] - row["disk_writes"]
+    return row
+
+
+def summarize(result: WorkloadResult) -> dict[str, Any]:
+    """The whole run as plain data: per configuration, per guest and total, and timelines."""
+    spec = result.spec
+    rows = {r.config.name: _rows(spec.scenario, r) for r in result.results if not r.unavailable}
+    reference = rows.get(REFERENCE)
+    configs = []
+    for r in result.results:
+        entry: dict[str, Any] = {
+            "name": r.config.name,
+            "private_pages": r.config.private_pages,
+            "host_bytes": r.config.host_bytes,
+            "compress": r.config.compress,
+            "dedup": r.config.dedup,
+        }
+        if r.unavailable:
+            entry["unavailable"] = r.unavailable
+        else:
+            guests = rows[r.config.name]
+            for i, row in enumerate(guests):
+                _derive(row, reference[i] if reference else None)
+            entry.update(
+                seconds=r.seconds,
+                host=r.host,
+                guests=guests,
+                total=_derive(_total(guests), _total(reference) if reference else None),
+                timeline={"accesses": r.steps, "disk_reads": r.io, "host_bytes": r.host_bytes},
+            )
+        configs.append(entry)
+    return {
+        "scenario": spec.scenario,
+        "private_pages": spec.private_pages,
+        "spare_bytes": spec.spare_bytes,
+        "page_size": spec.page_size,
+        "reference": REFERENCE if reference else None,
+        **result.description,
+        "configurations": configs,
+    }
+
+
+def _rows(scenario: str, result: ConfigResult) -> list[dict[str, Any]]:
+    return [guest_row(scenario, counters) for counters in result.guests]
+
+
+def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    return {key: sum(row.get(key, 0) for row in rows) for key in _SUMMED}
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def _signed(row: dict[str, Any], key: str) -> str:
+    return f"{row[key]:+d}" if key in row else "-"
+
+
+def _us(row: dict[str, Any]) -> str:
+    value = row["cpu_us_per_saved_io"]
+    return "-" if value is None else f"{value:.1f}"
+
+
+def config_table(summary: dict[str, Any], entry: dict[str, Any]) -> Table:
+    """One configuration: a row per guest and the total."""
+    swap = summary["scenario"] == "frontswap"
+    disk = "swap" if swap else "disk"
+    title = f"{entry['name']}: {_memory(entry, summary)}"
+    table = Table(title=title, title_justify="left")
+    for col in (
+        "guest",
+        "trace",
+        "page refs" if swap else "page reads",
+        "private hits",
+        "tmem hits",
+        f"{disk} reads",
+        f"{disk} writes",
+        f"reads avoided vs {REFERENCE}",
+        f"writes avoided vs {REFERENCE}",
+        "CPU µs in tmem per I/O saved",
+    ):
+        table.add_column(col, justify="left" if col in ("guest", "trace") else "right")
+    for info, row in zip(summary["guests"], entry["guests"], strict=True):
+        table.add_row(info["guest"], info["spec"], *_cells(row))
+    table.add_row("total", "", *_cells(entry["total"]), style="bold")
+    return table
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    reads = row["reads"] or 1
+    return [
+        str(row["reads"]),
+        f"{row['private_hits']} ({_pct(row['private_hits'] / reads)})",
+        f"{row['tmem_hits']} ({_pct(row['tmem_hits'] / reads)})",
+        str(row["disk_reads"]),
+        str(row["disk_writes"]),
+        _signed(row, "reads_avoided"),
+        _signed(row, "writes_avoided"),
+        _us(row),
+    ]
+
+
+def _memory(entry: dict[str, Any], summary: dict[str, Any]) -> str:
+    private = format_size(entry["private_pages"] * summary["page_size"])
+    if entry["host_bytes"] is None:
+        return f"{entry['private_pages']} private pages ({private}) per guest, no tmem"
+    extras = [x for x in (entry["compress"], entry["dedup"] and "dedup") if x]
+    kind = f" ({', '.join(extras)})" if extras else ""
+    return (
+        f"{entry['private_pages']} private pages ({private}) per guest "
+        f"+ tmem host of {format_size(entry['host_bytes'])}{kind}"
+    )
+
+
+def overview_table(summary: dict[str, Any]) -> Table:
+    """All configurations side by side: totals, hit ratio, host ratios, time."""
+    swap = summary["scenario"] == "frontswap"
+    disk = "swap" if swap else "disk"
+    table = Table(title=f"{summary['scenario']}: all configurations", title_justify="left")
+    for col in (
+        "configuration",
+        f"{disk} reads",
+        f"{disk} writes",
+        f"I/O avoided vs {REFERENCE}",
+        "hit ratio",
+        "tmem hit ratio",
+        "compression",
+        "dedup",
+        "CPU µs per I/O saved",
+        "seconds",
+    ):
+        table.add_column(col, justify="left" if col == "configuration" else "right")
+    for entry in summary["configurations"]:
+        if "unavailable" in entry:
+            table.add_row(entry["name"], f"unavailable: {entry['unavailable']}")
+            continue
+        total, host = entry["total"], entry.get("host") or {}
+        avoided = total.get("reads_avoided", 0) + total.get("writes_avoided", 0)
+        table.add_row(
+            entry["name"],
+            str(total["disk_reads"]),
+            str(total["disk_writes"]),
+            f"{avoided:+d}" if summary["reference"] else "-",
+            _pct(total["hit_ratio"]),
+            _pct(total["tmem_hit_ratio"]),
+            f"{host['compression_ratio']:.2f}" if host else "-",
+            f"{host['dedup_ratio']:.2f}" if host else "-",
+            _us(total),
+            f"{entry['seconds']:.1f}",
+        )
+    return table
+
+
+def print_report(summary: dict[str, Any], console: Console) -> None:
+    """Every configuration's table, then the overview."""
+    for entry in summary["configurations"]:
+        if "unavailable" not in entry:
+            console.print(config_table(summary, entry))
+    console.print(overview_table(summary))
+    corpus = summary["corpus"]
+    note = " (wrapped: some contents repeat)" if corpus["wrapped"] else ""
+    console.print(
+        f"page contents: {corpus['pages']} pages of {corpus['files']} files on this machine{note}"
+    )

@@ -1,0 +1,238 @@
+"""Run the workload: every guest a thread and a tmem client of one embedded host.
+
+:func:`prepare` reads the traces and picks the page contents once;
+:func:`run_configuration` then builds a fresh host (or none), fresh backing
+or swap files, and replays all guests at once.  The guests move in steps of
+about ``step_pages`` page accesses each and wait for one another at a barrier
+between steps; while they all wait, the runner samples each guest's disk (or
+swap) reads so far and each guest's bytes in the host, which makes the
+timelines of the plots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tmem
+from tmem.errors import TmemError
+from tmem.workload.config import Configuration, WorkloadSpec
+from tmem.workload.content import ContentMap
+from tmem.workload.guest import CacheGuest, Guest, GuestPages, SwapGuest
+from tmem.workload.traces import load_trace
+
+#: Called after each step of a configuration with (configuration, steps done, steps expected).
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Prepared:
+    """The guests' trace slices, laid out on dense files, and their page contents."""
+
+    spec: WorkloadSpec
+    layouts: list[GuestPages]
+    content: ContentMap
+
+    @property
+    def steps(self) -> int:
+        """Steps the longest guest needs (an upper bound: a step may overshoot its budget)."""
+        step = self.spec.step_pages
+        return max(-(-layout.trace.page_accesses // step) for layout in self.layouts)
+
+    def describe(self) -> dict[str, Any]:
+        """The guests and the content corpus, for reports."""
+        corpus = self.content.corpus
+        return {
+            "guests": [
+                {
+                    "guest": f"guest{i}",
+                    "spec": str(g),
+                    "requests": len(layout.trace),
+                    "page_accesses": layout.trace.page_accesses,
+                    "pages": len(layout.pages),
+                    "writes": sum(layout.trace.writes),
+                }
+                for i, (g, layout) in enumerate(zip(self.spec.guests, self.layouts, strict=True))
+            ],
+            "corpus": {
+                "files": len(corpus.paths),
+                "pages": corpus.pages,
+                "wrapped": self.content.wrapped,
+            },
+        }
+
+
+def prepare(
+    spec: WorkloadSpec, traces_directory: Path | None = None, roots: list[Path] | None = None
+) -> Prepared:
+    """Read each guest's trace slice and choose real contents for every page they touch."""
+    full: dict[str, Any] = {}
+    layouts = []
+    for guest in spec.guests:
+        if guest.trace not in full:
+            full[guest.trace] = load_trace(guest.trace, traces_directory)
+        layouts.append(GuestPages.of(full[guest.trace].slice(guest.start, guest.count)))
+    pages: dict[str, set[int]] = {}
+    for layout in layouts:
+        pages.setdefault(layout.trace.name, set()).update(layout.pages)
+    content = ContentMap.build(pages, roots, versions=2, page_size=spec.page_size)
+    return Prepared(spec, layouts, content)
+
+
+@dataclass
+class ConfigResult:
+    """Counters of one configuration: per guest, the host at the end, and the timelines."""
+
+    config: Configuration
+    guests: list[dict[str, int]] = field(default_factory=list)
+    host: dict[str, Any] = field(default_factory=dict)
+    steps: list[int] = field(default_factory=list)  # page accesses per guest at each sample
+    io: list[list[int]] = field(default_factory=list)  # per sample: each guest's reads so far
+    host_bytes: list[list[int]] = field(default_factory=list)  # per sample: each guest's bytes
+    seconds: float = 0.0
+    unavailable: str | None = None
+
+
+def run_configuration(
+    prepared: Prepared, config: Configuration, workdir: Path, progress: Progress | None = None
+) -> ConfigResult:
+    """Replay every guest under ``config`` on fresh files; return the counters."""
+    result = ConfigResult(config)
+    host = None
+    if config.uses_tmem:
+        try:
+            host = tmem.Host(config.host_bytes, compress=config.compress, dedup=config.dedup)
+        except TmemError as exc:
+            result.unavailable = str(exc)
+            return result
+    guests: list[Guest] = []
+    started = time.perf_counter()
+    try:
+        for i in range(len(prepared.layouts)):
+            guests.append(_make_guest(prepared, config, host, i, workdir))
+        _run_in_step(prepared, config, guests, host, result, progress)
+        if host is not None:
+            result.host = _host_summary(host.stats())
+        result.guests = [guest.close() for guest in guests]
+        guests = []
+        result.seconds = time.perf_counter() - started
+    finally:
+        for guest in guests:
+            _quietly_close(guest)
+        for path in workdir.glob(f"{config.name}-*"):
+            path.unlink()
+    return result
+
+
+def _make_guest(
+    prepared: Prepared, config: Configuration, host: Any, i: int, workdir: Path
+) -> Guest:
+    spec, name = prepared.spec, f"guest{i}"
+    client = host.connect(name) if host is not None else None
+    layout = prepared.layouts[i]
+    if spec.scenario == "frontswap":
+        path = workdir / f"{config.name}-{name}.swap"
+        return SwapGuest(
+            name, layout, prepared.content, path, client, config.private_pages, spec.page_size
+        )
+    path = workdir / f"{config.name}-{name}.disk"
+    return CacheGuest(
+        name, layout, prepared.content, path, client, config.private_pages, spec.page_size
+    )
+
+
+def _run_in_step(
+    prepared: Prepared,
+    config: Configuration,
+    guests: list[Guest],
+    host: Any,
+    result: ConfigResult,
+    progress: Progress | None,
+) -> None:
+    """One thread per guest; all wait at a barrier after each step while one samples."""
+    budget, expected = prepared.spec.step_pages, prepared.steps
+    errors: list[BaseException] = []
+    finished = threading.Event()
+
+    def sample() -> None:
+        try:
+            result.steps.append(len(result.steps) * budget + budget)
+            result.io.append([g.io_so_far() for g in guests])
+            clients = host.stats()["clients"] if host is not None else {}
+            result.host_bytes.append([clients.get(g.name, {}).get("bytes", 0) for g in guests])
+            if progress is not None:
+                progress(config.name, len(result.steps), max(expected, len(result.steps)))
+            if all(g.done for g in guests):
+                finished.set()
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    barrier = threading.Barrier(len(guests), action=sample)
+
+    def replay(guest: Guest) -> None:
+        try:
+            while not finished.is_set():
+                if not guest.done:
+                    guest.step(budget)
+                barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=replay, args=(g,), name=g.name) for g in guests]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def _host_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    keys = ("capacity", "bytes", "pages", "evictions", "failed_puts", "succ_puts")
+    out = {key: stats.get(key, 0) for key in keys}
+    out["compression_ratio"] = stats.get("compression_ratio", 1.0)
+    out["dedup_ratio"] = stats.get("dedup_ratio", 1.0)
+    return out
+
+
+def _quietly_close(guest: Guest) -> None:
+    # Already failing: the first error is the one reported.
+    with contextlib.suppress(Exception):
+        guest.close()
+
+
+@dataclass
+class WorkloadResult:
+    """Every configuration's result for one spec, with the description of the guests."""
+
+    spec: WorkloadSpec
+    description: dict[str, Any]
+    results: list[ConfigResult]
+
+
+def run_workload(
+    spec: WorkloadSpec,
+    traces_directory: Path | None = None,
+    roots: list[Path] | None = None,
+    progress: Progress | None = None,
+) -> WorkloadResult:
+    """Prepare once, then run each chosen configuration in turn in a temporary directory."""
+    prepared = prepare(spec, traces_directory, roots)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tmem-workload-") as tmp:
+            results = [
+                run_configuration(prepared, config, Path(tmp), progress) for config in spec.chosen()
+            ]
+    finally:
+        prepared.content.corpus.close()
+    return WorkloadResult(spec, prepared.describe(), results)
