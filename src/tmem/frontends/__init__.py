@@ -17,5 +17,14 @@ from tmem.frontends.cleancache import CleanCache
 from tmem.frontends.errors import EmptySlot, PagesLost
 from tmem.frontends.frontswap import Frontswap
 from tmem.frontends.selfshrink import SelfShrink
+from tmem.frontends.spill import SpillMapping
 
-__all__ = ["CachedFile", "CleanCache", "EmptySlot", "Frontswap", "PagesLost", "SelfShrink"]
+__all__ = [
+    "CachedFile",
+    "CleanCache",
+    "EmptySlot",
+    "Frontswap",
+    "PagesLost",
+    "SelfShrink",
+    "SpillMapping",
+]
