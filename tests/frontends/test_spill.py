@@ -18,9 +18,7 @@ def blob(n: int, seed: int) -> bytes:
     return random.Random(seed).randbytes(n)
 
 
-def test_values_past_the_limit_are_spilled_and_come_back_equal(
-    tmp_path: Path, client: Any
-) -> None:
+def test_values_past_the_limit_are_spilled_and_come_back_equal(tmp_path: Path, client: Any) -> None:
     values = {f"k{i}": blob(3000 + 1000 * i, i) for i in range(12)}
     with SpillMapping(client, memory_limit=20_000, sizeof=len) as data:
         data.update(values)
