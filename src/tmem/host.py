@@ -126,6 +126,12 @@ class HostClient:
         self._state = state
         self._engine = host.engine
         self._lock = host.lock
+        # Bound once: the page calls are the hot path.
+        self._acquire = host.lock.acquire
+        self._release = host.lock.release
+        self._put = host.engine.put
+        self._get = host.engine.get
+        self._flush = host.engine.flush_page
 
     def new_pool(
         self,
@@ -146,13 +152,19 @@ class HostClient:
 
     def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
         """Copy ``data`` in; True if stored, False if the host refused it."""
-        with self._lock:
-            return self._engine.put(self._state, pool, oid, index, data)
+        self._acquire()
+        try:
+            return self._put(self._state, pool, oid, index, data)
+        finally:
+            self._release()
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
-        with self._lock:
-            return self._engine.get(self._state, pool, oid, index)
+        self._acquire()
+        try:
+            return self._get(self._state, pool, oid, index)
+        finally:
+            self._release()
 
     def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order, under one lock; True/False per page.
@@ -188,8 +200,11 @@ class HostClient:
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:
         """Forget the page; later gets miss."""
-        with self._lock:
-            self._engine.flush_page(self._state, pool, oid, index)
+        self._acquire()
+        try:
+            self._flush(self._state, pool, oid, index)
+        finally:
+            self._release()
 
     def flush_object(self, pool: int, oid: int) -> None:
         """Forget every page of the object."""

@@ -82,6 +82,7 @@ class Engine(EvictionMixin):
         self.store = store
         self.capacity = self._check_capacity(capacity)
         self.table = PageTable()
+        self._refs = self.table.ref  # the same array for the table's whole life
         self.clients: dict[str, ClientState] = {}
         self.pools: dict[int, Pool] = {}  # uid -> pool, for eviction
         self.shared: dict[_uuid.UUID, Pool] = {}
@@ -246,7 +247,7 @@ class Engine(EvictionMixin):
         try:
             return client.pools[pool_id]
         except (KeyError, TypeError):
-            raise NoSuchPool(f"client {client.name!r} has no pool {pool_id!r}") from None
+            raise no_such_pool(client, pool_id) from None
 
     def destroy_pool(self, client: ClientState, pool_id: int) -> None:
         """The client leaves the pool; the pool and its pages go when no client is left."""
@@ -286,7 +287,10 @@ class Engine(EvictionMixin):
 
     def put(self, client: ClientState, pool_id: int, oid: int, index: int, data: Any) -> bool:
         """Copy ``data`` into the handle; True if stored, False if refused."""
-        pool = self.pool_of(client, pool_id)
+        try:
+            pool = client.pools[pool_id]
+        except (KeyError, TypeError):
+            raise no_such_pool(client, pool_id) from None
         if not (
             type(oid) is int
             and 0 <= oid < OID_LIMIT
@@ -345,7 +349,10 @@ class Engine(EvictionMixin):
 
     def get(self, client: ClientState, pool_id: int, oid: int, index: int) -> bytes | None:
         """A copy of the page at the handle, or None; private ephemeral gets take it away."""
-        pool = self.pool_of(client, pool_id)
+        try:
+            pool = client.pools[pool_id]
+        except (KeyError, TypeError):
+            raise no_such_pool(client, pool_id) from None
         if not (
             type(oid) is int
             and 0 <= oid < OID_LIMIT
@@ -361,7 +368,7 @@ class Engine(EvictionMixin):
         pid = pages.get(index)
         if pid is None:
             return None
-        data = self.store.get(self.table.ref[pid])
+        data = self.store.get(self._refs[pid])
         if pool.persistent:
             pass
         elif pool.shared:
@@ -377,8 +384,17 @@ class Engine(EvictionMixin):
 
     def flush_page(self, client: ClientState, pool_id: int, oid: int, index: int) -> None:
         """Forget the page at the handle (a no-op if there is none)."""
-        pool = self.pool_of(client, pool_id)
-        oid, index = check_handle(oid, index)
+        try:
+            pool = client.pools[pool_id]
+        except (KeyError, TypeError):
+            raise no_such_pool(client, pool_id) from None
+        if not (
+            type(oid) is int
+            and 0 <= oid < OID_LIMIT
+            and type(index) is int
+            and 0 <= index < INDEX_LIMIT
+        ):
+            oid, index = check_handle(oid, index)
         client.flushes += 1
         pool.flushes += 1
         pages = pool.objs.get(oid)
@@ -457,6 +473,11 @@ class Engine(EvictionMixin):
             clients={c.name: self.client_stats(c) for c in self.clients.values()},
         )
         return totals
+
+
+def no_such_pool(client: ClientState, pool_id: Any) -> NoSuchPool:
+    """The error for a pool id the client does not have."""
+    return NoSuchPool(f"client {client.name!r} has no pool {pool_id!r}")
 
 
 def _check_uuid(uuid: Any) -> _uuid.UUID:

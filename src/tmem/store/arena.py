@@ -3,10 +3,11 @@
 A :class:`SlotArena` hands out slots of one size from 1 MiB chunks mapped with
 ``mmap``, so a stored page costs no Python object of its own and the memory is
 committed only when a slot is first written.  Freed slots are reused first
-(last freed, first reused).  Only a bounded number of freed slots stay
-resident: past ``hot_limit`` a freed slot whose bytes cover whole OS pages is
-handed back to the kernel with ``MADV_DONTNEED``, so resident memory follows
-the slots in use.
+(last freed, first reused), so resident memory never exceeds the most slots
+ever in use at once.  Freed slots beyond ``hot_limit`` and a quarter of the
+slots in use are handed back to the kernel with ``MADV_DONTNEED``, in sorted
+batches so that neighbours go in one call, so resident memory also follows
+the slots in use when they shrink (slots must cover whole OS pages for that).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class SlotArena:
         "slot_size",
         "per_chunk",
         "hot_limit",
-        "_chunks",
+        "chunks",
         "_hot",
         "_cold",
         "_next",
@@ -39,7 +40,7 @@ class SlotArena:
         self.slot_size = slot_size
         self.per_chunk = chunk_bytes // slot_size
         self.hot_limit = hot_limit
-        self._chunks: list[mmap.mmap] = []
+        self.chunks: list[mmap.mmap] = []
         self._hot: list[int] = []  # freed, still resident
         self._cold: list[int] = []  # freed and handed back to the kernel
         self._next = 0  # slots below this were handed out at least once
@@ -55,37 +56,50 @@ class SlotArena:
             return self._cold.pop()
         slot = self._next
         self._next = slot + 1
-        if slot >= len(self._chunks) * self.per_chunk:
-            self._chunks.append(mmap.mmap(-1, self.per_chunk * self.slot_size))
+        if slot >= len(self.chunks) * self.per_chunk:
+            self.chunks.append(mmap.mmap(-1, self.per_chunk * self.slot_size))
         return slot
 
     def free(self, slot: int) -> None:
         """Give a slot back; its bytes may be released to the kernel."""
         self.used -= 1
-        if len(self._hot) < self.hot_limit or not self._releasable:
-            self._hot.append(slot)
-            return
-        chunk, pos = divmod(slot, self.per_chunk)
-        self._chunks[chunk].madvise(mmap.MADV_DONTNEED, pos * self.slot_size, self.slot_size)
-        self._cold.append(slot)
+        hot = self._hot
+        hot.append(slot)
+        if len(hot) > self.hot_limit and len(hot) > self.used >> 2 and self._releasable:
+            self._release(len(hot) // 2)
+
+    def _release(self, count: int) -> None:
+        """Hand the ``count`` longest-free slots back to the kernel, runs of neighbours at once."""
+        victims = sorted(self._hot[:count])
+        del self._hot[:count]
+        per, size = self.per_chunk, self.slot_size
+        first = last = victims[0]
+        for slot in victims[1:] + [-1]:
+            if slot == last + 1 and slot // per == first // per:
+                last = slot
+                continue
+            chunk, pos = divmod(first, per)
+            self.chunks[chunk].madvise(mmap.MADV_DONTNEED, pos * size, (last - first + 1) * size)
+            first = last = slot
+        self._cold.extend(victims)
 
     def write(self, slot: int, data: bytes | memoryview, offset: int = 0) -> None:
         """Copy ``data`` into the slot at ``offset`` (it must fit)."""
         chunk, pos = divmod(slot, self.per_chunk)
         start = pos * self.slot_size + offset
-        self._chunks[chunk][start : start + len(data)] = data
+        self.chunks[chunk][start : start + len(data)] = data
 
     def read(self, slot: int, length: int, offset: int = 0) -> bytes:
         """Return a copy of ``length`` bytes of the slot from ``offset``."""
         chunk, pos = divmod(slot, self.per_chunk)
         start = pos * self.slot_size + offset
-        return self._chunks[chunk][start : start + length]
+        return self.chunks[chunk][start : start + length]
 
     def view(self, slot: int) -> memoryview:
         """A view of the whole slot, valid until the slot is freed."""
         chunk, pos = divmod(slot, self.per_chunk)
         start = pos * self.slot_size
-        return memoryview(self._chunks[chunk])[start : start + self.slot_size]
+        return memoryview(self.chunks[chunk])[start : start + self.slot_size]
 
     @property
     def resident_bytes(self) -> int:
@@ -95,4 +109,4 @@ class SlotArena:
     @property
     def mapped_bytes(self) -> int:
         """Address space mapped for this arena (not all of it resident)."""
-        return len(self._chunks) * self.per_chunk * self.slot_size
+        return len(self.chunks) * self.per_chunk * self.slot_size

@@ -31,8 +31,10 @@ class RamStore:
         return slot << _CLASS_BITS | cls
 
     def get(self, ref: int) -> bytes:
-        cls = ref & 31
-        return self._arenas[cls].read(ref >> _CLASS_BITS, 1 << cls)
+        arena = self._arenas[ref & 31]
+        chunk, pos = divmod(ref >> _CLASS_BITS, arena.per_chunk)
+        start = pos * arena.slot_size
+        return arena.chunks[chunk][start : start + arena.slot_size]
 
     def free(self, ref: int) -> None:
         cls = ref & 31
