@@ -66,7 +66,7 @@ class SlotArena:
         hot = self._hot
         hot.append(slot)
         if len(hot) > self.hot_limit and len(hot) > self.used >> 2 and self._releasable:
-            self._release(len(hot) // 2)
+            self._release((len(hot) + 1) // 2)
 
     def _release(self, count: int) -> None:
         """Hand the ``count`` longest-free slots back to the kernel, runs of neighbours at once."""
