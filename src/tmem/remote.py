@@ -11,6 +11,7 @@ call raises :class:`tmem.ConnectionLost`.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import uuid as _uuid
 from collections import deque
@@ -19,7 +20,14 @@ from typing import Any
 
 from tmem.api import DEFAULT_PAGE_SIZE, INDEX_LIMIT, MAX_PAGE_SIZE, OID_LIMIT, Stats
 from tmem.engine.core import check_handle, check_page_size
-from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool, ProtocolError, error_for
+from tmem.errors import (
+    ConnectionLost,
+    InvalidArgument,
+    NoSuchPool,
+    ProtocolError,
+    TmemError,
+    error_for,
+)
 from tmem.host import settle_batch
 from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError
 from tmem.wire import messages as msg
@@ -28,6 +36,9 @@ from tmem.wire import messages as msg
 BATCH_BYTES = 1 << 20
 _REPLY_LIMIT = 64 << 20
 _U32 = 1 << 32
+_PUT_HEAD = _HANDLE_FRAME = msg.HANDLE_FRAME
+_HANDLE_SIZE = msg.HANDLE.size
+oid_bytes = msg.oid_bytes
 
 
 def parse_address(address: str | None) -> tuple[int, Any]:
@@ -80,7 +91,15 @@ class Channel:
 
     def call(self, frame: bytes, op: int) -> memoryview:
         """Send one request and return its reply body (valid until the next call)."""
-        self.send(frame)
+        sock, decoder = self.sock, self.decoder
+        if sock is None:
+            raise ConnectionLost("the connection to the daemon is closed")
+        try:
+            sock.sendall(frame)
+            if not decoder.buffered:  # the usual case: the whole reply in one read
+                decoder.received(sock.recv_into(decoder.recv_buffer()))
+        except OSError as exc:
+            self._lost(exc)
         return self.reply(op)
 
     def send(self, frame: bytes) -> None:
@@ -118,6 +137,13 @@ class Channel:
     def _lost(self, why: object) -> Any:
         self.close()
         raise ConnectionLost(f"lost the daemon: {why}")
+
+    def bye(self) -> None:
+        """Say goodbye and wait for the daemon to release this connection, then close."""
+        if self.sock is not None:
+            with contextlib.suppress(TmemError):
+                self.call(msg.encode_json_op(Op.BYE, None), Op.BYE)
+        self.close()
 
     def close(self) -> None:
         """Close the socket; the daemon releases this connection's private pools."""
@@ -160,25 +186,33 @@ class RemoteClient:
     def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
         """Copy ``data`` in; True if stored, False if the host refused it."""
         if not (
-            type(oid) is int
+            type(pool) is int
+            and 0 <= pool < _U32
+            and type(oid) is int
             and 0 <= oid < OID_LIMIT
             and type(index) is int
             and 0 <= index < INDEX_LIMIT
+            and type(data) is bytes
+            and len(data) <= MAX_PAGE_SIZE
         ):
             oid, index = _handle(pool, oid, index)
-        frame = msg.encode_put(_pool(pool), oid, index, _data(data))
-        return self._chan.call(frame, Op.PUT)[0] == msg.ITEM_YES
+            data = _data(data)
+        head = _PUT_HEAD.pack(Op.PUT, 0, 0, _HANDLE_SIZE + len(data), pool, oid_bytes(oid), index)
+        return self._chan.call(head + data, Op.PUT)[0] == msg.ITEM_YES
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
         if not (
-            type(oid) is int
+            type(pool) is int
+            and 0 <= pool < _U32
+            and type(oid) is int
             and 0 <= oid < OID_LIMIT
             and type(index) is int
             and 0 <= index < INDEX_LIMIT
         ):
             oid, index = _handle(pool, oid, index)
-        body = self._chan.call(msg.encode_handle_op(Op.GET, _pool(pool), oid, index), Op.GET)
+        frame = _HANDLE_FRAME.pack(Op.GET, 0, 0, _HANDLE_SIZE, pool, oid_bytes(oid), index)
+        body = self._chan.call(frame, Op.GET)
         return bytes(body) if body else None
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:
@@ -227,8 +261,8 @@ class RemoteClient:
             _fill(chan.reply(op), in_flight.popleft(), results, pages)
 
     def close(self) -> None:
-        """Leave the daemon: private pools and their pages are released."""
-        self._chan.close()
+        """Leave the daemon: private pools and their pages are released when this returns."""
+        self._chan.bye()
 
     def __enter__(self) -> RemoteClient:
         return self
@@ -293,7 +327,7 @@ class RemoteAdmin:
 
     def close(self) -> None:
         """Close the administrative connection."""
-        self._chan.close()
+        self._chan.bye()
 
     def __enter__(self) -> RemoteAdmin:
         return self

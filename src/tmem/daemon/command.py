@@ -19,8 +19,10 @@ from tmem.errors import TmemError
 )
 @click.option("--socket", help="Unix socket path [default: $XDG_RUNTIME_DIR/tmem.sock].")
 @click.option("--capacity", help="Bytes the host may spend on pages (4096, 512M, 2G) [256M].")
-@click.option("--compress", type=click.Choice(["lz4", "zstd", "none"]), help="Default compression.")
-@click.option("--dedup", help="Deduplication scope, if the page store offers one.")
+@click.option(
+    "--compress", type=click.Choice(["lz4", "zstd", "none"]), help="Default compression [lz4]."
+)
+@click.option("--dedup", help="Deduplication: none, client, host or auto [auto].")
 @click.option("--tcp", help="Also listen on HOST:PORT (needs --token-file).")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="Tokens for TCP peers.")
 @click.option("--socket-mode", help="Permissions of the Unix socket [0600].")

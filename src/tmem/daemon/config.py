@@ -37,8 +37,8 @@ class Config:
 
     socket: str = field(default_factory=default_socket)
     capacity: int = 256 << 20
-    compress: str | None = None
-    dedup: str | None = None
+    compress: str | None = "lz4"
+    dedup: str | None = "auto"
     tcp: tuple[str, int] | None = None
     token_file: str | None = None
     socket_mode: int = 0o600

@@ -17,7 +17,7 @@ from typing import Any
 
 from tmem.daemon.auth import Authenticator, Identity
 from tmem.errors import InvalidArgument, PermissionDenied, ProtocolError, TmemError
-from tmem.host import Host, HostClient
+from tmem.host import Host
 from tmem.wire import HEADER, VERSION, Op, WireError
 from tmem.wire import messages as msg
 
@@ -29,22 +29,35 @@ _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 Handler = Callable[["Session", memoryview], Any]
 
 
+class _NoClient:
+    """The client of a connection that has none (before the hello, or an admin's)."""
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise WireError("this connection has no client (administrative, or no hello yet)")
+
+
+NO_CLIENT: Any = _NoClient()
+
+
 class Session:
     """One connection: who is there, and its client once the hello is done."""
 
-    __slots__ = ("identity", "client", "admin_only", "greeted")
+    __slots__ = ("identity", "client", "admin_only", "greeted", "done")
 
     def __init__(self, identity: Identity | None) -> None:
         self.identity = identity  # None for TCP until the hello's token is checked
-        self.client: HostClient | None = None
+        self.client: Any = NO_CLIENT
         self.admin_only = False
         self.greeted = False
+        self.done = False  # said goodbye: close once the reply is sent
 
     def close(self) -> None:
         """The connection is gone: the client leaves and its private pools are freed."""
-        client, self.client = self.client, None
-        if client is not None:
-            client.close()
+        client, self.client = self.client, NO_CLIENT
+        client.close()
 
 
 def error_frame(op: int, tag: int, exc: BaseException) -> bytes:
@@ -71,6 +84,7 @@ class Dispatcher:
             Op.STATS: self._stats,
             Op.PUT_PAGES: self._put_pages,
             Op.GET_PAGES: self._get_pages,
+            Op.BYE: self._bye,
             Op.AUTHORIZE_SHARED: self._authorize_shared,
             Op.REVOKE_SHARED: self._revoke_shared,
             Op.SET_CAPACITY: self._set_capacity,
@@ -87,21 +101,28 @@ class Dispatcher:
         the protocol; the caller must then close the connection.
         """
         try:
-            if not session.greeted:
-                reply = self.hello(session, op, body)
+            if session.greeted:
+                handler = self.handlers.get(op)
+                if handler is None:
+                    raise WireError(f"unknown op {op}")
+                reply = handler(session, body)
             else:
-                reply = self.handlers[op](session, body)
+                reply = self.hello(session, op, body)
         except TmemError as exc:
             out += error_frame(op, tag, exc)
             if not session.greeted:
                 raise WireError(f"hello refused: {exc}") from None
             return
-        except (WireError, KeyError) as exc:
-            message = f"unknown op {op}" if isinstance(exc, KeyError) else str(exc)
-            out += error_frame(op, tag, ProtocolError(message))
-            raise WireError(message) from None
-        out += HEADER.pack(op, 0, tag, len(reply))
-        out += reply
+        except WireError as exc:
+            out += error_frame(op, tag, ProtocolError(str(exc)))
+            raise
+        if type(reply) is bytes:
+            out += HEADER.pack(op, 0, tag, len(reply))
+            out += reply
+        else:  # a list of parts, written without joining them first
+            out += HEADER.pack(op, 0, tag, sum(map(len, reply)))
+            for part in reply:
+                out += part
 
     # --- hello -----------------------------------------------------------
 
@@ -128,52 +149,49 @@ class Dispatcher:
 
     # --- the client contract ---------------------------------------------
 
-    @staticmethod
-    def _client(session: Session) -> HostClient:
-        client = session.client
-        if client is None:
-            raise WireError("an administrative connection has no client")
-        return client
-
     def _new_pool(self, session: Session, body: memoryview) -> bytes:
         persistent, shared, uuid, page_size = msg.decode_new_pool(body)
-        pool = self._client(session).new_pool(persistent, shared, uuid, page_size)
+        pool = session.client.new_pool(persistent, shared, uuid, page_size)
         return msg.POOL.pack(pool)
 
     def _destroy_pool(self, session: Session, body: memoryview) -> bytes:
-        self._client(session).destroy_pool(msg.decode_pool(body))
+        session.client.destroy_pool(msg.decode_pool(body))
         return b""
 
     def _put(self, session: Session, body: memoryview) -> bytes:
         pool, oid, index, data = msg.decode_put(body)
-        return _YES if self._client(session).put_page(pool, oid, index, data) else _NO
+        return _YES if session.client.put_page(pool, oid, index, data) else _NO
 
     def _get(self, session: Session, body: memoryview) -> bytes:
         pool, oid, index = msg.decode_handle(body)
-        return self._client(session).get_page(pool, oid, index) or b""
+        return session.client.get_page(pool, oid, index) or b""
 
     def _flush_page(self, session: Session, body: memoryview) -> bytes:
-        self._client(session).flush_page(*msg.decode_handle(body))
+        session.client.flush_page(*msg.decode_handle(body))
         return b""
 
     def _flush_object(self, session: Session, body: memoryview) -> bytes:
-        self._client(session).flush_object(*msg.decode_object(body))
+        session.client.flush_object(*msg.decode_object(body))
         return b""
 
     def _stats(self, session: Session, body: memoryview) -> bytes:
-        return msg.encode_json(self._client(session).stats())
+        return msg.encode_json(session.client.stats())
 
     def _put_pages(self, session: Session, body: memoryview) -> bytes:
         pool, items = msg.decode_put_pages(body)
-        results = self._client(session).put_pages(pool, items, errors="return")
-        return _batch_reply([_item_code(r) for r in results], results, [])
+        results = session.client.put_pages(pool, items, errors="return")
+        return _batch_reply(results, [])
 
     def _get_pages(self, session: Session, body: memoryview) -> bytes:
         pool, handles = msg.decode_get_pages(body)
-        results = self._client(session).get_pages(pool, handles, errors="return")
-        codes = [_item_code(r) for r in results]
-        pages = [r for r in results if type(r) is bytes]
-        return _batch_reply(codes, results, pages)
+        results = session.client.get_pages(pool, handles, errors="return")
+        return _batch_reply(results, [r for r in results if type(r) is bytes])
+
+    def _bye(self, session: Session, body: memoryview) -> bytes:
+        """The peer leaves: its client is released before the reply goes out."""
+        session.close()
+        session.done = True
+        return b""
 
     # --- administration ----------------------------------------------------
 
@@ -223,6 +241,7 @@ def _item_code(result: Any) -> int:
     return msg.ITEM_YES if result else msg.ITEM_NO
 
 
-def _batch_reply(codes: list[int], results: list[Any], pages: list[bytes]) -> bytes:
+def _batch_reply(results: list[Any], pages: list[bytes]) -> list[Any]:
+    codes = bytes(map(_item_code, results))
     first = next((r for r in results if isinstance(r, TmemError)), None)
-    return b"".join(msg.encode_batch_reply(bytes(codes), str(first or ""), pages))
+    return msg.encode_batch_reply(codes, str(first or ""), pages)

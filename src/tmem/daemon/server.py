@@ -33,13 +33,14 @@ _GONE = select.EPOLLHUP | select.EPOLLERR
 class Connection:
     """A peer's socket, decoder, unsent replies and session."""
 
-    __slots__ = ("sock", "fd", "decoder", "out", "session", "events", "closed")
+    __slots__ = ("sock", "fd", "decoder", "out", "sent", "session", "events", "closed")
 
     def __init__(self, sock: socket.socket, session: Session, max_body: int) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.decoder = Decoder(max_body)
         self.out = bytearray()
+        self.sent = 0  # bytes at the start of ``out`` already sent
         self.session = session
         self.events = _IN
         self.closed = False
@@ -193,6 +194,10 @@ class Server:
                     return False
                 op, _status, tag, body = frame
                 dispatch(session, op, tag, body, out)
+                if session.done:
+                    self._send(conn)
+                    self._close(conn)
+                    return False
         except WireError as exc:
             log.warning("closing a connection of %s: %s", session.identity, exc)
             self._send(conn)
@@ -205,16 +210,26 @@ class Server:
         return True
 
     def _send(self, conn: Connection) -> None:
-        out = conn.out
-        if out:
+        out, sent = conn.out, conn.sent
+        if len(out) > sent:
             try:
-                sent = conn.sock.send(out)
+                if sent:
+                    with memoryview(out) as view:
+                        sent += conn.sock.send(view[sent:])
+                else:
+                    sent = conn.sock.send(out)
             except (BlockingIOError, InterruptedError):
-                sent = 0
+                pass
             except OSError:
                 self._close(conn)
                 return
-            del out[:sent]
+            if sent == len(out):
+                out.clear()
+                sent = 0
+            elif sent > OUT_LIMIT // 2:
+                del out[:sent]  # moving the rest is cheaper than holding it twice
+                sent = 0
+            conn.sent = sent
         want = (_OUT if out else 0) | (_IN if len(out) < OUT_LIMIT else 0)
         if want != conn.events and not conn.closed:
             conn.events = want

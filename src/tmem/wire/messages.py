@@ -34,6 +34,7 @@ class Op(IntEnum):
     STATS = 8
     PUT_PAGES = 9
     GET_PAGES = 10
+    BYE = 11
     AUTHORIZE_SHARED = 16
     REVOKE_SHARED = 17
     SET_CAPACITY = 18
@@ -161,20 +162,20 @@ def decode_pool(body: memoryview) -> int:
 
 # --- single pages ----------------------------------------------------------
 
-_PUT_HEAD = struct.Struct("<BBHII24sI")
-_HANDLE_FRAME = struct.Struct("<BBHII24sI")
+#: Header and handle of a PUT, GET or FLUSH_PAGE frame, packed in one go.
+HANDLE_FRAME = struct.Struct("<BBHII24sI")
 _OBJECT_FRAME = struct.Struct("<BBHII24s")
 
 
 def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> bytes:
     """A PUT request frame: handle then the page."""
-    head = _PUT_HEAD.pack(Op.PUT, 0, 0, HANDLE.size + len(data), pool, oid_bytes(oid), index)
+    head = HANDLE_FRAME.pack(Op.PUT, 0, 0, HANDLE.size + len(data), pool, oid_bytes(oid), index)
     return head + data
 
 
 def encode_handle_op(op: int, pool: int, oid: int, index: int) -> bytes:
     """A GET or FLUSH_PAGE request frame."""
-    return _HANDLE_FRAME.pack(op, 0, 0, HANDLE.size, pool, oid_bytes(oid), index)
+    return HANDLE_FRAME.pack(op, 0, 0, HANDLE.size, pool, oid_bytes(oid), index)
 
 
 def encode_flush_object(pool: int, oid: int) -> bytes:
@@ -184,8 +185,8 @@ def encode_flush_object(pool: int, oid: int) -> bytes:
 
 def decode_put(body: memoryview) -> tuple[int, int, int, memoryview]:
     """``(pool, oid, index, data)`` of a PUT body; ``data`` is a view into it."""
-    if len(body) <= HANDLE.size:
-        raise WireError("put without a page")
+    if len(body) < HANDLE.size:
+        raise WireError("put shorter than a handle")
     pool, oid, index = HANDLE.unpack_from(body)
     return pool, int.from_bytes(oid, "little"), index, body[HANDLE.size :]
 

@@ -1,0 +1,307 @@
+"""The daemon against Redis and memcached: one client, 4 KiB pages, same run.
+
+Starts ``tmem serve`` (Unix socket), ``redis-server`` (TCP loopback, through
+redis-py) and ``memcached`` (TCP loopback, through pymemcache, replies waited
+for), then measures for each: p50/p99 latency of single puts and gets, pages/s
+of batched puts and gets, and the total ops/s of 16 concurrent client
+processes.  Each figure is the median of ``--runs`` runs; ratios are tmem's
+figure over the reference's.
+
+    python bench/remote.py --runs 5 --ops 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing as mp
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import tmem
+
+PAGE = 4096
+KEYS = 2048  # working set of distinct pages (8 MiB)
+
+
+# --- servers ---------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not start")
+
+
+def _tcp_open(port: int) -> bool:
+    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+    return True
+
+
+@contextlib.contextmanager
+def servers(workdir: str) -> Iterator[dict[str, Any]]:
+    """Start the three servers; yield their addresses; stop them."""
+    procs: list[subprocess.Popen] = []
+    out: dict[str, Any] = {}
+    try:
+        path = os.path.join(workdir, "tmem.sock")
+        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", path,
+               "--capacity", "2G", "--compress", "none", "--log-level", "warning"]
+        procs.append(subprocess.Popen(cmd))
+        _wait(lambda: os.path.exists(path) and bool(tmem.admin("unix:" + path).close() or 1),
+              "tmem serve", procs[-1])
+        out["tmem"] = "unix:" + path
+        if shutil.which("redis-server"):
+            port = _free_port()
+            procs.append(subprocess.Popen(
+                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--loglevel", "warning"], stdout=subprocess.DEVNULL))
+            _wait(lambda: _tcp_open(port), "redis-server", procs[-1])
+            out["redis"] = port
+        if shutil.which("memcached"):
+            port = _free_port()
+            procs.append(subprocess.Popen(
+                ["memcached", "-l", "127.0.0.1", "-p", str(port), "-m", "1024", "-U", "0"]
+                + (["-u", "nobody"] if os.getuid() == 0 else [])))  # it refuses root
+            _wait(lambda: _tcp_open(port), "memcached", procs[-1])
+            out["memcached"] = port
+        yield out
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(10)
+
+
+# --- one uniform store interface per system ---------------------------------
+
+
+class TmemStore:
+    def __init__(self, address: str, name: str) -> None:
+        self.client = tmem.connect(address, name=name)
+        self.pool = self.client.new_pool(persistent=True)
+
+    def put(self, key: int, data: bytes) -> None:
+        assert self.client.put_page(self.pool, 1, key, data)
+
+    def get(self, key: int) -> bytes | None:
+        return self.client.get_page(self.pool, 1, key)
+
+    def put_many(self, items: list[tuple[int, bytes]]) -> None:
+        assert all(self.client.put_pages(self.pool, [(1, k, d) for k, d in items]))
+
+    def get_many(self, keys: list[int]) -> list[Any]:
+        return self.client.get_pages(self.pool, [(1, k) for k in keys])
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisStore:
+    def __init__(self, port: int, name: str) -> None:
+        import redis
+
+        self.r = redis.Redis(host="127.0.0.1", port=port)
+        self.prefix = name.encode() + b":"
+
+    def put(self, key: int, data: bytes) -> None:
+        self.r.set(self.prefix + b"%d" % key, data)
+
+    def get(self, key: int) -> bytes | None:
+        return self.r.get(self.prefix + b"%d" % key)
+
+    def put_many(self, items: list[tuple[int, bytes]]) -> None:
+        pipe = self.r.pipeline(transaction=False)
+        for key, data in items:
+            pipe.set(self.prefix + b"%d" % key, data)
+        pipe.execute()
+
+    def get_many(self, keys: list[int]) -> list[Any]:
+        return self.r.mget([self.prefix + b"%d" % k for k in keys])
+
+    def close(self) -> None:
+        self.r.close()
+
+
+class MemcachedStore:
+    def __init__(self, port: int, name: str) -> None:
+        from pymemcache.client.base import Client
+
+        self.c = Client(("127.0.0.1", port), no_delay=True)
+        self.prefix = name + ":"
+
+    def put(self, key: int, data: bytes) -> None:
+        self.c.set(f"{self.prefix}{key}", data, noreply=False)
+
+    def get(self, key: int) -> bytes | None:
+        return self.c.get(f"{self.prefix}{key}")
+
+    def put_many(self, items: list[tuple[int, bytes]]) -> None:
+        self.c.set_many({f"{self.prefix}{k}": d for k, d in items}, noreply=False)
+
+    def get_many(self, keys: list[int]) -> list[Any]:
+        got = self.c.get_many([f"{self.prefix}{k}" for k in keys])
+        return [got.get(f"{self.prefix}{k}") for k in keys]
+
+    def close(self) -> None:
+        self.c.close()
+
+
+STORES = {"tmem": TmemStore, "redis": RedisStore, "memcached": MemcachedStore}
+
+
+# --- measurements -----------------------------------------------------------
+
+
+def pages(n: int) -> list[bytes]:
+    """``n`` distinct incompressible pages."""
+    return [os.urandom(PAGE) for _ in range(n)]
+
+
+def single_ops(store: Any, ops: int, data: list[bytes]) -> dict[str, float]:
+    """p50/p99 (microseconds) of single puts, then single gets, of the working set."""
+    out = {}
+    for kind in ("put", "get"):
+        lat = []
+        clock = time.perf_counter_ns
+        for i in range(ops):
+            key = i % KEYS
+            t0 = clock()
+            if kind == "put":
+                store.put(key, data[key])
+            else:
+                got = store.get(key)
+            lat.append(clock() - t0)
+            if kind == "get" and got != data[key]:
+                raise AssertionError(f"wrong page for key {key}")
+        lat.sort()
+        out[f"{kind}_p50_us"] = lat[len(lat) // 2] / 1e3
+        out[f"{kind}_p99_us"] = lat[int(len(lat) * 0.99)] / 1e3
+    return out
+
+
+def batched(store: Any, total: int, batch: int, data: list[bytes]) -> dict[str, float]:
+    """Pages per second of batched puts, then batched gets."""
+    keys = [i % KEYS for i in range(total)]
+    t0 = time.perf_counter()
+    for start in range(0, total, batch):
+        store.put_many([(k, data[k]) for k in keys[start : start + batch]])
+    t1 = time.perf_counter()
+    for start in range(0, total, batch):
+        got = store.get_many(keys[start : start + batch])
+        if got[0] != data[keys[start]]:
+            raise AssertionError("wrong page in a batch")
+    t2 = time.perf_counter()
+    return {"batch_put_pages_s": total / (t1 - t0), "batch_get_pages_s": total / (t2 - t1)}
+
+
+def _worker(kind: str, address: Any, name: str, ops: int, barrier: Any, queue: Any) -> None:
+    store = STORES[kind](address, name)
+    data = os.urandom(PAGE)
+    barrier.wait()
+    t0 = time.perf_counter()
+    for i in range(ops):
+        store.put(i % 256, data)
+        store.get(i % 256)
+    queue.put((t0, time.perf_counter()))
+    store.close()
+
+
+def concurrent(kind: str, address: Any, clients: int, ops: int) -> float:
+    """Total single operations per second of ``clients`` processes (a put and a get each)."""
+    ctx = mp.get_context("fork")
+    barrier, queue = ctx.Barrier(clients), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(kind, address, f"c{i}", ops, barrier, queue))
+             for i in range(clients)]
+    for proc in procs:
+        proc.start()
+    spans = [queue.get(timeout=300) for _ in procs]
+    for proc in procs:
+        proc.join()
+    return 2 * ops * clients / (max(e for _, e in spans) - min(s for s, _ in spans))
+
+
+def one_run(addresses: dict[str, Any], args: argparse.Namespace, run: int) -> dict[str, dict]:
+    data = pages(KEYS)
+    out: dict[str, dict] = {}
+    for kind, address in addresses.items():
+        store = STORES[kind](address, f"bench{run}")
+        try:
+            figures = single_ops(store, args.ops, data)
+            figures.update(batched(store, args.batch_total, args.batch, data))
+        finally:
+            store.close()
+        figures["concurrent_ops_s"] = concurrent(kind, address, args.clients, args.client_ops)
+        out[kind] = figures
+    return out
+
+
+# --- report -------------------------------------------------------------------
+
+FIGURES = (
+    ("put_p50_us", "single put p50 (us)"),
+    ("put_p99_us", "single put p99 (us)"),
+    ("get_p50_us", "single get p50 (us)"),
+    ("get_p99_us", "single get p99 (us)"),
+    ("batch_put_pages_s", "batched put (pages/s)"),
+    ("batch_get_pages_s", "batched get (pages/s)"),
+    ("concurrent_ops_s", "16 clients, total ops/s"),
+)
+
+
+def report(runs: list[dict[str, dict]], clients: int) -> str:
+    kinds = list(runs[0])
+    med = {k: {f: statistics.median(r[k][f] for r in runs) for f, _ in FIGURES} for k in kinds}
+    refs = [k for k in kinds if k != "tmem"]
+    head = "| figure | " + " | ".join(kinds) + " | " + " | ".join(f"tmem/{r}" for r in refs)
+    lines = [head + " |", "|" + "---|" * (1 + len(kinds) + len(refs))]
+    for key, label in FIGURES:
+        label = label.replace("16 clients", f"{clients} clients")
+        row = [f"{med[k][key]:,.1f}" if key.endswith("us") else f"{med[k][key]:,.0f}" for k in kinds]
+        ratios = [f"{med['tmem'][key] / med[r][key]:.2f}" for r in refs]
+        lines.append(f"| {label} | " + " | ".join(row + ratios) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=20000, help="single ops per kind per run")
+    parser.add_argument("--batch", type=int, default=1024, help="pages per batched call")
+    parser.add_argument("--batch-total", type=int, default=65536, help="pages per batch figure")
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--client-ops", type=int, default=2000, help="put+get pairs per client")
+    parser.add_argument("--only", choices=sorted(STORES), action="append")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as workdir, servers(workdir) as addresses:
+        if args.only:
+            addresses = {k: v for k, v in addresses.items() if k in args.only}
+        runs = []
+        for run in range(args.runs):
+            runs.append(one_run(addresses, args, run))
+            print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
+    print(f"# {args.runs} runs, medians; {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    print(report(runs, args.clients))
+
+
+if __name__ == "__main__":
+    main()
