@@ -60,12 +60,12 @@ class CompressedStore:
         self.default_codec = codec_id(compress)
         if dedup not in DEDUP_SCOPES:
             raise InvalidArgument(f"unknown dedup scope {dedup!r}; choose from {DEDUP_SCOPES}")
-        for name, value in (
-            ("max_compressed_fraction", max_compressed_fraction),
-            ("max_mean_fraction", max_mean_fraction),
-        ):
-            if value is not None and not 0 < value <= 1:
-                raise InvalidArgument(f"{name} {value!r} must be in (0, 1]")
+        _check_fraction("max_compressed_fraction", max_compressed_fraction)
+        if max_mean_fraction is not None:
+            _check_fraction("max_mean_fraction", max_mean_fraction)
+        _check_fraction("compact_fraction", compact_fraction, zero=True)
+        if type(zstd_level) is not int or not 1 <= zstd_level <= 22:
+            raise InvalidArgument(f"zstd_level {zstd_level!r} must be an integer in [1, 22]")
         self.dedup = dedup if dedup != "none" else None
         self.max_fraction = max_compressed_fraction
         self.max_mean = max_mean_fraction
@@ -275,6 +275,13 @@ class CompressedStore:
         out.update(self.counters)
         out.update(pool)
         return out
+
+
+def _check_fraction(name: str, value: object, zero: bool = False) -> None:
+    """Raise InvalidArgument unless ``value`` is a number in (0, 1], or [0, 1] with ``zero``."""
+    if type(value) not in (int, float) or not (0 <= value <= 1 if zero else 0 < value <= 1):  # type: ignore[operator]
+        low = "[0" if zero else "(0"
+        raise InvalidArgument(f"{name} {value!r} must be a number in {low}, 1]")
 
 
 def _codec_name(codec: int) -> str | None:

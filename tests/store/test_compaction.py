@@ -1,0 +1,97 @@
+"""Size classes and compaction: objects move, handles and page bytes stay intact."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+import tmem
+from tmem.store import CompressedStore
+from tmem.store.zspool import CLASS_BITS, CLASS_OF, COMPACT_BATCH, OS_PAGE, SLOT_SIZE, class_size
+
+
+def varied_page(rng: random.Random, size: int = 4096) -> bytes:
+    """A page whose compressed size is anywhere from a tenth to three quarters of it."""
+    k = rng.randrange(size // 10, size * 7 // 10)
+    return rng.randbytes(k) + bytes(size - k)
+
+
+def test_size_classes_hold_every_size_with_little_rounding():
+    seen = set()
+    for size in range(1, 65537):
+        slot = SLOT_SIZE[CLASS_OF[size]]
+        assert size <= slot == class_size(size) <= size + 255
+        if size >= 64:
+            assert slot - size < max(16, size // 64)  # rounding under ~1.6%, 16 bytes at least
+        seen.add(CLASS_OF[size])
+    assert max(seen) < 1 << CLASS_BITS
+    assert len(seen) == len({SLOT_SIZE[i] for i in seen})  # one index per slot size
+
+
+def fill(store: CompressedStore, n: int, seed: int = 1) -> dict[int, bytes]:
+    rng = random.Random(seed)
+    pages = {}
+    for _ in range(n):
+        data = varied_page(rng)
+        ref = store.put(data, True, 0)
+        pages[ref] = data
+    return pages
+
+
+def test_freeing_many_pages_compacts_and_keeps_every_page_intact():
+    store = CompressedStore("lz4", dedup=None)
+    pages = fill(store, 3000)
+    rng = random.Random(2)
+    for ref in rng.sample(sorted(pages), 2200):
+        store.free(ref)
+        del pages[ref]
+    stats = store.stats()
+    assert stats["objects_moved"] > 0 and stats["compactions"] > 0
+    assert all(store.get(ref) == data for ref, data in pages.items())
+    for cls in filter(None, store.pool.classes):  # holes stay under the threshold
+        holes = cls.top - cls.live
+        assert holes <= max(store.pool.compact_fraction * cls.top, OS_PAGE / cls.slot_size) + 1
+
+
+def test_full_compaction_leaves_no_holes_and_gives_memory_back():
+    store = CompressedStore("zstd", dedup="client", compact_fraction=1.0)  # never on its own
+    pages = fill(store, 2000)
+    for ref in random.Random(3).sample(sorted(pages), 1500):
+        store.free(ref)
+        del pages[ref]
+    before = store.stats()
+    assert before["objects_moved"] == 0 and before["hole_bytes"] > 0
+    moved = store.compact()
+    after = store.stats()
+    assert moved == after["objects_moved"] > 0
+    assert after["hole_bytes"] == 0 and after["pages_compacted"] > 0
+    assert after["arena_resident_bytes"] < before["arena_resident_bytes"]
+    slack = after["size_classes"] * OS_PAGE  # each class's last OS page may be partly used
+    assert after["arena_resident_bytes"] <= after["slot_bytes"] + slack
+    assert all(store.get(ref) == data for ref, data in pages.items())
+    more = fill(store, 500, seed=9)  # holes and moved slots are reused correctly
+    assert all(store.get(ref) == data for ref, data in {**pages, **more}.items())
+
+
+def test_one_free_moves_a_bounded_number_of_objects():
+    store = CompressedStore("lz4", dedup=None, compact_fraction=0.0)
+    size = 1024
+    refs = [
+        store.put(random.Random(i).randbytes(size // 2) + bytes(size // 2), True, 0)
+        for i in range(2000)
+    ]
+    cls_moves = []
+    for ref in refs[: len(refs) // 2]:
+        before = store.pool.objects_moved
+        store.free(ref)
+        cls_moves.append(store.pool.objects_moved - before)
+    assert 0 < max(cls_moves) <= COMPACT_BATCH
+    store.compact()
+    assert store.stats()["hole_bytes"] == 0
+
+
+@pytest.mark.parametrize("fraction", [-0.1, 1.5, "1"])
+def test_compaction_threshold_out_of_range_is_invalid(fraction):
+    with pytest.raises(tmem.InvalidArgument):
+        CompressedStore("lz4", compact_fraction=fraction)
