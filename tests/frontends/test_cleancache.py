@@ -146,13 +146,29 @@ def test_truncation_flushes_the_pages_past_the_new_end(tmp_path: Path, client: A
             assert f.truncate(3 * PS + 100) == 3 * PS + 100
             f.seek(0)
             assert f.read() == data[: 3 * PS + 100]
-            f.truncate(6 * PS)  # grows again: the cut bytes must read as zeros
+            f.truncate(8 * PS)  # grows again: the cut bytes must read as zeros
             f.seek(0)
-            assert f.read() == data[: 3 * PS + 100] + bytes(3 * PS - 100)
+            assert f.read() == data[: 3 * PS + 100] + bytes(5 * PS - 100)
         with cache.open(path, "wb") as f:  # truncated on open
             f.write(b"new")
         with cache.open(path) as f:
             assert f.read() == b"new"
+
+
+def test_a_cached_page_cut_by_truncation_reads_zeros_when_the_file_grows(
+    tmp_path: Path, client: Any
+) -> None:
+    data = pattern(2 * PS)
+    path = make_file(tmp_path, "f", data)
+    with CleanCache(client, cache_pages=8) as cache, cache.open(path, "r+b") as f:
+        cache.enable(tmp_path)
+        assert f.read() == data  # both pages in the private cache
+        f.truncate(PS + 10)
+        f.seek(2 * PS)
+        f.write(b"end")  # the cut part of page 1 is now a hole inside the file
+        f.seek(0)
+        assert f.read() == data[: PS + 10] + bytes(PS - 10) + b"end"
+        assert cache.stats()["private_hits"] == 2
 
 
 def modify_behind(path: Path, offset: int, data: bytes, stamp: list[int]) -> None:
