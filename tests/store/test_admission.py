@@ -7,6 +7,7 @@ import pytest
 import tmem
 from tests.store.kinds import compressed_size, page_of
 from tmem.store import REJECTED, CompressedStore, RamStore, make_store
+from tmem.store.zspool import OWNER_BYTES
 
 
 def test_poorly_compressible_ephemeral_page_is_rejected_and_counted():
@@ -78,7 +79,7 @@ def test_charge_is_the_slot_plus_metadata_and_sums_to_used_bytes():
     refs = [store.put(page_of("text", seed=s), False, 0) for s in range(50)]
     for ref in refs:
         size = store.table.clen[ref]
-        assert size <= store.charge(ref) - store.row_bytes - 8 < size + 16
+        assert size <= store.charge(ref) - store.row_bytes - OWNER_BYTES < size + 16
     assert sum(store.charge(r) for r in refs) == store.used_bytes
 
 

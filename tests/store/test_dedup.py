@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import uuid
 
 import pytest
@@ -11,6 +12,8 @@ import tmem
 import tmem.store.compressed as compressed
 from tests.store.kinds import page_of
 from tmem.store import REJECTED, CompressedStore
+from tmem.store.dedup import INDEX_ENTRY_BYTES, DedupIndex
+from tmem.store.handles import HandleTable
 
 
 def test_identical_pages_share_one_copy_until_the_last_reference_goes():
@@ -20,8 +23,8 @@ def test_identical_pages_share_one_copy_until_the_last_reference_goes():
     assert len(set(refs)) == 1
     stats = store.stats()
     assert (stats["stored_pages"], stats["logical_pages"], stats["dedup_hits"]) == (1, 3, 2)
-    one = store.used_bytes
-    assert one == store.charge(refs[0])
+    one = store.used_bytes  # one copy, and the index table at its real size
+    assert one == store.charge(refs[0]) - INDEX_ENTRY_BYTES + store.index.table_bytes
     store.free(refs[0])
     store.free(refs[1])
     assert store.get(refs[2]) == data and store.used_bytes == one
@@ -124,3 +127,24 @@ def test_no_operation_on_one_handle_changes_what_another_reads(order):
     x.close()
     y.close()
     assert host.store.used_bytes == 0 and host.stats()["bytes"] == 0
+
+
+def test_the_index_finds_exactly_what_was_added_through_growth_and_shrinkage():
+    table = HandleTable(dedup=True)
+    index = DedupIndex(table)
+    rng = random.Random(4)
+    model: dict[int, int] = {}
+    for step in range(6000):
+        if model and (rng.random() < 0.45 or step > 4000):
+            key = rng.choice(sorted(model))
+            index.remove(model.pop(key))
+        else:
+            key = rng.getrandbits(128) & ~0xFF  # low bits alike: long probe runs
+            h = table.alloc(0)
+            table.set_key(h, key, 0)
+            index.add(h)
+            model[key] = h
+        if step % 97 == 0:
+            assert all(index.find(k) == h for k, h in model.items())
+            assert index.find(rng.getrandbits(128)) == -1
+    assert len(index) == len(model) and index.table_bytes <= max(512, 8 * 8 * len(model))

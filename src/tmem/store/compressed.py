@@ -27,7 +27,6 @@ class, and ``mem_used_total`` (what the store holds, holes included) shows them.
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import xxhash
@@ -35,13 +34,11 @@ import xxhash
 from tmem.errors import InvalidArgument
 from tmem.store.base import REJECTED
 from tmem.store.codecs import LZ4, RAW, SAME, Codecs, codec_id
+from tmem.store.dedup import INDEX_ENTRY_BYTES, DedupIndex
 from tmem.store.handles import CODEC_MASK, HUGE, INDEXED, ORDER_SHIFT, HandleTable
-from tmem.store.zspool import CLASS_MASK, SLOT_SIZE, ZsPool
+from tmem.store.zspool import CLASS_MASK, OWNER_BYTES, SLOT_SIZE, ZsPool
 
 DEDUP_SCOPES: tuple[str | None, ...] = (None, "none", "client", "host")
-#: A dict entry of the dedup index: a 128-bit int key, an int value, and the
-#: dict's own slot (24-byte entry plus index, at the dict's 2/3 load).
-INDEX_ENTRY_BYTES = sys.getsizeof(1 << 127) + sys.getsizeof(1 << 40) + 48
 _hash = xxhash.xxh3_128_intdigest
 
 
@@ -72,7 +69,7 @@ class CompressedStore:
         self.codecs = Codecs(zstd_level)
         self.table = HandleTable(self.dedup is not None)
         self.pool = ZsPool(self.table.loc, compact_fraction)
-        self.index: dict[int, int] = {}
+        self.index = DedupIndex(self.table)
         self.row_bytes = self.table.row_bytes
         self.clients: dict[int, int] = {}  # cid -> codec id
         self.used_bytes = 0
@@ -112,8 +109,8 @@ class CompressedStore:
         key = -1
         if self.dedup:
             key = _hash(data, cid if self.dedup == "client" else 0)
-            h = self.index.get(key)
-            if h is not None:
+            h = self.index.find(key)
+            if h >= 0:
                 shared = self._share(h, data, persistent, cid)
                 if shared != -2:
                     return shared
@@ -178,8 +175,8 @@ class CompressedStore:
         table.clen[h] = size
         if key >= 0:
             table.set_key(h, key, cid)
-            self.index[key] = h
-        self._account(h, n, size, self.charge(h))
+            self._index_change(self.index.add, h)
+        self._account(h, n, size, self._footprint(h))
         return h
 
     def _account(self, h: int, n: int, size: int, footprint: int) -> None:
@@ -189,6 +186,14 @@ class CompressedStore:
         self.used_bytes += footprint
         if self.used_bytes > self.mem_used_max:
             self.mem_used_max = self.used_bytes
+
+    def _index_change(self, change: Any, h: int) -> None:
+        """Add or remove ``h`` in the index; the table's real growth or shrinkage is counted."""
+        before = self.index.table_bytes
+        change(h)
+        after = self.index.table_bytes
+        if after != before:
+            self.used_bytes += after - before
 
     def get(self, ref: int) -> bytes:
         """A copy of the page under ``ref``."""
@@ -206,14 +211,21 @@ class CompressedStore:
     def charge(self, ref: int) -> int:
         """The page's full footprint: its slot (with rounding) and its metadata.
 
-        Metadata is the handle row, the pool's owner entry (8 bytes) and, for
-        an indexed page, its dedup index entry.
+        Metadata is the handle row, the pool's owner entry and, for an indexed
+        page, its share of the dedup index at the index's target load.
         """
-        meta = self.table.meta[ref]
-        if meta & CODEC_MASK == SAME:
+        if self.table.meta[ref] & INDEXED:
+            return self._footprint(ref) + INDEX_ENTRY_BYTES
+        return self._footprint(ref)
+
+    def _footprint(self, ref: int) -> int:
+        """The page's slot and rows, without its share of the dedup index.
+
+        ``used_bytes`` counts these, and the index table at its real size.
+        """
+        if self.table.meta[ref] & CODEC_MASK == SAME:
             return self.row_bytes
-        cost = self.row_bytes + 8 + SLOT_SIZE[self.table.loc[ref] & CLASS_MASK]
-        return cost + INDEX_ENTRY_BYTES if meta & INDEXED else cost
+        return self.row_bytes + OWNER_BYTES + SLOT_SIZE[self.table.loc[ref] & CLASS_MASK]
 
     def free(self, ref: int) -> None:
         """Drop one reference; the content goes with its last reference."""
@@ -223,7 +235,7 @@ class CompressedStore:
         table.refs[ref] = refs
         if refs:
             return
-        self.used_bytes -= self.charge(ref)
+        self.used_bytes -= self._footprint(ref)
         meta = table.meta[ref]
         codec = meta & CODEC_MASK
         n = 512 << (meta >> ORDER_SHIFT)
@@ -241,7 +253,7 @@ class CompressedStore:
                 self.comp_orig -= n
                 self.comp_size -= size
             if meta & INDEXED:
-                del self.index[table.key(ref)]
+                self._index_change(self.index.remove, ref)
             self.pool.free(table.loc[ref])
         table.release(ref)
 

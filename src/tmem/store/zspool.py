@@ -32,6 +32,8 @@ OS_PAGE = mmap.PAGESIZE
 #: Objects moved per compaction step: bounds the work of any one call.
 COMPACT_BATCH = 64
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
+#: Bytes of the owner entry each slot has (handles are below 2**31).
+OWNER_BYTES = 4
 
 
 def _round_up(n: int) -> int:
@@ -75,7 +77,7 @@ class SizeClass:
         self.slot_size = SLOT_SIZE[index]
         self.per_chunk = CHUNK_BYTES // self.slot_size
         self.chunks: list[mmap.mmap] = []
-        self.owner = array("q")  # slots below ``top``: handle or -1 (a hole)
+        self.owner = array("i")  # slots below ``top``: handle or -1 (a hole)
         self.top = 0  # slots at or past this were never used, or given back
         self.live = 0
         self.holes: list[int] = []  # heap of free slots; stale entries are skipped
