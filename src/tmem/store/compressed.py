@@ -118,7 +118,7 @@ class CompressedStore:
         codec = self.clients.get(cid, self.default_codec)
         if codec == RAW:
             self.raw_pages += 1
-            return self._put_bytes(data, RAW, data, n, key, cid)
+            return self._put_bytes(data, RAW, n, key, cid)
         packed = self.codecs.compress[codec](data)
         size = len(packed)
         if size > n * self.max_fraction:
@@ -127,7 +127,7 @@ class CompressedStore:
                 return REJECTED
             self.huge_pages += 1
             self.counters["huge_pages_since"] += 1
-            return self._put_bytes(data, RAW | HUGE, data, n, key, cid)
+            return self._put_bytes(data, RAW | HUGE, n, key, cid)
         if (
             self.max_mean is not None
             and not persistent
@@ -138,7 +138,7 @@ class CompressedStore:
             return REJECTED
         self.comp_orig += n
         self.comp_size += size
-        return self._put_bytes(packed, codec, data, n, key, cid)
+        return self._put_bytes(packed, codec, n, key, cid)
 
     def _put_same(self, word: bytes, n: int) -> int:
         h = self.table.alloc(SAME | (n.bit_length() - 10) << ORDER_SHIFT)
@@ -146,7 +146,7 @@ class CompressedStore:
         self.table.clen[h] = 0
         self.same_pages += 1
         self.counters["same_filled_puts"] += 1
-        self._account(h, n, 0, self.row_bytes)
+        self._account(n, 0, self.row_bytes)
         return h
 
     def _share(self, h: int, data: bytes, persistent: bool, cid: int) -> int:
@@ -163,37 +163,30 @@ class CompressedStore:
         self.counters["dedup_hits"] += 1
         return h
 
-    def _put_bytes(self, stored: bytes, meta: int, data: bytes, n: int, key: int, cid: int) -> int:
-        table = self.table
+    def _put_bytes(self, stored: bytes, meta: int, n: int, key: int, cid: int) -> int:
+        table, pool = self.table, self.pool
         if key >= 0:
             meta |= INDEXED
         h = table.alloc(meta | (n.bit_length() - 10) << ORDER_SHIFT)
         size = len(stored)
-        loc = self.pool.alloc(size, h)
-        self.pool.write(loc, stored)
+        loc = pool.alloc(size, h)
+        pool.write(loc, stored)
         table.loc[h] = loc
         table.clen[h] = size
+        footprint = self.row_bytes + OWNER_BYTES + SLOT_SIZE[loc & CLASS_MASK]
         if key >= 0:
             table.set_key(h, key, cid)
-            self._index_change(self.index.add, h)
-        self._account(h, n, size, self._footprint(h))
+            footprint += self.index.add(h)  # the table's own growth, when it grows
+        self._account(n, size, footprint)
         return h
 
-    def _account(self, h: int, n: int, size: int, footprint: int) -> None:
+    def _account(self, n: int, size: int, footprint: int) -> None:
         self.logical_pages += 1
         self.orig_data_size += n
         self.compr_data_size += size
-        self.used_bytes += footprint
-        if self.used_bytes > self.mem_used_max:
-            self.mem_used_max = self.used_bytes
-
-    def _index_change(self, change: Any, h: int) -> None:
-        """Add or remove ``h`` in the index; the table's real growth or shrinkage is counted."""
-        before = self.index.table_bytes
-        change(h)
-        after = self.index.table_bytes
-        if after != before:
-            self.used_bytes += after - before
+        used = self.used_bytes = self.used_bytes + footprint
+        if used > self.mem_used_max:
+            self.mem_used_max = used
 
     def get(self, ref: int) -> bytes:
         """A copy of the page under ``ref``."""
@@ -253,7 +246,7 @@ class CompressedStore:
                 self.comp_orig -= n
                 self.comp_size -= size
             if meta & INDEXED:
-                self._index_change(self.index.remove, ref)
+                self.used_bytes += self.index.remove(ref)
             self.pool.free(table.loc[ref])
         table.release(ref)
 

@@ -55,10 +55,11 @@ class DedupIndex:
                 return h
             i = (i + 1) & mask
 
-    def add(self, h: int) -> None:
-        """Index handle ``h`` under the hash recorded in its row (not indexed yet)."""
+    def add(self, h: int) -> int:
+        """Index handle ``h`` under the hash in its row; return the table's growth in bytes."""
+        grown = 0
         if (self.filled + 1) * 5 > len(self.slots) * 3:
-            self._resize(self.live + 1)
+            grown = self._resize(self.live + 1)
         slots, mask = self.slots, self.mask
         i = self.table.hlo[h] & mask
         while slots[i] >= 0:
@@ -67,9 +68,10 @@ class DedupIndex:
             self.filled += 1
         slots[i] = h
         self.live += 1
+        return grown
 
-    def remove(self, h: int) -> None:
-        """Take handle ``h`` out of the index (it must be in it)."""
+    def remove(self, h: int) -> int:
+        """Take handle ``h`` out of the index; return the table's growth in bytes (<= 0)."""
         slots, mask = self.slots, self.mask
         i = self.table.hlo[h] & mask
         while slots[i] != h:
@@ -77,10 +79,12 @@ class DedupIndex:
         slots[i] = _GONE
         self.live -= 1
         if self.live * 8 < len(slots):
-            self._resize(self.live)
+            return self._resize(self.live)
+        return 0
 
-    def _resize(self, live: int) -> None:
-        """Rebuild for ``live`` entries, at most half full (empty for none)."""
+    def _resize(self, live: int) -> int:
+        """Rebuild for ``live`` entries, at most half full (empty for none); the growth in bytes."""
+        before = self.table_bytes
         size = MIN_SLOTS if live else 0
         while size < live * 2:
             size *= 2
@@ -95,3 +99,4 @@ class DedupIndex:
                 i = (i + 1) & mask
             slots[i] = h
         self.live = self.filled = len(old)
+        return self.table_bytes - before
