@@ -45,7 +45,6 @@ class Decoder:
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
-        self._need = HEADER_SIZE  # bytes the frame at _start needs in all
 
     @property
     def buffered(self) -> int:
@@ -53,17 +52,27 @@ class Decoder:
         return self._end - self._start
 
     def recv_buffer(self) -> memoryview:
-        """Free space to read into; pass the count read to :meth:`received`."""
+        """Free space to read into (never empty); pass the count read to :meth:`received`.
+
+        The space holds at least the rest of the frame being received, so one
+        frame never needs more than the buffer; the buffer grows to fit frames
+        up to ``max_body`` and compacts as frames are consumed.
+        """
         start, end = self._start, self._end
         if start == end:
             self._start = self._end = 0
-        elif len(self._buf) - end < max(_MIN_READ, self._need - (end - start)):
-            self._make_room(self._need)
+            return self._view
+        pending = end - start
+        need = HEADER_SIZE
+        if pending >= HEADER_SIZE:
+            need += min(HEADER.unpack_from(self._buf, start)[3], self.max_body)
+        if len(self._buf) - end < max(_MIN_READ, need - pending):
+            self._make_room(max(need, pending) + _MIN_READ)
         return self._view[self._end :]
 
-    def _make_room(self, need: int) -> None:
+    def _make_room(self, size: int) -> None:
+        """Move the pending bytes to the front, in a buffer of at least ``size`` bytes."""
         pending = self._end - self._start
-        size = max(len(self._buf), need + _MIN_READ)
         if size > len(self._buf):
             # a new buffer: views handed out earlier keep the old one alive
             new = bytearray(size)
@@ -83,7 +92,7 @@ class Decoder:
         """Copy ``data`` in (for callers that do not read with ``recv_into``)."""
         n = len(data)
         if len(self._buf) - self._end < n:
-            self._make_room(self._end - self._start + n)
+            self._make_room(self._end - self._start + n + _MIN_READ)
         self._buf[self._end : self._end + n] = data
         self._end += n
 
@@ -94,15 +103,12 @@ class Decoder:
         """
         start = self._start
         if self._end - start < HEADER_SIZE:
-            self._need = HEADER_SIZE
             return None
         op, status, tag, length = HEADER.unpack_from(self._buf, start)
         if length > self.max_body:
             raise WireError(f"frame of {length} bytes exceeds the limit of {self.max_body}")
         stop = start + HEADER_SIZE + length
         if stop > self._end:
-            self._need = HEADER_SIZE + length
             return None
         self._start = stop
-        self._need = HEADER_SIZE
         return op, status, tag, self._view[start + HEADER_SIZE : stop]

@@ -1,0 +1,98 @@
+"""The frame layer: any byte stream splits into the frames that were sent, or WireError."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tmem.wire import HEADER_SIZE, Decoder, WireError, encode_frame
+
+frames = st.lists(
+    st.tuples(
+        st.integers(0, 255), st.integers(0, 255), st.integers(0, 65535), st.binary(max_size=300)
+    ),
+    max_size=8,
+)
+
+
+def drain(decoder: Decoder) -> list[tuple[int, int, int, bytes]]:
+    out = []
+    while (frame := decoder.next_frame()) is not None:
+        op, status, tag, body = frame
+        out.append((op, status, tag, bytes(body)))
+    return out
+
+
+@given(frames, st.lists(st.integers(1, 64), min_size=1))
+def test_any_chunking_of_a_stream_gives_back_the_frames_sent(sent, cuts):
+    stream = b"".join(encode_frame(op, body, status, tag) for op, status, tag, body in sent)
+    decoder, got, pos, i = Decoder(max_body=1024), [], 0, 0
+    while pos < len(stream):
+        step = cuts[i % len(cuts)]
+        room = decoder.recv_buffer()
+        chunk = stream[pos : pos + min(step, len(room))]
+        room[: len(chunk)] = chunk
+        decoder.received(len(chunk))
+        pos, i = pos + len(chunk), i + 1
+        got += drain(decoder)
+    assert got == [(op, status, tag, body) for op, status, tag, body in sent]
+    assert decoder.buffered == 0
+
+
+def test_a_frame_over_the_limit_is_refused_from_its_header_alone():
+    decoder = Decoder(max_body=100)
+    decoder.feed(encode_frame(4, b"x" * 101)[:HEADER_SIZE])
+    with pytest.raises(WireError, match="exceeds"):
+        decoder.next_frame()
+
+
+def test_a_frame_at_the_limit_is_accepted():
+    decoder = Decoder(max_body=100)
+    decoder.feed(encode_frame(4, b"x" * 100))
+    assert bytes(decoder.next_frame()[3]) == b"x" * 100
+
+
+def test_the_buffer_grows_for_a_frame_larger_than_it():
+    decoder = Decoder(max_body=8 << 20)
+    decoder.feed(encode_frame(1, b"first") + encode_frame(2, b"second")[:5])
+    assert bytes(decoder.next_frame()[3]) == b"first"
+    decoder.feed(encode_frame(2, b"second")[5:])
+    assert bytes(decoder.next_frame()[3]) == b"second"
+    big = bytes(range(256)) * (3 << 12)  # 3 MiB
+    stream = memoryview(encode_frame(9, big))
+    while stream:
+        room = decoder.recv_buffer()
+        n = min(len(room), len(stream))
+        room[:n] = stream[:n]
+        decoder.received(n)
+        stream = stream[n:]
+    assert bytes(decoder.next_frame()[3]) == big
+
+
+def test_an_incomplete_frame_waits_for_more_bytes():
+    decoder = Decoder()
+    frame = encode_frame(5, b"abcdef")
+    decoder.feed(frame[:-1])
+    assert decoder.next_frame() is None
+    decoder.feed(frame[-1:])
+    assert bytes(decoder.next_frame()[3]) == b"abcdef"
+
+
+def test_receiving_more_than_the_buffer_holds_is_refused():
+    decoder = Decoder()
+    room = decoder.recv_buffer()
+    with pytest.raises(WireError):
+        decoder.received(len(room) + 1)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200), st.integers(8, 64))
+def test_garbage_gives_frames_or_wire_error_and_nothing_else(data, limit):
+    decoder = Decoder(max_body=limit)
+    decoder.feed(data)
+    try:
+        for op, _status, _tag, body in iter(decoder.next_frame, None):
+            assert len(body) <= limit and 0 <= op < 256
+    except WireError:
+        pass
