@@ -125,13 +125,13 @@ class Channel:
         except (OSError, WireError) as exc:
             self._lost(exc)
         got, status, _tag, body = frame
+        if status:
+            if status == ProtocolError.code or got != op:
+                self.close()  # the daemon closes a connection that broke the protocol
+            raise error_for(status, bytes(body).decode("utf-8", "replace"))
         if got != op:
             self.close()
             raise ProtocolError(f"reply to op {got} while waiting for op {op}")
-        if status:
-            if status == ProtocolError.code:
-                self.close()  # the daemon closes a connection that broke the protocol
-            raise error_for(status, bytes(body).decode("utf-8", "replace"))
         return body
 
     def _lost(self, why: object) -> Any:

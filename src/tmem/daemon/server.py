@@ -19,7 +19,8 @@ import threading
 
 from tmem.daemon.auth import Authenticator, read_token_file
 from tmem.daemon.config import Config
-from tmem.daemon.dispatch import Dispatcher, Session
+from tmem.daemon.dispatch import Dispatcher, Session, error_frame
+from tmem.errors import TmemError
 from tmem.host import Host
 from tmem.wire import Decoder, WireError
 
@@ -28,6 +29,10 @@ log = logging.getLogger("tmem.daemon")
 OUT_LIMIT = 8 << 20
 _IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
+
+
+class _Goodbye(Exception):
+    """The peer said goodbye: send what is queued and close."""
 
 
 class Connection:
@@ -189,22 +194,27 @@ class Server:
         dispatch = self.dispatcher.dispatch
         try:
             while len(out) < OUT_LIMIT:
-                frame = decoder.next_frame()
+                try:
+                    frame = decoder.next_frame()
+                except WireError as exc:
+                    out += error_frame(0, 0, exc)  # the frame's own header is not trusted
+                    raise
                 if frame is None:
                     return False
                 op, _status, tag, body = frame
-                dispatch(session, op, tag, body, out)
+                dispatch(session, op, tag, body, out)  # on WireError it queued the error
                 if session.done:
-                    self._send(conn)
-                    self._close(conn)
-                    return False
-        except WireError as exc:
-            log.warning("closing a connection of %s: %s", session.identity, exc)
+                    raise _Goodbye
+        except (WireError, _Goodbye) as exc:
+            if isinstance(exc, WireError):
+                log.warning("closing a connection of %s: %s", session.identity, exc)
             self._send(conn)
             self._close(conn)
             return False
         except Exception:  # a fault of ours must not take the daemon down
             log.exception("internal error; closing the connection")
+            out += error_frame(0, 0, TmemError("internal error in the daemon"))
+            self._send(conn)
             self._close(conn)
             return False
         return True
