@@ -15,8 +15,9 @@ persistent pool, gets it back, and reports:
 * microseconds per put and per get, and the ratio to the raw store's put
   and to a dict of bytes in the same run (goal: lz4 put <= 3x raw).
 
-Every timing is the median of ``--rounds`` rounds.  Per-source compression
-ratios follow.
+Every timing is the median of ``--rounds`` rounds, the configurations taking
+turns within each round so that the machine's noise falls on all of them;
+ratios are taken within a round.  Per-source compression ratios follow.
 
     python bench/density.py [--pages 3000] [--rounds 5] [--rss] [--json]
 """
@@ -231,33 +232,40 @@ def rss_growth(pages: list[bytes], kind: str, config: tuple | None = None) -> in
 
 
 def measure(pages: list[bytes], rounds: int, with_rss: bool) -> dict:
-    """Every configuration over the mixed pages; medians of ``rounds`` timings."""
+    """Every configuration over the mixed pages, rounds interleaved; medians of the rounds.
+
+    Ratios are taken within each round (each configuration against the raw
+    store and the dict of that round), then their median is reported.
+    """
     n = len(pages)
-    out: dict = {"pages": n, "configs": {}}
-    dict_rounds = [dict_round(pages) for _ in range(rounds)]
+    dict_runs: list[dict] = []
+    runs: dict[str, list[dict]] = {name: [] for name in CONFIGS}
+    for _ in range(rounds):
+        dict_runs.append(dict_round(pages))
+        for name, config in CONFIGS.items():
+            runs[name].append(store_round(pages, *config))
+    out: dict = {"pages": n, "rounds": rounds, "configs": {}}
     out["dict_us"] = {
-        op: statistics.median(r[op] for r in dict_rounds) / n * 1e6 for op in ("put", "get")
+        op: statistics.median(r[op] for r in dict_runs) / n * 1e6 for op in ("put", "get")
     }
-    for name, (compress, dedup) in CONFIGS.items():
-        runs = [store_round(pages, compress, dedup) for _ in range(rounds)]
-        row = density(runs[-1]["stats"], n)
+    for name, config in CONFIGS.items():
+        mine = runs[name]
+        row = density(mine[-1]["stats"], n)
         for op in ("put", "get"):
-            row[f"{op}_us"] = statistics.median(r[op] for r in runs) / n * 1e6
-        if with_rss:
-            row["rss_bytes_per_page"] = (
-                statistics.median(rss_growth(pages, "host", (compress, dedup)) for _ in range(3))
-                / n
+            row[f"{op}_us"] = statistics.median(r[op] for r in mine) / n * 1e6
+            row[f"{op}_vs_raw"] = statistics.median(
+                r[op] / raw[op] for r, raw in zip(mine, runs["raw"], strict=True)
             )
-        out["configs"][name] = row
-    raw = out["configs"]["raw"]
-    for row in out["configs"].values():
-        row["put_vs_raw"] = row["put_us"] / raw["put_us"]
-        row["get_vs_raw"] = row["get_us"] / raw["get_us"]
-        row["put_vs_dict"] = row["put_us"] / out["dict_us"]["put"]
-    if with_rss:
-        out["dict_rss_bytes_per_page"] = (
-            statistics.median(rss_growth(pages, "dict") for _ in range(3)) / n
+        row["put_vs_dict"] = statistics.median(
+            r["put"] / d["put"] for r, d in zip(mine, dict_runs, strict=True)
         )
+        if with_rss:
+            grown = statistics.median(rss_growth(pages, "host", config) for _ in range(3))
+            row["rss_bytes_per_page"] = grown / n
+        out["configs"][name] = row
+    if with_rss:
+        grown = statistics.median(rss_growth(pages, "dict") for _ in range(3))
+        out["dict_rss_bytes_per_page"] = grown / n
     return out
 
 
