@@ -56,7 +56,12 @@ class Config:
             if name not in names:
                 raise InvalidArgument(f"unknown setting {key!r}")
             if value is not None:
-                changes[name] = _CONVERT.get(name, _same)(value)
+                try:
+                    changes[name] = _CONVERT.get(name, _same)(value)
+                except InvalidArgument:
+                    raise
+                except (TypeError, ValueError) as exc:
+                    raise InvalidArgument(f"setting {key}: {value!r} is not valid") from exc
         out = replace(self, **changes)
         if out.tcp is not None and out.token_file is None:
             raise InvalidArgument("listening on TCP needs a token file (token-file)")

@@ -1,0 +1,98 @@
+"""``tmem serve`` as users run it: settings from options and TOML, clean stops on signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+import tmem
+from tmem.daemon.config import Config, default_socket, load
+from tmem.errors import InvalidArgument
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_daemon_cleanly(serve_process, sig):
+    proc, address = serve_process("--capacity", "16M", "--compress", "none")
+    client = tmem.connect(address, name="vm1")
+    pool = client.new_pool(persistent=True)
+    assert client.put_page(pool, 1, 1, b"z" * 4096)
+    proc.send_signal(sig)
+    assert proc.wait(10) == 0
+    assert "stopped" in proc.stderr.read()
+    assert not os.path.exists(address.removeprefix("unix:"))
+    with pytest.raises(tmem.ConnectionLost):
+        client.get_page(pool, 1, 1)
+
+
+def test_settings_come_from_the_file_and_options_override_them(tmp_path):
+    config_file = tmp_path / "tmem.toml"
+    config_file.write_text(
+        'socket = "/tmp/x.sock"\ncapacity = "2G"\ncompress = "zstd"\n'
+        'socket-mode = "0660"\nadmin_uids = [0, 1000]\n'
+    )
+    config = load(str(config_file), capacity="512M", socket=None)
+    assert config.socket == "/tmp/x.sock" and config.capacity == 512 << 20
+    assert config.compress == "zstd" and config.socket_mode == 0o660
+    assert config.admin_uids == frozenset({0, 1000})
+    assert load(None, compress="none").compress is None
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["colour = 'blue'\n", "capacity = 'lots'\n", "tcp = 'nohost'\n", "socket-mode = '999'\n", "["],
+)
+def test_bad_settings_files_are_refused_with_a_message(tmp_path, text):
+    config_file = tmp_path / "bad.toml"
+    config_file.write_text(text)
+    with pytest.raises(InvalidArgument):
+        load(str(config_file))
+
+
+def test_serve_reports_bad_settings_and_exits_non_zero(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "-m", "tmem.cli", "serve", "--socket", str(tmp_path / "s"),
+         "--capacity", "lots"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode != 0 and "lots" in run.stderr
+
+
+def test_a_second_daemon_on_the_same_socket_is_refused(serve_process, tmp_path):
+    _, address = serve_process("--capacity", "1M")
+    run = subprocess.run(
+        [sys.executable, "-m", "tmem.cli", "serve", "--socket", address.removeprefix("unix:")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode != 0 and "another daemon" in run.stderr
+    tmem.admin(address).close()  # the first one still serves
+
+
+def test_a_stale_socket_left_by_a_dead_daemon_is_replaced(serve_process, tmp_path):
+    proc, address = serve_process("--capacity", "1M")
+    proc.kill()  # no chance to clean up
+    proc.wait(10)
+    path = address.removeprefix("unix:")
+    assert os.path.exists(path)
+    proc2 = subprocess.Popen(
+        [sys.executable, "-m", "tmem.cli", "serve", "--socket", path, "--capacity", "1M"],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from tests.daemon.conftest import wait_for_socket
+
+        wait_for_socket(path, proc2)
+    finally:
+        proc2.terminate()
+        assert proc2.wait(10) == 0
+
+
+def test_the_default_socket_lives_in_the_runtime_directory(monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", "/run/user/1000")
+    assert default_socket() == "/run/user/1000/tmem.sock"
+    assert Config().socket == "/run/user/1000/tmem.sock"
+    monkeypatch.delenv("XDG_RUNTIME_DIR")
+    assert default_socket() == "/run/tmem/tmem.sock"
