@@ -16,13 +16,15 @@ from tmem.workload.config import CONFIG_NAMES, SCENARIOS, GuestSpec, WorkloadSpe
 from tmem.workload.report import print_report, summarize
 from tmem.workload.runner import run_workload
 
-#: The embedded default: four guests of different appetites, one of them a
-#: production VM's block trace with reads and writes.
+#: The embedded default: five guests of different appetites that start at
+#: different times; one replays a production VM's block trace with writes, and
+#: two replay different stretches of one trace (clones of one image).
 DEFAULT_GUESTS = (
-    "lirs-sprite:0:30000",
-    "lirs-multi2",
-    "lirs-2_pools:0:30000",
-    "cloudphysics-io:22772:3000",
+    "lirs-sprite:0:60000",
+    "cloudphysics-io:22772:3000@10000",
+    "lirs-2_pools:0:40000@20000",
+    "lirs-multi2@30000",
+    "lirs-sprite:60000:40000@40000",
 )
 DEFAULT_PRIVATE_PAGES = 256
 DEFAULT_SPARE = "8M"
@@ -45,9 +47,10 @@ def bench() -> None:
     "--guest",
     "guests",
     multiple=True,
-    metavar="TRACE[:START[:COUNT]]",
-    help="A guest replaying COUNT requests of TRACE from request START "
-    "(a shipped trace's name or a file); repeat for more guests.  "
+    metavar="TRACE[:START[:COUNT]][@DELAY]",
+    help="A guest replaying COUNT requests of TRACE from request START (a shipped "
+    "trace's name or a file), starting once the others made DELAY page accesses each; "
+    "repeat for more guests.  "
     f"[default: {' '.join(DEFAULT_GUESTS)}]",
 )
 @click.option(
@@ -81,6 +84,12 @@ def bench() -> None:
     help="Run only these configurations (repeatable).  [default: all]",
 )
 @click.option(
+    "--selfshrink/--no-selfshrink",
+    default=True,
+    show_default=True,
+    help="Frontswap's self-shrinking, in the frontswap scenario.",
+)
+@click.option(
     "--step",
     type=int,
     default=512,
@@ -104,6 +113,7 @@ def workload(
     spare: str,
     scenario: str,
     configs: tuple[str, ...],
+    selfshrink: bool,
     step: int,
     as_json: bool,
     plots: Path | None,
@@ -116,6 +126,8 @@ def workload(
     same total memory.  Prints a table per configuration and an overview.
     """
     out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 110)
     err = Console(stderr=True)
     scenarios = SCENARIOS if scenario == "both" else (scenario,)
     try:
@@ -126,6 +138,7 @@ def workload(
                 spare_bytes=_size(spare),
                 step_pages=step,
                 scenario=name,
+                selfshrink=selfshrink,
                 configurations=configs,
             )
             for name in scenarios

@@ -21,33 +21,44 @@ CONFIG_NAMES = ("private", "static", "tmem", "tmem-lz4", "tmem-zstd", "tmem-dedu
 
 @dataclass(frozen=True)
 class GuestSpec:
-    """One guest: ``count`` requests of ``trace`` from request ``start`` (all if None)."""
+    """One guest: ``count`` requests of ``trace`` from request ``start`` (all if None).
+
+    The guest stays idle until the others have made ``delay`` page accesses
+    each: a guest that starts late, as virtual machines do.
+    """
 
     trace: str
     start: int = 0
     count: int | None = None
+    delay: int = 0
 
     @classmethod
     def parse(cls, text: str) -> GuestSpec:
-        """Read ``TRACE[:START[:COUNT]]`` (START and COUNT in requests of the trace)."""
-        parts = text.split(":")
+        """Read ``TRACE[:START[:COUNT]][@DELAY]`` (START, COUNT in requests; DELAY in pages)."""
+        body, at, delay_text = text.rpartition("@") if "@" in text else (text, "", "")
+        if at and not delay_text.isdigit():
+            raise WorkloadError(f"guest {text!r}: DELAY after @ must be a number of pages")
+        parts = body.split(":")
         numbers: list[str] = []
         # A path may hold colons: only up to two trailing numeric fields are START and COUNT.
         while len(parts) > 1 and len(numbers) < 2 and parts[-1].isdigit():
             numbers.insert(0, parts.pop())
         trace = ":".join(parts)
         if not trace:
-            raise WorkloadError(f"guest {text!r}: expected TRACE[:START[:COUNT]]")
+            raise WorkloadError(f"guest {text!r}: expected TRACE[:START[:COUNT]][@DELAY]")
         start = int(numbers[0]) if numbers else 0
         count = int(numbers[1]) if len(numbers) > 1 else None
         if count == 0:
             raise WorkloadError(f"guest {text!r}: COUNT must be positive")
-        return cls(trace, start, count)
+        return cls(trace, start, count, int(delay_text) if at else 0)
 
     def __str__(self) -> str:
+        text = self.trace
         if self.count is not None:
-            return f"{self.trace}:{self.start}:{self.count}"
-        return f"{self.trace}:{self.start}" if self.start else self.trace
+            text += f":{self.start}:{self.count}"
+        elif self.start:
+            text += f":{self.start}"
+        return text + (f"@{self.delay}" if self.delay else "")
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,11 @@ class Configuration:
 
 @dataclass(frozen=True)
 class WorkloadSpec:
-    """A whole run: guests, private pages ``M`` per guest and spare bytes ``T`` in all."""
+    """A whole run: guests, private pages ``M`` per guest and spare bytes ``T`` in all.
+
+    ``step_pages`` is how many page accesses each guest makes between samples;
+    ``selfshrink`` runs frontswap's self-shrinking in the frontswap scenario.
+    """
 
     guests: tuple[GuestSpec, ...]
     private_pages: int
@@ -76,6 +91,7 @@ class WorkloadSpec:
     page_size: int = 4096
     step_pages: int = 512
     scenario: str = "cleancache"
+    selfshrink: bool = True
     configurations: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:

@@ -75,9 +75,21 @@ class GuestPages:
 
 
 class Guest(ABC):
-    """What both kinds of guest share: the trace, contents and replay position."""
+    """What both kinds of guest share: the trace, contents, replay position and timer.
 
-    def __init__(self, name: str, layout: GuestPages, content: ContentMap, page_size: int):
+    A guest that has replayed its whole slice shuts down (:meth:`finish`): its
+    frontend closes and its pages leave the host, as when a virtual machine's
+    job ends.
+    """
+
+    #: The counter of reads that went to disk (sampled for the timeline).
+    IO_COUNTER = "disk_reads"
+
+    def __init__(
+        self, name: str, layout: GuestPages, content: ContentMap, page_size: int, client: Any
+    ) -> None:
+        self.timer = TimedClient(client) if client is not None else None
+        self.result: dict[str, int] | None = None
         self.name = name
         self.layout = layout
         self.content = content
@@ -113,12 +125,26 @@ class Guest(ABC):
         """Replay one request of ``count`` pages from dense page ``first``."""
 
     @abstractmethod
-    def close(self) -> dict[str, int]:
-        """Finish the replay; return the guest's counters."""
+    def _shutdown(self) -> dict[str, int]:
+        """Close the frontend; return its counters."""
 
     @abstractmethod
+    def _stats(self) -> dict[str, int]:
+        """The frontend's counters now."""
+
+    def finish(self) -> dict[str, int]:
+        """Shut the guest down (once); its counters, with the CPU time spent in tmem calls."""
+        if self.result is None:
+            out = self._shutdown()
+            out["tmem_cpu_ns"] = self.timer.cpu_ns if self.timer else 0
+            out["tmem_calls"] = self.timer.calls if self.timer else 0
+            out["accesses"] = self.accesses
+            self.result = out
+        return self.result
+
     def io_so_far(self) -> int:
         """Reads from disk or swap so far (sampled between steps)."""
+        return int((self.result or self._stats())[self.IO_COUNTER])
 
     def check(self, first: int, data: bytes) -> None:
         """Raise WorkloadError unless ``data`` is what the pages from ``first`` hold."""
@@ -143,9 +169,8 @@ class CacheGuest(Guest):
     ) -> None:
         from tmem.frontends.cleancache import CleanCache
 
-        super().__init__(name, layout, content, page_size)
+        super().__init__(name, layout, content, page_size, client)
         self.path = path
-        self.timer = TimedClient(client) if client is not None else None
         self.cache = CleanCache(self.timer, cache_pages=private_pages, page_size=page_size)
         self._fill()
         self.cache.enable(path)
@@ -169,29 +194,34 @@ class CacheGuest(Guest):
                 raise WorkloadError(f"{self.name} read {len(data)} bytes at page {first}")
             self.check(first, data)
 
-    def close(self) -> dict[str, int]:
-        """Write dirty pages back, close the file; the frontend's counters and the tmem CPU time."""
-        self.file.flush()
-        self.file.close()
-        out = dict(self.cache.stats())
-        self.cache.close()
-        out["tmem_cpu_ns"] = self.timer.cpu_ns if self.timer else 0
-        out["tmem_calls"] = self.timer.calls if self.timer else 0
-        out["accesses"] = self.accesses
-        return out
+    def _shutdown(self) -> dict[str, int]:
+        try:
+            self.file.flush()
+            self.file.close()
+            return self._stats()
+        finally:
+            self.cache.close()
 
-    def io_so_far(self) -> int:
-        """Disk reads so far (sampled between steps)."""
-        return int(self.cache.stats()["disk_reads"])
+    def _stats(self) -> dict[str, int]:
+        return dict(self.cache.stats())
 
 
 class SwapGuest(Guest):
     """Treats the trace as memory references: ``frames`` pages resident, the rest swapped.
 
-    Eviction is least recently used.  A page paged in stays in swap until it
-    is written (its swap copy is then invalidated), so evicting a clean page
-    that has a swap copy costs nothing, as with Linux's swap cache.
+    Eviction is least recently used.  A page paged in from the swap file
+    keeps its copy there until it is written (the copy is then invalidated),
+    so evicting it clean again costs nothing, as with Linux's swap cache.  A
+    page loaded from tmem is taken out of tmem at once (Linux's "exclusive
+    gets"), so tmem holds only pages that are not resident; it is stored again
+    when it is evicted.  With ``selfshrink``, each step ends with one interval
+    of frontswap's self-shrinking policy, which moves pages from tmem to the
+    swap file once the guest's tmem use stops growing (Linux's
+    frontswap-selfshrink), so that tmem is not held forever by whoever
+    filled it first.
     """
+
+    IO_COUNTER = "swap_reads"
 
     def __init__(
         self,
@@ -202,14 +232,15 @@ class SwapGuest(Guest):
         client: Any,
         frames: int,
         page_size: int = 4096,
+        selfshrink: bool = False,
     ) -> None:
         from tmem.frontends.frontswap import Frontswap
 
-        super().__init__(name, layout, content, page_size)
+        super().__init__(name, layout, content, page_size, client)
         if frames < 1:
             raise WorkloadError(f"{name} needs at least one resident page, not {frames}")
         self.frames = frames
-        self.timer = TimedClient(client) if client is not None else None
+        self.selfshrink = selfshrink and client is not None
         slots = len(layout.pages)
         self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size)
         self.resident: OrderedDict[int, bytes] = OrderedDict()
@@ -237,8 +268,12 @@ class SwapGuest(Guest):
     def _fault(self, page: int) -> None:
         if page in self.swapped:
             self.faults += 1
+            from_tmem = self.swap.stats()["loads"]
             data = bytes(self.swap.load(page))
             self.check(page, data)
+            if self.swap.stats()["loads"] != from_tmem:
+                self.swap.invalidate(page)
+                self.swapped.discard(page)
         else:
             self.first_touches += 1  # first use: the program builds the page, no I/O
             data = self.expected(page)
@@ -249,17 +284,19 @@ class SwapGuest(Guest):
                 self.swap.store(victim, victim_data)
                 self.swapped.add(victim)
 
-    def close(self) -> dict[str, int]:
-        """The frontend's counters, fault counts and the tmem CPU time."""
-        out = dict(self.swap.stats())
-        out.update(faults=self.faults, first_touches=self.first_touches, accesses=self.accesses)
-        out["tmem_cpu_ns"] = self.timer.cpu_ns if self.timer else 0
-        out["tmem_calls"] = self.timer.calls if self.timer else 0
-        close = getattr(self.swap, "close", None)
-        if close is not None:
-            close()
-        return out
+    def step(self, budget: int) -> None:
+        """Replay a step; then, with ``selfshrink``, one interval of frontswap's self-shrinking."""
+        super().step(budget)
+        if self.selfshrink:
+            self.swap.selfshrink_step()
 
-    def io_so_far(self) -> int:
-        """Swap reads so far (sampled between steps)."""
-        return int(self.swap.stats()["swap_reads"])
+    def _shutdown(self) -> dict[str, int]:
+        try:
+            return self._stats()
+        finally:
+            self.swap.close()
+
+    def _stats(self) -> dict[str, int]:
+        out = dict(self.swap.stats())
+        out.update(faults=self.faults, first_touches=self.first_touches)
+        return out

@@ -38,6 +38,7 @@ _SUMMED = (
     "disk_reads",
     "disk_writes",
     "tmem_saves",
+    "refused",
     "tmem_cpu_ns",
     "tmem_calls",
 )
@@ -55,6 +56,7 @@ def guest_row(scenario: str, counters: dict[str, int]) -> dict[str, int]:
             "disk_reads": counters["swap_reads"],
             "disk_writes": counters["swap_writes"],
             "tmem_saves": counters["loads"] + counters["succ_stores"],
+            "refused": counters["failed_stores"],
             "tmem_cpu_ns": counters["tmem_cpu_ns"],
             "tmem_calls": counters["tmem_calls"],
         }
@@ -66,6 +68,7 @@ def guest_row(scenario: str, counters: dict[str, int]) -> dict[str, int]:
         "disk_reads": counters["disk_reads"],
         "disk_writes": counters["disk_writes"],
         "tmem_saves": counters["succ_gets"],
+        "refused": counters["failed_puts"],
         "tmem_cpu_ns": counters["tmem_cpu_ns"],
         "tmem_calls": counters["tmem_calls"],
     }
@@ -130,8 +133,8 @@ def _total(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {key: sum(row.get(key, 0) for row in rows) for key in _SUMMED}
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
+def _pct(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f}%" if whole else "-"
 
 
 def _signed(row: dict[str, Any], key: str) -> str:
@@ -143,37 +146,42 @@ def _us(row: dict[str, Any]) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
+def _table(title: str, first: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left", pad_edge=False)
+    table.add_column(first, justify="left")
+    for col in columns:
+        table.add_column(col, justify="right")
+    return table
+
+
 def config_table(summary: dict[str, Any], entry: dict[str, Any]) -> Table:
     """One configuration: a row per guest and the total."""
-    swap = summary["scenario"] == "frontswap"
-    disk = "swap" if swap else "disk"
-    title = f"{entry['name']}: {_memory(entry, summary)}"
-    table = Table(title=title, title_justify="left")
-    for col in (
+    disk = "swap" if summary["scenario"] == "frontswap" else "disk"
+    table = _table(
+        f"{entry['name']}: {_memory(entry, summary)}",
         "guest",
-        "trace",
-        "page refs" if swap else "page reads",
-        "private hits",
-        "tmem hits",
-        f"{disk} reads",
-        f"{disk} writes",
-        f"reads avoided vs {REFERENCE}",
-        f"writes avoided vs {REFERENCE}",
-        "CPU µs in tmem per I/O saved",
-    ):
-        table.add_column(col, justify="left" if col in ("guest", "trace") else "right")
+        (
+            "page\nrefs" if disk == "swap" else "page\nreads",
+            "private\nhits",
+            "tmem\nhits",
+            f"{disk}\nreads",
+            f"{disk}\nwrites",
+            "reads\navoided*",
+            "writes\navoided*",
+            "µs in tmem\nper I/O saved",
+        ),
+    )
     for info, row in zip(summary["guests"], entry["guests"], strict=True):
-        table.add_row(info["guest"], info["spec"], *_cells(row))
-    table.add_row("total", "", *_cells(entry["total"]), style="bold")
+        table.add_row(f"{info['guest']} {info['spec']}", *_cells(row))
+    table.add_row("total", *_cells(entry["total"]), style="bold")
     return table
 
 
 def _cells(row: dict[str, Any]) -> list[str]:
-    reads = row["reads"] or 1
     return [
         str(row["reads"]),
-        f"{row['private_hits']} ({_pct(row['private_hits'] / reads)})",
-        f"{row['tmem_hits']} ({_pct(row['tmem_hits'] / reads)})",
+        _pct(row["private_hits"], row["reads"]),
+        _pct(row["tmem_hits"], row["reads"]),
         str(row["disk_reads"]),
         str(row["disk_writes"]),
         _signed(row, "reads_avoided"),
@@ -183,54 +191,56 @@ def _cells(row: dict[str, Any]) -> list[str]:
 
 
 def _memory(entry: dict[str, Any], summary: dict[str, Any]) -> str:
-    private = format_size(entry["private_pages"] * summary["page_size"])
+    private = f"{entry['private_pages']} private pages each"
     if entry["host_bytes"] is None:
-        return f"{entry['private_pages']} private pages ({private}) per guest, no tmem"
+        return f"{private}, no tmem"
     extras = [x for x in (entry["compress"], entry["dedup"] and "dedup") if x]
     kind = f" ({', '.join(extras)})" if extras else ""
-    return (
-        f"{entry['private_pages']} private pages ({private}) per guest "
-        f"+ tmem host of {format_size(entry['host_bytes'])}{kind}"
-    )
+    return f"{private} + a host of {format_size(entry['host_bytes'])}{kind}"
 
 
 def overview_table(summary: dict[str, Any]) -> Table:
     """All configurations side by side: totals, hit ratio, host ratios, time."""
-    swap = summary["scenario"] == "frontswap"
-    disk = "swap" if swap else "disk"
-    table = Table(title=f"{summary['scenario']}: all configurations", title_justify="left")
-    for col in (
+    disk = "swap" if summary["scenario"] == "frontswap" else "disk"
+    table = _table(
+        f"{summary['scenario']}: all configurations",
         "configuration",
-        f"{disk} reads",
-        f"{disk} writes",
-        f"I/O avoided vs {REFERENCE}",
-        "hit ratio",
-        "tmem hit ratio",
-        "compression",
-        "dedup",
-        "CPU µs per I/O saved",
-        "seconds",
-    ):
-        table.add_column(col, justify="left" if col == "configuration" else "right")
+        (
+            f"{disk}\nreads",
+            f"{disk}\nwrites",
+            "I/O\navoided*",
+            "hit\nratio",
+            "tmem\nhits",
+            "puts\nrefused",
+            "compr.\nratio",
+            "dedup\nratio",
+            "µs in tmem\nper I/O saved",
+            "seconds",
+        ),
+    )
     for entry in summary["configurations"]:
         if "unavailable" in entry:
             table.add_row(entry["name"], f"unavailable: {entry['unavailable']}")
-            continue
-        total, host = entry["total"], entry.get("host") or {}
-        avoided = total.get("reads_avoided", 0) + total.get("writes_avoided", 0)
-        table.add_row(
-            entry["name"],
-            str(total["disk_reads"]),
-            str(total["disk_writes"]),
-            f"{avoided:+d}" if summary["reference"] else "-",
-            _pct(total["hit_ratio"]),
-            _pct(total["tmem_hit_ratio"]),
-            f"{host['compression_ratio']:.2f}" if host else "-",
-            f"{host['dedup_ratio']:.2f}" if host else "-",
-            _us(total),
-            f"{entry['seconds']:.1f}",
-        )
+        else:
+            table.add_row(entry["name"], *_overview_cells(summary, entry))
     return table
+
+
+def _overview_cells(summary: dict[str, Any], entry: dict[str, Any]) -> list[str]:
+    total, host = entry["total"], entry.get("host") or {}
+    avoided = total.get("reads_avoided", 0) + total.get("writes_avoided", 0)
+    ratios = [f"{host[k]:.2f}" if host else "-" for k in ("compression_ratio", "dedup_ratio")]
+    return [
+        str(total["disk_reads"]),
+        str(total["disk_writes"]),
+        f"{avoided:+d}" if summary["reference"] else "-",
+        _pct(total["private_hits"] + total["tmem_hits"], total["reads"]),
+        _pct(total["tmem_hits"], total["reads"]),
+        str(total["refused"]) if entry["host_bytes"] is not None else "-",
+        *ratios,
+        _us(total),
+        f"{entry['seconds']:.1f}",
+    ]
 
 
 def print_report(summary: dict[str, Any], console: Console) -> None:
@@ -239,6 +249,10 @@ def print_report(summary: dict[str, Any], console: Console) -> None:
         if "unavailable" not in entry:
             console.print(config_table(summary, entry))
     console.print(overview_table(summary))
+    console.print(
+        f"* avoided: disk (or swap) I/Os fewer than '{REFERENCE}' (the same memory split "
+        "evenly), guest by guest; hits are shares of all page reads."
+    )
     corpus = summary["corpus"]
     note = " (wrapped: some contents repeat)" if corpus["wrapped"] else ""
     console.print(

@@ -43,7 +43,10 @@ class Prepared:
     def steps(self) -> int:
         """Steps the longest guest needs (an upper bound: a step may overshoot its budget)."""
         step = self.spec.step_pages
-        return max(-(-layout.trace.page_accesses // step) for layout in self.layouts)
+        return max(
+            -(-guest.delay // step) + -(-layout.trace.page_accesses // step)
+            for guest, layout in zip(self.spec.guests, self.layouts, strict=True)
+        )
 
     def describe(self) -> dict[str, Any]:
         """The guests and the content corpus, for reports."""
@@ -95,6 +98,7 @@ class ConfigResult:
     steps: list[int] = field(default_factory=list)  # page accesses per guest at each sample
     io: list[list[int]] = field(default_factory=list)  # per sample: each guest's reads so far
     host_bytes: list[list[int]] = field(default_factory=list)  # per sample: each guest's bytes
+    ratios: list[tuple[float, float]] = field(default_factory=list)  # (compression, dedup)
     seconds: float = 0.0
     unavailable: str | None = None
 
@@ -117,9 +121,10 @@ def run_configuration(
         for i in range(len(prepared.layouts)):
             guests.append(_make_guest(prepared, config, host, i, workdir))
         _run_in_step(prepared, config, guests, host, result, progress)
-        if host is not None:
-            result.host = _host_summary(host.stats())
-        result.guests = [guest.close() for guest in guests]
+        if result.ratios:
+            for k, key in enumerate(("compression_ratio", "dedup_ratio")):
+                result.host[key] = sum(r[k] for r in result.ratios) / len(result.ratios)
+        result.guests = [guest.finish() for guest in guests]
         guests = []
         result.seconds = time.perf_counter() - started
     finally:
@@ -139,7 +144,14 @@ def _make_guest(
     if spec.scenario == "frontswap":
         path = workdir / f"{config.name}-{name}.swap"
         return SwapGuest(
-            name, layout, prepared.content, path, client, config.private_pages, spec.page_size
+            name,
+            layout,
+            prepared.content,
+            path,
+            client,
+            config.private_pages,
+            spec.page_size,
+            selfshrink=spec.selfshrink,
         )
     path = workdir / f"{config.name}-{name}.disk"
     return CacheGuest(
@@ -164,8 +176,13 @@ def _run_in_step(
         try:
             result.steps.append(len(result.steps) * budget + budget)
             result.io.append([g.io_so_far() for g in guests])
-            clients = host.stats()["clients"] if host is not None else {}
+            stats = host.stats() if host is not None else {}
+            clients = stats.get("clients", {})
             result.host_bytes.append([clients.get(g.name, {}).get("bytes", 0) for g in guests])
+            if stats.get("pages"):
+                # Finished guests take their pages away: keep the host as it was last in use.
+                result.host = _host_summary(stats)
+                result.ratios.append((stats["compression_ratio"], stats["dedup_ratio"]))
             if progress is not None:
                 progress(config.name, len(result.steps), max(expected, len(result.steps)))
             if all(g.done for g in guests):
@@ -176,11 +193,14 @@ def _run_in_step(
 
     barrier = threading.Barrier(len(guests), action=sample)
 
-    def replay(guest: Guest) -> None:
+    def replay(guest: Guest, delay: int) -> None:
         try:
             while not finished.is_set():
-                if not guest.done:
+                # Only the barrier's action appends to result.steps, while every guest waits.
+                if not guest.done and len(result.steps) * budget >= delay:
                     guest.step(budget)
+                    if guest.done:
+                        guest.finish()
                 barrier.wait()
         except threading.BrokenBarrierError:
             pass
@@ -188,7 +208,11 @@ def _run_in_step(
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=replay, args=(g,), name=g.name) for g in guests]
+    delays = [g.delay for g in prepared.spec.guests]
+    threads = [
+        threading.Thread(target=replay, args=(g, d), name=g.name)
+        for g, d in zip(guests, delays, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -198,8 +222,10 @@ def _run_in_step(
 
 
 def _host_summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """The host's totals; the ratios are replaced by their means over the samples."""
     keys = ("capacity", "bytes", "pages", "evictions", "failed_puts", "succ_puts")
     out = {key: stats.get(key, 0) for key in keys}
+    out.update({key: value for key, value in stats.items() if key.startswith("reject_")})
     out["compression_ratio"] = stats.get("compression_ratio", 1.0)
     out["dedup_ratio"] = stats.get("dedup_ratio", 1.0)
     return out
@@ -208,7 +234,7 @@ def _host_summary(stats: dict[str, Any]) -> dict[str, Any]:
 def _quietly_close(guest: Guest) -> None:
     # Already failing: the first error is the one reported.
     with contextlib.suppress(Exception):
-        guest.close()
+        guest.finish()
 
 
 @dataclass

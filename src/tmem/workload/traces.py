@@ -153,10 +153,10 @@ def read_cloudphysics(text: io.TextIOBase, name: str) -> Trace:
             op, size, lbn = row[2].strip().lower(), int(row[3]), int(row[4])
         except (IndexError, ValueError):
             raise WorkloadError(f"{name} line {lineno}: malformed request {row!r}") from None
-        if size <= 0 or lbn < 0:
-            raise WorkloadError(f"{name} line {lineno}: size {size} at sector {lbn}")
         if op not in READ_OPCODES and op not in WRITE_OPCODES:
             continue
+        if size <= 0 or lbn < 0:
+            raise WorkloadError(f"{name} line {lineno}: size {size} at sector {lbn}")
         first = lbn * SECTOR_SIZE // PAGE_SIZE
         last = (lbn * SECTOR_SIZE + size - 1) // PAGE_SIZE
         starts.append(first)

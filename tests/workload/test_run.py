@@ -1,0 +1,134 @@
+"""A tiny workload end to end: every read is accounted for once, and an empty host changes nothing.
+
+Guests are threads and tmem clients of one embedded host, each replaying a
+slice of a shipped trace through the real frontends onto real files.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec
+from tmem.workload.content import ContentMap
+from tmem.workload.errors import WorkloadError
+from tmem.workload.guest import CacheGuest, GuestPages
+from tmem.workload.report import summarize
+from tmem.workload.runner import prepare, run_configuration, run_workload
+from tmem.workload.traces import load_trace
+
+GUESTS = ("lirs-multi1:0:2000", "lirs-sprite:0:2000", "cloudphysics-io:22772:200@512")
+
+
+def spec(scenario: str, spare: int = 256 << 10, configs=("private", "static", "tmem")):
+    return WorkloadSpec(
+        guests=tuple(GuestSpec.parse(g) for g in GUESTS),
+        private_pages=32,
+        spare_bytes=spare,
+        step_pages=256,
+        scenario=scenario,
+        configurations=configs,
+    )
+
+
+def expected_pages(text: str) -> tuple[int, int]:
+    """Pages read and pages written by a guest, counted from its trace alone."""
+    g = GuestSpec.parse(text)
+    trace = load_trace(g.trace).slice(g.start, g.count)
+    writes = sum(c for c, w in zip(trace.counts, trace.writes, strict=True) if w)
+    return trace.page_accesses - writes, writes
+
+
+@pytest.fixture(scope="module")
+def cleancache():
+    return summarize(run_workload(spec("cleancache")))
+
+
+@pytest.fixture(scope="module")
+def frontswap():
+    return summarize(run_workload(spec("frontswap")))
+
+
+def test_every_page_read_is_a_private_hit_a_tmem_hit_or_a_disk_read(cleancache):
+    for entry in cleancache["configurations"]:
+        for text, row in zip(GUESTS, entry["guests"], strict=True):
+            reads, writes = expected_pages(text)
+            assert row["reads"] == reads
+            assert row["private_hits"] + row["tmem_hits"] + row["disk_reads"] == reads
+            assert row["disk_writes"] == writes  # cleancache writes through
+        total = entry["total"]
+        assert total["disk_reads"] == sum(r["disk_reads"] for r in entry["guests"])
+
+
+def test_tmem_turns_disk_reads_into_tmem_hits(cleancache):
+    by_name = {e["name"]: e for e in cleancache["configurations"]}
+    private, tmem = by_name["private"]["total"], by_name["tmem"]["total"]
+    assert private["tmem_hits"] == 0
+    assert tmem["tmem_hits"] > 0
+    assert tmem["private_hits"] == private["private_hits"]  # same private cache size
+    assert tmem["disk_reads"] == private["disk_reads"] - tmem["tmem_hits"]
+    assert by_name["tmem"]["host"]["capacity"] == 256 << 10
+    assert tmem["cpu_us_per_saved_io"] > 0
+
+
+def test_every_guest_holds_pages_of_the_host_at_some_time(cleancache):
+    tmem = next(e for e in cleancache["configurations"] if e["name"] == "tmem")
+    samples = tmem["timeline"]["host_bytes"]
+    assert len(samples) == len(tmem["timeline"]["accesses"]) == len(tmem["timeline"]["disk_reads"])
+    for guest in range(len(GUESTS)):
+        assert max(sample[guest] for sample in samples) > 0
+    # The late guest holds nothing before it starts.
+    assert samples[0][2] == 0
+
+
+def test_every_page_reference_is_resident_first_touched_in_tmem_or_read_from_swap(frontswap):
+    for entry in frontswap["configurations"]:
+        for text, row in zip(GUESTS, entry["guests"], strict=True):
+            reads, writes = expected_pages(text)
+            assert row["reads"] == reads + writes
+            parts = row["private_hits"] + row["first_touches"] + row["tmem_hits"]
+            assert parts + row["disk_reads"] == row["reads"]
+            assert row["first_touches"] == len(set(_pages(text)))
+    tmem = next(e for e in frontswap["configurations"] if e["name"] == "tmem")
+    assert tmem["total"]["tmem_hits"] > 0
+
+
+def _pages(text: str) -> list[int]:
+    g = GuestSpec.parse(text)
+    return load_trace(g.trace).slice(g.start, g.count).unique_pages()
+
+
+@pytest.mark.parametrize("scenario", ["cleancache", "frontswap"])
+def test_a_host_of_zero_capacity_gives_exactly_the_no_tmem_figures(scenario):
+    summary = summarize(run_workload(spec(scenario, spare=0, configs=("private", "tmem"))))
+    private, tmem = summary["configurations"]
+    assert tmem["host_bytes"] == 0
+    for a, b in zip(private["guests"], tmem["guests"], strict=True):
+        for key in ("reads", "private_hits", "tmem_hits", "first_touches"):
+            assert a[key] == b[key], key
+        assert (a["disk_reads"], a["disk_writes"]) == (b["disk_reads"], b["disk_writes"])
+    assert tmem["total"]["refused"] > 0  # the host was asked, and said no
+
+
+def test_a_wrong_page_from_below_stops_the_run(tmp_path):
+    layout = GuestPages.of(load_trace("lirs-multi1").slice(0, 50))
+    content = ContentMap.build({"lirs-multi1": layout.pages})
+    try:
+        guest = CacheGuest("g", layout, content, tmp_path / "disk", None, 4)
+        with open(tmp_path / "disk", "r+b") as f:  # the disk goes bad behind the cache
+            f.write(b"\xff" * 4096 * len(layout.pages))
+        with pytest.raises(WorkloadError, match="wrong data"):
+            guest.step(50)
+        guest.finish()
+    finally:
+        content.corpus.close()
+
+
+def test_an_unknown_compressor_is_reported_as_unavailable_not_a_crash(tmp_path):
+    prepared = prepare(spec("cleancache"))
+    try:
+        bogus = Configuration("tmem-bogus", 32, 1 << 20, compress="bogus")
+        result = run_configuration(prepared, bogus, tmp_path)
+    finally:
+        prepared.content.corpus.close()
+    assert result.unavailable and "bogus" in result.unavailable
+    assert not result.guests
