@@ -316,3 +316,22 @@ def test_bad_arguments_raise_tmem_errors(tmp_path: Path) -> None:
     cache.close()
     with pytest.raises(tmem.InvalidArgument):
         cache.open(path)
+
+
+def test_pages_another_client_pushes_out_are_read_from_disk(tmp_path: Path, harness: Any) -> None:
+    data = pattern(16 * PS)
+    path = make_file(tmp_path, "f", data)
+    with CleanCache(harness.connect("victim"), cache_pages=1) as cache:
+        cache.enable(tmp_path)
+        with cache.open(path) as f:
+            assert f.read() == data  # 15 pages now in tmem
+        harness.admin.set_capacity(40 * PS)
+        other = harness.connect("other")
+        pool = other.new_pool(persistent=True)
+        for i in range(40):
+            other.put_page(pool, 1, i, pattern(PS, 100 + i))  # evicts the cache's pages
+        with cache.open(path) as f:
+            assert f.read() == data
+        stats = cache.stats()
+    assert stats["failed_gets"] > 0
+    assert stats["disk_reads"] > 16
