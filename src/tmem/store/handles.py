@@ -72,10 +72,6 @@ class HandleTable:
         self.free_head = h
         self.live -= 1
 
-    def key(self, h: int) -> int:
-        """The 128-bit content hash recorded for row ``h``."""
-        return self.hhi[h] << 64 | self.hlo[h]
-
     def set_key(self, h: int, key: int, cid: int) -> None:
         """Record the content hash and client of row ``h``."""
         self.hlo[h] = key & 0xFFFFFFFFFFFFFFFF
