@@ -127,7 +127,7 @@ def workload(
     """
     out = Console()
     if not out.is_terminal:
-        out.width = max(out.width, 110)
+        out.width = max(out.width, 120)
     err = Console(stderr=True)
     scenarios = SCENARIOS if scenario == "both" else (scenario,)
     try:

@@ -73,7 +73,9 @@ def _host_share(
     if not hosted:
         return None
     names = [g["guest"] + " " + g["spec"] for g in summary["guests"]]
-    fig, axes = plt.subplots(len(hosted), 1, figsize=(8, 2.6 * len(hosted)), squeeze=False)
+    legend_in = 0.3 + 0.22 * ((len(names) + 1) // 2)  # inches below the plots for the legend
+    height = 2.6 * len(hosted) + legend_in
+    fig, axes = plt.subplots(len(hosted), 1, figsize=(8, height), squeeze=False)
     try:
         for ax, entry in zip(axes[:, 0], hosted, strict=True):
             line = entry["timeline"]
@@ -85,9 +87,10 @@ def _host_share(
             ax.set_title(entry["name"], fontsize=10)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("page accesses per guest")
-        axes[0, 0].legend(loc="upper left", fontsize=7)
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8)
         fig.suptitle(f"{summary['scenario']}: each guest's share of the host (dashed: capacity)")
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, legend_in / height, 1, 1))
         fig.savefig(path, dpi=110)
     finally:
         plt.close(fig)

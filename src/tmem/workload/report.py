@@ -148,7 +148,7 @@ def _us(row: dict[str, Any]) -> str:
 
 def _table(title: str, first: str, columns: tuple[str, ...]) -> Table:
     table = Table(title=title, title_justify="left", pad_edge=False)
-    table.add_column(first, justify="left")
+    table.add_column(first, justify="left", no_wrap=True)
     for col in columns:
         table.add_column(col, justify="right")
     return table
@@ -172,7 +172,7 @@ def config_table(summary: dict[str, Any], entry: dict[str, Any]) -> Table:
         ),
     )
     for info, row in zip(summary["guests"], entry["guests"], strict=True):
-        table.add_row(f"{info['guest']} {info['spec']}", *_cells(row))
+        table.add_row(info["spec"], *_cells(row))
     table.add_row("total", *_cells(entry["total"]), style="bold")
     return table
 

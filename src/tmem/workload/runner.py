@@ -226,6 +226,8 @@ def _host_summary(stats: dict[str, Any]) -> dict[str, Any]:
     keys = ("capacity", "bytes", "pages", "evictions", "failed_puts", "succ_puts")
     out = {key: stats.get(key, 0) for key in keys}
     out.update({key: value for key, value in stats.items() if key.startswith("reject_")})
+    store = stats.get("store", {})
+    out.update({f"store_{k}": v for k, v in store.items() if k.startswith("reject_")})
     out["compression_ratio"] = stats.get("compression_ratio", 1.0)
     out["dedup_ratio"] = stats.get("dedup_ratio", 1.0)
     return out

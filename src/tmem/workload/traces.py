@@ -90,7 +90,7 @@ def resolve(name: str, directory: Path | None = None) -> Path:
     if name in BUILTIN_TRACES:
         path = (directory or traces_dir()) / BUILTIN_TRACES[name]
         if not path.is_file():
-            raise WorkloadError(f"trace {name!r} is not at {path}")
+            raise WorkloadError(f"trace {name!r} is not at {path} (try --traces DIR)")
         return path
     path = Path(name)
     if not path.is_file():
