@@ -92,6 +92,7 @@ def test_invalidate_frees_a_slot_and_invalidate_area_frees_all(tmp_path: Path, c
                 swap.load(slot)
         assert swap.load(1) == page(1)
         assert swap.stats()["invalidates"] == 2
+        assert swap.stats()["tmem_pages"] == client.stats()["pages"] == 19  # 39 left tmem
         swap.invalidate_area()
         for slot in range(40):
             with pytest.raises(EmptySlot):
