@@ -236,6 +236,8 @@ class HostClient:
 
 
 def _unpack(item: Any, n: int) -> tuple[Any, ...]:
+    if type(item) is tuple and len(item) == n:
+        return item
     try:
         values = tuple(item)
     except TypeError:

@@ -392,27 +392,34 @@ def _int_pool_keys(stats: Any) -> Any:
 
 def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: int):
     """Yield ``(frame, positions)`` of same-size pages; bad items become errors in place."""
-    chunk: list[tuple[int, int, Any]] = []
-    positions: list[int] = []
-    size = 0
+    limit = min(BATCH_BYTES, max_body - 4096)
+    pack, parts, positions, size, per_frame = msg.ITEM.pack, [], [], -1, 0
     for item in pages:
+        pos = len(results)
         results.append(None)
         try:
-            oid, index, data = _item(item, 3)
-            oid, index = check_handle(oid, index)
-            data = _data(data)
+            oid, index, data = item if type(item) is tuple and len(item) == 3 else _item(item, 3)
+            if not (
+                type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
+                and 0 <= index < INDEX_LIMIT
+            ):  # fmt: skip
+                oid, index = check_handle(oid, index)
+            if type(data) is not bytes or len(data) > MAX_PAGE_SIZE:
+                data = _data(data)
         except InvalidArgument as exc:
-            results[-1] = exc
+            results[pos] = exc
             continue
-        per_frame = max(1, min(BATCH_BYTES, max_body - 4096) // (len(data) + msg.ITEM.size))
-        if chunk and (len(data) != size or len(chunk) >= per_frame):
-            yield msg.encode_put_pages(pool, size, chunk), positions
-            chunk, positions = [], []
-        chunk.append((oid, index, data))
-        positions.append(len(results) - 1)
-        size = len(data)
-    if chunk:
-        yield msg.encode_put_pages(pool, size, chunk), positions
+        if len(data) != size or len(positions) >= per_frame:
+            if positions:
+                yield msg.put_pages_frame(pool, size, len(positions), parts), positions
+            parts, positions = [], []
+            size = len(data)
+            per_frame = max(1, limit // (size + msg.ITEM.size))
+        parts.append(pack(oid.to_bytes(24, "little"), index))
+        parts.append(data)
+        positions.append(pos)
+    if positions:
+        yield msg.put_pages_frame(pool, size, len(positions), parts), positions
 
 
 def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame: int):

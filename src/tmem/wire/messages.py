@@ -211,17 +211,24 @@ def decode_object(body: memoryview) -> tuple[int, int]:
 
 def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]]) -> bytes:
     """A PUT_PAGES frame: ``(oid, index, data)`` items, each page ``page_size`` long."""
-    parts = [b"", BATCH.pack(pool, len(pages), page_size)]
-    pack = ITEM.pack
+    pack, parts = ITEM.pack, []
     for oid, index, data in pages:
+        if len(data) != page_size:
+            raise WireError("a page in the batch is not page_size long")
         parts.append(pack(oid_bytes(oid), index))
         parts.append(data)
-    body_len = BATCH.size + len(pages) * (ITEM.size + page_size)
-    parts[0] = HEADER.pack(Op.PUT_PAGES, 0, 0, body_len)
-    frame = b"".join(parts)
-    if len(frame) != HEADER.size + body_len:
-        raise WireError("a page in the batch is not page_size long")
-    return frame
+    return put_pages_frame(pool, page_size, len(pages), parts)
+
+
+def put_pages_frame(pool: int, page_size: int, count: int, parts: list[Any]) -> bytes:
+    """A PUT_PAGES frame from ``count`` items already laid out in ``parts``
+    (each an :data:`ITEM` header followed by its ``page_size`` bytes)."""
+    body_len = BATCH.size + count * (ITEM.size + page_size)
+    return (
+        HEADER.pack(Op.PUT_PAGES, 0, 0, body_len)
+        + BATCH.pack(pool, count, page_size)
+        + b"".join(parts)
+    )
 
 
 def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
