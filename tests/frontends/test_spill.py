@@ -116,3 +116,10 @@ def test_the_swap_file_made_here_is_removed_on_close(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(tmem.InvalidArgument):
         SpillMapping(None, memory_limit=-1)
+
+
+def test_custom_serializers_get_exactly_the_bytes_they_made(tmp_path: Path, client: Any) -> None:
+    with SpillMapping(client, memory_limit=0, sizeof=len, dumps=bytes, loads=bytes) as data:
+        for n in (1, 4095, 4096, 4097, 10_000):
+            data[n] = blob(n, n)
+        assert all(data[n] == blob(n, n) for n in (1, 4095, 4096, 4097, 10_000))
