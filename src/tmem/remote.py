@@ -83,8 +83,14 @@ class Channel:
         except OSError as exc:
             self.close()
             raise ConnectionLost(f"cannot connect to {address}: {exc}") from None
-        body = self.call(hello, Op.HELLO)
-        version, self.max_body, self.name = msg.decode_hello_reply(body)
+        try:
+            version, self.max_body, self.name = msg.decode_hello_reply(self.call(hello, Op.HELLO))
+        except WireError as exc:
+            self.close()
+            raise ProtocolError(f"bad hello reply: {exc}") from None
+        except BaseException:
+            self.close()  # a refused hello: the daemon closes its end too
+            raise
         if version != VERSION:
             self.close()
             raise ProtocolError(f"daemon speaks protocol {version}, not {VERSION}")
@@ -100,6 +106,9 @@ class Channel:
                 decoder.received(sock.recv_into(decoder.recv_buffer()))
         except OSError as exc:
             self._lost(exc)
+        except BaseException:
+            self.close()  # interrupted mid-call: the stream is out of step
+            raise
         return self.reply(op)
 
     def send(self, frame: bytes) -> None:
@@ -124,6 +133,9 @@ class Channel:
                 frame = decoder.next_frame()
         except (OSError, WireError) as exc:
             self._lost(exc)
+        except BaseException:
+            self.close()  # interrupted mid-reply: the stream is out of step
+            raise
         got, status, _tag, body = frame
         if status:
             if status == ProtocolError.code or got != op:
@@ -153,7 +165,11 @@ class Channel:
 
 
 class RemoteClient:
-    """A client of a tmem daemon; implements :class:`tmem.api.Client`."""
+    """A client of a tmem daemon; implements :class:`tmem.api.Client`.
+
+    Like a socket, one client serves one thread at a time; connect one client
+    per thread (each under its own name) to use the daemon from several.
+    """
 
     def __init__(
         self, address: str | None, name: str, token: str | None = None, timeout: float | None = None
@@ -252,13 +268,17 @@ class RemoteClient:
     ) -> None:
         """Send each chunk's frame, keeping two in flight; fill ``results`` from replies."""
         chan, in_flight = self._chan, deque()
-        for frame, positions in chunks:
-            chan.send(frame)
-            in_flight.append(positions)
-            if len(in_flight) > 1:
+        try:
+            for frame, positions in chunks:
+                chan.send(frame)
+                in_flight.append(positions)
+                if len(in_flight) > 1:
+                    _fill(chan.reply(op), in_flight.popleft(), results, pages)
+            while in_flight:
                 _fill(chan.reply(op), in_flight.popleft(), results, pages)
-        while in_flight:
-            _fill(chan.reply(op), in_flight.popleft(), results, pages)
+        except BaseException:
+            chan.close()  # replies may still be on their way: the stream is out of step
+            raise
 
     def close(self) -> None:
         """Leave the daemon: private pools and their pages are released when this returns."""
