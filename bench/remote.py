@@ -64,24 +64,57 @@ def servers(workdir: str) -> Iterator[dict[str, Any]]:
     out: dict[str, Any] = {}
     try:
         path = os.path.join(workdir, "tmem.sock")
-        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", path,
-               "--capacity", "2G", "--compress", "none", "--log-level", "warning"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "tmem.cli",
+            "serve",
+            "--socket",
+            path,
+            "--capacity",
+            "2G",
+            "--compress",
+            "none",
+            "--log-level",
+            "warning",
+        ]
         procs.append(subprocess.Popen(cmd))
-        _wait(lambda: os.path.exists(path) and bool(tmem.admin("unix:" + path).close() or 1),
-              "tmem serve", procs[-1])
+        _wait(
+            lambda: os.path.exists(path) and bool(tmem.admin("unix:" + path).close() or 1),
+            "tmem serve",
+            procs[-1],
+        )
         out["tmem"] = "unix:" + path
         if shutil.which("redis-server"):
             port = _free_port()
-            procs.append(subprocess.Popen(
-                ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--loglevel", "warning"], stdout=subprocess.DEVNULL))
+            procs.append(
+                subprocess.Popen(
+                    [
+                        "redis-server",
+                        "--port",
+                        str(port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--loglevel",
+                        "warning",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                )
+            )
             _wait(lambda: _tcp_open(port), "redis-server", procs[-1])
             out["redis"] = port
         if shutil.which("memcached"):
             port = _free_port()
-            procs.append(subprocess.Popen(
-                ["memcached", "-l", "127.0.0.1", "-p", str(port), "-m", "1024", "-U", "0"]
-                + (["-u", "nobody"] if os.getuid() == 0 else [])))  # it refuses root
+            procs.append(
+                subprocess.Popen(
+                    ["memcached", "-l", "127.0.0.1", "-p", str(port), "-m", "1024", "-U", "0"]
+                    + (["-u", "nobody"] if os.getuid() == 0 else [])
+                )
+            )  # it refuses root
             _wait(lambda: _tcp_open(port), "memcached", procs[-1])
             out["memcached"] = port
         yield out
@@ -230,8 +263,10 @@ def concurrent(kind: str, address: Any, clients: int, ops: int) -> float:
     """Total single operations per second of ``clients`` processes (a put and a get each)."""
     ctx = mp.get_context("fork")
     barrier, queue = ctx.Barrier(clients), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(kind, address, f"c{i}", ops, barrier, queue))
-             for i in range(clients)]
+    procs = [
+        ctx.Process(target=_worker, args=(kind, address, f"c{i}", ops, barrier, queue))
+        for i in range(clients)
+    ]
     for proc in procs:
         proc.start()
     spans = [queue.get(timeout=300) for _ in procs]
@@ -276,7 +311,9 @@ def report(runs: list[dict[str, dict]], clients: int) -> str:
     lines = [head + " |", "|" + "---|" * (1 + len(kinds) + len(refs))]
     for key, label in FIGURES:
         label = label.replace("16 clients", f"{clients} clients")
-        row = [f"{med[k][key]:,.1f}" if key.endswith("us") else f"{med[k][key]:,.0f}" for k in kinds]
+        row = [
+            f"{med[k][key]:,.1f}" if key.endswith("us") else f"{med[k][key]:,.0f}" for k in kinds
+        ]
         ratios = [f"{med['tmem'][key] / med[r][key]:.2f}" for r in refs]
         lines.append(f"| {label} | " + " | ".join(row + ratios) + " |")
     return "\n".join(lines)

@@ -177,7 +177,7 @@ class HostClient:
         with self._lock:
             for item in pages:
                 try:
-                    oid, index, data = _unpack(item, 3)
+                    oid, index, data = batch_item(item, 3)
                     results.append(put(state, pool, oid, index, data))
                 except TmemError as exc:
                     results.append(exc)
@@ -192,7 +192,7 @@ class HostClient:
         with self._lock:
             for item in handles:
                 try:
-                    oid, index = _unpack(item, 2)
+                    oid, index = batch_item(item, 2)
                     results.append(get(state, pool, oid, index))
                 except TmemError as exc:
                     results.append(exc)
@@ -235,7 +235,8 @@ class HostClient:
         return f"<tmem.HostClient {self.name!r}>"
 
 
-def _unpack(item: Any, n: int) -> tuple[Any, ...]:
+def batch_item(item: Any, n: int) -> tuple[Any, ...]:
+    """``item`` as a tuple of ``n`` values, or InvalidArgument."""
     if type(item) is tuple and len(item) == n:
         return item
     try:

@@ -28,7 +28,7 @@ from tmem.errors import (
     TmemError,
     error_for,
 )
-from tmem.host import settle_batch
+from tmem.host import batch_item, settle_batch
 from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError
 from tmem.wire import messages as msg
 
@@ -418,7 +418,9 @@ def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: i
         pos = len(results)
         results.append(None)
         try:
-            oid, index, data = item if type(item) is tuple and len(item) == 3 else _item(item, 3)
+            oid, index, data = (
+                item if type(item) is tuple and len(item) == 3 else batch_item(item, 3)
+            )
             if not (
                 type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
                 and 0 <= index < INDEX_LIMIT
@@ -449,7 +451,7 @@ def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame
     for item in handles:
         results.append(None)
         try:
-            chunk.append(check_handle(*_item(item, 2)))
+            chunk.append(check_handle(*batch_item(item, 2)))
         except InvalidArgument as exc:
             results[-1] = exc
             continue
@@ -459,16 +461,6 @@ def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame
             chunk, positions = [], []
     if chunk:
         yield msg.encode_get_pages(pool, chunk), positions
-
-
-def _item(item: Any, n: int) -> tuple[Any, ...]:
-    try:
-        values = tuple(item)
-    except TypeError:
-        values = ()
-    if len(values) != n:
-        raise InvalidArgument(f"a batch item must be a tuple of {n}, not {item!r:.80}")
-    return values
 
 
 def _fill(body: memoryview, positions: list[int], results: list[Any], pages: bool) -> None:
