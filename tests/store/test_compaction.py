@@ -95,3 +95,28 @@ def test_one_free_moves_a_bounded_number_of_objects():
 def test_compaction_threshold_out_of_range_is_invalid(fraction):
     with pytest.raises(tmem.InvalidArgument):
         CompressedStore("lz4", compact_fraction=fraction)
+
+
+def test_compaction_under_a_host_keeps_every_handle_reading_its_page():
+    host = tmem.Host(64 << 20, compress="lz4", dedup="client")
+    client = host.connect("vm1")
+    pers, eph = client.new_pool(persistent=True), client.new_pool()
+    rng = random.Random(5)
+    originals = [varied_page(rng) for _ in range(3000)]
+    for i, data in enumerate(originals):
+        assert client.put_page(pers, i % 7, i, data)
+        if i % 3 == 0:
+            assert client.put_page(eph, i % 7, i, data)  # shares the persistent copy
+    kept = dict(enumerate(originals))
+    for oid in range(0, 7, 2):
+        client.flush_object(pers, oid)
+    for i in rng.sample(range(3000), 1500):
+        client.flush_page(pers, i % 7, i)
+        kept.pop(i)
+    assert host.stats()["store"]["objects_moved"] > 0
+    for i, data in enumerate(originals):
+        expect = kept[i] if i in kept and (i % 7) % 2 else None
+        assert client.get_page(pers, i % 7, i) == expect
+        assert client.get_page(eph, i % 7, i) == (data if i % 3 == 0 else None)
+    survivors = sum(1 for i in kept if (i % 7) % 2)
+    assert host.stats()["store"]["stored_pages"] == survivors == client.stats()["pages"]
