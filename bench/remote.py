@@ -45,7 +45,7 @@ def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen) -> None:
     for _ in range(200):
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}")
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, tmem.TmemError):
             if check():
                 return
         time.sleep(0.05)
@@ -57,66 +57,48 @@ def _tcp_open(port: int) -> bool:
     return True
 
 
+def _tmem_command(path: str) -> list[str]:
+    serve = ["serve", "--socket", path, "--capacity", "2G", "--compress", "none"]
+    return [sys.executable, "-m", "tmem.cli", *serve, "--log-level", "warning"]
+
+
+def _tmem_ready(path: str) -> bool:
+    if not os.path.exists(path):
+        return False
+    tmem.admin("unix:" + path).close()
+    return True
+
+
+def _redis_command(port: int) -> list[str]:
+    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+            "--appendonly", "no", "--loglevel", "warning"]  # fmt: skip
+
+
+def _memcached_command(port: int) -> list[str]:
+    user = ["-u", "nobody"] if os.getuid() == 0 else []  # memcached refuses to run as root
+    return ["memcached", "-l", "127.0.0.1", "-p", str(port), "-m", "1024", "-U", "0", *user]
+
+
 @contextlib.contextmanager
 def servers(workdir: str) -> Iterator[dict[str, Any]]:
-    """Start the three servers; yield their addresses; stop them."""
+    """Start tmem serve, and redis-server and memcached where installed; yield their
+    addresses; stop them."""
     procs: list[subprocess.Popen] = []
     out: dict[str, Any] = {}
     try:
         path = os.path.join(workdir, "tmem.sock")
-        cmd = [
-            sys.executable,
-            "-m",
-            "tmem.cli",
-            "serve",
-            "--socket",
-            path,
-            "--capacity",
-            "2G",
-            "--compress",
-            "none",
-            "--log-level",
-            "warning",
-        ]
-        procs.append(subprocess.Popen(cmd))
-        _wait(
-            lambda: os.path.exists(path) and bool(tmem.admin("unix:" + path).close() or 1),
-            "tmem serve",
-            procs[-1],
-        )
+        procs.append(subprocess.Popen(_tmem_command(path)))
+        _wait(lambda: _tmem_ready(path), "tmem serve", procs[-1])
         out["tmem"] = "unix:" + path
-        if shutil.which("redis-server"):
-            port = _free_port()
-            procs.append(
-                subprocess.Popen(
-                    [
-                        "redis-server",
-                        "--port",
-                        str(port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "no",
-                        "--loglevel",
-                        "warning",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                )
-            )
-            _wait(lambda: _tcp_open(port), "redis-server", procs[-1])
-            out["redis"] = port
-        if shutil.which("memcached"):
-            port = _free_port()
-            procs.append(
-                subprocess.Popen(
-                    ["memcached", "-l", "127.0.0.1", "-p", str(port), "-m", "1024", "-U", "0"]
-                    + (["-u", "nobody"] if os.getuid() == 0 else [])
-                )
-            )  # it refuses root
-            _wait(lambda: _tcp_open(port), "memcached", procs[-1])
-            out["memcached"] = port
+        for name, binary, command in (
+            ("redis", "redis-server", _redis_command),
+            ("memcached", "memcached", _memcached_command),
+        ):
+            if shutil.which(binary):
+                port = _free_port()
+                procs.append(subprocess.Popen(command(port), stdout=subprocess.DEVNULL))
+                _wait(lambda port=port: _tcp_open(port), binary, procs[-1])
+                out[name] = port
         yield out
     finally:
         for proc in procs:
