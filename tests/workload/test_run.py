@@ -132,3 +132,23 @@ def test_an_unknown_compressor_is_reported_as_unavailable_not_a_crash(tmp_path):
         prepared.content.corpus.close()
     assert result.unavailable and "bogus" in result.unavailable
     assert not result.guests
+
+
+def test_guests_as_processes_of_a_daemon_keep_the_same_books():
+    two = WorkloadSpec(
+        guests=(GuestSpec.parse(GUESTS[0]), GuestSpec.parse(GUESTS[2])),
+        private_pages=32,
+        spare_bytes=256 << 10,
+        step_pages=256,
+        configurations=("private", "tmem"),
+        processes=True,
+    )
+    private, tmem = summarize(run_workload(two))["configurations"]
+    for text, a, b in zip((GUESTS[0], GUESTS[2]), private["guests"], tmem["guests"], strict=True):
+        reads, _ = expected_pages(text)
+        for row in (a, b):
+            assert row["private_hits"] + row["tmem_hits"] + row["disk_reads"] == reads
+        assert a["private_hits"] == b["private_hits"]
+    assert tmem["total"]["tmem_hits"] > 0
+    assert tmem["host"]["capacity"] == 256 << 10
+    assert max(max(sample) for sample in tmem["timeline"]["host_bytes"]) > 0

@@ -90,6 +90,12 @@ def bench() -> None:
     help="Frontswap's self-shrinking, in the frontswap scenario.",
 )
 @click.option(
+    "--processes",
+    is_flag=True,
+    help="Run each guest as a process, a client of a tmem daemon on a Unix socket "
+    "(default: threads on an embedded host).",
+)
+@click.option(
     "--step",
     type=int,
     default=512,
@@ -114,6 +120,7 @@ def workload(
     scenario: str,
     configs: tuple[str, ...],
     selfshrink: bool,
+    processes: bool,
     step: int,
     as_json: bool,
     plots: Path | None,
@@ -139,6 +146,7 @@ def workload(
                 step_pages=step,
                 scenario=name,
                 selfshrink=selfshrink,
+                processes=processes,
                 configurations=configs,
             )
             for name in scenarios

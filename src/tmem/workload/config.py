@@ -82,7 +82,8 @@ class WorkloadSpec:
     """A whole run: guests, private pages ``M`` per guest and spare bytes ``T`` in all.
 
     ``step_pages`` is how many page accesses each guest makes between samples;
-    ``selfshrink`` runs frontswap's self-shrinking in the frontswap scenario.
+    ``selfshrink`` runs frontswap's self-shrinking in the frontswap scenario;
+    ``processes`` makes each guest a process and a client of a daemon.
     """
 
     guests: tuple[GuestSpec, ...]
@@ -92,6 +93,7 @@ class WorkloadSpec:
     step_pages: int = 512
     scenario: str = "cleancache"
     selfshrink: bool = True
+    processes: bool = False
     configurations: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:

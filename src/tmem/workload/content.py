@@ -116,6 +116,17 @@ class Corpus:
             os.close(self._fds.popitem(last=False)[1])
         return fd
 
+    def __getstate__(self) -> dict[str, object]:
+        # Open files and the lock stay behind; a copy opens its own.
+        state = dict(self.__dict__)
+        del state["_fds"], state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        self._fds = OrderedDict()
+        self._lock = threading.Lock()
+
     def close(self) -> None:
         """Close the files held open."""
         with self._lock:

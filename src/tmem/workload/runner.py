@@ -102,31 +102,55 @@ class ConfigResult:
     seconds: float = 0.0
     unavailable: str | None = None
 
+    def sample(self, budget: int, io: list[int], stats: dict[str, Any] | None) -> None:
+        """Record one sample: each guest's reads so far and the host's ``stats`` (or None)."""
+        self.steps.append(len(self.steps) * budget + budget)
+        self.io.append(io)
+        clients = (stats or {}).get("clients", {})
+        names = [f"guest{i}" for i in range(len(io))]
+        self.host_bytes.append([clients.get(name, {}).get("bytes", 0) for name in names])
+        if stats and stats.get("pages"):
+            # Finished guests take their pages away: keep the host as it was last in use.
+            self.host = host_summary(stats)
+            self.ratios.append((stats["compression_ratio"], stats["dedup_ratio"]))
+
+    def close(self, guests: list[dict[str, int]], seconds: float) -> None:
+        """Take the guests' final counters; the host's ratios become means over the samples."""
+        self.guests, self.seconds = guests, seconds
+        if self.ratios:
+            for k, key in enumerate(("compression_ratio", "dedup_ratio")):
+                self.host[key] = sum(r[k] for r in self.ratios) / len(self.ratios)
+
+
+def new_host(config: Configuration, result: ConfigResult) -> Any:
+    """The host of ``config`` (None for no tmem); None with ``result.unavailable`` set if
+    the host cannot be built."""
+    if not config.uses_tmem:
+        return None
+    try:
+        return tmem.Host(config.host_bytes, compress=config.compress, dedup=config.dedup)
+    except TmemError as exc:
+        result.unavailable = str(exc)
+        return None
+
 
 def run_configuration(
     prepared: Prepared, config: Configuration, workdir: Path, progress: Progress | None = None
 ) -> ConfigResult:
     """Replay every guest under ``config`` on fresh files; return the counters."""
     result = ConfigResult(config)
-    host = None
-    if config.uses_tmem:
-        try:
-            host = tmem.Host(config.host_bytes, compress=config.compress, dedup=config.dedup)
-        except TmemError as exc:
-            result.unavailable = str(exc)
-            return result
+    host = new_host(config, result)
+    if result.unavailable:
+        return result
     guests: list[Guest] = []
     started = time.perf_counter()
     try:
         for i in range(len(prepared.layouts)):
-            guests.append(_make_guest(prepared, config, host, i, workdir))
+            client = host.connect(f"guest{i}") if host is not None else None
+            guests.append(make_guest(prepared, config, client, i, workdir))
         _run_in_step(prepared, config, guests, host, result, progress)
-        if result.ratios:
-            for k, key in enumerate(("compression_ratio", "dedup_ratio")):
-                result.host[key] = sum(r[k] for r in result.ratios) / len(result.ratios)
-        result.guests = [guest.finish() for guest in guests]
+        result.close([guest.finish() for guest in guests], time.perf_counter() - started)
         guests = []
-        result.seconds = time.perf_counter() - started
     finally:
         for guest in guests:
             _quietly_close(guest)
@@ -135,11 +159,11 @@ def run_configuration(
     return result
 
 
-def _make_guest(
-    prepared: Prepared, config: Configuration, host: Any, i: int, workdir: Path
+def make_guest(
+    prepared: Prepared, config: Configuration, client: Any, i: int, workdir: Path
 ) -> Guest:
+    """Guest ``i`` of the run under ``config``, reaching the host through ``client`` (or None)."""
     spec, name = prepared.spec, f"guest{i}"
-    client = host.connect(name) if host is not None else None
     layout = prepared.layouts[i]
     if spec.scenario == "frontswap":
         path = workdir / f"{config.name}-{name}.swap"
@@ -174,15 +198,8 @@ def _run_in_step(
 
     def sample() -> None:
         try:
-            result.steps.append(len(result.steps) * budget + budget)
-            result.io.append([g.io_so_far() for g in guests])
-            stats = host.stats() if host is not None else {}
-            clients = stats.get("clients", {})
-            result.host_bytes.append([clients.get(g.name, {}).get("bytes", 0) for g in guests])
-            if stats.get("pages"):
-                # Finished guests take their pages away: keep the host as it was last in use.
-                result.host = _host_summary(stats)
-                result.ratios.append((stats["compression_ratio"], stats["dedup_ratio"]))
+            stats = host.stats() if host is not None else None
+            result.sample(budget, [g.io_so_far() for g in guests], stats)
             if progress is not None:
                 progress(config.name, len(result.steps), max(expected, len(result.steps)))
             if all(g.done for g in guests):
@@ -221,7 +238,7 @@ def _run_in_step(
         raise errors[0]
 
 
-def _host_summary(stats: dict[str, Any]) -> dict[str, Any]:
+def host_summary(stats: dict[str, Any]) -> dict[str, Any]:
     """The host's totals; the ratios are replaced by their means over the samples."""
     keys = ("capacity", "bytes", "pages", "evictions", "failed_puts", "succ_puts")
     out = {key: stats.get(key, 0) for key in keys}
@@ -256,11 +273,12 @@ def run_workload(
 ) -> WorkloadResult:
     """Prepare once, then run each chosen configuration in turn in a temporary directory."""
     prepared = prepare(spec, traces_directory, roots)
+    run = run_configuration
+    if spec.processes:
+        from tmem.workload.processes import run_configuration_processes as run
     try:
         with tempfile.TemporaryDirectory(prefix="tmem-workload-") as tmp:
-            results = [
-                run_configuration(prepared, config, Path(tmp), progress) for config in spec.chosen()
-            ]
+            results = [run(prepared, config, Path(tmp), progress) for config in spec.chosen()]
     finally:
         prepared.content.corpus.close()
     return WorkloadResult(spec, prepared.describe(), results)
