@@ -335,3 +335,21 @@ def test_pages_another_client_pushes_out_are_read_from_disk(tmp_path: Path, harn
         stats = cache.stats()
     assert stats["failed_gets"] > 0
     assert stats["disk_reads"] > 16
+
+
+def test_closed_files_are_forgotten_yet_found_again_in_tmem(tmp_path: Path, client: Any) -> None:
+    files = [make_file(tmp_path, f"f{i}", pattern(2 * PS, i)) for i in range(30)]
+    stamp = [10**9]
+    with CleanCache(client, cache_pages=4) as cache:
+        cache.enable(tmp_path)
+        for path in files:
+            with cache.open(path) as f:
+                f.read()
+        assert cache.stats()["files"] <= 4  # only files with private pages are remembered
+        with cache.open(files[0]) as f:
+            assert f.read() == pattern(2 * PS, 0)
+        assert cache.stats()["succ_gets"] == 2  # same file, same object id: tmem had it
+        modify_behind(files[1], 0, pattern(2 * PS, 99), stamp)
+        with cache.open(files[1]) as f:
+            assert f.read() == pattern(2 * PS, 99)  # a changed file gets a new object id
+        assert cache.stats()["succ_gets"] == 2

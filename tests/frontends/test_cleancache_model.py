@@ -1,15 +1,17 @@
 """Property: after any sequence of file operations every byte read through cleancache is true.
 
-Operations go through the cache (reads, writes, truncations, renames,
-unlinks, creations) or behind its back (writes, truncations, replacement by a
-new file), while a small host evicts and takes capacity away.  A dict of
-expected file contents is the reference model.
+Operations go through a cache (reads, writes, truncations, renames, unlinks,
+creations) or behind its back (writes, truncations, replacement by a new
+file), while a small host evicts and takes capacity away.  A dict of expected
+file contents is the reference model.  The second property runs two caches,
+as two processes would, sharing one pool of the host.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +44,9 @@ ops = st.one_of(
 class World:
     """The cache under test, the real directory, and the model of what the files hold."""
 
-    def __init__(self, root: Path, cache: CleanCache, host: tmem.Host) -> None:
-        self.root, self.cache, self.host = root, cache, host
+    def __init__(self, root: Path, caches: list[CleanCache], host: tmem.Host) -> None:
+        self.root, self.caches, self.host = root, caches, host
+        self.cache = caches[0]
         self.files: dict[str, bytearray] = {}
         self.stamp = 10**9
 
@@ -55,7 +58,8 @@ class World:
         self.stamp += 1
         os.utime(self.path(name), ns=(self.stamp, self.stamp))
 
-    def apply(self, op: tuple[Any, ...]) -> None:
+    def apply(self, op: tuple[Any, ...], who: int = 0) -> None:
+        self.cache = self.caches[who % len(self.caches)]
         kind, name, *args = op
         if kind == "capacity":
             self.host.set_capacity(max(1, name) * (PS + 256))
@@ -132,7 +136,7 @@ def test_every_read_through_cleancache_equals_the_files_bytes(steps: list[Any]) 
     host = tmem.Host(24 * (PS + 256), compress=None, dedup=None)
     with tempfile.TemporaryDirectory() as root, CleanCache(host.connect("c"), 3, PS) as cache:
         cache.enable(root)
-        world = World(Path(root), cache, host)
+        world = World(Path(root), [cache], host)
         for step in steps:
             world.apply(step)
         for name, data in world.files.items():
@@ -140,3 +144,27 @@ def test_every_read_through_cleancache_equals_the_files_bytes(steps: list[Any]) 
             world.read(name, 0, len(data) + 1)
         stats = cache.stats()
         assert stats["reads"] == stats["private_hits"] + stats["succ_gets"] + stats["disk_reads"]
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
+)
+@given(st.lists(st.tuples(ops, st.integers(0, 1)), max_size=40))
+def test_two_caches_sharing_a_pool_never_read_stale_bytes(steps: list[Any]) -> None:
+    host = tmem.Host(24 * (PS + 256), compress=None, dedup=None)
+    fs_uuid = uuid.uuid4()
+    for name in ("p1", "p2"):
+        host.authorize_shared(name, fs_uuid)
+    with (
+        tempfile.TemporaryDirectory() as root,
+        CleanCache(host.connect("p1"), 3, PS) as one,
+        CleanCache(host.connect("p2"), 3, PS) as two,
+    ):
+        assert one.enable(root, shared_uuid=fs_uuid) and two.enable(root, shared_uuid=fs_uuid)
+        world = World(Path(root), [one, two], host)
+        for step, who in steps:
+            world.apply(step, who)
+        for who in (0, 1):
+            world.cache = world.caches[who]
+            for name, data in world.files.items():
+                world.read(name, 0, len(data) + 1)

@@ -14,10 +14,11 @@ system, where a later miss may find it again.
   ``shared_uuid`` the pool is the host's shared pool of that uuid when the host
   has authorized this client, so that processes reading the same files share
   one copy; otherwise a private pool.
-* **Handles.** A file's object id is ``inode << 64 | generation``; the
-  generation is the file's change time (ns) when this cache last saw it change
-  behind its back, so processes that see the same unchanged file agree on the
-  id.  The index is the page number in the file.
+* **Handles.** A file's object id packs its inode, change time (ns) and size
+  as the cache first saw them or last saw them changed behind its back (its
+  *generation*), so processes that see the same unchanged file agree on the
+  id, and a file changed while nobody watched gets a new one.  The index is
+  the page number in the file.
 * **Coherency.** Before any page of a file is served, the file's size, change
   and modification times are compared with what the cache last saw; if they
   differ the file's pages are flushed (privately and in tmem) and its
@@ -99,7 +100,8 @@ class FileRecord:
     ino: int
     pool: int | None  # the tmem pool of its file system, or None
     shared: bool
-    gen: int
+    gen: int  # change time (ns) of the generation
+    gen_size: int  # size of the generation
     size: int
     ctime: int
     mtime: int
@@ -109,7 +111,17 @@ class FileRecord:
     @property
     def oid(self) -> int:
         """The file's tmem object id."""
-        return (self.ino & _GEN_MASK) << 64 | (self.gen & _GEN_MASK)
+        return (
+            (self.ino & _GEN_MASK) << 128 | (self.gen & _GEN_MASK) << 64 | self.gen_size & _GEN_MASK
+        )
+
+    def new_generation(self) -> None:
+        """The file's current state starts a new generation (a new object id)."""
+        self.gen, self.gen_size = self.ctime, self.size
+
+    def at_generation(self) -> bool:
+        """True if the file is as its generation began: its stat gives back its object id."""
+        return (self.gen, self.gen_size) == (self.ctime, self.size)
 
     def same(self, st: os.stat_result) -> bool:
         """True if ``st`` shows the file as the cache last saw it."""
@@ -236,8 +248,9 @@ class CleanCache:
         rec = self._files.get(_key(st))
         if rec is None:
             pool, shared = self._pools.get(st.st_dev, (None, False))
-            rec = FileRecord(st.st_dev, st.st_ino, pool, shared, st.st_ctime_ns, 0, 0, 0)
+            rec = FileRecord(st.st_dev, st.st_ino, pool, shared, 0, 0, 0, 0, 0)
             rec.remember(st)
+            rec.new_generation()
             self._files[_key(st)] = rec
         else:
             self._check_file(rec, st)
@@ -250,6 +263,17 @@ class CleanCache:
         if rec.opened == 0 and os.fstat(fd).st_nlink == 0:
             self._invalidate_file(rec)
             self._files.pop((rec.dev, rec.ino), None)
+        self._prune(rec)
+
+    def _prune(self, rec: FileRecord) -> None:
+        """Forget a closed file with no private page whose handle its stat gives back.
+
+        Its tmem pages stay reachable: opening it again while unchanged
+        derives the same object id, and a changed file gets a new one.  This
+        keeps the records bounded by the open files and the cached pages.
+        """
+        if not rec.opened and not rec.pages and rec.at_generation():
+            self._files.pop((rec.dev, rec.ino), None)
 
     def validate(self, rec: FileRecord, fd: int) -> int:
         """Flush ``rec`` if the file changed behind the cache's back; return its size."""
@@ -261,8 +285,8 @@ class CleanCache:
             return
         self._counts["stale_files"] += 1
         self._invalidate_file(rec)
-        rec.gen = st.st_ctime_ns
         rec.remember(st)
+        rec.new_generation()
 
     def _invalidate_file(self, rec: FileRecord) -> None:
         for index in rec.pages:
@@ -278,11 +302,11 @@ class CleanCache:
         Processes sharing the pool may hold the old pages, so a shared file
         moves to a new generation (its old object flushed for everyone).
         """
-        if rec.shared and rec.pool is not None and st.st_ctime_ns != rec.gen:
+        rec.remember(st)
+        if rec.shared and rec.pool is not None and not rec.at_generation():
             self._counts["invalidates"] += 1
             self._tmem(rec, "flush_object", rec.pool, rec.oid)
-            rec.gen = st.st_ctime_ns
-        rec.remember(st)
+            rec.new_generation()
 
     def read(self, rec: FileRecord, fd: int, offset: int, out: memoryview) -> int:
         """Copy the file's bytes from ``offset`` into ``out``; return how many (0 at EOF)."""
@@ -335,6 +359,8 @@ class CleanCache:
                 ok = self._tmem(victim, "put_page", victim.pool, victim.oid, victim_index, data)
                 if not ok:
                     self._counts["failed_puts"] += 1
+            if not victim.pages:
+                self._prune(victim)
 
     def write(self, rec: FileRecord, fd: int, offset: int, data: memoryview) -> int:
         """Write ``data`` at ``offset`` through to the file, keeping every cached page true."""
