@@ -35,6 +35,8 @@ from tmem.wire import messages as msg
 #: Page bytes sent (or asked for) per batch frame; two frames are kept in flight.
 BATCH_BYTES = 1 << 20
 _REPLY_LIMIT = 64 << 20
+#: Items per PUT_PAGES frame at most: two buffers each, within the kernel's IOV_MAX (1024).
+_MAX_ITEMS = 500
 _U32 = 1 << 32
 _PUT_HEAD = _HANDLE_FRAME = msg.HANDLE_FRAME
 _HANDLE_SIZE = msg.HANDLE.size
@@ -111,13 +113,16 @@ class Channel:
             raise
         return self.reply(op)
 
-    def send(self, frame: bytes) -> None:
-        """Send a request frame without waiting for the reply."""
+    def send(self, parts: list[Any]) -> None:
+        """Send a request frame, given as a list of byte buffers, without waiting
+        for the reply; the buffers are gathered by the kernel, not copied here."""
         sock = self.sock
         if sock is None:
             raise ConnectionLost("the connection to the daemon is closed")
         try:
-            sock.sendall(frame)
+            sent = sock.sendmsg(parts)
+            if sent < sum(map(len, parts)):  # rare: a signal cut the send short
+                sock.sendall(b"".join(parts)[sent:])
         except OSError as exc:
             self._lost(exc)
 
@@ -264,7 +269,11 @@ class RemoteClient:
         return settle_batch(results, errors)
 
     def _run_batches(
-        self, chunks: Iterable[tuple[bytes, list[int]]], op: int, results: list[Any], pages: bool
+        self,
+        chunks: Iterable[tuple[list[Any], list[int]]],
+        op: int,
+        results: list[Any],
+        pages: bool,
     ) -> None:
         """Send each chunk's frame, keeping two in flight; fill ``results`` from replies."""
         chan, in_flight = self._chan, deque()
@@ -433,15 +442,17 @@ def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: i
             continue
         if len(data) != size or len(positions) >= per_frame:
             if positions:
-                yield msg.put_pages_frame(pool, size, len(positions), parts), positions
-            parts, positions = [], []
+                parts[0] = msg.put_pages_head(pool, size, len(positions))
+                yield parts, positions
+            parts, positions = [b""], []
             size = len(data)
-            per_frame = max(1, limit // (size + msg.ITEM.size))
+            per_frame = min(_MAX_ITEMS, max(1, limit // (size + msg.ITEM.size)))
         parts.append(pack(oid.to_bytes(24, "little"), index))
         parts.append(data)
         positions.append(pos)
     if positions:
-        yield msg.put_pages_frame(pool, size, len(positions), parts), positions
+        parts[0] = msg.put_pages_head(pool, size, len(positions))
+        yield parts, positions
 
 
 def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame: int):
@@ -457,10 +468,10 @@ def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame
             continue
         positions.append(len(results) - 1)
         if len(chunk) >= per_frame:
-            yield msg.encode_get_pages(pool, chunk), positions
+            yield [msg.encode_get_pages(pool, chunk)], positions
             chunk, positions = [], []
     if chunk:
-        yield msg.encode_get_pages(pool, chunk), positions
+        yield [msg.encode_get_pages(pool, chunk)], positions
 
 
 def _fill(body: memoryview, positions: list[int], results: list[Any], pages: bool) -> None:

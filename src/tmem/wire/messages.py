@@ -223,12 +223,13 @@ def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]
 def put_pages_frame(pool: int, page_size: int, count: int, parts: list[Any]) -> bytes:
     """A PUT_PAGES frame from ``count`` items already laid out in ``parts``
     (each an :data:`ITEM` header followed by its ``page_size`` bytes)."""
+    return put_pages_head(pool, page_size, count) + b"".join(parts)
+
+
+def put_pages_head(pool: int, page_size: int, count: int) -> bytes:
+    """The frame header and batch header of a PUT_PAGES frame; its items follow."""
     body_len = BATCH.size + count * (ITEM.size + page_size)
-    return (
-        HEADER.pack(Op.PUT_PAGES, 0, 0, body_len)
-        + BATCH.pack(pool, count, page_size)
-        + b"".join(parts)
-    )
+    return HEADER.pack(Op.PUT_PAGES, 0, 0, body_len) + BATCH.pack(pool, count, page_size)
 
 
 def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
