@@ -132,23 +132,20 @@ def workload(
     and its own real file on disk; the configurations compared all have the
     same total memory.  Prints a table per configuration and an overview.
     """
-    out = Console()
-    if not out.is_terminal:
-        out.width = max(out.width, 120)
     err = Console(stderr=True)
     scenarios = SCENARIOS if scenario == "both" else (scenario,)
+    options = dict(
+        private_pages=private_pages,
+        step_pages=step,
+        selfshrink=selfshrink,
+        processes=processes,
+        configurations=configs,
+    )
     try:
+        guest_specs = tuple(GuestSpec.parse(g) for g in guests or DEFAULT_GUESTS)
+        spare_bytes = _size(spare)
         specs = [
-            WorkloadSpec(
-                guests=tuple(GuestSpec.parse(g) for g in guests or DEFAULT_GUESTS),
-                private_pages=private_pages,
-                spare_bytes=_size(spare),
-                step_pages=step,
-                scenario=name,
-                selfshrink=selfshrink,
-                processes=processes,
-                configurations=configs,
-            )
+            WorkloadSpec(guest_specs, spare_bytes=spare_bytes, scenario=name, **options)
             for name in scenarios
         ]
         summaries = {spec.scenario: _run(spec, traces, err) for spec in specs}
@@ -158,15 +155,22 @@ def workload(
     if as_json:
         click.echo(json.dumps(summaries, indent=1))
     else:
-        for spec in specs:
-            out.print(
-                f"\n[bold]{spec.scenario}[/]: {len(spec.guests)} guests, "
-                f"{spec.private_pages} private pages each, "
-                f"{format_size(spec.spare_bytes)} spare"
-            )
-            print_report(summaries[spec.scenario], out)
+        _print(specs, summaries)
     for path in written:
         err.print(f"wrote {path}")
+
+
+def _print(specs: list[WorkloadSpec], summaries: dict[str, dict[str, Any]]) -> None:
+    out = Console()
+    if not out.is_terminal:
+        out.width = max(out.width, 120)
+    for spec in specs:
+        out.print(
+            f"\n[bold]{spec.scenario}[/]: {len(spec.guests)} guests, "
+            f"{spec.private_pages} private pages each, "
+            f"{format_size(spec.spare_bytes)} spare"
+        )
+        print_report(summaries[spec.scenario], out)
 
 
 def _run(spec: WorkloadSpec, traces: Path | None, err: Console) -> dict[str, Any]:

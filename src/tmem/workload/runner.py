@@ -226,16 +226,17 @@ def _run_in_step(
             barrier.abort()
 
     delays = [g.delay for g in prepared.spec.guests]
-    threads = [
-        threading.Thread(target=replay, args=(g, d), name=g.name)
-        for g, d in zip(guests, delays, strict=True)
-    ]
+    _run_threads([(replay, (g, d), g.name) for g, d in zip(guests, delays, strict=True)])
+    if errors:
+        raise errors[0]
+
+
+def _run_threads(targets: list[tuple[Any, tuple[Any, ...], str]]) -> None:
+    threads = [threading.Thread(target=fn, args=args, name=name) for fn, args, name in targets]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    if errors:
-        raise errors[0]
 
 
 def host_summary(stats: dict[str, Any]) -> dict[str, Any]:
