@@ -204,3 +204,42 @@ def test_bad_slots_and_pages_raise_tmem_errors(tmp_path: Path) -> None:
         assert swap.load(0) == page(0)
         assert swap.stats()["failed_stores"] == 0  # no host: nothing was offered
     assert os.path.getsize(tmp_path / "swap") == 4 * PS
+
+
+class CorruptingClient:
+    """A client whose host returns the wrong bytes for the pages of some slots."""
+
+    def __init__(self, client: Any, bad_slots: set[int]) -> None:
+        self._client = client
+        self.bad = {(slot & 15, slot >> 4) for slot in bad_slots}
+
+    def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
+        page = self._client.get_page(pool, oid, index)
+        if page is not None and (oid, index) in self.bad:
+            return bytes([page[0] ^ 1]) + page[1:]
+        return page
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_a_page_tmem_returns_altered_is_never_handed_out(tmp_path: Path, client: Any) -> None:
+    bad = {3, 17, 40}
+    corrupter = CorruptingClient(client, bad)
+    with Frontswap(corrupter, tmp_path / "swap", slots=48) as swap:
+        for slot in range(48):
+            swap.store(slot, page(slot))
+        for slot in range(48):
+            if slot in bad:
+                with pytest.raises(PagesLost) as info:
+                    swap.load(slot)
+                assert slot in info.value.slots
+            else:
+                assert swap.load(slot) == page(slot)
+        assert swap.lost_slots() == (3, 17, 40)
+        assert swap.stats()["corrupt_pages"] == 3
+        assert swap.stats()["tmem_pages"] == 45 == client.stats()["pages"]
+        corrupter.bad.discard((17 & 15, 17 >> 4))  # the host mends
+        swap.store(17, page(17, 1))  # a lost slot stored again is good again
+        swap.shrink(0)  # shrink checks what it moves too
+        assert swap.load(17) == page(17, 1)

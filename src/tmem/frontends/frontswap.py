@@ -20,7 +20,9 @@ slot records that a page is in tmem and one that the swap file holds it.
 * **Loss of the host** (``ConnectionLost``, or the pool gone): the pages that
   were only in tmem are lost; loading any of them raises
   :class:`~tmem.frontends.errors.PagesLost`, naming every lost slot.  Stores go
-  on to the swap file.  A load never returns anything but the page stored.
+  on to the swap file.  A load never returns anything but the page stored:
+  with ``verify`` (the default) each slot keeps a 64-bit checksum of its page,
+  and a page tmem returns with another checksum is treated as missing.
 
 Statistics use Linux frontswap's names: ``succ_stores``, ``failed_stores``,
 ``loads`` (pages loaded from tmem), ``invalidates``, plus ``swap_reads`` and
@@ -32,8 +34,11 @@ from __future__ import annotations
 
 import os
 import threading
+from array import array
 from collections import deque
 from typing import Any
+
+import xxhash
 
 from tmem.api import DEFAULT_PAGE_SIZE, Client
 from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool
@@ -55,6 +60,7 @@ COUNTERS: tuple[str, ...] = (
     "written_behind",
     "selfshrink_steps",
     "host_lost",
+    "corrupt_pages",
 )
 
 _SWIZ_BITS = 4
@@ -77,6 +83,7 @@ class Frontswap:
         page_size: int = DEFAULT_PAGE_SIZE,
         write_behind: bool = False,
         selfshrink: SelfShrink | None = None,
+        verify: bool = True,
     ) -> None:
         self.slots = check_count("slots", slots)
         self.page_size = check_page_size(page_size)
@@ -87,6 +94,7 @@ class Frontswap:
         self._changed = threading.Condition(self.lock)
         self._in_tmem = Bitmap(slots)
         self._in_file = Bitmap(slots)
+        self._sums = array("Q", bytes(8 * slots)) if verify else None
         self._lost: set[int] = set()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._cursor = 0
@@ -114,6 +122,8 @@ class Frontswap:
             self._check_open()
             self._lost.discard(slot)
             if self.pool is not None and self._tmem("put_page", slot, data):
+                if self._sums is not None:
+                    self._sums[slot] = xxhash.xxh3_64_intdigest(data)
                 self._in_tmem.set(slot)
                 self._in_file.clear(slot)
                 self._counts["succ_stores"] += 1
@@ -135,7 +145,7 @@ class Frontswap:
             if slot in self._lost:
                 raise PagesLost(self._lost)
             if self._in_tmem[slot]:
-                page = self._tmem("get_page", slot)
+                page = self._get(slot)
                 if page is not None:
                     self._counts["loads"] += 1
                     return page
@@ -147,10 +157,15 @@ class Frontswap:
 
     def _page_missing(self, slot: int) -> None:
         """A page marked in tmem did not come back: fall back to the file or report it lost."""
+        self._broken(slot)
+        if slot in self._lost:
+            raise PagesLost(self._lost, f"the tmem host no longer has slot {slot}")
+
+    def _broken(self, slot: int) -> None:
+        """tmem failed to give back the slot's page: lost unless the swap file has it."""
         self._in_tmem.clear(slot)
         if not self._in_file[slot]:
             self._lost.add(slot)
-            raise PagesLost(self._lost, f"the tmem host no longer has slot {slot}")
 
     def invalidate(self, slot: int) -> None:
         """Free ``slot``: its page is forgotten wherever it is."""
@@ -206,11 +221,10 @@ class Frontswap:
 
     def _move_to_file(self, slot: int) -> bool:
         if not self._in_file[slot]:
-            page = self._tmem("get_page", slot)
+            page = self._get(slot)
             if page is None:
                 if self.pool is not None:  # the host broke its promise for this page
-                    self._in_tmem.clear(slot)
-                    self._lost.add(slot)
+                    self._broken(slot)
                 return False
             self._write_file(slot, page)
         self._tmem("flush_page", slot)
@@ -255,10 +269,12 @@ class Frontswap:
                     return
                 slot = pending.popleft()
                 if self._in_tmem[slot] and not self._in_file[slot]:
-                    page = self._tmem("get_page", slot)
+                    page = self._get(slot)
                     if page is not None:
                         self._write_file(slot, page)
                         self._counts["written_behind"] += 1
+                    elif self.pool is not None:
+                        self._broken(slot)
                 self._changed.notify_all()
 
     def sync(self, timeout: float | None = None) -> bool:
@@ -282,6 +298,18 @@ class Frontswap:
         except (ConnectionLost, NoSuchPool):
             self._host_lost()
             return False if op == "put_page" else None
+
+    def _get(self, slot: int) -> bytes | None:
+        """The slot's page from tmem, or None if it is gone or not the page stored."""
+        page = self._tmem("get_page", slot)
+        if page is None or self._sums is None:
+            return page
+        if xxhash.xxh3_64_intdigest(page) == self._sums[slot]:
+            return page
+        self._counts["corrupt_pages"] += 1
+        self._tmem("flush_page", slot)
+        self._in_tmem.clear(slot)
+        return None
 
     def _host_lost(self) -> None:
         """The pool is gone: pages only it held are lost; the swap file's copies remain."""
