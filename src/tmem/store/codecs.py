@@ -9,6 +9,7 @@ once (clients switch codecs at run time; old pages stay readable).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import lz4.block
@@ -44,16 +45,8 @@ class Codecs:
             level=zstd_level, write_checksum=False, write_content_size=False, write_dict_id=False
         )
         zd = zstandard.ZstdDecompressor()
-
-        def lz4_decompress(buf: bytes, size: int) -> bytes:
-            return lz4.block.decompress(buf, uncompressed_size=size)
-
-        def zstd_decompress(buf: bytes, size: int) -> bytes:
-            return zd.decompress(buf, max_output_size=size)
-
-        def lz4_compress(data: bytes | memoryview) -> bytes:
-            return lz4.block.compress(data, store_size=False)
-
+        # Bound C functions, no Python wrapper: each put and get calls one of them.
+        lz4_compress = functools.partial(lz4.block.compress, store_size=False)
         #: codec id -> compress(page) -> bytes (RAW and SAME have none)
         self.compress: dict[int, Callable[[bytes | memoryview], bytes]] = {
             LZ4: lz4_compress,
@@ -61,6 +54,6 @@ class Codecs:
         }
         #: codec id -> decompress(buf, page_size) -> page
         self.decompress: dict[int, Callable[[bytes, int], bytes]] = {
-            LZ4: lz4_decompress,
-            ZSTD: zstd_decompress,
+            LZ4: lz4.block.decompress,  # (buf, uncompressed_size)
+            ZSTD: zd.decompress,  # (buf, max_output_size)
         }

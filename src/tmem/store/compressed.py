@@ -64,6 +64,7 @@ class CompressedStore:
         if type(zstd_level) is not int or not 1 <= zstd_level <= 22:
             raise InvalidArgument(f"zstd_level {zstd_level!r} must be an integer in [1, 22]")
         self.dedup = dedup if dedup != "none" else None
+        self.per_client = self.dedup == "client"  # hashes seeded with the client id
         self.max_fraction = max_compressed_fraction
         self.max_mean = max_mean_fraction
         self.codecs = Codecs(zstd_level)
@@ -108,7 +109,7 @@ class CompressedStore:
             return self._put_same(word, n)
         key = -1
         if self.dedup:
-            key = _hash(data, cid if self.dedup == "client" else 0)
+            key = _hash(data, cid if self.per_client else 0)
             h = self.index.find(key)
             if h >= 0:
                 shared = self._share(h, data, persistent, cid)
@@ -152,7 +153,7 @@ class CompressedStore:
     def _share(self, h: int, data: bytes, persistent: bool, cid: int) -> int:
         """Add a reference to stored page ``h`` if it holds ``data``; -2 if it does not."""
         table = self.table
-        if self.dedup == "client" and table.cid[h] != cid or self.get(h) != data:
+        if self.per_client and table.cid[h] != cid or self.get(h) != data:
             self.counters["hash_collisions"] += 1
             return -2
         if not persistent and table.meta[h] & HUGE:
