@@ -214,3 +214,16 @@ def test_addresses_that_are_not_unix_or_tcp_are_refused():
     for address in ("http://x", "tcp://nohost", "tcp://h:port", "relative/path"):
         with pytest.raises(tmem.InvalidArgument):
             tmem.connect(address, name="x")
+
+
+def test_the_admin_sets_a_clients_compression_over_the_wire(start_daemon):
+    server = start_daemon(capacity=16 << 20, compress="lz4")
+    admin = tmem.admin(server.address)
+    client = tmem.connect(server.address, name="vm1")
+    admin.set_client("vm1", compress="zstd", weight=3)
+    assert server.host.engine.client("vm1").compress == "zstd"
+    with pytest.raises(tmem.InvalidArgument):
+        admin.set_client("vm1", compress="gzip-9")
+    pool = client.new_pool(persistent=True)
+    assert client.put_page(pool, 1, 1, bytes(PAGE)) and client.get_page(pool, 1, 1) == bytes(PAGE)
+    assert admin.stats()["clients"]["vm1"]["weight"] == 3
