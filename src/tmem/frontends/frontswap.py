@@ -344,9 +344,10 @@ class Frontswap:
             raise InvalidArgument(f"swap slot {slot!r} is outside [0, {self.slots})")
         return slot
 
-    def _check_page(self, page: Any) -> bytes | memoryview:
+    def _check_page(self, page: Any) -> bytes:
+        # A snapshot, so that tmem, the checksum and the swap file all see the same bytes.
         try:
-            data = page if type(page) is bytes else memoryview(page).cast("B")
+            data = page if type(page) is bytes else bytes(memoryview(page).cast("B"))
         except TypeError:
             raise InvalidArgument(f"a page must be bytes-like, not {type(page).__name__}") from None
         if len(data) != self.page_size:
