@@ -456,22 +456,28 @@ def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: i
 
 
 def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame: int):
-    """Yield ``(frame, positions)`` of at most ``per_frame`` handles each."""
-    chunk: list[tuple[int, int]] = []
-    positions: list[int] = []
+    """Yield ``([frame], positions)`` of at most ``per_frame`` handles each."""
+    pack, parts, positions = msg.ITEM.pack, [], []
     for item in handles:
+        pos = len(results)
         results.append(None)
         try:
-            chunk.append(check_handle(*batch_item(item, 2)))
+            oid, index = item if type(item) is tuple and len(item) == 2 else batch_item(item, 2)
+            if not (
+                type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
+                and 0 <= index < INDEX_LIMIT
+            ):  # fmt: skip
+                oid, index = check_handle(oid, index)
         except InvalidArgument as exc:
-            results[-1] = exc
+            results[pos] = exc
             continue
-        positions.append(len(results) - 1)
-        if len(chunk) >= per_frame:
-            yield [msg.encode_get_pages(pool, chunk)], positions
-            chunk, positions = [], []
-    if chunk:
-        yield [msg.encode_get_pages(pool, chunk)], positions
+        parts.append(pack(oid.to_bytes(24, "little"), index))
+        positions.append(pos)
+        if len(positions) >= per_frame:
+            yield [msg.get_pages_frame(pool, parts)], positions
+            parts, positions = [], []
+    if positions:
+        yield [msg.get_pages_frame(pool, parts)], positions
 
 
 def _fill(body: memoryview, positions: list[int], results: list[Any], pages: bool) -> None:
@@ -480,14 +486,19 @@ def _fill(body: memoryview, positions: list[int], results: list[Any], pages: boo
         codes, message, data = msg.decode_batch_reply(body, len(positions))
     except WireError as exc:
         raise ProtocolError(str(exc)) from None
-    hits = sum(code == msg.ITEM_YES for code in codes)
+    hits = codes.count(msg.ITEM_YES)
     size = len(data) // hits if pages and hits else 0
-    offset = 0
+    if size * hits != len(data):
+        raise ProtocolError("batch reply data does not split into its hits")
+    offset, yes = 0, msg.ITEM_YES
     for pos, code in zip(positions, codes, strict=True):
-        if code & msg.ITEM_ERROR:
+        if code == yes:
+            if pages:
+                results[pos] = data[offset : offset + size].tobytes()
+                offset += size
+            else:
+                results[pos] = True
+        elif code & msg.ITEM_ERROR:
             results[pos] = error_for(code & ~msg.ITEM_ERROR, message or "batch item failed")
         elif not pages:
-            results[pos] = code == msg.ITEM_YES
-        elif code == msg.ITEM_YES:
-            results[pos] = bytes(data[offset : offset + size])
-            offset += size
+            results[pos] = False

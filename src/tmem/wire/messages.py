@@ -250,10 +250,14 @@ def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memory
 def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
     """A GET_PAGES frame for ``(oid, index)`` handles."""
     pack = ITEM.pack
-    body = BATCH.pack(pool, len(handles), 0) + b"".join(
-        pack(oid_bytes(oid), index) for oid, index in handles
-    )
-    return HEADER.pack(Op.GET_PAGES, 0, 0, len(body)) + body
+    return get_pages_frame(pool, [pack(oid_bytes(oid), index) for oid, index in handles])
+
+
+def get_pages_frame(pool: int, items: list[bytes]) -> bytes:
+    """A GET_PAGES frame from handles already packed as :data:`ITEM` records."""
+    body_len = BATCH.size + len(items) * ITEM.size
+    head = HEADER.pack(Op.GET_PAGES, 0, 0, body_len) + BATCH.pack(pool, len(items), 0)
+    return head + b"".join(items)
 
 
 def decode_get_pages(body: memoryview) -> tuple[int, list[tuple[int, int]]]:
