@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tmem.wire import HEADER_SIZE, Decoder, WireError, encode_frame
+from tmem.wire import HEADER_SIZE, Decoder, OutBuffer, WireError, encode_frame
 
 frames = st.lists(
     st.tuples(
@@ -96,3 +96,20 @@ def test_garbage_gives_frames_or_wire_error_and_nothing_else(data, limit):
             assert len(body) <= limit and 0 <= op < 256
     except WireError:
         pass
+
+
+@given(st.lists(st.one_of(st.binary(max_size=100), st.integers(0, 300)), max_size=60))
+def test_the_output_buffer_sends_everything_written_in_order(steps):
+    """Writes and partial sends (integers: bytes the socket took) in any order."""
+    out, written, sent = OutBuffer(size=16), bytearray(), bytearray()
+    for step in steps:
+        if isinstance(step, bytes):
+            out.write(step)
+            written += step
+        else:
+            take = bytes(out.pending()[:step])
+            out.consumed(len(take))
+            sent += take
+        assert len(out) == len(written) - len(sent)
+    sent += out.pending()
+    assert sent == written

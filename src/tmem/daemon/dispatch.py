@@ -20,6 +20,7 @@ from tmem.errors import InvalidArgument, PermissionDenied, ProtocolError, TmemEr
 from tmem.host import Host
 from tmem.wire import HEADER, VERSION, Op, WireError
 from tmem.wire import messages as msg
+from tmem.wire.frames import OutBuffer
 
 log = logging.getLogger("tmem.daemon")
 _YES = bytes([msg.ITEM_YES])
@@ -93,7 +94,7 @@ class Dispatcher:
         }
 
     def dispatch(
-        self, session: Session, op: int, tag: int, body: memoryview, out: bytearray
+        self, session: Session, op: int, tag: int, body: memoryview, out: OutBuffer
     ) -> None:
         """Execute one request; append its reply to ``out``.
 
@@ -109,20 +110,20 @@ class Dispatcher:
             else:
                 reply = self.hello(session, op, body)
         except TmemError as exc:
-            out += error_frame(op, tag, exc)
+            out.write(error_frame(op, tag, exc))
             if not session.greeted:
                 raise WireError(f"hello refused: {exc}") from None
             return
         except WireError as exc:
-            out += error_frame(op, tag, ProtocolError(str(exc)))
+            out.write(error_frame(op, tag, ProtocolError(str(exc))))
             raise
         if type(reply) is bytes:
-            out += HEADER.pack(op, 0, tag, len(reply))
-            out += reply
+            out.write(HEADER.pack(op, 0, tag, len(reply)))
+            out.write(reply)
         else:  # a list of parts, written without joining them first
-            out += HEADER.pack(op, 0, tag, sum(map(len, reply)))
+            out.write(HEADER.pack(op, 0, tag, sum(map(len, reply))))
             for part in reply:
-                out += part
+                out.write(part)
 
     # --- hello -----------------------------------------------------------
 

@@ -23,6 +23,7 @@ from tmem.daemon.dispatch import Dispatcher, Session, error_frame
 from tmem.errors import TmemError
 from tmem.host import Host
 from tmem.wire import Decoder, WireError
+from tmem.wire.frames import OutBuffer
 
 log = logging.getLogger("tmem.daemon")
 #: Unsent reply bytes at which a connection stops being read.
@@ -38,14 +39,13 @@ class _Goodbye(Exception):
 class Connection:
     """A peer's socket, decoder, unsent replies and session."""
 
-    __slots__ = ("sock", "fd", "decoder", "out", "sent", "session", "events", "closed")
+    __slots__ = ("sock", "fd", "decoder", "out", "session", "events", "closed")
 
     def __init__(self, sock: socket.socket, session: Session, max_body: int) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.decoder = Decoder(max_body)
-        self.out = bytearray()
-        self.sent = 0  # bytes at the start of ``out`` already sent
+        self.out = OutBuffer()
         self.session = session
         self.events = _IN
         self.closed = False
@@ -197,7 +197,7 @@ class Server:
                 try:
                     frame = decoder.next_frame()
                 except WireError as exc:
-                    out += error_frame(0, 0, exc)  # the frame's own header is not trusted
+                    out.write(error_frame(0, 0, exc))  # the frame's own header is not trusted
                     raise
                 if frame is None:
                     return False
@@ -213,33 +213,22 @@ class Server:
             return False
         except Exception:  # a fault of ours must not take the daemon down
             log.exception("internal error; closing the connection")
-            out += error_frame(0, 0, TmemError("internal error in the daemon"))
+            out.write(error_frame(0, 0, TmemError("internal error in the daemon")))
             self._send(conn)
             self._close(conn)
             return False
         return True
 
     def _send(self, conn: Connection) -> None:
-        out, sent = conn.out, conn.sent
-        if len(out) > sent:
+        out = conn.out
+        if out:
             try:
-                if sent:
-                    with memoryview(out) as view:
-                        sent += conn.sock.send(view[sent:])
-                else:
-                    sent = conn.sock.send(out)
+                out.consumed(conn.sock.send(out.pending()))
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
                 self._close(conn)
                 return
-            if sent == len(out):
-                out.clear()
-                sent = 0
-            elif sent > OUT_LIMIT // 2:
-                del out[:sent]  # moving the rest is cheaper than holding it twice
-                sent = 0
-            conn.sent = sent
         want = (_OUT if out else 0) | (_IN if len(out) < OUT_LIMIT else 0)
         if want != conn.events and not conn.closed:
             conn.events = want

@@ -5,7 +5,15 @@ lays out each message's body.  Neither does any I/O; both raise only
 :class:`WireError` for bad peer input.  ``docs/protocol.md`` documents the format.
 """
 
-from tmem.wire.frames import DEFAULT_MAX_BODY, HEADER, HEADER_SIZE, Decoder, WireError, encode_frame
+from tmem.wire.frames import (
+    DEFAULT_MAX_BODY,
+    HEADER,
+    HEADER_SIZE,
+    Decoder,
+    OutBuffer,
+    WireError,
+    encode_frame,
+)
 from tmem.wire.messages import ADMIN_OPS, ROLE_ADMIN, ROLE_CLIENT, VERSION, Op
 
 __all__ = [
@@ -18,6 +26,7 @@ __all__ = [
     "VERSION",
     "Decoder",
     "Op",
+    "OutBuffer",
     "WireError",
     "encode_frame",
 ]

@@ -21,6 +21,8 @@ DEFAULT_MAX_BODY = (4 << 20) + (64 << 10)
 _INITIAL_BUFFER = 256 << 10
 #: Keep at least this much free space at the end of the buffer for the next read.
 _MIN_READ = 64 << 10
+#: An output buffer keeps up to this much memory once drained.
+KEEP_OUT = 4 << 20
 
 
 class WireError(Exception):
@@ -112,3 +114,54 @@ class Decoder:
             return None
         self._start = stop
         return op, status, tag, self._view[start + HEADER_SIZE : stop]
+
+
+class OutBuffer:
+    """Bytes waiting to be sent, in one buffer that is reused, not reallocated.
+
+    Growing a fresh buffer for every large reply costs page faults on each
+    use; this one keeps its memory (up to :data:`KEEP_OUT` bytes) between replies.
+    """
+
+    def __init__(self, size: int = 64 << 10) -> None:
+        self._buf = bytearray(size)
+        self._view = memoryview(self._buf)
+        self._start = 0
+        self._end = 0
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue ``data`` after what is already queued."""
+        end = self._end
+        stop = end + len(data)
+        if stop > len(self._buf):
+            self._make_room(len(data))
+            end = self._end
+            stop = end + len(data)
+        self._view[end:stop] = data
+        self._end = stop
+
+    def pending(self) -> memoryview:
+        """The queued bytes (a view, valid until the next write)."""
+        return self._view[self._start : self._end]
+
+    def consumed(self, n: int) -> None:
+        """Forget the first ``n`` queued bytes (they were sent)."""
+        self._start += n
+        if self._start >= self._end:
+            self._start = self._end = 0
+            if len(self._buf) > KEEP_OUT:
+                self._buf = bytearray(KEEP_OUT)
+                self._view = memoryview(self._buf)
+
+    def _make_room(self, n: int) -> None:
+        pending = self._end - self._start
+        if pending + n > len(self._buf):
+            new = bytearray(max(2 * len(self._buf), pending + n))
+            new[:pending] = self._view[self._start : self._end]
+            self._buf, self._view = new, memoryview(new)
+        else:
+            self._buf[:pending] = self._view[self._start : self._end]
+        self._start, self._end = 0, pending
