@@ -85,13 +85,6 @@ def test_a_full_host_never_reports_more_than_its_capacity_under_churn():
     assert host.stats()["evictions"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="engine: make_room counts charged ephemeral bytes as freeable, but evicting"
-    " a page that shares its content with another frees nothing; once every ephemeral"
-    " page is gone it asserts instead of refusing the put",
-)
 def test_a_full_host_refuses_when_evicting_shared_content_frees_nothing():
     host = tmem.Host(3 * 4096, dedup="client")
     client = host.connect("vm1")

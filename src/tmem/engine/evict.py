@@ -33,6 +33,8 @@ class EvictionMixin:
             if owner.bytes - owner.eph_bytes + cost > owner.cap:
                 return "cap"
             for _ in range(MAX_EVICTIONS_PER_PUT):
+                if owner.eph_bytes <= 0:
+                    return "cap"
                 self.evict_from(owner)
                 if owner.bytes + cost <= owner.cap:
                     break
@@ -44,6 +46,8 @@ class EvictionMixin:
             if need > self.eph_used:
                 return "capacity"
             for _ in range(MAX_EVICTIONS_PER_PUT):
+                if self.eph_used <= 0:  # evicted pages whose content others still share
+                    return "capacity"
                 own = persistent and owner.eph_bytes > 0
                 self.evict_from(owner if own else self.most_over(owner, cost))
                 if self.used + PAGE_METADATA_BYTES <= self.capacity:
