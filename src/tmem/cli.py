@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -49,24 +51,26 @@ def demo(capacity: int, pages: int) -> None:
     for step in range(pages):
         for name, client in guests.items():
             eph, pers = pools[name]
-            page = f"{name} page {step} ".encode().ljust(4096, b".")
-            client.put_page(eph, 1, step, page)
+            client.put_page(eph, 1, step, _page(name, step))
             if step % 8 == 0:
-                client.put_page(pers, 2, step, page)
+                client.put_page(pers, 2, step, _page(name, step))
     table = Table(title="after the puts: ephemeral pages back, by guest")
     for col in ("guest", "weight", "cache hits", "misses", "swap pages intact"):
         table.add_column(col, justify="right")
     for name, client in guests.items():
         eph, pers = pools[name]
         hits = sum(client.get_page(eph, 1, i) is not None for i in range(pages))
-        intact = all(
-            client.get_page(pers, 2, i) == f"{name} page {i} ".encode().ljust(4096, b".")
-            for i in range(0, pages, 8)
-        )
+        intact = all(client.get_page(pers, 2, i) == _page(name, i) for i in range(0, pages, 8))
         weight = host.stats()["clients"][name]["weight"]
         table.add_row(name, str(weight), str(hits), str(pages - hits), str(intact))
     console.print(table)
     _print_stats(console, host.stats())
+
+
+def _page(guest: str, step: int) -> bytes:
+    """A 4 KiB page that compresses about 2:1, like much of a program's memory."""
+    noise = random.Random(f"{guest}/{step}").randbytes(2048)
+    return f"{guest} page {step} ".encode().ljust(2048, b".") + noise
 
 
 def _print_stats(console: Console, stats: dict) -> None:
