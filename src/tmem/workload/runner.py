@@ -226,17 +226,24 @@ def _run_in_step(
             barrier.abort()
 
     delays = [g.delay for g in prepared.spec.guests]
-    _run_threads([(replay, (g, d), g.name) for g, d in zip(guests, delays, strict=True)])
+    targets = [(replay, (g, d), g.name) for g, d in zip(guests, delays, strict=True)]
+    _run_threads(targets, barrier)
     if errors:
         raise errors[0]
 
 
-def _run_threads(targets: list[tuple[Any, tuple[Any, ...], str]]) -> None:
+def _run_threads(targets: list[tuple[Any, tuple[Any, ...], str]], barrier: Any) -> None:
+    """Start and join the threads; if this thread is interrupted, break the barrier so
+    that they stop at their next step."""
     threads = [threading.Thread(target=fn, args=args, name=name) for fn, args, name in targets]
     for thread in threads:
         thread.start()
-    for thread in threads:
-        thread.join()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        barrier.abort()
+        raise
 
 
 def host_summary(stats: dict[str, Any]) -> dict[str, Any]:
