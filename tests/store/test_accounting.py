@@ -69,7 +69,7 @@ def test_freed_and_compacted_memory_goes_back_to_the_system():
 
 def test_a_full_host_never_reports_more_than_its_capacity_under_churn():
     capacity = 2 << 20
-    host = tmem.Host(capacity, dedup=None)
+    host = tmem.Host(capacity, dedup="client")
     clients = [host.connect(f"vm{n}", compress=c) for n, c in enumerate(("lz4", "zstd", None))]
     pools = [(c, c.new_pool(), c.new_pool(persistent=True)) for c in clients]
     rng = random.Random(7)
