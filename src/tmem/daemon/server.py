@@ -106,14 +106,18 @@ class Server:
         log.info(
             "serving %s%s", self.address, f" and tcp {self.tcp_address}" if self.tcp_address else ""
         )
+        poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
         try:
             while not self._stopping:
-                for fd, events in self._epoll.poll():
-                    conn = self.conns.get(fd)
-                    if conn is not None:
+                for fd, events in poll():
+                    conn = conns.get(fd)
+                    if conn is None:
+                        if fd in self.listeners:
+                            self._accept(*self.listeners[fd])
+                    elif events == readable:  # the usual case, first
+                        self._read(conn)
+                    else:
                         self._ready(conn, events)
-                    elif fd in self.listeners:
-                        self._accept(*self.listeners[fd])
         finally:
             self._shutdown()
 
