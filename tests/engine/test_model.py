@@ -172,7 +172,7 @@ class EngineModel(RuleBasedStateMachine):
         engine = self.host.engine
         clients = engine.clients.values()
         assert engine.pages == sum(c.pages for c in clients)
-        assert engine.charged == sum(c.bytes for c in clients)
+        assert sum(p.bytes for p in engine.pools.values()) == sum(c.bytes for c in clients)
         assert engine.eph_used == sum(c.eph_bytes for c in clients) >= 0
 
     @precondition(lambda self: hasattr(self, "model"))

@@ -87,7 +87,6 @@ class Engine(EvictionMixin):
         self.pools: dict[int, Pool] = {}  # uid -> pool, for eviction
         self.shared: dict[_uuid.UUID, Pool] = {}
         self.grants: dict[_uuid.UUID, set[str]] = {}
-        self.charged = 0  # bytes charged to clients (shared content counted per holder)
         self.eph_used = 0  # bytes charged for ephemeral pages
         self.pages = 0
         self.departed: dict[str, int] = {}  # counters of clients that left
@@ -102,6 +101,11 @@ class Engine(EvictionMixin):
         shares between pages (deduplication) is counted once here.
         """
         return self.store.used_bytes + PAGE_METADATA_BYTES * self.pages
+
+    @property
+    def charged(self) -> int:
+        """Bytes charged to clients: shared content counts once per page that holds it."""
+        return sum(client.bytes for client in self.clients.values())
 
     # --- clients ---------------------------------------------------------
 
@@ -332,7 +336,6 @@ class Engine(EvictionMixin):
         owner.pages += 1
         owner.bytes += cost
         self.pages += 1
-        self.charged += cost
         if not pool.persistent:
             owner.eph_bytes += cost
             self.eph_used += cost
@@ -427,7 +430,6 @@ class Engine(EvictionMixin):
         owner.pages -= 1
         owner.bytes -= cost
         self.pages -= 1
-        self.charged -= cost
         if not pool.persistent:
             owner.eph_bytes -= cost
             self.eph_used -= cost
@@ -461,13 +463,14 @@ class Engine(EvictionMixin):
             client.add_to(totals)
             for reason, n in client.rejects.items():
                 totals["reject_" + reason] += n
+        charged = self.charged
         totals.update(
             capacity=self.capacity,
             pages=self.pages,
             bytes=self.used,
             ephemeral_bytes=self.eph_used,
-            persistent_bytes=self.charged - self.eph_used,
-            charged_bytes=self.charged,
+            persistent_bytes=charged - self.eph_used,
+            charged_bytes=charged,
             metadata_bytes_per_page=PAGE_METADATA_BYTES,
             pools=len(self.pools),
             clients={c.name: self.client_stats(c) for c in self.clients.values()},

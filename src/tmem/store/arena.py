@@ -62,11 +62,12 @@ class SlotArena:
 
     def free(self, slot: int) -> None:
         """Give a slot back; its bytes may be released to the kernel."""
-        self.used -= 1
+        self.used = used = self.used - 1
         hot = self._hot
         hot.append(slot)
-        if len(hot) > self.hot_limit and len(hot) > self.used >> 2 and self._releasable:
-            self._release((len(hot) + 1) // 2)
+        n = len(hot)
+        if n > self.hot_limit and n > used >> 2 and self._releasable:
+            self._release((n + 1) // 2)
 
     def _release(self, count: int) -> None:
         """Hand the ``count`` longest-free slots back to the kernel, runs of neighbours at once."""
