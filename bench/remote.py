@@ -260,7 +260,10 @@ def concurrent(kind: str, address: Any, clients: int, ops: int) -> float:
 def one_run(addresses: dict[str, Any], args: argparse.Namespace, run: int) -> dict[str, dict]:
     data = pages(KEYS)
     out: dict[str, dict] = {}
-    for kind, address in addresses.items():
+    kinds = list(addresses)
+    shift = run % len(kinds)  # each run starts with another system: load drifts fall on all
+    for kind in kinds[shift:] + kinds[:shift]:
+        address = addresses[kind]
         store = STORES[kind](address, f"bench{run}")
         try:
             figures = single_ops(store, args.ops, data)
@@ -286,7 +289,7 @@ FIGURES = (
 
 
 def report(runs: list[dict[str, dict]], clients: int) -> str:
-    kinds = list(runs[0])
+    kinds = sorted(runs[0], key=lambda k: k != "tmem")
     med = {k: {f: statistics.median(r[k][f] for r in runs) for f, _ in FIGURES} for k in kinds}
     refs = [k for k in kinds if k != "tmem"]
     head = "| figure | " + " | ".join(kinds) + " | " + " | ".join(f"tmem/{r}" for r in refs)
@@ -311,6 +314,7 @@ def main() -> None:
     parser.add_argument("--client-ops", type=int, default=2000, help="put+get pairs per client")
     parser.add_argument("--only", choices=sorted(STORES), action="append")
     args = parser.parse_args()
+    start_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as workdir, servers(workdir) as addresses:
         if args.only:
             addresses = {k: v for k, v in addresses.items() if k in args.only}
@@ -318,7 +322,11 @@ def main() -> None:
         for run in range(args.runs):
             runs.append(one_run(addresses, args, run))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
-    print(f"# {args.runs} runs, medians; {os.cpu_count()} CPUs; python {sys.version.split()[0]}")
+    load = ", ".join(f"{x:.1f}" for x in (start_load, os.getloadavg()[0]))
+    print(
+        f"# {args.runs} runs, medians; {os.cpu_count()} CPUs; python {sys.version.split()[0]};"
+        f" load average {load} (start, end)"
+    )
     print(report(runs, args.clients))
 
 
