@@ -156,7 +156,12 @@ class Server:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             identity = None
         else:
-            identity = self.auth.unix_peer(sock)
+            try:
+                identity = self.auth.unix_peer(sock)
+            except OSError as exc:  # the peer left before we asked who it was
+                log.warning("no peer credentials: %s", exc)
+                sock.close()
+                return
         conn = Connection(sock, Session(identity), self.config.max_frame)
         self.conns[conn.fd] = conn
         self._epoll.register(conn.fd, _IN)
