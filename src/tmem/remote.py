@@ -41,6 +41,8 @@ _U32 = 1 << 32
 _PUT_HEAD = _HANDLE_FRAME = msg.HANDLE_FRAME
 _HANDLE_SIZE = msg.HANDLE.size
 oid_bytes = msg.oid_bytes
+# plain ints: an IntEnum member costs a lookup and a conversion on every call
+_PUT, _GET, _YES = int(Op.PUT), int(Op.GET), msg.ITEM_YES
 
 
 def parse_address(address: str | None) -> tuple[int, Any]:
@@ -218,8 +220,8 @@ class RemoteClient:
         ):
             oid, index = _handle(pool, oid, index)
             data = _data(data)
-        head = _PUT_HEAD.pack(Op.PUT, 0, 0, _HANDLE_SIZE + len(data), pool, oid_bytes(oid), index)
-        return self._chan.call(head + data, Op.PUT)[0] == msg.ITEM_YES
+        head = _PUT_HEAD.pack(_PUT, 0, 0, _HANDLE_SIZE + len(data), pool, oid_bytes(oid), index)
+        return self._chan.call(head + data, _PUT)[0] == _YES
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
@@ -232,8 +234,8 @@ class RemoteClient:
             and 0 <= index < INDEX_LIMIT
         ):
             oid, index = _handle(pool, oid, index)
-        frame = _HANDLE_FRAME.pack(Op.GET, 0, 0, _HANDLE_SIZE, pool, oid_bytes(oid), index)
-        body = self._chan.call(frame, Op.GET)
+        frame = _HANDLE_FRAME.pack(_GET, 0, 0, _HANDLE_SIZE, pool, oid_bytes(oid), index)
+        body = self._chan.call(frame, _GET)
         return bytes(body) if body else None
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:
