@@ -38,6 +38,7 @@ REJECT_REASONS: tuple[str, ...] = (
     "frozen",  # the administrator froze the client
     "cap",  # the client's cap would be exceeded and nothing of its own can go
     "capacity",  # the host is full of pages it may not evict
+    "share",  # persistent pages nearly fill the host and this client is past its share
     "store",  # the page store refused the page (see the store's own counters)
 )
 

@@ -490,3 +490,20 @@ def test_host_statistics_add_up_over_clients(host):
     assert totals["pages"] == 6 == sum(c.stats()["pages"] for c in clients)
     assert set(totals["clients"]) == {"vm0", "vm1", "vm2"}
     assert totals["succ_puts"] == 6
+
+
+def test_a_client_past_its_share_leaves_the_last_room_to_others(make_host):
+    host = make_host(64 * COST, compress=None)
+    a, b = host.connect("a"), host.connect("b")
+    pa, pb = a.new_pool(persistent=True), b.new_pool(persistent=True)
+    held_a = sum(a.put_page(pa, 1, i, page(i)) for i in range(64))
+    assert held_a == 62  # the last 1/32 of the host is kept for clients within their share
+    assert a.stats()["reject_share"] == 2
+    held_b = sum(b.put_page(pb, 1, i, page(i)) for i in range(4))
+    assert held_b == 2 and b.stats()["reject_capacity"] == 2
+    for i in range(10):
+        a.flush_page(pa, 1, i)
+    assert sum(b.put_page(pb, 2, i, page(i)) for i in range(9)) == 9  # b takes the room
+    assert a.put_page(pa, 2, 0, page(0)) is False  # the host is nearly full: a is past half
+    assert a.stats()["reject_share"] == 3
+    assert all(a.get_page(pa, 1, i) == page(i) for i in range(10, 62))

@@ -9,6 +9,9 @@ Policy (documented in docs/internals.md):
   the page being put against the putter), i.e. the one most over its weighted
   share.  Within a client, exact LRU over all its ephemeral pages.
 * Persistent pages are never evicted; a put that only they block is refused.
+  When persistent pages nearly fill the host, a client past its weighted
+  share of the capacity may not add more (``reject_share``), so the last
+  room goes to clients within their share.
 * One put evicts at most :data:`MAX_EVICTIONS_PER_PUT` pages (bounded work).
 """
 
@@ -22,6 +25,8 @@ if TYPE_CHECKING:
 MAX_EVICTIONS_PER_PUT = 256
 #: Bytes charged per stored page for the engine's own metadata (measured by bench/engine.py).
 PAGE_METADATA_BYTES = 160
+#: Persistent pages of clients past their weighted share stop at 1/32 below capacity.
+PERSISTENT_HEADROOM = 32
 
 
 class EvictionMixin:
@@ -42,9 +47,11 @@ class EvictionMixin:
                 return "cap"
         # The new page's data already counts in the store's bytes; only its metadata is to come.
         need = self.used + PAGE_METADATA_BYTES - self.capacity
+        if need > self.eph_used:
+            return "capacity"
+        if persistent and self.over_persistent_share(owner, cost):
+            return "share"
         if need > 0:
-            if need > self.eph_used:
-                return "capacity"
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
                     return "capacity"
@@ -55,6 +62,26 @@ class EvictionMixin:
             else:
                 return "capacity"
         return None
+
+    def over_persistent_share(self, owner: ClientState, cost: int) -> bool:
+        """True if persistent pages nearly fill the host and ``owner`` holds past its share.
+
+        Persistent pages cannot be evicted, so without this rule the first
+        client to fill the host would keep it. Once persistent pages would
+        reach the last :data:`PERSISTENT_HEADROOM` of the capacity, only
+        clients within their weighted share of the capacity may add more; the
+        others are refused and, like a frontswap that writes its oldest pages
+        back to its swap file, give room back to those under their share.
+        """
+        if len(self.clients) < 2:
+            return False  # a lone client's share is the whole host
+        # As in make_room, the new page's data already counts in ``used``.
+        persistent_after = self.used + PAGE_METADATA_BYTES - self.eph_used
+        if persistent_after <= self.capacity - self.capacity // PERSISTENT_HEADROOM:
+            return False
+        total_weight = sum(client.weight for client in self.clients.values())
+        share = self.capacity * owner.weight // total_weight
+        return owner.bytes - owner.eph_bytes + cost > share
 
     def most_over(self, putter: ClientState | None = None, cost: int = 0) -> ClientState:
         """The client with the most ephemeral bytes per unit of weight."""
