@@ -58,7 +58,7 @@ def test_rejected_pages_go_to_the_swap_file(tmp_path: Path) -> None:
 def test_a_host_that_fills_up_sends_the_rest_to_the_file(tmp_path: Path) -> None:
     host = tmem.Host(16 * PS + 2048, compress=None, dedup=None)
     client = host.connect("c")
-    with Frontswap(client, tmp_path / "swap", slots=40) as swap:
+    with Frontswap(client, tmp_path / "swap", slots=40, writeback=False) as swap:
         for slot in range(40):
             swap.store(slot, page(slot))
         assert [swap.load(s) for s in range(40)] == [page(s) for s in range(40)]
@@ -66,6 +66,24 @@ def test_a_host_that_fills_up_sends_the_rest_to_the_file(tmp_path: Path) -> None
     assert 0 < stats["succ_stores"] < 40
     assert stats["succ_stores"] + stats["failed_stores"] == 40
     assert stats["tmem_pages"] + stats["file_pages"] == 40
+
+
+def test_a_full_host_keeps_the_newest_pages_by_writing_back_the_oldest(tmp_path: Path) -> None:
+    host = tmem.Host(16 * PS + 2048, compress=None, dedup=None)
+    client = host.connect("c")
+    with Frontswap(client, tmp_path / "swap", slots=40) as swap:
+        for slot in range(40):
+            swap.store(slot, page(slot))
+        swap.store(30, page(30, 1))  # stored again: now the newest
+        stats = swap.stats()
+        in_tmem = [s for s in range(40) if swap._in_tmem[s]]
+        assert [swap.load(s) for s in range(40)] == [
+            page(s, 1) if s == 30 else page(s) for s in range(40)
+        ]
+    held = stats["tmem_pages"]
+    assert 0 < held < 40 and stats["failed_stores"] == 0
+    assert in_tmem == list(range(40 - held, 40))  # the newest pages stayed in tmem
+    assert stats["written_back"] == 40 - held == stats["swap_writes"]
 
 
 def test_storing_again_replaces_the_page_wherever_it_was(tmp_path: Path, client: Any) -> None:

@@ -14,6 +14,11 @@ slot records that a page is in tmem and one that the swap file holds it.
   swap file until tmem holds at most the target; :meth:`~Frontswap.selfshrink_step`
   applies Linux's frontswap-selfshrink policy (:mod:`tmem.frontends.selfshrink`),
   and :meth:`~Frontswap.start_selfshrink` runs it every interval in a thread.
+* **Writeback of the oldest page** (``writeback=True``, the default), as
+  zswap does when its pool is full: when tmem refuses a page, the oldest page
+  this area holds in tmem is moved to the swap file and the store is tried
+  once more, so tmem keeps the most recently swapped-out pages instead of the
+  first ones, and a client past its share of the host gives room back.
 * **Write-behind** (``write_behind=True``): a thread copies each page stored in
   tmem to the swap file too, so losing the host loses nothing once
   :meth:`~Frontswap.sync` has returned.
@@ -57,6 +62,7 @@ COUNTERS: tuple[str, ...] = (
     "swap_reads",
     "swap_writes",
     "shrunk_pages",
+    "written_back",
     "written_behind",
     "selfshrink_steps",
     "host_lost",
@@ -84,6 +90,7 @@ class Frontswap:
         write_behind: bool = False,
         selfshrink: SelfShrink | None = None,
         verify: bool = True,
+        writeback: bool = True,
     ) -> None:
         self.slots = check_count("slots", slots)
         self.page_size = check_page_size(page_size)
@@ -98,6 +105,12 @@ class Frontswap:
         self._lost: set[int] = set()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._cursor = 0
+        # Stores in order, oldest first, as (slot, store number); an entry is
+        # stale once its slot was stored again or left tmem.
+        self._writeback = writeback
+        self._order: deque[tuple[int, int]] = deque()
+        self._stored_at = array("Q", bytes(8 * slots))
+        self._stores = 0
         self._closed = False
         self._pending: deque[int] | None = deque() if write_behind else None
         self._threads: list[threading.Thread] = []
@@ -122,20 +135,51 @@ class Frontswap:
             self._check_open()
             self._lost.discard(slot)
             if self.pool is not None and self._tmem("put_page", slot, data):
-                if self._sums is not None:
-                    self._sums[slot] = xxhash.xxh3_64_intdigest(data)
-                self._in_tmem.set(slot)
-                self._in_file.clear(slot)
-                self._counts["succ_stores"] += 1
-                if self._pending is not None:
-                    self._pending.append(slot)
-                    self._changed.notify_all()
-                return
-            if self.client is not None:
-                self._counts["failed_stores"] += 1
+                return self._stored_in_tmem(slot, data)
             # A rejected duplicate put already flushed the old page in tmem.
             self._in_tmem.clear(slot)
+            if (
+                self._writeback
+                and self._write_back_oldest()
+                and self.pool is not None
+                and self._tmem("put_page", slot, data)
+            ):
+                return self._stored_in_tmem(slot, data)
+            if self.client is not None:
+                self._counts["failed_stores"] += 1
             self._write_file(slot, data)
+
+    def _stored_in_tmem(self, slot: int, data: bytes) -> None:
+        if self._sums is not None:
+            self._sums[slot] = xxhash.xxh3_64_intdigest(data)
+        self._in_tmem.set(slot)
+        self._in_file.clear(slot)
+        self._counts["succ_stores"] += 1
+        if self._writeback:
+            self._remember(slot)
+        if self._pending is not None:
+            self._pending.append(slot)
+            self._changed.notify_all()
+
+    def _remember(self, slot: int) -> None:
+        """Note that ``slot`` is now the newest page in tmem."""
+        self._stores += 1
+        self._stored_at[slot] = self._stores
+        self._order.append((slot, self._stores))
+        if len(self._order) > 2 * self._in_tmem.count + 1024:  # drop stale entries
+            self._order = deque(e for e in self._order if self._is_current(*e))
+
+    def _is_current(self, slot: int, stored_at: int) -> bool:
+        return self._in_tmem[slot] and self._stored_at[slot] == stored_at
+
+    def _write_back_oldest(self) -> bool:
+        """Move the oldest page this area has in tmem to the swap file; False if none."""
+        while self._order and self.pool is not None:
+            slot, stored_at = self._order.popleft()
+            if self._is_current(slot, stored_at) and self._move_to_file(slot):
+                self._counts["written_back"] += 1
+                return True
+        return False
 
     def load(self, slot: int) -> bytes:
         """The page stored in ``slot``; PagesLost if the host lost it, EmptySlot if none."""
@@ -192,6 +236,7 @@ class Frontswap:
                     self._tmem("flush_object", oid)
             self._in_tmem.clear_all()
             self._in_file.clear_all()
+            self._order.clear()
             self._lost.clear()
             if self._pending is not None:
                 self._pending.clear()
@@ -216,6 +261,7 @@ class Frontswap:
                 slot = self._in_tmem.next_set(self._cursor)
                 self._cursor = (slot + 1) % self.slots
                 if self._move_to_file(slot):
+                    self._counts["shrunk_pages"] += 1
                     moved += 1
         return moved
 
@@ -229,7 +275,6 @@ class Frontswap:
             self._write_file(slot, page)
         self._tmem("flush_page", slot)
         self._in_tmem.clear(slot)
-        self._counts["shrunk_pages"] += 1
         return True
 
     def selfshrink_step(self) -> int:
