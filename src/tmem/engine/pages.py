@@ -23,13 +23,15 @@ class PageTable:
     __slots__ = ("ref", "cost", "pool", "index", "oid", "prev", "next", "_free", "_size")
 
     def __init__(self, initial: int = 1024) -> None:
+        # 4-byte items where the values allow: page ids, pool ids and costs stay
+        # below 2**31, indexes below 2**32.
         self.ref = array("q")
-        self.cost = array("l")
-        self.pool = array("l")
-        self.index = array("L")
+        self.cost = array("i")
+        self.pool = array("i")
+        self.index = array("I")
         self.oid: list[int] = []
-        self.prev = array("l")
-        self.next = array("l")
+        self.prev = array("i")
+        self.next = array("i")
         self._free = _NIL
         self._size = 0
         self._grow(initial)
