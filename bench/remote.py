@@ -4,7 +4,9 @@ Starts ``tmem serve`` (Unix socket), ``redis-server`` (TCP loopback, through
 redis-py) and ``memcached`` (TCP loopback, through pymemcache, replies waited
 for), then measures for each: p50/p99 latency of single puts and gets, pages/s
 of batched puts and gets, and the total ops/s of 16 concurrent client
-processes.  Each figure is the median of ``--runs`` runs; ratios are tmem's
+processes.  Within a run the systems take turns (blocks of single operations,
+one batch at a time), so that the machine's changing load falls on all of
+them alike.  Each figure is the median of ``--runs`` runs; ratios are tmem's
 figure over the reference's.
 
     python bench/remote.py --runs 5 --ops 20000
@@ -30,6 +32,7 @@ import tmem
 
 PAGE = 4096
 KEYS = 2048  # working set of distinct pages (8 MiB)
+BLOCK = 500  # single operations per turn of each system
 
 
 # --- servers ---------------------------------------------------------------
@@ -192,41 +195,61 @@ def pages(n: int) -> list[bytes]:
     return [os.urandom(PAGE) for _ in range(n)]
 
 
-def single_ops(store: Any, ops: int, data: list[bytes]) -> dict[str, float]:
-    """p50/p99 (microseconds) of single puts, then single gets, of the working set."""
-    out = {}
-    for kind in ("put", "get"):
-        lat = []
-        clock = time.perf_counter_ns
-        for i in range(ops):
-            key = i % KEYS
-            t0 = clock()
-            if kind == "put":
-                store.put(key, data[key])
-            else:
-                got = store.get(key)
-            lat.append(clock() - t0)
-            if kind == "get" and got != data[key]:
-                raise AssertionError(f"wrong page for key {key}")
-        lat.sort()
-        out[f"{kind}_p50_us"] = lat[len(lat) // 2] / 1e3
-        out[f"{kind}_p99_us"] = lat[int(len(lat) * 0.99)] / 1e3
+def _timed_block(store: Any, keys: range, data: list[bytes], lat: dict[str, list]) -> None:
+    """Single puts of ``keys``, then single gets of them (checked), into ``lat``."""
+    clock = time.perf_counter_ns
+    put, get, puts, gets = store.put, store.get, lat["put"], lat["get"]
+    for key in keys:
+        t0 = clock()
+        put(key, data[key])
+        puts.append(clock() - t0)
+    for key in keys:
+        t0 = clock()
+        got = get(key)
+        gets.append(clock() - t0)
+        if got != data[key]:
+            raise AssertionError(f"wrong page for key {key}")
+
+
+def single_ops(stores: dict[str, Any], ops: int, data: list[bytes]) -> dict[str, dict]:
+    """p50/p99 (microseconds) of single puts and gets per system.
+
+    The systems take turns in blocks of :data:`BLOCK` operations, so that a
+    change in the machine's load falls on all of them alike.
+    """
+    lat = {kind: {"put": [], "get": []} for kind in stores}
+    for start in range(0, ops, BLOCK):
+        keys = range(start % KEYS, start % KEYS + min(BLOCK, ops - start))
+        for kind, store in stores.items():
+            _timed_block(store, keys, data, lat[kind])
+    out: dict[str, dict] = {}
+    for kind, by_op in lat.items():
+        out[kind] = {}
+        for op, values in by_op.items():
+            values.sort()
+            out[kind][f"{op}_p50_us"] = values[len(values) // 2] / 1e3
+            out[kind][f"{op}_p99_us"] = values[int(len(values) * 0.99)] / 1e3
     return out
 
 
-def batched(store: Any, total: int, batch: int, data: list[bytes]) -> dict[str, float]:
-    """Pages per second of batched puts, then batched gets."""
-    keys = [i % KEYS for i in range(total)]
-    t0 = time.perf_counter()
+def batched(stores: dict[str, Any], total: int, batch: int, data: list[bytes]) -> dict[str, dict]:
+    """Pages per second of batched puts and gets per system, the systems taking turns."""
+    spent = {kind: {"put": 0.0, "get": 0.0} for kind in stores}
     for start in range(0, total, batch):
-        store.put_many([(k, data[k]) for k in keys[start : start + batch]])
-    t1 = time.perf_counter()
-    for start in range(0, total, batch):
-        got = store.get_many(keys[start : start + batch])
-        if got[0] != data[keys[start]]:
-            raise AssertionError("wrong page in a batch")
-    t2 = time.perf_counter()
-    return {"batch_put_pages_s": total / (t1 - t0), "batch_get_pages_s": total / (t2 - t1)}
+        keys = [i % KEYS for i in range(start, min(start + batch, total))]
+        for kind, store in stores.items():
+            t0 = time.perf_counter()
+            store.put_many([(k, data[k]) for k in keys])
+            t1 = time.perf_counter()
+            got = store.get_many(keys)
+            spent[kind]["put"] += t1 - t0
+            spent[kind]["get"] += time.perf_counter() - t1
+            if got != [data[k] for k in keys]:
+                raise AssertionError(f"wrong page in a batch from {kind}")
+    return {
+        kind: {"batch_put_pages_s": total / t["put"], "batch_get_pages_s": total / t["get"]}
+        for kind, t in spent.items()
+    }
 
 
 def _worker(kind: str, address: Any, name: str, ops: int, barrier: Any, queue: Any) -> None:
@@ -259,19 +282,21 @@ def concurrent(kind: str, address: Any, clients: int, ops: int) -> float:
 
 def one_run(addresses: dict[str, Any], args: argparse.Namespace, run: int) -> dict[str, dict]:
     data = pages(KEYS)
-    out: dict[str, dict] = {}
     kinds = list(addresses)
     shift = run % len(kinds)  # each run starts with another system: load drifts fall on all
-    for kind in kinds[shift:] + kinds[:shift]:
-        address = addresses[kind]
-        store = STORES[kind](address, f"bench{run}")
-        try:
-            figures = single_ops(store, args.ops, data)
-            figures.update(batched(store, args.batch_total, args.batch, data))
-        finally:
+    kinds = kinds[shift:] + kinds[:shift]
+    stores = {kind: STORES[kind](addresses[kind], f"bench{run}") for kind in kinds}
+    try:
+        out = single_ops(stores, args.ops, data)
+        for kind, figures in batched(stores, args.batch_total, args.batch, data).items():
+            out[kind].update(figures)
+    finally:
+        for store in stores.values():
             store.close()
-        figures["concurrent_ops_s"] = concurrent(kind, address, args.clients, args.client_ops)
-        out[kind] = figures
+    for kind in kinds:
+        out[kind]["concurrent_ops_s"] = concurrent(
+            kind, addresses[kind], args.clients, args.client_ops
+        )
     return out
 
 
