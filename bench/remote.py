@@ -195,7 +195,7 @@ def pages(n: int) -> list[bytes]:
     return [os.urandom(PAGE) for _ in range(n)]
 
 
-def _timed_block(store: Any, keys: range, data: list[bytes], lat: dict[str, list]) -> None:
+def _timed_block(store: Any, keys: list[int], data: list[bytes], lat: dict[str, list]) -> None:
     """Single puts of ``keys``, then single gets of them (checked), into ``lat``."""
     clock = time.perf_counter_ns
     put, get, puts, gets = store.put, store.get, lat["put"], lat["get"]
@@ -219,7 +219,7 @@ def single_ops(stores: dict[str, Any], ops: int, data: list[bytes]) -> dict[str,
     """
     lat = {kind: {"put": [], "get": []} for kind in stores}
     for start in range(0, ops, BLOCK):
-        keys = range(start % KEYS, start % KEYS + min(BLOCK, ops - start))
+        keys = [(start + i) % KEYS for i in range(min(BLOCK, ops - start))]
         for kind, store in stores.items():
             _timed_block(store, keys, data, lat[kind])
     out: dict[str, dict] = {}
