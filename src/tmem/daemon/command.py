@@ -28,6 +28,7 @@ from tmem.errors import TmemError
 @click.option("--socket-mode", help="Permissions of the Unix socket [0600].")
 @click.option("--admin-uids", help="Comma-separated user ids allowed to administer [own uid].")
 @click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
+@click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(config_file: str | None, **options: Any) -> None:
     """Run a tmem host for other processes (Unix socket) and machines (TCP)."""

@@ -2,7 +2,8 @@
 
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
-``admin-uids``, ``max-frame``, ``max-connections``, ``log-level``.
+``admin-uids``, ``max-frame``, ``max-connections``, ``hello-timeout``,
+``log-level``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class Config:
     admin_uids: frozenset[int] = field(default_factory=lambda: frozenset({os.getuid()}))
     max_frame: int = DEFAULT_MAX_BODY
     max_connections: int = 1024
+    hello_timeout: float = 10.0
     log_level: str = "info"
 
     def with_values(self, values: dict[str, Any]) -> Config:
@@ -103,6 +105,13 @@ def _positive(value: Any) -> int:
     return number
 
 
+def _seconds(value: Any) -> float:
+    seconds = float(value)
+    if not 0 < seconds < 86400:
+        raise InvalidArgument(f"{value!r} is not a number of seconds in (0, 86400)")
+    return seconds
+
+
 def _uids(value: Any) -> frozenset[int]:
     items = value if isinstance(value, list | tuple | set | frozenset) else str(value).split(",")
     try:
@@ -129,5 +138,6 @@ _CONVERT = {
     "admin_uids": _uids,
     "max_frame": _positive,
     "max_connections": _positive,
+    "hello_timeout": _seconds,
     "log_level": _level,
 }

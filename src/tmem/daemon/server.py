@@ -16,6 +16,7 @@ import select
 import socket
 import stat
 import threading
+import time
 
 from tmem.daemon.auth import Authenticator, read_token_file
 from tmem.daemon.config import Config
@@ -30,6 +31,8 @@ log = logging.getLogger("tmem.daemon")
 OUT_LIMIT = 8 << 20
 _IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
+#: While hellos are pending, wake at least this often (seconds) to expire late ones.
+_SWEEP = 0.25
 
 
 class _Goodbye(Exception):
@@ -61,6 +64,8 @@ class Server:
         self.auth = Authenticator(config.admin_uids, tokens)
         self.dispatcher = Dispatcher(self.host, self.auth, config.max_frame)
         self.conns: dict[int, Connection] = {}
+        self._hello_deadlines: dict[int, float] = {}  # fd -> when its hello is overdue
+        self._next_sweep = 0.0
         self.listeners: dict[int, tuple[socket.socket, str]] = {}
         self.tcp_address: tuple[str, int] | None = None
         self._epoll = select.epoll()
@@ -107,9 +112,10 @@ class Server:
             "serving %s%s", self.address, f" and tcp {self.tcp_address}" if self.tcp_address else ""
         )
         poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
+        hellos = self._hello_deadlines
         try:
             while not self._stopping:
-                for fd, events in poll():
+                for fd, events in poll(_SWEEP if hellos else -1):
                     conn = conns.get(fd)
                     if conn is None:
                         if fd in self.listeners:
@@ -118,8 +124,22 @@ class Server:
                         self._read(conn)
                     else:
                         self._ready(conn, events)
+                if hellos and time.monotonic() >= self._next_sweep:
+                    self._expire_hellos()
         finally:
             self._shutdown()
+
+    def _expire_hellos(self) -> None:
+        """Close connections that have not finished their hello in time."""
+        now = time.monotonic()
+        self._next_sweep = now + _SWEEP
+        for fd, deadline in list(self._hello_deadlines.items()):
+            conn = self.conns.get(fd)
+            if conn is None or conn.session.greeted:
+                del self._hello_deadlines[fd]
+            elif now >= deadline:
+                log.warning("closing a connection of %s: no hello in time", conn.session.identity)
+                self._close(conn)
 
     def stop(self) -> None:
         """Ask the loop to stop (safe from any thread or a signal handler)."""
@@ -164,6 +184,7 @@ class Server:
                 return
         conn = Connection(sock, Session(identity), self.config.max_frame)
         self.conns[conn.fd] = conn
+        self._hello_deadlines[conn.fd] = time.monotonic() + self.config.hello_timeout
         self._epoll.register(conn.fd, _IN)
 
     def _ready(self, conn: Connection, events: int) -> None:
@@ -248,6 +269,7 @@ class Server:
             return
         conn.closed = True
         self.conns.pop(conn.fd, None)
+        self._hello_deadlines.pop(conn.fd, None)
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(conn.fd)
         conn.sock.close()
