@@ -38,9 +38,9 @@ _REPLY_LIMIT = 64 << 20
 #: Items per PUT_PAGES frame at most: two buffers each, within the kernel's IOV_MAX (1024).
 _MAX_ITEMS = 500
 _U32 = 1 << 32
-_PUT_HEAD = _HANDLE_FRAME = msg.HANDLE_FRAME
+_HANDLE_FRAME = msg.HANDLE_FRAME
 _HANDLE_SIZE = msg.HANDLE.size
-oid_bytes = msg.oid_bytes
+_oid_bytes = msg.oid_bytes
 # plain ints: an IntEnum member costs a lookup and a conversion on every call
 _PUT, _GET, _YES = int(Op.PUT), int(Op.GET), msg.ITEM_YES
 
@@ -220,7 +220,8 @@ class RemoteClient:
         ):
             oid, index = _handle(pool, oid, index)
             data = _data(data)
-        head = _PUT_HEAD.pack(_PUT, 0, 0, _HANDLE_SIZE + len(data), pool, oid_bytes(oid), index)
+        size = _HANDLE_SIZE + len(data)
+        head = _HANDLE_FRAME.pack(_PUT, 0, 0, size, pool, _oid_bytes(oid), index)
         return self._chan.call(head + data, _PUT)[0] == _YES
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
@@ -234,7 +235,7 @@ class RemoteClient:
             and 0 <= index < INDEX_LIMIT
         ):
             oid, index = _handle(pool, oid, index)
-        frame = _HANDLE_FRAME.pack(_GET, 0, 0, _HANDLE_SIZE, pool, oid_bytes(oid), index)
+        frame = _HANDLE_FRAME.pack(_GET, 0, 0, _HANDLE_SIZE, pool, _oid_bytes(oid), index)
         body = self._chan.call(frame, _GET)
         return bytes(body) if body else None
 
