@@ -216,14 +216,14 @@ class Server:
         while more and not conn.closed:
             more = self._answer(conn)
             self._send(conn)
-            more = more and len(out) < OUT_LIMIT
+            more = more and out.queued < OUT_LIMIT
 
     def _answer(self, conn: Connection) -> bool:
         """Answer buffered frames until none is left (False) or replies fill up (True)."""
         out, decoder, session = conn.out, conn.decoder, conn.session
         dispatch = self.dispatcher.dispatch
         try:
-            while len(out) < OUT_LIMIT:
+            while out.queued < OUT_LIMIT:
                 try:
                     frame = decoder.next_frame()
                 except WireError as exc:
@@ -251,7 +251,7 @@ class Server:
 
     def _send(self, conn: Connection) -> None:
         out = conn.out
-        if out:
+        if out.queued:
             try:
                 out.consumed(conn.sock.send(out.pending()))
             except (BlockingIOError, InterruptedError):
@@ -259,7 +259,8 @@ class Server:
             except OSError:
                 self._close(conn)
                 return
-        want = (_OUT if out else 0) | (_IN if len(out) < OUT_LIMIT else 0)
+        queued = out.queued
+        want = (_OUT if queued else 0) | (_IN if queued < OUT_LIMIT else 0)
         if want != conn.events and not conn.closed:
             conn.events = want
             self._epoll.modify(conn.fd, want)

@@ -128,9 +128,10 @@ class OutBuffer:
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
+        self.queued = 0  # bytes written and not yet consumed (a plain int: read per frame)
 
     def __len__(self) -> int:
-        return self._end - self._start
+        return self.queued
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` after what is already queued."""
@@ -142,6 +143,7 @@ class OutBuffer:
             stop = end + len(data)
         self._view[end:stop] = data
         self._end = stop
+        self.queued = stop - self._start
 
     def pending(self) -> memoryview:
         """The queued bytes (a view, valid until the next write)."""
@@ -150,8 +152,9 @@ class OutBuffer:
     def consumed(self, n: int) -> None:
         """Forget the first ``n`` queued bytes (they were sent)."""
         self._start += n
-        if self._start >= self._end:
-            self._start = self._end = 0
+        self.queued = self._end - self._start
+        if self.queued <= 0:
+            self._start = self._end = self.queued = 0
             if len(self._buf) > KEEP_OUT:
                 self._buf = bytearray(KEEP_OUT)
                 self._view = memoryview(self._buf)
