@@ -13,7 +13,8 @@ exactly one of:
 split evenly), guest by guest: positive means fewer disk I/Os than static.
 The CPU cost is the thread CPU time spent inside tmem calls divided by the
 disk I/Os tmem itself saved in that run (each tmem hit is a disk read not done;
-for frontswap each page tmem accepted is also a swap write not done).
+for frontswap each page tmem accepted is also a swap write not done, unless it
+was later written back or shrunk to the swap file).
 """
 
 from __future__ import annotations
@@ -55,7 +56,11 @@ def guest_row(scenario: str, counters: dict[str, int]) -> dict[str, int]:
             "first_touches": first,
             "disk_reads": counters["swap_reads"],
             "disk_writes": counters["swap_writes"],
-            "tmem_saves": counters["loads"] + counters["succ_stores"],
+            # A page tmem took but later moved to the swap file saved no write.
+            "tmem_saves": counters["loads"]
+            + counters["succ_stores"]
+            - counters.get("written_back", 0)
+            - counters.get("shrunk_pages", 0),
             "refused": counters["failed_stores"],
             "tmem_cpu_ns": counters["tmem_cpu_ns"],
             "tmem_calls": counters["tmem_calls"],

@@ -1,0 +1,41 @@
+"""What a run counts as I/O that tmem saved."""
+
+from __future__ import annotations
+
+from tmem.workload.report import guest_row
+
+SWAP = dict(
+    accesses=100,
+    faults=30,
+    first_touches=10,
+    loads=12,
+    swap_reads=18,
+    swap_writes=25,
+    succ_stores=40,
+    failed_stores=5,
+    tmem_cpu_ns=1000,
+    tmem_calls=60,
+)
+
+
+def test_frontswap_pages_moved_on_to_the_swap_file_saved_no_write():
+    row = guest_row("frontswap", dict(SWAP, written_back=15, shrunk_pages=5))
+    assert row["tmem_saves"] == 12 + 40 - 15 - 5
+
+
+def test_frontswap_savings_are_loads_and_stores_kept():
+    assert guest_row("frontswap", SWAP)["tmem_saves"] == 52
+
+
+def test_cleancache_savings_are_tmem_hits():
+    counters = dict(
+        reads=50,
+        private_hits=20,
+        succ_gets=10,
+        disk_reads=20,
+        disk_writes=3,
+        failed_puts=2,
+        tmem_cpu_ns=500,
+        tmem_calls=40,
+    )
+    assert guest_row("cleancache", counters)["tmem_saves"] == 10
