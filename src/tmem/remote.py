@@ -29,6 +29,7 @@ from tmem.errors import (
     error_for,
 )
 from tmem.host import batch_item, settle_batch
+from tmem.sockets import default_socket
 from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError
 from tmem.wire import messages as msg
 
@@ -48,8 +49,6 @@ _PUT, _GET, _YES = int(Op.PUT), int(Op.GET), msg.ITEM_YES
 def parse_address(address: str | None) -> tuple[int, Any]:
     """``(family, sockaddr)`` for ``unix:PATH``, an absolute path, or ``tcp://HOST:PORT``."""
     if address is None:
-        from tmem.daemon.config import default_socket
-
         address = default_socket()
     text = str(address)
     if text.startswith("unix:"):

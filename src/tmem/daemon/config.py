@@ -14,14 +14,9 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from tmem.errors import InvalidArgument
+from tmem.sockets import default_socket
 from tmem.units import parse_size
 from tmem.wire import DEFAULT_MAX_BODY
-
-
-def default_socket() -> str:
-    """``$XDG_RUNTIME_DIR/tmem.sock``, else ``/run/tmem/tmem.sock``."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(runtime, "tmem.sock") if runtime else "/run/tmem/tmem.sock"
 
 
 def parse_tcp(text: str) -> tuple[str, int]:
