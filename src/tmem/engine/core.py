@@ -25,7 +25,12 @@ import uuid as _uuid
 from typing import Any
 
 from tmem.api import INDEX_LIMIT, MAX_PAGE_SIZE, MIN_PAGE_SIZE, OID_LIMIT, REJECT_REASONS
-from tmem.engine.evict import MAX_EVICTIONS_PER_PUT, PAGE_METADATA_BYTES, EvictionMixin
+from tmem.engine.evict import (
+    MAX_EVICTIONS_PER_PUT,
+    PAGE_METADATA_BYTES,
+    PERSISTENT_HEADROOM,
+    EvictionMixin,
+)
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.errors import InvalidArgument, NoSuchClient, NoSuchPool, PermissionDenied
@@ -81,6 +86,8 @@ class Engine(EvictionMixin):
     def __init__(self, store: PageStore, capacity: int) -> None:
         self.store = store
         self.capacity = self._check_capacity(capacity)
+        # Below this usage no put needs eviction or meets the persistent share rule.
+        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
         self.table = PageTable()
         self._refs = self.table.ref  # the same array for the table's whole life
         self.clients: dict[str, ClientState] = {}
@@ -183,6 +190,7 @@ class Engine(EvictionMixin):
     def set_capacity(self, capacity: int) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""
         self.capacity = self._check_capacity(capacity)
+        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
         self.shrink_to_capacity()
 
     # --- shared-pool rights ---------------------------------------------
@@ -320,11 +328,17 @@ class Engine(EvictionMixin):
         ref = self.store.put(data, pool.persistent, owner.cid)
         if ref < 0:
             return self._reject(client, pool, "store")
-        cost = self.store.charge(ref) + PAGE_METADATA_BYTES
-        reason = self.make_room(owner, pool.persistent, cost)  # ref's bytes already in use
-        if reason is not None:
-            self.store.free(ref)
-            return self._reject(client, pool, reason)
+        store = self.store
+        cost = store.charge(ref) + PAGE_METADATA_BYTES
+        # Far from every limit no rule of make_room can apply (the common case).
+        if (
+            owner.cap is not None
+            or store.used_bytes + PAGE_METADATA_BYTES * (self.pages + 1) > self.calm_limit
+        ):
+            reason = self.make_room(owner, pool.persistent, cost)  # ref's bytes already in use
+            if reason is not None:
+                store.free(ref)
+                return self._reject(client, pool, reason)
         table = self.table
         pid = table.alloc(ref, cost, pool.uid, oid, index)
         pages = objs.get(oid)  # eviction may have emptied and removed the object
