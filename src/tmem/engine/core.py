@@ -317,8 +317,12 @@ class Engine(EvictionMixin):
         objs = pool.objs
         pages = objs.get(oid)
         if pages is not None:
-            old = pages.pop(index, None)
+            old = pages.get(index)
             if old is not None:
+                answer = self._replace(client, pool, old, data)
+                if answer is not None:
+                    return answer
+                del pages[index]
                 if not pages:
                     del objs[oid]
                 self._drop(old, pool)
@@ -354,6 +358,46 @@ class Engine(EvictionMixin):
             owner.eph_bytes += cost
             self.eph_used += cost
             table.append(owner.lru, pid)
+        client.succ_puts += 1
+        pool.succ_puts += 1
+        return True
+
+    def _replace(self, client: ClientState, pool: Pool, pid: int, data: Any) -> bool | None:
+        """Overwrite page ``pid`` in place when no limit is near; None: take the long way.
+
+        The same outcome as flushing the old page and putting the new one,
+        without giving back and taking again the page id and its object slot.
+        """
+        owner, store = pool.owner, self.store
+        if (
+            client.frozen
+            or owner.cap is not None
+            # even a new page of a whole page_size more would leave every limit untouched
+            or store.used_bytes + PAGE_METADATA_BYTES * self.pages + pool.page_size
+            > self.calm_limit
+        ):
+            return None
+        ref = store.put(data, pool.persistent, owner.cid)
+        table = self.table
+        if ref < 0:  # a refused duplicate put flushes the old page
+            oid = table.oid[pid]
+            pages = pool.objs[oid]
+            del pages[table.index[pid]]
+            if not pages:
+                del pool.objs[oid]
+            self._drop(pid, pool)
+            return self._reject(client, pool, "store")
+        store.free(table.ref[pid])
+        cost = store.charge(ref) + PAGE_METADATA_BYTES
+        delta = cost - table.cost[pid]
+        table.ref[pid] = ref
+        table.cost[pid] = cost
+        pool.bytes += delta
+        owner.bytes += delta
+        if not pool.persistent:
+            owner.eph_bytes += delta
+            self.eph_used += delta
+            table.touch(owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
