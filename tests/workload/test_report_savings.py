@@ -39,3 +39,14 @@ def test_cleancache_savings_are_tmem_hits():
         tmem_calls=40,
     )
     assert guest_row("cleancache", counters)["tmem_saves"] == 10
+
+
+def test_savings_are_measured_against_the_private_run_when_it_ran():
+    from tmem.workload.report import _derive
+
+    row = guest_row("frontswap", dict(SWAP, written_back=15, shrunk_pages=5))
+    baseline = dict(row, disk_reads=30, disk_writes=35)
+    derived = _derive(dict(row), None, baseline)
+    assert derived["saved_io"] == (30 + 35) - (18 + 25)
+    assert derived["cpu_us_per_saved_io"] == 1000 / 1000 / 22
+    assert _derive(dict(row), None)["saved_io"] == row["tmem_saves"]

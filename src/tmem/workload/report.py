@@ -12,9 +12,11 @@ exactly one of:
 *Avoided* counts compare a configuration with ``static`` (the same memory
 split evenly), guest by guest: positive means fewer disk I/Os than static.
 The CPU cost is the thread CPU time spent inside tmem calls divided by the
-disk I/Os tmem itself saved in that run (each tmem hit is a disk read not done;
-for frontswap each page tmem accepted is also a swap write not done, unless it
-was later written back or shrunk to the swap file).
+disk I/Os tmem saved: the I/Os of ``private`` (the same private memory and no
+tmem) less this configuration's, when ``private`` ran; otherwise the I/Os tmem
+itself counts as saved (each tmem hit is a disk read not done; for frontswap
+each page tmem accepted is also a swap write not done, unless it was later
+written back or shrunk to the swap file).
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from tmem.units import format_size
 from tmem.workload.runner import ConfigResult, WorkloadResult
 
 REFERENCE = "static"
+#: The I/O tmem saved is measured against this configuration when it ran.
+BASELINE = "private"
 
 #: Row fields that add up over guests.
 _SUMMED = (
@@ -79,12 +83,18 @@ def guest_row(scenario: str, counters: dict[str, int]) -> dict[str, int]:
     }
 
 
-def _derive(row: dict[str, Any], reference: dict[str, Any] | None) -> dict[str, Any]:
+def _derive(
+    row: dict[str, Any], reference: dict[str, Any] | None, baseline: dict[str, Any] | None = None
+) -> dict[str, Any]:
     reads = row["reads"]
     row["hit_ratio"] = (row["private_hits"] + row["tmem_hits"]) / reads if reads else 0.0
     row["tmem_hit_ratio"] = row["tmem_hits"] / reads if reads else 0.0
     saves = row["tmem_saves"]
-    row["cpu_us_per_saved_io"] = row["tmem_cpu_ns"] / 1000 / saves if saves else None
+    if baseline is not None:  # the same guests with the same private memory and no tmem
+        saves = baseline["disk_reads"] + baseline["disk_writes"]
+        saves -= row["disk_reads"] + row["disk_writes"]
+    row["saved_io"] = saves
+    row["cpu_us_per_saved_io"] = row["tmem_cpu_ns"] / 1000 / saves if saves > 0 else None
     if reference is not None:
         row["reads_avoided"] = reference["disk_reads"] - row["disk_reads"]
         row["writes_avoided"] = reference["disk_writes"] - row["disk_writes"]
@@ -96,6 +106,7 @@ def summarize(result: WorkloadResult) -> dict[str, Any]:
     spec = result.spec
     rows = {r.config.name: _rows(spec.scenario, r) for r in result.results if not r.unavailable}
     reference = rows.get(REFERENCE)
+    baseline = rows.get(BASELINE)
     configs = []
     for r in result.results:
         entry: dict[str, Any] = {
@@ -109,13 +120,18 @@ def summarize(result: WorkloadResult) -> dict[str, Any]:
             entry["unavailable"] = r.unavailable
         else:
             guests = rows[r.config.name]
+            base = baseline if baseline and r.config.name != BASELINE else None
             for i, row in enumerate(guests):
-                _derive(row, reference[i] if reference else None)
+                _derive(row, reference[i] if reference else None, base[i] if base else None)
             entry.update(
                 seconds=r.seconds,
                 host=r.host,
                 guests=guests,
-                total=_derive(_total(guests), _total(reference) if reference else None),
+                total=_derive(
+                    _total(guests),
+                    _total(reference) if reference else None,
+                    _total(base) if base else None,
+                ),
                 timeline={"accesses": r.steps, "disk_reads": r.io, "host_bytes": r.host_bytes},
             )
         configs.append(entry)
