@@ -322,10 +322,7 @@ class Engine(EvictionMixin):
                 answer = self._replace(client, pool, old, data)
                 if answer is not None:
                     return answer
-                del pages[index]
-                if not pages:
-                    del objs[oid]
-                self._drop(old, pool)
+                self._remove(old, pool)
         if client.frozen:
             return self._reject(client, pool, "frozen")
         owner = pool.owner
@@ -380,12 +377,7 @@ class Engine(EvictionMixin):
         ref = store.put(data, pool.persistent, owner.cid)
         table = self.table
         if ref < 0:  # a refused duplicate put flushes the old page
-            oid = table.oid[pid]
-            pages = pool.objs[oid]
-            del pages[table.index[pid]]
-            if not pages:
-                del pool.objs[oid]
-            self._drop(pid, pool)
+            self._remove(pid, pool)
             return self._reject(client, pool, "store")
         store.free(table.ref[pid])
         cost = store.charge(ref) + PAGE_METADATA_BYTES
@@ -435,10 +427,7 @@ class Engine(EvictionMixin):
         elif pool.shared:
             self.table.touch(pool.owner.lru, pid)
         else:
-            del pages[index]
-            if not pages:
-                del pool.objs[oid]
-            self._drop(pid, pool)
+            self._remove(pid, pool)
         client.succ_gets += 1
         pool.succ_gets += 1
         return data
@@ -460,11 +449,9 @@ class Engine(EvictionMixin):
         pool.flushes += 1
         pages = pool.objs.get(oid)
         if pages is not None:
-            pid = pages.pop(index, None)
+            pid = pages.get(index)
             if pid is not None:
-                if not pages:
-                    del pool.objs[oid]
-                self._drop(pid, pool)
+                self._remove(pid, pool)
 
     def flush_object(self, client: ClientState, pool_id: int, oid: int) -> None:
         """Forget every page of the object."""
@@ -476,6 +463,16 @@ class Engine(EvictionMixin):
         if pages:
             for pid in pages.values():
                 self._drop(pid, pool)
+
+    def _remove(self, pid: int, pool: Pool) -> None:
+        """Take page ``pid`` out of its object (dropping an emptied object) and free it."""
+        table = self.table
+        oid = table.oid[pid]
+        pages = pool.objs[oid]
+        del pages[table.index[pid]]
+        if not pages:
+            del pool.objs[oid]
+        self._drop(pid, pool)
 
     def _drop(self, pid: int, pool: Pool) -> None:
         """Free a page already removed from its object's dict; undo its charges."""

@@ -103,12 +103,7 @@ class EvictionMixin:
         table = self.table
         pid = table.oldest(client.lru)
         pool = self.pools[table.pool[pid]]
-        oid = table.oid[pid]
-        pages = pool.objs[oid]
-        del pages[table.index[pid]]
-        if not pages:
-            del pool.objs[oid]
-        self._drop(pid, pool)
+        self._remove(pid, pool)
         pool.evictions += 1
         client.evictions += 1
 
