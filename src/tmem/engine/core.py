@@ -449,9 +449,11 @@ class Engine(EvictionMixin):
         pool.flushes += 1
         pages = pool.objs.get(oid)
         if pages is not None:
-            pid = pages.get(index)
+            pid = pages.pop(index, None)
             if pid is not None:
-                self._remove(pid, pool)
+                if not pages:
+                    del pool.objs[oid]
+                self._drop(pid, pool)  # inline rather than _remove: flush is a hot path
 
     def flush_object(self, client: ClientState, pool_id: int, oid: int) -> None:
         """Forget every page of the object."""
