@@ -12,6 +12,8 @@ import uuid as _uuid
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
+from tmem.errors import InvalidArgument
+
 #: A page handle's object id lies in [0, OID_LIMIT): room for a 192-bit file handle.
 OID_LIMIT = 1 << 192
 #: A page handle's index lies in [0, INDEX_LIMIT).
@@ -20,6 +22,18 @@ INDEX_LIMIT = 1 << 32
 MIN_PAGE_SIZE = 512
 MAX_PAGE_SIZE = 65536
 DEFAULT_PAGE_SIZE = 4096
+
+
+def check_page_size(page_size: Any) -> int:
+    """Return ``page_size`` if it is a power of two from 512 to 65536, else raise."""
+    if (
+        type(page_size) is not int
+        or not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE
+        or page_size & (page_size - 1)
+    ):
+        raise InvalidArgument(f"page size {page_size!r} is not a power of two in [512, 65536]")
+    return page_size
+
 
 #: Operation counters kept per pool and per client, with Xen tmem's names.
 OP_COUNTERS: tuple[str, ...] = (

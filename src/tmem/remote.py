@@ -18,8 +18,15 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from tmem.api import DEFAULT_PAGE_SIZE, INDEX_LIMIT, MAX_PAGE_SIZE, OID_LIMIT, Stats
-from tmem.engine.core import check_handle, check_page_size
+from tmem.api import (
+    DEFAULT_PAGE_SIZE,
+    INDEX_LIMIT,
+    MAX_PAGE_SIZE,
+    OID_LIMIT,
+    Stats,
+    check_page_size,
+)
+from tmem.engine.core import check_handle
 from tmem.errors import (
     ConnectionLost,
     InvalidArgument,

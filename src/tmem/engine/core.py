@@ -24,7 +24,7 @@ import operator
 import uuid as _uuid
 from typing import Any
 
-from tmem.api import INDEX_LIMIT, MAX_PAGE_SIZE, MIN_PAGE_SIZE, OID_LIMIT, REJECT_REASONS
+from tmem.api import INDEX_LIMIT, OID_LIMIT, REJECT_REASONS, check_page_size
 from tmem.engine.evict import (
     MAX_EVICTIONS_PER_PUT,
     PAGE_METADATA_BYTES,
@@ -53,17 +53,6 @@ def check_handle(oid: Any, index: Any) -> tuple[int, int]:
     if not 0 <= index < INDEX_LIMIT:
         raise InvalidArgument(f"page index {index!r} is outside [0, 2**32)")
     return oid, index
-
-
-def check_page_size(page_size: Any) -> int:
-    """Return ``page_size`` if it is a power of two from 512 to 65536, else raise."""
-    if (
-        type(page_size) is not int
-        or not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE
-        or page_size & (page_size - 1)
-    ):
-        raise InvalidArgument(f"page size {page_size!r} is not a power of two in [512, 65536]")
-    return page_size
 
 
 def as_page(data: Any, page_size: int) -> bytes | memoryview:

@@ -50,7 +50,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from tmem.api import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, MIN_PAGE_SIZE, Client
+from tmem.api import DEFAULT_PAGE_SIZE, Client, check_page_size
 from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool, PermissionDenied
 from tmem.frontends.cachedfile import CachedFile
 
@@ -72,17 +72,6 @@ COUNTERS: tuple[str, ...] = (
 _GEN_MASK = (1 << 64) - 1
 #: Past this many pages a truncation flushes the whole object instead of page by page.
 _FLUSH_RANGE_LIMIT = 1024
-
-
-def check_page_size(page_size: Any) -> int:
-    """Return ``page_size`` if it is a power of two tmem accepts, else raise InvalidArgument."""
-    if (
-        type(page_size) is not int
-        or not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE
-        or page_size & (page_size - 1)
-    ):
-        raise InvalidArgument(f"page size {page_size!r} is not a power of two in [512, 65536]")
-    return page_size
 
 
 def check_count(name: str, value: Any) -> int:

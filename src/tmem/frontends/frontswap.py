@@ -45,10 +45,10 @@ from typing import Any
 
 import xxhash
 
-from tmem.api import DEFAULT_PAGE_SIZE, Client
+from tmem.api import DEFAULT_PAGE_SIZE, Client, check_page_size
 from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool
 from tmem.frontends.bitmap import Bitmap
-from tmem.frontends.cleancache import check_count, check_page_size, destroy_quietly
+from tmem.frontends.cleancache import check_count, destroy_quietly
 from tmem.frontends.errors import EmptySlot, PagesLost
 from tmem.frontends.selfshrink import SelfShrink
 
