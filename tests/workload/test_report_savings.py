@@ -50,3 +50,11 @@ def test_savings_are_measured_against_the_private_run_when_it_ran():
     assert derived["saved_io"] == (30 + 35) - (18 + 25)
     assert derived["cpu_us_per_saved_io"] == 1000 / 1000 / 22
     assert _derive(dict(row), None)["saved_io"] == row["tmem_saves"]
+
+
+def test_a_configuration_without_tmem_has_no_cpu_figure():
+    from tmem.workload.report import _derive
+
+    row = guest_row("frontswap", dict(SWAP, tmem_calls=0, tmem_cpu_ns=0, loads=0, succ_stores=0))
+    baseline = dict(row, disk_reads=30, disk_writes=35)
+    assert _derive(dict(row), None, baseline)["cpu_us_per_saved_io"] is None

@@ -94,7 +94,8 @@ def _derive(
         saves = baseline["disk_reads"] + baseline["disk_writes"]
         saves -= row["disk_reads"] + row["disk_writes"]
     row["saved_io"] = saves
-    row["cpu_us_per_saved_io"] = row["tmem_cpu_ns"] / 1000 / saves if saves > 0 else None
+    counted = row["tmem_calls"] > 0 and saves > 0
+    row["cpu_us_per_saved_io"] = row["tmem_cpu_ns"] / 1000 / saves if counted else None
     if reference is not None:
         row["reads_avoided"] = reference["disk_reads"] - row["disk_reads"]
         row["writes_avoided"] = reference["disk_writes"] - row["disk_writes"]
