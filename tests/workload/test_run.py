@@ -152,3 +152,21 @@ def test_guests_as_processes_of_a_daemon_keep_the_same_books():
     assert tmem["total"]["tmem_hits"] > 0
     assert tmem["host"]["capacity"] == 256 << 10
     assert max(max(sample) for sample in tmem["timeline"]["host_bytes"]) > 0
+
+
+def test_dropping_the_swap_copy_on_swap_in_stores_pages_again_and_keeps_the_books():
+    from dataclasses import replace
+
+    kept = summarize(run_workload(spec("frontswap", configs=("static",))))
+    dropped = summarize(
+        run_workload(replace(spec("frontswap", configs=("static",)), swap_cache="drop"))
+    )
+    keep_row = kept["configurations"][0]["total"]
+    drop_row = dropped["configurations"][0]["total"]
+    # Same memory, same faults: only the swap writes differ (clean pages are written again).
+    assert drop_row["disk_reads"] == keep_row["disk_reads"]
+    assert drop_row["disk_writes"] > keep_row["disk_writes"]
+    for text, row in zip(GUESTS, dropped["configurations"][0]["guests"], strict=True):
+        reads, writes = expected_pages(text)
+        parts = row["private_hits"] + row["first_touches"] + row["tmem_hits"]
+        assert parts + row["disk_reads"] == row["reads"] == reads + writes

@@ -90,6 +90,15 @@ def bench() -> None:
     help="Frontswap's self-shrinking, in the frontswap scenario.",
 )
 @click.option(
+    "--swap-cache",
+    type=click.Choice(["keep", "drop"]),
+    default="keep",
+    show_default=True,
+    help="In the frontswap scenario, whether a page read back from the swap file keeps "
+    "its copy there (Linux while swap is not full) or frees it (Linux once swap is "
+    "over half full), so that it is stored again when evicted.",
+)
+@click.option(
     "--processes",
     is_flag=True,
     help="Run each guest as a process, a client of a tmem daemon on a Unix socket "
@@ -120,6 +129,7 @@ def workload(
     scenario: str,
     configs: tuple[str, ...],
     selfshrink: bool,
+    swap_cache: str,
     processes: bool,
     step: int,
     as_json: bool,
@@ -138,6 +148,7 @@ def workload(
         private_pages=private_pages,
         step_pages=step,
         selfshrink=selfshrink,
+        swap_cache=swap_cache,
         processes=processes,
         configurations=configs,
     )

@@ -83,6 +83,8 @@ class WorkloadSpec:
 
     ``step_pages`` is how many page accesses each guest makes between samples;
     ``selfshrink`` runs frontswap's self-shrinking in the frontswap scenario;
+    ``swap_cache`` says whether a page read back from the swap file keeps its
+    copy there (``"keep"``) or frees it (``"drop"``);
     ``processes`` makes each guest a process and a client of a daemon.
     """
 
@@ -93,6 +95,7 @@ class WorkloadSpec:
     step_pages: int = 512
     scenario: str = "cleancache"
     selfshrink: bool = True
+    swap_cache: str = "keep"
     processes: bool = False
     configurations: tuple[str, ...] = field(default=())
 

@@ -211,7 +211,9 @@ class SwapGuest(Guest):
 
     Eviction is least recently used.  A page paged in from the swap file
     keeps its copy there until it is written (the copy is then invalidated),
-    so evicting it clean again costs nothing, as with Linux's swap cache.  A
+    so evicting it clean again costs nothing, as with Linux's swap cache;
+    with ``keep_swap_copy=False`` the copy is freed at once, as Linux does
+    once swap is over half full, and the page is stored again when evicted.  A
     page loaded from tmem is taken out of tmem at once (Linux's "exclusive
     gets"), so tmem holds only pages that are not resident; it is stored again
     when it is evicted.  With ``selfshrink``, each step ends with one interval
@@ -233,6 +235,7 @@ class SwapGuest(Guest):
         frames: int,
         page_size: int = 4096,
         selfshrink: bool = False,
+        keep_swap_copy: bool = True,
     ) -> None:
         from tmem.frontends.frontswap import Frontswap
 
@@ -241,6 +244,7 @@ class SwapGuest(Guest):
             raise WorkloadError(f"{name} needs at least one resident page, not {frames}")
         self.frames = frames
         self.selfshrink = selfshrink and client is not None
+        self.keep_swap_copy = keep_swap_copy
         slots = len(layout.pages)
         self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size)
         self.resident: OrderedDict[int, bytes] = OrderedDict()
@@ -271,7 +275,7 @@ class SwapGuest(Guest):
             from_tmem = self.swap.stats()["loads"]
             data = bytes(self.swap.load(page))
             self.check(page, data)
-            if self.swap.stats()["loads"] != from_tmem:
+            if self.swap.stats()["loads"] != from_tmem or not self.keep_swap_copy:
                 self.swap.invalidate(page)
                 self.swapped.discard(page)
         else:

@@ -176,6 +176,7 @@ def make_guest(
             config.private_pages,
             spec.page_size,
             selfshrink=spec.selfshrink,
+            keep_swap_copy=spec.swap_cache == "keep",
         )
     path = workdir / f"{config.name}-{name}.disk"
     return CacheGuest(
