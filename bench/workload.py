@@ -17,7 +17,7 @@ configuration, the median over runs of:
 with the lowest and highest of the runs for the ratio to static.
 
     python bench/workload.py [--runs 3] [--scenario both] [--guest SPEC ...] [-m 256] [-t 8M]
-                             [--processes] [--json]
+                             [--processes] [--swap-cache keep|drop] [--json]
 """
 
 from __future__ import annotations
@@ -132,6 +132,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-m", "--private-pages", type=int, default=DEFAULT_PRIVATE_PAGES)
     parser.add_argument("-t", "--spare", default=DEFAULT_SPARE)
     parser.add_argument("--processes", action="store_true", help="guests as daemon clients")
+    parser.add_argument(
+        "--swap-cache",
+        choices=["keep", "drop"],
+        default="keep",
+        help="frontswap: keep or free a page's swap-file copy on swap-in",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     scenarios = SCENARIOS if args.scenario == "both" else (args.scenario,)
@@ -144,6 +150,7 @@ def main(argv: list[str] | None = None) -> None:
             spare_bytes=parse_size(args.spare),
             scenario=scenario,
             processes=args.processes,
+            swap_cache=args.swap_cache,
         )
         runs = []
         for i in range(args.runs):
