@@ -74,9 +74,7 @@ class Engine(EvictionMixin):
 
     def __init__(self, store: PageStore, capacity: int) -> None:
         self.store = store
-        self.capacity = self._check_capacity(capacity)
-        # Below this usage no put needs eviction or meets the persistent share rule.
-        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
+        self._apply_capacity(capacity)
         self.table = PageTable()
         self._refs = self.table.ref  # the same array for the table's whole life
         self.clients: dict[str, ClientState] = {}
@@ -176,10 +174,14 @@ class Engine(EvictionMixin):
             raise InvalidArgument(f"capacity {capacity!r} must be a byte count >= 0")
         return capacity
 
+    def _apply_capacity(self, capacity: Any) -> None:
+        self.capacity = self._check_capacity(capacity)
+        # Below this usage no put needs eviction or meets the persistent share rule.
+        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
+
     def set_capacity(self, capacity: int) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""
-        self.capacity = self._check_capacity(capacity)
-        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
+        self._apply_capacity(capacity)
         self.shrink_to_capacity()
 
     # --- shared-pool rights ---------------------------------------------
@@ -314,11 +316,10 @@ class Engine(EvictionMixin):
                 self._remove(old, pool)
         if client.frozen:
             return self._reject(client, pool, "frozen")
-        owner = pool.owner
-        ref = self.store.put(data, pool.persistent, owner.cid)
+        owner, store = pool.owner, self.store
+        ref = store.put(data, pool.persistent, owner.cid)
         if ref < 0:
             return self._reject(client, pool, "store")
-        store = self.store
         cost = store.charge(ref) + PAGE_METADATA_BYTES
         # Far from every limit no rule of make_room can apply (the common case).
         if (

@@ -77,7 +77,7 @@ class EvictionMixin:
             return False  # a lone client's share is the whole host
         # As in make_room, the new page's data already counts in ``used``.
         persistent_after = self.used + PAGE_METADATA_BYTES - self.eph_used
-        if persistent_after <= self.capacity - self.capacity // PERSISTENT_HEADROOM:
+        if persistent_after <= self.calm_limit:
             return False
         total_weight = sum(client.weight for client in self.clients.values())
         share = self.capacity * owner.weight // total_weight
