@@ -19,6 +19,16 @@ _PAGESIZE = mmap.PAGESIZE
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
 
 
+def anonymous_map(size: int) -> mmap.mmap:
+    """A private anonymous mapping of ``size`` bytes.
+
+    Private, not shared: the pages of a shared anonymous map live in shmem, and
+    ``MADV_DONTNEED`` only unmaps them from the process there (RSS drops, the
+    machine's memory does not).  A private map's pages are freed by it.
+    """
+    return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+
+
 class SlotArena:
     """Slots of ``slot_size`` bytes, addressed by small integers."""
 
@@ -57,7 +67,7 @@ class SlotArena:
         slot = self._next
         self._next = slot + 1
         if slot >= len(self.chunks) * self.per_chunk:
-            self.chunks.append(mmap.mmap(-1, self.per_chunk * self.slot_size))
+            self.chunks.append(anonymous_map(self.per_chunk * self.slot_size))
         return slot
 
     def free(self, slot: int) -> None:

@@ -25,6 +25,8 @@ import heapq
 import mmap
 from array import array
 
+from tmem.store.arena import anonymous_map
+
 CLASS_BITS = 10
 CLASS_MASK = (1 << CLASS_BITS) - 1
 CHUNK_BYTES = 1 << 20
@@ -93,7 +95,7 @@ class SizeClass:
                 return slot
         slot = self.top
         if slot // self.per_chunk >= len(self.chunks):
-            self.chunks.append(mmap.mmap(-1, self.per_chunk * self.slot_size))
+            self.chunks.append(anonymous_map(self.per_chunk * self.slot_size))
         if slot == len(owner):
             owner.append(handle)
         else:

@@ -1,0 +1,71 @@
+"""Memory the host frees goes back to the machine, not only out of the process's RSS.
+
+Measured as the machine sees it: the process's anonymous and shmem resident
+memory (``/proc/self/status``) and the system's ``Shmem`` (``/proc/meminfo``).
+A shared anonymous map would pass an RSS-only check (``MADV_DONTNEED`` unmaps
+its pages) while its pages stayed in shmem.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+FILL_BYTES = 128 << 20
+BOUND = 0.05  # of what was filled
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, os, tmem
+
+    def status():
+        fields = {{}}
+        for line in open("/proc/self/status"):
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssShmem"):
+                fields[key] = int(value.split()[0]) * 1024
+        for line in open("/proc/meminfo"):
+            key, _, value = line.partition(":")
+            if key == "Shmem":
+                fields[key] = int(value.split()[0]) * 1024
+        return fields
+
+    host = tmem.Host(capacity={fill} * 2, compress={compress!r}, dedup=None)
+    client = host.connect("filler")
+    pool = client.new_pool(persistent=True)
+    count = {fill} // 4096
+    seed = os.urandom(2048)
+    before = status()
+    for i in range(count):
+        page = i.to_bytes(8, "little") + seed + os.urandom(2040)  # half compressible
+        assert client.put_page(pool, i // 512, i % 512, page)
+    full = status()
+    for oid in range(count // 512 + 1):
+        client.flush_object(pool, oid)
+    after = status()
+    print(json.dumps(dict(before=before, full=full, after=after, pages=host.stats()["pages"])))
+    """
+)
+
+
+def resident(figures: dict[str, int]) -> int:
+    return figures["RssAnon"] + figures["RssShmem"]
+
+
+@pytest.mark.parametrize("compress", [None, "lz4"])
+def test_flushed_pages_leave_the_machine_not_only_the_process(compress: str | None) -> None:
+    code = SCRIPT.format(fill=FILL_BYTES, compress=compress)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    figures = json.loads(out.stdout)
+    before, full, after = figures["before"], figures["full"], figures["after"]
+    assert figures["pages"] == 0
+    # the fill really made the memory resident (at least the compressed half of each page)
+    assert resident(full) - resident(before) > FILL_BYTES // 3
+    # and the flush gave it back: to the process's counters and to the machine's shmem
+    assert resident(after) - resident(before) < FILL_BYTES * BOUND
+    assert after["RssShmem"] - before["RssShmem"] < FILL_BYTES * BOUND
+    assert after["Shmem"] - before["Shmem"] < FILL_BYTES * BOUND
