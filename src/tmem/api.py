@@ -8,6 +8,7 @@ docs read them from one place.
 
 from __future__ import annotations
 
+import operator
 import uuid as _uuid
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
@@ -33,6 +34,74 @@ def check_page_size(page_size: Any) -> int:
     ):
         raise InvalidArgument(f"page size {page_size!r} is not a power of two in [512, 65536]")
     return page_size
+
+
+def check_handle(oid: Any, index: Any) -> tuple[int, int]:
+    """Return ``(oid, index)`` as ints, or raise InvalidArgument if either is out of range."""
+    if isinstance(oid, bool) or isinstance(index, bool):
+        raise InvalidArgument(f"object id and index must be integers, not {oid!r}, {index!r}")
+    try:
+        oid = operator.index(oid)
+        index = operator.index(index)
+    except TypeError:
+        raise InvalidArgument(
+            f"object id and index must be integers, not {oid!r}, {index!r}"
+        ) from None
+    if not 0 <= oid < OID_LIMIT:
+        raise InvalidArgument(f"object id {oid!r} is outside [0, 2**192)")
+    if not 0 <= index < INDEX_LIMIT:
+        raise InvalidArgument(f"page index {index!r} is outside [0, 2**32)")
+    return oid, index
+
+
+def as_page(data: Any, page_size: int | None = None) -> bytes | memoryview:
+    """``data`` as a byte buffer of ``page_size`` bytes (None: at most MAX_PAGE_SIZE), or raise."""
+    page: bytes | memoryview
+    if type(data) is bytes:
+        page = data
+    else:
+        try:
+            page = memoryview(data).cast("B")
+        except TypeError:
+            raise InvalidArgument(
+                f"page data must be bytes-like, not {type(data).__name__}"
+            ) from None
+    if page_size is None:
+        if len(page) > MAX_PAGE_SIZE:
+            raise InvalidArgument(
+                f"page data is {len(page)} bytes; pages are at most {MAX_PAGE_SIZE}"
+            )
+    elif len(page) != page_size:
+        raise InvalidArgument(f"page data is {len(page)} bytes; this pool's pages are {page_size}")
+    return page
+
+
+def check_uuid(uuid: Any) -> _uuid.UUID:
+    """Return ``uuid`` if it is a :class:`uuid.UUID` (a shared pool's name), else raise."""
+    if not isinstance(uuid, _uuid.UUID):
+        raise InvalidArgument(f"a shared pool needs a uuid.UUID, not {uuid!r}")
+    return uuid
+
+
+def check_weight(weight: Any) -> int:
+    """Return ``weight`` if it is a positive int, else raise."""
+    if type(weight) is not int or weight < 1:
+        raise InvalidArgument(f"weight {weight!r} must be a positive integer")
+    return weight
+
+
+def check_cap(cap: Any) -> int | None:
+    """Return ``cap`` if it is a byte count >= 0 or None (no cap), else raise."""
+    if cap is not None and (type(cap) is not int or cap < 0):
+        raise InvalidArgument(f"cap {cap!r} must be a byte count >= 0, or None")
+    return cap
+
+
+def check_capacity(capacity: Any) -> int:
+    """Return ``capacity`` if it is a byte count >= 0, else raise."""
+    if type(capacity) is not int or capacity < 0:
+        raise InvalidArgument(f"capacity {capacity!r} must be a byte count >= 0")
+    return capacity
 
 
 #: Operation counters kept per pool and per client, with Xen tmem's names.

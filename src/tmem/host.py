@@ -214,7 +214,7 @@ class HostClient:
     def stats(self) -> Stats:
         """This client's counters, with each pool's under ``"pools"``."""
         with self._lock:
-            return self._engine.client_stats(self._state)
+            return self._state.describe()
 
     def close(self) -> None:
         """Leave the host: private pools and their pages are released."""

@@ -24,9 +24,11 @@ from tmem.api import (
     MAX_PAGE_SIZE,
     OID_LIMIT,
     Stats,
+    as_page,
+    check_handle,
     check_page_size,
+    check_uuid,
 )
-from tmem.engine.core import check_handle
 from tmem.errors import (
     ConnectionLost,
     InvalidArgument,
@@ -200,8 +202,8 @@ class RemoteClient:
     ) -> int:
         """Create (or join, for a shared uuid) a pool; return its id."""
         page_size = check_page_size(page_size)
-        if uuid is not None and not isinstance(uuid, _uuid.UUID):
-            raise InvalidArgument(f"a shared pool needs a uuid.UUID, not {uuid!r}")
+        if uuid is not None:
+            check_uuid(uuid)
         frame = msg.encode_new_pool(bool(persistent), bool(shared), uuid, page_size)
         pool = msg.decode_pool(self._chan.call(frame, Op.NEW_POOL))
         self._page_sizes[pool] = page_size
@@ -225,7 +227,7 @@ class RemoteClient:
             and len(data) <= MAX_PAGE_SIZE
         ):
             oid, index = _handle(pool, oid, index)
-            data = _data(data)
+            data = as_page(data)
         size = _HANDLE_SIZE + len(data)
         head = _HANDLE_FRAME.pack(_PUT, 0, 0, size, pool, _oid_bytes(oid), index)
         return self._chan.call(head + data, _PUT)[0] == _YES
@@ -402,23 +404,8 @@ def _handle(pool: Any, oid: Any, index: Any) -> tuple[int, int]:
     return check_handle(oid, index)
 
 
-def _data(data: Any) -> bytes | memoryview:
-    if type(data) is not bytes:
-        try:
-            data = memoryview(data).cast("B")
-        except TypeError:
-            raise InvalidArgument(
-                f"page data must be bytes-like, not {type(data).__name__}"
-            ) from None
-    if len(data) > MAX_PAGE_SIZE:
-        raise InvalidArgument(f"page data is {len(data)} bytes; pages are at most {MAX_PAGE_SIZE}")
-    return data
-
-
 def _shared_args(client: Any, uuid: Any) -> dict[str, Any]:
-    if not isinstance(uuid, _uuid.UUID):
-        raise InvalidArgument(f"a shared pool needs a uuid.UUID, not {uuid!r}")
-    return {"client": client, "uuid": str(uuid)}
+    return {"client": client, "uuid": str(check_uuid(uuid))}
 
 
 def _int_pool_keys(stats: Any) -> Any:
@@ -445,7 +432,7 @@ def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: i
             ):  # fmt: skip
                 oid, index = check_handle(oid, index)
             if type(data) is not bytes or len(data) > MAX_PAGE_SIZE:
-                data = _data(data)
+                data = as_page(data)
         except InvalidArgument as exc:
             results[pos] = exc
             continue

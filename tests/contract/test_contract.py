@@ -306,6 +306,21 @@ def test_ephemeral_eviction_takes_the_least_recently_used(make_host):
     assert survivors == list(range(5, 15))
 
 
+def test_a_shared_ephemeral_get_makes_the_page_the_most_recently_used(make_host):
+    host = make_host(10 * COST, compress=None)
+    shared = uuid.uuid4()
+    host.admin.authorize_shared("vm1", shared)
+    client = host.connect("vm1")
+    pool = client.new_pool(shared=True, uuid=shared)
+    for i in range(10):
+        assert client.put_page(pool, 1, i, page(i))
+    assert client.get_page(pool, 1, 0) == page(0)  # the oldest page becomes the newest
+    for i in range(10, 15):
+        assert client.put_page(pool, 1, i, page(i))
+    survivors = [i for i in range(15) if client.get_page(pool, 1, i) is not None]
+    assert survivors == [0, *range(6, 15)]
+
+
 def test_persistent_pages_are_never_evicted_and_excess_puts_are_refused(make_host):
     host = make_host(10 * COST, compress=None)
     client = host.connect("vm1")

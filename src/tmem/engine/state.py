@@ -12,6 +12,15 @@ class Counters:
     """The operation counters of :data:`tmem.api.OP_COUNTERS`, as plain attributes."""
 
     __slots__ = OP_COUNTERS
+    # Declared for readers and type checkers; the table above names them for code and docs.
+    puts: int
+    succ_puts: int
+    failed_puts: int
+    gets: int
+    succ_gets: int
+    flushes: int
+    flush_objects: int
+    evictions: int
 
     def __init__(self) -> None:
         for name in OP_COUNTERS:
@@ -41,6 +50,7 @@ class Pool(Counters):
         "shared",
         "uuid",
         "page_size",
+        "destructive_get",
         "objs",
         "pages",
         "bytes",
@@ -63,15 +73,13 @@ class Pool(Counters):
         self.shared = shared
         self.uuid = uuid
         self.page_size = page_size
+        #: Gets from a private ephemeral pool take the page away (cleancache's
+        #: exclusive cache); every other get leaves it in place.
+        self.destructive_get = not persistent and not shared
         self.objs: dict[int, dict[int, int]] = {}
         self.pages = 0
         self.bytes = 0
         self.members: dict[ClientState, int] = {}  # client -> its pool id for this pool
-
-    @property
-    def destructive_get(self) -> bool:
-        """Gets from a private ephemeral pool take the page away (cleancache's rule)."""
-        return not self.persistent and not self.shared
 
     def describe(self) -> dict[str, Any]:
         """The pool's kind, sizes and counters."""
@@ -124,6 +132,29 @@ class ClientState(Counters):
         self.eph_bytes = 0
         self.rejects = dict.fromkeys(REJECT_REASONS, 0)
         self.live = True
+
+    def add_to(self, totals: dict[str, int]) -> None:
+        """Add these counters, and a ``reject_<reason>`` count per reason, into ``totals``."""
+        super().add_to(totals)
+        for reason, n in self.rejects.items():
+            key = "reject_" + reason
+            totals[key] = totals.get(key, 0) + n
+
+    def describe(self) -> dict[str, Any]:
+        """The client's counters, charges and policy, and each of its pools'."""
+        out: dict[str, Any] = self.counters()
+        out.update(
+            pages=self.pages,
+            bytes=self.bytes,
+            ephemeral_bytes=self.eph_bytes,
+            weight=self.weight,
+            cap=self.cap,
+            frozen=self.frozen,
+        )
+        for reason, n in self.rejects.items():
+            out["reject_" + reason] = n
+        out["pools"] = {pid: pool.describe() for pid, pool in self.pools.items()}
+        return out
 
     def __hash__(self) -> int:
         return self.cid

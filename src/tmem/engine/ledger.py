@@ -1,0 +1,224 @@
+"""The engine's books: what every page costs, who pays, and what goes when room runs out.
+
+Every page is charged once (:meth:`Ledger._charge`) to its pool, to the pool's
+owner and to the host, at the bytes its store reference holds plus
+:data:`PAGE_METADATA_BYTES`.  The limits on those charges -- a client's cap,
+the host's capacity, the persistent share -- are the rules of
+:meth:`Ledger.make_room`, which puts consult only when :meth:`Ledger.calm`
+says a limit is near.  Which client and which page give way is victim choice,
+plain functions in :mod:`tmem.engine.victims`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tmem.api import check_capacity
+from tmem.engine.pages import PageTable
+from tmem.engine.state import ClientState, Pool
+from tmem.engine.victims import ClientChoice, least_recent, most_over
+from tmem.store.base import PageStore
+
+#: Bytes charged per stored page for the engine's own metadata (measured by bench/engine.py).
+PAGE_METADATA_BYTES = 160
+#: One put evicts at most this many pages (bounded work per call).
+MAX_EVICTIONS_PER_PUT = 256
+#: Persistent pages of clients past their weighted share stop at 1/32 below capacity.
+PERSISTENT_HEADROOM = 32
+
+
+class Ledger:
+    """Charges and limits of the pages of every client; the base of :class:`Engine`.
+
+    ``choose_client`` picks the client that gives up an ephemeral page when
+    the host is full (:mod:`tmem.engine.victims`).
+    """
+
+    capacity: int
+    #: Below this usage no put needs make_room (see :meth:`calm`).
+    calm_limit: int
+
+    def __init__(
+        self, store: PageStore, capacity: int, choose_client: ClientChoice = most_over
+    ) -> None:
+        self.store = store
+        self.choose_client = choose_client
+        self._apply_capacity(capacity)
+        self.table = PageTable()
+        self.clients: dict[str, ClientState] = {}  # live clients by name
+        self.pools: dict[int, Pool] = {}  # uid -> pool, for eviction
+        self.eph_used = 0  # bytes charged for ephemeral pages
+        self.pages = 0  # pages stored, each charged PAGE_METADATA_BYTES of metadata
+
+    @property
+    def used(self) -> int:
+        """Real bytes held for pages: the store's bytes in use plus per-page metadata.
+
+        Clients are charged per page they hold (``charged``); content the store
+        shares between pages (deduplication) is counted once here.
+        """
+        return self.store.used_bytes + PAGE_METADATA_BYTES * self.pages
+
+    @property
+    def charged(self) -> int:
+        """Bytes charged to clients: shared content counts once per page that holds it."""
+        return sum(client.bytes for client in self.clients.values())
+
+    def _apply_capacity(self, capacity: Any) -> None:
+        """Check and set the capacity, and the calm limit that follows from it."""
+        self.capacity = check_capacity(capacity)
+        # Below this usage no put needs eviction or meets the persistent share rule.
+        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
+
+    def set_capacity(self, capacity: int) -> None:
+        """Change the host's capacity; ephemeral pages are evicted until it fits."""
+        self._apply_capacity(capacity)
+        self.shrink_to_capacity()
+
+    def reassign(self, pool: Pool, owner: ClientState) -> None:
+        """Charge a shared pool's pages to ``owner`` instead of its current owner."""
+        pages, nbytes = pool.pages, pool.bytes
+        self._charge(pool, -pages, -nbytes)
+        pool.owner = owner
+        self._charge(pool, pages, nbytes)
+        if not pool.persistent:
+            table = self.table
+            for objpages in pool.objs.values():
+                for pid in objpages.values():
+                    table.unlink(pid)
+                    table.append(owner.lru, pid)
+
+    def _remove(self, pid: int, pool: Pool) -> None:
+        """Take page ``pid`` out of its object (dropping an emptied object) and free it."""
+        table = self.table
+        oid = table.oid[pid]
+        pages = pool.objs[oid]
+        del pages[table.index[pid]]
+        if not pages:
+            del pool.objs[oid]
+        self._drop(pid, pool)
+
+    def _drop(self, pid: int, pool: Pool) -> None:
+        """Free a page already removed from its object's dict; undo its charges."""
+        table = self.table
+        self.store.free(table.ref[pid])
+        self._charge(pool, -1, -table.cost[pid])
+        if not pool.persistent:
+            table.unlink(pid)
+        table.release(pid)
+
+    def _charge(self, pool: Pool, pages: int, nbytes: int) -> None:
+        """Charge ``pages`` pages of ``nbytes`` (negative: a refund) to the pool, owner and host.
+
+        A page costs what the store charges for its reference plus
+        :data:`PAGE_METADATA_BYTES`; the pool's owner pays for it, and for an
+        ephemeral pool the bytes also count in the owner's and the host's
+        ephemeral totals, which eviction weighs.
+        """
+        owner = pool.owner
+        pool.pages += pages
+        pool.bytes += nbytes
+        owner.pages += pages
+        owner.bytes += nbytes
+        self.pages += pages
+        if not pool.persistent:
+            owner.eph_bytes += nbytes
+            self.eph_used += nbytes
+
+    # --- making room -----------------------------------------------------
+
+    def calm(self, owner: ClientState, extra: int) -> bool:
+        """True if ``extra`` more bytes held for ``owner`` leave every rule of make_room idle.
+
+        That is when ``owner`` has no cap and usage stays within
+        :attr:`calm_limit`, below both the capacity and the persistent share
+        rule; puts test this first and skip make_room (the common case).
+        """
+        return (
+            owner.cap is None
+            and self.store.used_bytes + PAGE_METADATA_BYTES * self.pages + extra
+            <= self.calm_limit
+        )
+
+    def make_room(self, owner: ClientState, persistent: bool, cost: int) -> str | None:
+        """Evict until a new page of ``cost`` bytes fits; None, or the reason it cannot.
+
+        The page's data is already in the store (and in :attr:`used`); only
+        its metadata is still to come.  The rules, in order:
+
+        * **cap**: a client over its cap loses its own least recently used
+          ephemeral pages; if its persistent pages alone pass the cap, no.
+        * **capacity**: persistent pages are never evicted, so a put that only
+          they block is refused.
+        * **share**: see :meth:`over_persistent_share`.
+        * a persistent put takes its owner's own ephemeral pages first; after
+          those, and for every ephemeral put, ``choose_client`` picks whose
+          page goes.
+        * at most :data:`MAX_EVICTIONS_PER_PUT` evictions (bounded work).
+        """
+        if owner.cap is not None and owner.bytes + cost > owner.cap:
+            if owner.bytes - owner.eph_bytes + cost > owner.cap:
+                return "cap"
+            for _ in range(MAX_EVICTIONS_PER_PUT):
+                if owner.eph_bytes <= 0:
+                    return "cap"
+                self.evict_from(owner)
+                if owner.bytes + cost <= owner.cap:
+                    break
+            else:
+                return "cap"
+        need = self.used + PAGE_METADATA_BYTES - self.capacity
+        if need > self.eph_used:
+            return "capacity"
+        if persistent and self.over_persistent_share(owner, cost):
+            return "share"
+        if need > 0:
+            for _ in range(MAX_EVICTIONS_PER_PUT):
+                if self.eph_used <= 0:  # evicted pages whose content others still share
+                    return "capacity"
+                own = persistent and owner.eph_bytes > 0
+                victim = owner if own else self.choose_client(self.clients.values(), owner, cost)
+                self.evict_from(victim)
+                if self.used + PAGE_METADATA_BYTES <= self.capacity:
+                    break
+            else:
+                return "capacity"
+        return None
+
+    def over_persistent_share(self, owner: ClientState, cost: int) -> bool:
+        """True if persistent pages nearly fill the host and ``owner`` holds past its share.
+
+        Persistent pages cannot be evicted, so without this rule the first
+        client to fill the host would keep it. Once persistent pages would
+        reach the last :data:`PERSISTENT_HEADROOM` of the capacity, only
+        clients within their weighted share of the capacity may add more; the
+        others are refused and, like a frontswap that writes its oldest pages
+        back to its swap file, give room back to those under their share.
+        """
+        if len(self.clients) < 2:
+            return False  # a lone client's share is the whole host
+        # As in make_room, the new page's data already counts in ``used``.
+        persistent_after = self.used + PAGE_METADATA_BYTES - self.eph_used
+        if persistent_after <= self.calm_limit:
+            return False
+        total_weight = sum(client.weight for client in self.clients.values())
+        share = self.capacity * owner.weight // total_weight
+        return owner.bytes - owner.eph_bytes + cost > share
+
+    def evict_from(self, client: ClientState) -> None:
+        """Evict the ephemeral page of ``client`` that :func:`least_recent` picks."""
+        pid = least_recent(self.table, client)
+        pool = self.pools[self.table.pool[pid]]
+        self._remove(pid, pool)
+        pool.evictions += 1
+        client.evictions += 1
+
+    def shrink_to_cap(self, client: ClientState) -> None:
+        """Evict the client's ephemeral pages until it is within its cap (or has none)."""
+        while client.cap is not None and client.bytes > client.cap and client.eph_bytes > 0:
+            self.evict_from(client)
+
+    def shrink_to_capacity(self) -> None:
+        """Evict ephemeral pages, ``choose_client`` first, until the host fits its capacity."""
+        while self.used > self.capacity and self.eph_used > 0:
+            self.evict_from(self.choose_client(self.clients.values(), None, 0))

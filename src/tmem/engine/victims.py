@@ -1,0 +1,51 @@
+"""Victim choice: whose ephemeral page goes, and which one.
+
+The engine decides *whether* pages must go and which clients' pages may go
+(caps, capacity, a persistent put's own pages first, persistent pages never;
+see :meth:`tmem.engine.Engine.make_room`).  The functions here only choose,
+as a cachetools policy does: they read the engine's records and change
+nothing.  A policy is a pair of such functions; the engine is handed the
+client choice (``Engine(store, capacity, choose_client=...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from tmem.engine.pages import PageTable
+from tmem.engine.state import ClientState
+
+#: ``choose(clients, putter, cost)``: the client that gives up an ephemeral page.
+#: Only clients holding ephemeral bytes may be chosen; ``putter`` (None when no
+#: put is waiting) is about to be charged ``cost`` more bytes.
+ClientChoice = Callable[[Iterable[ClientState], "ClientState | None", int], ClientState]
+
+
+def most_over(clients: Iterable[ClientState], putter: ClientState | None, cost: int) -> ClientState:
+    """The client with the most ephemeral bytes per unit of weight.
+
+    The page being put counts against the putter, so under steady contention
+    each client's ephemeral memory converges to its weighted share.
+    """
+    best, best_ratio = None, -1.0
+    for client in clients:
+        held = client.eph_bytes
+        if held <= 0:
+            continue
+        if client is putter:
+            held += cost
+        ratio = held / client.weight
+        if ratio > best_ratio:
+            best, best_ratio = client, ratio
+    assert best is not None, "no ephemeral pages to evict"
+    return best
+
+
+def least_recent(table: PageTable, client: ClientState) -> int:
+    """The page id of ``client``'s least recently used ephemeral page.
+
+    Puts append a page to its owner's list and non-destructive gets of an
+    ephemeral page move it to the end (the engine does both), so this is
+    exact LRU over all the client's ephemeral pages.
+    """
+    return table.oldest(client.lru)

@@ -1,0 +1,49 @@
+"""Victim choice is a plain function the engine is handed; the engine only applies its rules."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from tmem.api import OP_COUNTERS
+from tmem.engine import PAGE_METADATA_BYTES, Engine
+from tmem.engine.state import ClientState, Counters
+from tmem.engine.victims import most_over
+from tmem.store import make_store
+
+PAGE = 4096
+COST = PAGE + PAGE_METADATA_BYTES
+
+
+def _full_engine(choose_client=most_over) -> tuple[Engine, ClientState, ClientState]:
+    engine = Engine(make_store(None, None), 4 * COST, choose_client=choose_client)
+    a, b = engine.add_client("a"), engine.add_client("b", weight=3)
+    pa, pb = engine.new_pool(a), engine.new_pool(b)
+    for i in range(2):
+        assert engine.put(a, pa, 1, i, bytes([i]) * PAGE)
+        assert engine.put(b, pb, 1, i, bytes([i]) * PAGE)
+    return engine, a, b
+
+
+def test_the_default_choice_evicts_from_the_client_most_over_its_weighted_share():
+    engine, a, b = _full_engine()
+    assert engine.put(b, 0, 2, 0, b"x" * PAGE)
+    assert (a.evictions, b.evictions) == (1, 0)
+
+
+def test_the_engine_evicts_from_the_client_its_choice_function_names():
+    asked: list[tuple[ClientState | None, int]] = []
+
+    def heaviest_weight(clients: Iterable[ClientState], putter, cost: int) -> ClientState:
+        asked.append((putter, cost))
+        return max((c for c in clients if c.eph_bytes > 0), key=lambda c: c.weight)
+
+    engine, a, b = _full_engine(heaviest_weight)
+    assert engine.put(b, 0, 2, 0, b"x" * PAGE)
+    assert (a.evictions, b.evictions) == (0, 1)
+    assert asked == [(b, COST)]
+    engine.set_capacity(2 * COST)  # shrinking asks with no putter
+    assert asked[1:] == [(None, 0)] * 2 and b.evictions == 3
+
+
+def test_counters_declare_every_counter_of_the_table():
+    assert tuple(Counters.__annotations__) == OP_COUNTERS
