@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -10,24 +11,20 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+import tmem
 from tmem.errors import TmemError
 from tmem.units import format_size, parse_size
 from tmem.workload.config import CONFIG_NAMES, SCENARIOS, GuestSpec, WorkloadSpec
+from tmem.workload.mixes import DEFAULT_MIX, MIXES, mix
 from tmem.workload.report import print_report, summarize
 from tmem.workload.runner import run_workload
 
 #: The embedded default: five guests of different appetites that start at
 #: different times; one replays a production VM's block trace with writes, and
 #: two replay different stretches of one trace (clones of one image).
-DEFAULT_GUESTS = (
-    "lirs-sprite:0:60000",
-    "cloudphysics-io:22772:3000@10000",
-    "lirs-2_pools:0:40000@20000",
-    "lirs-multi2@30000",
-    "lirs-sprite:60000:40000@40000",
-)
-DEFAULT_PRIVATE_PAGES = 256
-DEFAULT_SPARE = "8M"
+DEFAULT_GUESTS = MIXES[DEFAULT_MIX].guests
+DEFAULT_PRIVATE_PAGES = MIXES[DEFAULT_MIX].private_pages
+DEFAULT_SPARE = MIXES[DEFAULT_MIX].spare
 
 
 def _size(value: str) -> int:
@@ -44,30 +41,35 @@ def bench() -> None:
 
 @bench.command()
 @click.option(
+    "--mix",
+    "mix_name",
+    type=click.Choice(list(MIXES)),
+    default=DEFAULT_MIX,
+    show_default=True,
+    help="A shipped mix of guests with its sizes (docs/workload.md); --guest, -m and -t "
+    "override its parts.",
+)
+@click.option(
     "--guest",
     "guests",
     multiple=True,
     metavar="TRACE[:START[:COUNT]][@DELAY]",
     help="A guest replaying COUNT requests of TRACE from request START (a shipped "
     "trace's name or a file), starting once the others made DELAY page accesses each; "
-    "repeat for more guests.  "
-    f"[default: {' '.join(DEFAULT_GUESTS)}]",
+    "repeat for more guests.  [default: the mix's guests]",
 )
 @click.option(
     "--private-pages",
     "-m",
     type=int,
-    default=DEFAULT_PRIVATE_PAGES,
-    show_default=True,
-    help="Private page-cache pages of each guest (M).",
+    help=f"Private page-cache pages of each guest (M).  [default: the mix's, "
+    f"{DEFAULT_PRIVATE_PAGES} for {DEFAULT_MIX}]",
 )
 @click.option(
     "--spare",
     "-t",
-    default=DEFAULT_SPARE,
-    show_default=True,
     help="Spare memory of all guests together (T): the host's capacity, or split "
-    "evenly by 'static'.",
+    f"evenly by 'static'.  [default: the mix's, {DEFAULT_SPARE} for {DEFAULT_MIX}]",
 )
 @click.option(
     "--scenario",
@@ -120,12 +122,13 @@ def bench() -> None:
 @click.option(
     "--traces",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
-    help="Directory of the shipped traces.  [default: the checkout's data/traces]",
+    help="Directory of the shipped traces.  [default: the traces shipped in the package]",
 )
 def workload(
+    mix_name: str,
     guests: tuple[str, ...],
-    private_pages: int,
-    spare: str,
+    private_pages: int | None,
+    spare: str | None,
     scenario: str,
     configs: tuple[str, ...],
     selfshrink: bool,
@@ -144,6 +147,10 @@ def workload(
     """
     err = Console(stderr=True)
     scenarios = SCENARIOS if scenario == "both" else (scenario,)
+    chosen = mix(mix_name)
+    guests = guests or chosen.guests
+    private_pages = chosen.private_pages if private_pages is None else private_pages
+    spare = chosen.spare if spare is None else spare
     options = dict(
         private_pages=private_pages,
         step_pages=step,
@@ -153,13 +160,27 @@ def workload(
         configurations=configs,
     )
     try:
-        guest_specs = tuple(GuestSpec.parse(g) for g in guests or DEFAULT_GUESTS)
+        guest_specs = tuple(GuestSpec.parse(g) for g in guests)
         spare_bytes = _size(spare)
         specs = [
             WorkloadSpec(guest_specs, spare_bytes=spare_bytes, scenario=name, **options)
             for name in scenarios
         ]
-        summaries = {spec.scenario: _run(spec, traces, err) for spec in specs}
+        if plots:
+            from tmem.workload.plots import check_plots
+
+            check_plots()  # before the run, not after it
+        run = run_metadata(
+            mix=mix_name if guests == chosen.guests else None,
+            guests=list(guests),
+            spare=spare,
+            spare_bytes=spare_bytes,
+            scenario=scenario,
+            traces=str(traces) if traces else None,
+            plots=str(plots) if plots else None,
+            **options,
+        )
+        summaries = {spec.scenario: {**_run(spec, traces, err), "run": run} for spec in specs}
         written = _plots(summaries, plots) if plots else []
     except TmemError as exc:
         raise click.ClickException(str(exc)) from None
@@ -169,6 +190,16 @@ def workload(
         _print(specs, summaries)
     for path in written:
         err.print(f"wrote {path}")
+
+
+def run_metadata(**options: Any) -> dict[str, Any]:
+    """Every option of the run, with the versions of tmem and Python, for ``--json``."""
+    return {
+        "tmem_version": tmem.__version__,
+        "python_version": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "options": {k: list(v) if isinstance(v, tuple) else v for k, v in options.items()},
+    }
 
 
 def _print(specs: list[WorkloadSpec], summaries: dict[str, dict[str, Any]]) -> None:

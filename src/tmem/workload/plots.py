@@ -16,6 +16,15 @@ from typing import Any
 from tmem.workload.errors import WorkloadError
 
 
+def check_plots() -> None:
+    """Raise WorkloadError now if the plots cannot be drawn (matplotlib missing)."""
+    _pyplot()
+
+
+#: Line styles that keep lines visible where configurations read the same.
+_STYLES = [("-", 2.6), ("--", 2.0), (":", 2.4), ("-.", 1.6), ((0, (5, 1)), 1.2), ("-", 0.8)]
+
+
 def _pyplot() -> Any:
     try:
         import matplotlib
@@ -45,15 +54,21 @@ def _disk_reads(plt: Any, summary: dict[str, Any], ran: list[dict[str, Any]], pa
     disk = "swap" if summary["scenario"] == "frontswap" else "disk"
     fig, ax = plt.subplots(figsize=(8, 4.5))
     try:
-        for entry in ran:
+        for k, entry in enumerate(ran):
             line = entry["timeline"]
+            style, width = _STYLES[k % len(_STYLES)]
             ax.plot(
                 line["accesses"],
                 [sum(sample) for sample in line["disk_reads"]],
                 label=entry["name"],
+                ls=style,
+                lw=width,
             )
+        ideal = summary.get("ideal", {}).get("global_lru")
+        if ideal:
+            ax.axhline(ideal["disk_reads"], color="grey", lw=0.8, ls=":", label="ideal at the end")
         ax.set_xlabel("page accesses per guest")
-        ax.set_ylabel(f"{disk} reads, all guests")
+        ax.set_ylabel(f"{disk} reads so far, all guests (lower is better)")
         ax.set_title(
             f"{summary['scenario']}: {disk} reads over time ({len(summary['guests'])} guests)"
         )
@@ -84,7 +99,11 @@ def _host_share(
             ax.stackplot(line["accesses"], *series, labels=names)
             ax.axhline(entry["host_bytes"] / 2**20, color="black", lw=0.8, ls="--")
             ax.set_ylabel("MiB in host")
-            ax.set_title(entry["name"], fontsize=10)
+            title = entry["name"]
+            if entry.get("dedup"):
+                title += ": a page shared by guests counts for each, so the stack may pass"
+                title += " the capacity"
+            ax.set_title(title, fontsize=10)
             ax.grid(alpha=0.3)
         axes[-1, 0].set_xlabel("page accesses per guest")
         handles, labels = axes[0, 0].get_legend_handles_labels()

@@ -17,6 +17,11 @@ tmem) less this configuration's, when ``private`` ran; otherwise the I/Os tmem
 itself counts as saved (each tmem hit is a disk read not done; for frontswap
 each page tmem accepted is also a swap write not done, unless it was later
 written back or shrunk to the swap file).
+
+The *ideal* is a simulation of the same guests' references in the same
+schedule with one global LRU cache of all the memory (:mod:`tmem.workload.ideal`);
+a configuration's *share of the ideal* is ``(static - config) / (static - ideal)``
+in disk (or swap) reads: 100% captures all that ideal sharing saves over static.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tmem.units import format_size
+from tmem.workload.ideal import ARRANGEMENTS, IDEAL, ideal_share
 from tmem.workload.runner import ConfigResult, WorkloadResult
 
 REFERENCE = "static"
@@ -87,6 +93,8 @@ def _derive(
     row: dict[str, Any], reference: dict[str, Any] | None, baseline: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     reads = row["reads"]
+    if reference is not None and reference["disk_reads"]:
+        row["reads_vs_static"] = row["disk_reads"] / reference["disk_reads"]
     row["hit_ratio"] = (row["private_hits"] + row["tmem_hits"]) / reads if reads else 0.0
     row["tmem_hit_ratio"] = row["tmem_hits"] / reads if reads else 0.0
     saves = row["tmem_saves"]
@@ -136,15 +144,37 @@ def summarize(result: WorkloadResult) -> dict[str, Any]:
                 timeline={"accesses": r.steps, "disk_reads": r.io, "host_bytes": r.host_bytes},
             )
         configs.append(entry)
+    ideal = _ideal(result.ideal, _total(reference) if reference else None)
+    if reference and IDEAL in ideal:
+        static_reads, best = _total(reference)["disk_reads"], ideal[IDEAL]["disk_reads"]
+        for entry in configs:
+            if "total" in entry:
+                total = entry["total"]
+                total["ideal_share"] = ideal_share(static_reads, total["disk_reads"], best)
     return {
         "scenario": spec.scenario,
         "private_pages": spec.private_pages,
         "spare_bytes": spec.spare_bytes,
         "page_size": spec.page_size,
         "reference": REFERENCE if reference else None,
+        "ideal_arrangement": IDEAL,
         **result.description,
+        "ideal": ideal,
         "configurations": configs,
     }
+
+
+def _ideal(simulated: dict[str, list[int]], reference: dict[str, Any] | None) -> dict[str, Any]:
+    """The simulated arrangements' reads, in total and per guest, and against static."""
+    out: dict[str, Any] = {}
+    for name in ARRANGEMENTS:
+        if name not in simulated:
+            continue
+        reads = sum(simulated[name])
+        out[name] = {"disk_reads": reads, "guests": list(simulated[name])}
+        if reference and reference["disk_reads"]:
+            out[name]["reads_vs_static"] = reads / reference["disk_reads"]
+    return out
 
 
 def _rows(scenario: str, result: ConfigResult) -> list[dict[str, Any]]:
@@ -230,6 +260,8 @@ def overview_table(summary: dict[str, Any]) -> Table:
         (
             f"{disk}\nreads",
             f"{disk}\nwrites",
+            "reads\n÷ static",
+            "share of\nideal†",
             "I/O\navoided*",
             "hit\nratio",
             "tmem\nhits",
@@ -245,16 +277,35 @@ def overview_table(summary: dict[str, Any]) -> Table:
             table.add_row(entry["name"], f"unavailable: {entry['unavailable']}")
         else:
             table.add_row(entry["name"], *_overview_cells(summary, entry))
+    for name, sim in summary.get("ideal", {}).items():
+        if name == "static":
+            continue
+        vs = sim.get("reads_vs_static")
+        cells = [str(sim["disk_reads"]), "-", "-" if vs is None else f"{vs:.3f}"]
+        cells.append("100%" if name == IDEAL else _share(summary, sim["disk_reads"]))
+        table.add_row(SIMULATED_NAMES[name], *cells, *["-"] * 8, style="italic")
     return table
+
+
+def _share(summary: dict[str, Any], reads: int) -> str:
+    ideal = summary["ideal"].get(IDEAL)
+    static = next((c for c in summary["configurations"] if c["name"] == REFERENCE), None)
+    if not ideal or not static or "total" not in static:
+        return "-"
+    share = ideal_share(static["total"]["disk_reads"], reads, ideal["disk_reads"])
+    return "-" if share is None else f"{100 * share:.0f}%"
 
 
 def _overview_cells(summary: dict[str, Any], entry: dict[str, Any]) -> list[str]:
     total, host = entry["total"], entry.get("host") or {}
     avoided = total.get("reads_avoided", 0) + total.get("writes_avoided", 0)
     ratios = [f"{host[k]:.2f}" if host else "-" for k in ("compression_ratio", "dedup_ratio")]
+    share = total.get("ideal_share")
     return [
         str(total["disk_reads"]),
         str(total["disk_writes"]),
+        f"{total['reads_vs_static']:.3f}" if "reads_vs_static" in total else "-",
+        "-" if share is None else f"{100 * share:.0f}%",
         f"{avoided:+d}" if summary["reference"] else "-",
         _pct(total["private_hits"] + total["tmem_hits"], total["reads"]),
         _pct(total["tmem_hits"], total["reads"]),
@@ -265,18 +316,69 @@ def _overview_cells(summary: dict[str, Any], entry: dict[str, Any]) -> list[str]
     ]
 
 
+def intro(summary: dict[str, Any]) -> str:
+    """What the run compares, in one paragraph."""
+    disk = "swap" if summary["scenario"] == "frontswap" else "disk"
+    n = len(summary["guests"])
+    return (
+        f"{summary['scenario']}: {n} guests replay real traces; every configuration has the "
+        f"same memory ({summary['private_pages']} private pages per guest plus "
+        f"{format_size(summary['spare_bytes'])} of spare memory, split evenly by '{REFERENCE}', "
+        f"lent by one host under tmem). Compared: {disk} reads (lower is better) against "
+        f"'{REFERENCE}', and the share of the ideal's gain each configuration captures, the "
+        "ideal being one global LRU of all the memory, simulated on the same references."
+    )
+
+
+SIMULATED_NAMES = {
+    "global_lru": "ideal: one global LRU",
+    "victim_lru": "one shared LRU victim cache",
+    "static": "static (simulated)",
+}
+
+
+def verdict(summary: dict[str, Any]) -> str:
+    """Which configuration read least, by how much against static, and its share of the ideal."""
+    disk = "swap" if summary["scenario"] == "frontswap" else "disk"
+    ran = [c for c in summary["configurations"] if "total" in c]
+    if not ran:
+        return "verdict: no configuration ran"
+    best = min(ran, key=lambda c: c["total"]["disk_reads"])
+    total = best["total"]
+    text = f"verdict: {best['name']} read least ({total['disk_reads']} {disk} reads"
+    if "reads_vs_static" in total:
+        text += f", {total['reads_vs_static']:.3f} of {REFERENCE}'s"
+    text += ")"
+    share = total.get("ideal_share")
+    ideal = summary.get("ideal", {}).get(IDEAL)
+    if share is not None and ideal:
+        text += (
+            f" and captured {100 * share:.0f}% of the ideal's gain over {REFERENCE} "
+            f"(the ideal reads {ideal['disk_reads']})"
+        )
+    worse = [c["name"] for c in ran if c["total"].get("reads_vs_static", 0) > 1]
+    if worse:
+        text += f"; more {disk} reads than {REFERENCE}: {', '.join(worse)}"
+    return text + "."
+
+
 def print_report(summary: dict[str, Any], console: Console) -> None:
-    """Every configuration's table, then the overview."""
+    """What is compared, every configuration's table, the overview, and the verdict."""
+    console.print(intro(summary))
     for entry in summary["configurations"]:
         if "unavailable" not in entry:
             console.print(config_table(summary, entry))
     console.print(overview_table(summary))
     console.print(
         f"* avoided: disk (or swap) I/Os fewer than '{REFERENCE}' (the same memory split "
-        "evenly), guest by guest; hits are shares of all page reads."
+        "evenly), guest by guest; hits are shares of all page reads; µs in tmem per I/O "
+        f"saved: against '{BASELINE}' (the same private memory, no tmem) when it ran."
+    )
+    console.print(
+        f"† share of ideal: ({REFERENCE} − configuration) ÷ ({REFERENCE} − ideal) in reads; "
+        "the ideal and the victim cache are simulated on the same references, "
+        "with no metadata and no tmem calls."
     )
     corpus = summary["corpus"]
-    note = " (wrapped: some contents repeat)" if corpus["wrapped"] else ""
-    console.print(
-        f"page contents: {corpus['pages']} pages of {corpus['files']} files on this machine{note}"
-    )
+    console.print(f"page contents: {corpus['describe']}")
+    console.print(verdict(summary), style="bold")

@@ -23,8 +23,9 @@ from typing import Any
 import tmem
 from tmem.errors import TmemError
 from tmem.workload.config import Configuration, WorkloadSpec
-from tmem.workload.content import ContentMap
+from tmem.workload.content import ContentMap, manifest
 from tmem.workload.guest import CacheGuest, Guest, GuestPages, SwapGuest
+from tmem.workload.ideal import GuestRefs, simulate_all
 from tmem.workload.traces import load_trace
 
 #: Called after each step of a configuration with (configuration, steps done, steps expected).
@@ -64,16 +65,24 @@ class Prepared:
                 for i, (g, layout) in enumerate(zip(self.spec.guests, self.layouts, strict=True))
             ],
             "corpus": {
-                "files": len(corpus.paths),
                 "pages": corpus.pages,
-                "wrapped": self.content.wrapped,
+                "sha256": manifest()["sha256"],
+                "describe": corpus.describe(),
             },
         }
 
+    def simulate_ideal(self) -> dict[str, list[int]]:
+        """Each guest's reads under the simulated arrangements of :mod:`tmem.workload.ideal`."""
+        spec = self.spec
+        refs = [
+            GuestRefs(layout.starts, layout.trace.counts, layout.trace.writes, guest.delay)
+            for guest, layout in zip(spec.guests, self.layouts, strict=True)
+        ]
+        spare_pages = spec.spare_bytes // spec.page_size
+        return simulate_all(refs, spec.scenario, spec.private_pages, spare_pages, spec.step_pages)
 
-def prepare(
-    spec: WorkloadSpec, traces_directory: Path | None = None, roots: list[Path] | None = None
-) -> Prepared:
+
+def prepare(spec: WorkloadSpec, traces_directory: Path | None = None) -> Prepared:
     """Read each guest's trace slice and choose real contents for every page they touch."""
     full: dict[str, Any] = {}
     layouts = []
@@ -84,7 +93,7 @@ def prepare(
     pages: dict[str, set[int]] = {}
     for layout in layouts:
         pages.setdefault(layout.trace.name, set()).update(layout.pages)
-    content = ContentMap.build(pages, roots, versions=2, page_size=spec.page_size)
+    content = ContentMap.build(pages, page_size=spec.page_size)
     return Prepared(spec, layouts, content)
 
 
@@ -272,16 +281,17 @@ class WorkloadResult:
     spec: WorkloadSpec
     description: dict[str, Any]
     results: list[ConfigResult]
+    ideal: dict[str, list[int]] = field(default_factory=dict)  # arrangement -> reads per guest
 
 
 def run_workload(
     spec: WorkloadSpec,
     traces_directory: Path | None = None,
-    roots: list[Path] | None = None,
     progress: Progress | None = None,
 ) -> WorkloadResult:
     """Prepare once, then run each chosen configuration in turn in a temporary directory."""
-    prepared = prepare(spec, traces_directory, roots)
+    prepared = prepare(spec, traces_directory)
+    ideal = prepared.simulate_ideal()
     run = run_configuration
     if spec.processes:
         from tmem.workload.processes import run_configuration_processes as run
@@ -290,4 +300,4 @@ def run_workload(
             results = [run(prepared, config, Path(tmp), progress) for config in spec.chosen()]
     finally:
         prepared.content.corpus.close()
-    return WorkloadResult(spec, prepared.describe(), results)
+    return WorkloadResult(spec, prepared.describe(), results, ideal)

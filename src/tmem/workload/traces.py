@@ -9,7 +9,8 @@ A trace is a sequence of requests; each request touches a run of consecutive
   sectors, ``op`` is the SCSI opcode in hex; a request of ``size`` bytes
   touches every page it overlaps.
 
-Traces named without a path are found in the project's ``data/traces/``.
+Traces named without a path are the ones shipped in the package
+(``tmem/workload/data/traces/``, with their provenance in its README).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ SECTOR_SIZE = 512
 READ_OPCODES = frozenset({"08", "28", "a8", "88"})
 WRITE_OPCODES = frozenset({"0a", "2a", "aa", "8a"})
 
-#: The traces shipped with the project: name -> file name under ``data/traces/``.
+#: The traces shipped with the project: name -> file name in :func:`traces_dir`.
 BUILTIN_TRACES: dict[str, str] = {
     "cloudphysics-io": "cloudphysics-io.csv.gz",
     "lirs-multi1": "lirs-multi1.trace.gz",
@@ -41,8 +42,8 @@ BUILTIN_TRACES: dict[str, str] = {
 
 
 def traces_dir() -> Path:
-    """The directory holding the shipped traces (``data/traces/`` of the checkout)."""
-    return Path(__file__).resolve().parents[3] / "data" / "traces"
+    """The directory holding the shipped traces (package data, so a plain install has them)."""
+    return Path(__file__).resolve().parent / "data" / "traces"
 
 
 @dataclass(frozen=True)
