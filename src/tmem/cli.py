@@ -11,6 +11,7 @@ from rich.table import Table
 import tmem
 from tmem.daemon.command import serve
 from tmem.errors import TmemError
+from tmem.mount_command import mount_command
 from tmem.units import format_size, parse_size
 from tmem.workload.cli import bench
 
@@ -96,6 +97,7 @@ def _print_stats(console: Console, stats: dict) -> None:
 
 main.add_command(serve)
 main.add_command(bench)
+main.add_command(mount_command)
 
 if __name__ == "__main__":
     main()
