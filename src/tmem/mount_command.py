@@ -38,7 +38,10 @@ def _uuid_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.argument("source", type=click.Path(file_okay=False))
 @click.argument("mountpoint", type=click.Path(file_okay=False))
 @click.option(
-    "--cache-size", default="64M", show_default=True, callback=_size,
+    "--cache-size",
+    default="64M",
+    show_default=True,
+    callback=_size,
     help="Private page cache of the mount (bytes: 4096, 512K, 64M).",
 )
 @click.option(
@@ -47,13 +50,16 @@ def _uuid_option(ctx: click.Context, param: click.Parameter, value: str | None) 
 @click.option("--name", help="Client name at the host [mount:SOURCE].")
 @click.option("--token-file", type=click.Path(dir_okay=False), help="File holding the TCP token.")
 @click.option(
-    "--embedded", default=None, callback=_size,
+    "--embedded",
+    default=None,
+    callback=_size,
     help="Use a host of this capacity inside the mount process instead of a daemon.",
 )
 @click.option("--no-tmem", is_flag=True, help="Private cache and source only (a baseline).")
 @click.option("--read-only", is_flag=True, help="Refuse every change (EROFS).")
 @click.option(
-    "--kernel-cache", is_flag=True,
+    "--kernel-cache",
+    is_flag=True,
     help="Let the kernel cache file pages (MAP_SHARED mmap works; see docs/mount.md).",
 )
 @click.option("--shared-uuid", callback=_uuid_option, help="Join this authorized shared pool.")
@@ -107,10 +113,16 @@ def mount_command(
         raise click.ClickException(f"--host: cannot reach the tmem host: {exc}") from None
     try:
         mount(
-            source, mountpoint, client,
-            cache_size=cache_size, page_size=page_size, read_only=read_only,
-            kernel_cache=kernel_cache, shared_uuid=shared_uuid,
-            threads=not single_thread, debug=debug,
+            source,
+            mountpoint,
+            client,
+            cache_size=cache_size,
+            page_size=page_size,
+            read_only=read_only,
+            kernel_cache=kernel_cache,
+            shared_uuid=shared_uuid,
+            threads=not single_thread,
+            debug=debug,
         )
     except TmemError as exc:
         raise click.ClickException(str(exc)) from None

@@ -354,4 +354,3 @@ def test_bad_options_and_arguments_are_named(tmp_path: Path) -> None:
         assert r.returncode != 0
         assert word in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
-

@@ -495,4 +495,3 @@ def _fuse_class() -> Any:
             return int(self.rename_fuse_2(old, new))
 
     return FUSE
-
