@@ -13,7 +13,7 @@ import uuid as _uuid
 from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
-from tmem.errors import InvalidArgument
+from tmem.errors import InvalidArgument, TmemError
 
 #: A page handle's object id lies in [0, OID_LIMIT): room for a 192-bit file handle.
 OID_LIMIT = 1 << 192
@@ -38,6 +38,13 @@ def check_page_size(page_size: Any) -> int:
 
 def check_handle(oid: Any, index: Any) -> tuple[int, int]:
     """Return ``(oid, index)`` as ints, or raise InvalidArgument if either is out of range."""
+    if (  # the common case, decided first
+        type(oid) is int
+        and type(index) is int
+        and 0 <= oid < OID_LIMIT
+        and 0 <= index < INDEX_LIMIT
+    ):
+        return oid, index
     if isinstance(oid, bool) or isinstance(index, bool):
         raise InvalidArgument(f"object id and index must be integers, not {oid!r}, {index!r}")
     try:
@@ -102,6 +109,31 @@ def check_capacity(capacity: Any) -> int:
     if type(capacity) is not int or capacity < 0:
         raise InvalidArgument(f"capacity {capacity!r} must be a byte count >= 0")
     return capacity
+
+
+def batch_item(item: Any, n: int) -> tuple[Any, ...]:
+    """A batch item as a tuple of ``n`` values (``(oid, index[, data])``), or InvalidArgument."""
+    if type(item) is tuple and len(item) == n:
+        return item
+    try:
+        values = tuple(item)
+    except TypeError:
+        values = ()
+    if len(values) != n:
+        raise InvalidArgument(f"a batch item must be a tuple of {n}, not {item!r:.80}")
+    return values
+
+
+def settle_batch(results: list[Any], errors: str) -> list[Any]:
+    """Apply a batch's ``errors`` mode: raise the first error, or return errors in place."""
+    if errors == "return":
+        return results
+    if errors != "raise":
+        raise InvalidArgument(f"errors must be 'raise' or 'return', not {errors!r}")
+    for result in results:
+        if isinstance(result, TmemError):
+            raise result
+    return results
 
 
 #: Operation counters kept per pool and per client, with Xen tmem's names.

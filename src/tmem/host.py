@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import threading
 import uuid as _uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn
 
-from tmem.api import DEFAULT_PAGE_SIZE, Stats
+from tmem.api import DEFAULT_PAGE_SIZE, Stats, batch_item, settle_batch
 from tmem.engine import Engine
 from tmem.engine.state import ClientState
-from tmem.errors import ConnectionLost, InvalidArgument, TmemError
+from tmem.errors import ConnectionLost, TmemError
 from tmem.store import PageStore, make_store
 
 
@@ -129,9 +129,9 @@ class HostClient:
         # Bound once: the page calls are the hot path.
         self._acquire = host.lock.acquire
         self._release = host.lock.release
-        self._put = host.engine.put
-        self._get = host.engine.get
-        self._flush = host.engine.flush_page
+        self._put: Callable[..., bool] = host.engine.put
+        self._get: Callable[..., bytes | None] = host.engine.get
+        self._flush: Callable[..., None] = host.engine.flush_page
 
     def new_pool(
         self,
@@ -148,6 +148,7 @@ class HostClient:
     def destroy_pool(self, pool: int) -> None:
         """Leave the pool; its pages go once no client is left in it."""
         with self._lock:
+            self._check_open()
             self._engine.destroy_pool(self._state, pool)
 
     def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
@@ -173,8 +174,10 @@ class HostClient:
         raised once all were tried; with ``errors="return"`` each error takes
         its item's place in the list.
         """
-        put, state, results = self._engine.put, self._state, []
+        put, state = self._engine.put, self._state
+        results: list[Any] = []
         with self._lock:
+            self._check_open()
             for item in pages:
                 try:
                     oid, index, data = batch_item(item, 3)
@@ -188,8 +191,10 @@ class HostClient:
 
         Errors are handled as by :meth:`put_pages`.
         """
-        get, state, results = self._engine.get, self._state, []
+        get, state = self._engine.get, self._state
+        results: list[Any] = []
         with self._lock:
+            self._check_open()
             for item in handles:
                 try:
                     oid, index = batch_item(item, 2)
@@ -209,21 +214,32 @@ class HostClient:
     def flush_object(self, pool: int, oid: int) -> None:
         """Forget every page of the object."""
         with self._lock:
+            self._check_open()
             self._engine.flush_object(self._state, pool, oid)
 
     def stats(self) -> Stats:
         """This client's counters, with each pool's under ``"pools"``."""
         with self._lock:
+            self._check_open()
             return self._state.describe()
 
     def close(self) -> None:
-        """Leave the host: private pools and their pages are released."""
+        """Leave the host: private pools and their pages are released.
+
+        Every later call raises ConnectionLost, as a remote client's does;
+        closing again does nothing.
+        """
         with self._lock:
             self._engine.remove_client(self._state)
+            # The page calls check nothing on their hot path: they are rebound instead.
+            self._put = self._get = self._flush = self._closed
 
     def _check_open(self) -> None:
         if not self._state.live:
-            raise ConnectionLost(f"client {self.name!r} was closed")
+            self._closed()
+
+    def _closed(self, *args: object) -> NoReturn:
+        raise ConnectionLost(f"client {self.name!r} was closed")
 
     def __enter__(self) -> HostClient:
         return self
@@ -233,28 +249,3 @@ class HostClient:
 
     def __repr__(self) -> str:
         return f"<tmem.HostClient {self.name!r}>"
-
-
-def batch_item(item: Any, n: int) -> tuple[Any, ...]:
-    """``item`` as a tuple of ``n`` values, or InvalidArgument."""
-    if type(item) is tuple and len(item) == n:
-        return item
-    try:
-        values = tuple(item)
-    except TypeError:
-        values = ()
-    if len(values) != n:
-        raise InvalidArgument(f"a batch item must be a tuple of {n}, not {item!r:.80}")
-    return values
-
-
-def settle_batch(results: list[Any], errors: str) -> list[Any]:
-    """Apply a batch's ``errors`` mode: raise the first error, or return errors in place."""
-    if errors == "return":
-        return results
-    if errors != "raise":
-        raise InvalidArgument(f"errors must be 'raise' or 'return', not {errors!r}")
-    for result in results:
-        if isinstance(result, TmemError):
-            raise result
-    return results

@@ -20,14 +20,13 @@ from typing import Any
 
 from tmem.api import (
     DEFAULT_PAGE_SIZE,
-    INDEX_LIMIT,
-    MAX_PAGE_SIZE,
-    OID_LIMIT,
     Stats,
     as_page,
+    batch_item,
     check_handle,
     check_page_size,
     check_uuid,
+    settle_batch,
 )
 from tmem.errors import (
     ConnectionLost,
@@ -37,7 +36,6 @@ from tmem.errors import (
     TmemError,
     error_for,
 )
-from tmem.host import batch_item, settle_batch
 from tmem.sockets import default_socket
 from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError
 from tmem.wire import messages as msg
@@ -48,11 +46,9 @@ _REPLY_LIMIT = 64 << 20
 #: Items per PUT_PAGES frame at most: two buffers each, within the kernel's IOV_MAX (1024).
 _MAX_ITEMS = 500
 _U32 = 1 << 32
-_HANDLE_FRAME = msg.HANDLE_FRAME
-_HANDLE_SIZE = msg.HANDLE.size
-_oid_bytes = msg.oid_bytes
 # plain ints: an IntEnum member costs a lookup and a conversion on every call
-_PUT, _GET, _YES = int(Op.PUT), int(Op.GET), msg.ITEM_YES
+_PUT, _GET = int(Op.PUT), int(Op.GET)
+_encode_put, _encode_handle_op = msg.encode_put, msg.encode_handle_op
 
 
 def parse_address(address: str | None) -> tuple[int, Any]:
@@ -107,6 +103,11 @@ class Channel:
             self.close()
             raise ProtocolError(f"daemon speaks protocol {version}, not {VERSION}")
 
+    def check_open(self) -> None:
+        """Raise ConnectionLost if the connection is closed."""
+        if self.sock is None:
+            raise ConnectionLost("the connection to the daemon is closed")
+
     def call(self, frame: bytes, op: int) -> memoryview:
         """Send one request and return its reply body (valid until the next call)."""
         sock, decoder = self.sock, self.decoder
@@ -155,7 +156,7 @@ class Channel:
         if status:
             if status == ProtocolError.code or got != op:
                 self.close()  # the daemon closes a connection that broke the protocol
-            raise error_for(status, bytes(body).decode("utf-8", "replace"))
+            raise error_for(status, msg.decode_error(body))
         if got != op:
             self.close()
             raise ProtocolError(f"reply to op {got} while waiting for op {op}")
@@ -216,35 +217,18 @@ class RemoteClient:
 
     def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
         """Copy ``data`` in; True if stored, False if the host refused it."""
-        if not (
-            type(pool) is int
-            and 0 <= pool < _U32
-            and type(oid) is int
-            and 0 <= oid < OID_LIMIT
-            and type(index) is int
-            and 0 <= index < INDEX_LIMIT
-            and type(data) is bytes
-            and len(data) <= MAX_PAGE_SIZE
-        ):
-            oid, index = _handle(pool, oid, index)
-            data = as_page(data)
-        size = _HANDLE_SIZE + len(data)
-        head = _HANDLE_FRAME.pack(_PUT, 0, 0, size, pool, _oid_bytes(oid), index)
-        return self._chan.call(head + data, _PUT)[0] == _YES
+        oid, index = _handle(pool, oid, index)
+        body = self._chan.call(_encode_put(pool, oid, index, as_page(data)), _PUT)
+        try:
+            return msg.decode_answer(body)
+        except WireError as exc:
+            self._chan.close()  # the daemon broke the protocol: the stream is out of step
+            raise ProtocolError(f"bad put reply: {exc}") from None
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
-        if not (
-            type(pool) is int
-            and 0 <= pool < _U32
-            and type(oid) is int
-            and 0 <= oid < OID_LIMIT
-            and type(index) is int
-            and 0 <= index < INDEX_LIMIT
-        ):
-            oid, index = _handle(pool, oid, index)
-        frame = _HANDLE_FRAME.pack(_GET, 0, 0, _HANDLE_SIZE, pool, _oid_bytes(oid), index)
-        body = self._chan.call(frame, _GET)
+        oid, index = _handle(pool, oid, index)
+        body = self._chan.call(_encode_handle_op(_GET, pool, oid, index), _GET)
         return bytes(body) if body else None
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:
@@ -266,6 +250,7 @@ class RemoteClient:
 
     def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order; a bool per page (see the Client API)."""
+        self._chan.check_open()
         results: list[Any] = []
         chunks = _put_chunks(_pool(pool), pages, results, self._chan.max_body)
         self._run_batches(chunks, Op.PUT_PAGES, results, False)
@@ -273,6 +258,7 @@ class RemoteClient:
 
     def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
         """Get each ``(oid, index)`` in order; bytes or None per page (see the Client API)."""
+        self._chan.check_open()
         results: list[Any] = []
         per_frame = max(1, BATCH_BYTES // self._page_sizes.get(pool, DEFAULT_PAGE_SIZE))
         chunks = _get_chunks(_pool(pool), handles, results, per_frame)
@@ -416,9 +402,11 @@ def _int_pool_keys(stats: Any) -> Any:
 
 
 def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: int):
-    """Yield ``(frame, positions)`` of same-size pages; bad items become errors in place."""
+    """Yield ``(frame parts, positions)`` of same-size pages; bad items become errors in place."""
     limit = min(BATCH_BYTES, max_body - 4096)
-    pack, parts, positions, size, per_frame = msg.ITEM.pack, [], [], -1, 0
+    chunk: list[tuple[int, int, Any]] = []
+    positions: list[int] = []
+    size, per_frame = -1, 0
     for item in pages:
         pos = len(results)
         results.append(None)
@@ -426,54 +414,42 @@ def _put_chunks(pool: int, pages: Iterable[Any], results: list[Any], max_body: i
             oid, index, data = (
                 item if type(item) is tuple and len(item) == 3 else batch_item(item, 3)
             )
-            if not (
-                type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
-                and 0 <= index < INDEX_LIMIT
-            ):  # fmt: skip
-                oid, index = check_handle(oid, index)
-            if type(data) is not bytes or len(data) > MAX_PAGE_SIZE:
-                data = as_page(data)
+            oid, index = check_handle(oid, index)
+            data = as_page(data)
         except InvalidArgument as exc:
             results[pos] = exc
             continue
         if len(data) != size or len(positions) >= per_frame:
             if positions:
-                parts[0] = msg.put_pages_head(pool, size, len(positions))
-                yield parts, positions
-            parts, positions = [b""], []
+                yield msg.encode_put_pages(pool, size, chunk), positions
+            chunk, positions = [], []
             size = len(data)
             per_frame = min(_MAX_ITEMS, max(1, limit // (size + msg.ITEM.size)))
-        parts.append(pack(oid.to_bytes(24, "little"), index))
-        parts.append(data)
+        chunk.append((oid, index, data))
         positions.append(pos)
     if positions:
-        parts[0] = msg.put_pages_head(pool, size, len(positions))
-        yield parts, positions
+        yield msg.encode_put_pages(pool, size, chunk), positions
 
 
 def _get_chunks(pool: int, handles: Iterable[Any], results: list[Any], per_frame: int):
     """Yield ``([frame], positions)`` of at most ``per_frame`` handles each."""
-    pack, parts, positions = msg.ITEM.pack, [], []
+    chunk: list[tuple[int, int]] = []
+    positions: list[int] = []
     for item in handles:
         pos = len(results)
         results.append(None)
         try:
             oid, index = item if type(item) is tuple and len(item) == 2 else batch_item(item, 2)
-            if not (
-                type(oid) is int and 0 <= oid < OID_LIMIT and type(index) is int
-                and 0 <= index < INDEX_LIMIT
-            ):  # fmt: skip
-                oid, index = check_handle(oid, index)
+            chunk.append(check_handle(oid, index))
         except InvalidArgument as exc:
             results[pos] = exc
             continue
-        parts.append(pack(oid.to_bytes(24, "little"), index))
         positions.append(pos)
         if len(positions) >= per_frame:
-            yield [msg.get_pages_frame(pool, parts)], positions
-            parts, positions = [], []
+            yield [msg.encode_get_pages(pool, chunk)], positions
+            chunk, positions = [], []
     if positions:
-        yield [msg.get_pages_frame(pool, parts)], positions
+        yield [msg.encode_get_pages(pool, chunk)], positions
 
 
 def _fill(body: memoryview, positions: list[int], results: list[Any], pages: bool) -> None:

@@ -127,6 +127,28 @@ def test_private_pages_are_invisible_to_other_clients(host):
     assert a.get_page(pa, 5, 5) == page(5)
 
 
+def test_a_closed_client_raises_connection_lost_on_every_call(host):
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    assert client.put_page(pool, 1, 0, page(1))
+    client.close()
+    for call in (
+        lambda: client.new_pool(),
+        lambda: client.put_page(pool, 1, 1, page(2)),
+        lambda: client.get_page(pool, 1, 0),
+        lambda: client.flush_page(pool, 1, 0),
+        lambda: client.flush_object(pool, 1),
+        lambda: client.destroy_pool(pool),
+        lambda: client.stats(),
+        lambda: client.put_pages(pool, []),
+        lambda: client.get_pages(pool, [(1, 0)]),
+    ):
+        with pytest.raises(tmem.ConnectionLost):
+            call()
+    client.close()  # closing again does nothing
+    assert host.admin.stats()["pages"] == 0  # its private pages went with it
+
+
 # --- put and get -------------------------------------------------------------
 
 

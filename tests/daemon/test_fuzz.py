@@ -31,7 +31,7 @@ def valid_frames() -> list[bytes]:
         msg.encode_handle_op(Op.GET, 0, 3, 4),
         msg.encode_handle_op(Op.FLUSH_PAGE, 0, 3, 4),
         msg.encode_flush_object(0, 3),
-        msg.encode_put_pages(0, PAGE, [(1, i, b"q" * PAGE) for i in range(3)]),
+        b"".join(msg.encode_put_pages(0, PAGE, [(1, i, b"q" * PAGE) for i in range(3)])),
         msg.encode_get_pages(0, [(1, i) for i in range(3)]),
         msg.encode_json_op(Op.STATS, None),
         msg.encode_json_op(Op.SET_CAPACITY, {"capacity": 0}),

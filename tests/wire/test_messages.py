@@ -67,7 +67,7 @@ def test_handles_and_objects_round_trip(pool, oid, index):
 
 @given(st.lists(st.tuples(oids, indexes, st.binary(min_size=16, max_size=16)), max_size=20))
 def test_put_pages_round_trips(items):
-    frame = msg.encode_put_pages(3, 16, items)
+    frame = b"".join(msg.encode_put_pages(3, 16, items))
     pool, got = msg.decode_put_pages(body_of(frame, Op.PUT_PAGES))
     assert pool == 3 and [(o, i, bytes(d)) for o, i, d in got] == items
 
@@ -89,6 +89,35 @@ def test_batch_reply_round_trips():
     assert (codes, message, bytes(data)) == (bytes([1, 0, 0x83]), "bad page", b"a" * 8)
 
 
+@given(st.sampled_from(list(Op)), st.integers(0, 2**16 - 1), st.binary(max_size=100))
+def test_replies_carry_their_request_op_and_tag(op, tag, body):
+    decoder = Decoder()
+    decoder.feed(msg.encode_reply(op, tag, body))
+    decoder.feed(b"".join(msg.encode_reply_parts(op, tag, [body[:3], body[3:]])))
+    for _ in range(2):
+        assert decoder.next_frame()[:3] == (op, 0, tag)
+
+
+@given(st.integers(1, 255), st.text(max_size=5000))
+def test_error_replies_carry_the_code_and_the_message_cut_short(code, message):
+    decoder = Decoder()
+    decoder.feed(msg.encode_error(Op.GET, 9, code, message))
+    op, status, tag, body = decoder.next_frame()
+    assert (op, status, tag) == (Op.GET, code, 9)
+    assert len(body) <= msg.MAX_ERROR_MESSAGE
+    assert message.encode()[: msg.MAX_ERROR_MESSAGE].decode(errors="replace") == msg.decode_error(
+        body
+    )
+
+
+def test_put_answers_round_trip_and_anything_else_is_refused():
+    for yes in (True, False):
+        assert msg.decode_answer(memoryview(msg.encode_answer(yes))) is yes
+    for bad in (b"", b"\x02", b"\x01\x00"):
+        with pytest.raises(WireError):
+            msg.decode_answer(memoryview(bad))
+
+
 def test_json_bodies_round_trip_and_garbage_is_refused():
     frame = msg.encode_json_op(Op.SET_CLIENT, {"name": "vm1", "cap": None})
     assert msg.decode_json(body_of(frame, Op.SET_CLIENT)) == {"name": "vm1", "cap": None}
@@ -108,6 +137,8 @@ DECODERS = [
     msg.decode_get_pages,
     msg.decode_json,
     lambda body: msg.decode_batch_reply(body, 3),
+    msg.decode_answer,
+    msg.decode_error,
 ]
 
 
@@ -126,7 +157,7 @@ def test_every_decoder_refuses_valid_bodies_cut_short(data):
         (msg.encode_new_pool(True, True, uuid.uuid4(), 4096), msg.decode_new_pool),
         (msg.encode_handle_op(Op.GET, 1, 2, 3), msg.decode_handle),
         (msg.encode_flush_object(1, 2), msg.decode_object),
-        (msg.encode_put_pages(1, 8, [(1, 2, b"x" * 8)] * 3), msg.decode_put_pages),
+        (b"".join(msg.encode_put_pages(1, 8, [(1, 2, b"x" * 8)] * 3)), msg.decode_put_pages),
         (msg.encode_get_pages(1, [(1, 2)] * 3), msg.decode_get_pages),
     ]
     frame, decode = data.draw(st.sampled_from(frames))

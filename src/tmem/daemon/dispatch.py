@@ -18,17 +18,11 @@ from typing import Any
 from tmem.daemon.auth import Authenticator, Identity
 from tmem.errors import InvalidArgument, PermissionDenied, ProtocolError, TmemError
 from tmem.host import Host
-from tmem.wire import HEADER, VERSION, Op, WireError
+from tmem.wire import ADMIN_OPS, VERSION, Op, WireError
 from tmem.wire import messages as msg
 from tmem.wire.frames import OutBuffer
 
 log = logging.getLogger("tmem.daemon")
-_YES = bytes([msg.ITEM_YES])
-_NO = bytes([msg.ITEM_NO])
-# the PUT hot path decodes inline (the same layout as messages.decode_put)
-_unpack_handle = msg.HANDLE.unpack_from
-_HANDLE_SIZE = msg.HANDLE.size
-_from_bytes = int.from_bytes
 _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 
 Handler = Callable[["Session", memoryview], Any]
@@ -50,12 +44,11 @@ NO_CLIENT: Any = _NoClient()
 class Session:
     """One connection: who is there, and its client once the hello is done."""
 
-    __slots__ = ("identity", "client", "admin_only", "greeted", "done")
+    __slots__ = ("identity", "client", "greeted", "done")
 
     def __init__(self, identity: Identity | None) -> None:
         self.identity = identity  # None for TCP until the hello's token is checked
         self.client: Any = NO_CLIENT
-        self.admin_only = False
         self.greeted = False
         self.done = False  # said goodbye: close once the reply is sent
 
@@ -66,10 +59,9 @@ class Session:
 
 
 def error_frame(op: int, tag: int, exc: BaseException) -> bytes:
-    """The reply frame for an error: its status code and message."""
+    """The reply frame for an error: its status code (ProtocolError's if not a TmemError)."""
     code = exc.code if isinstance(exc, TmemError) else ProtocolError.code
-    body = str(exc).encode("utf-8", "replace")[:4096]
-    return HEADER.pack(op & 0xFF, code, tag, len(body)) + body
+    return msg.encode_error(op, tag, code, str(exc))
 
 
 class Dispatcher:
@@ -110,6 +102,8 @@ class Dispatcher:
                 handler = self.handlers.get(op)
                 if handler is None:
                     raise WireError(f"unknown op {op}")
+                if op in ADMIN_OPS and not (session.identity and session.identity.admin):
+                    raise PermissionDenied("administration is refused to this peer")
                 reply = handler(session, body)
             else:
                 reply = self.hello(session, op, body)
@@ -122,10 +116,9 @@ class Dispatcher:
             out.write(error_frame(op, tag, ProtocolError(str(exc))))
             raise
         if type(reply) is bytes:  # one write: joining a small reply costs less than two
-            out.write(HEADER.pack(op, 0, tag, len(reply)) + reply)
+            out.write(msg.encode_reply(op, tag, reply))
         else:  # a list of parts, written without joining them first
-            out.write(HEADER.pack(op, 0, tag, sum(map(len, reply))))
-            for part in reply:
+            for part in msg.encode_reply_parts(op, tag, reply):
                 out.write(part)
 
     # --- hello -----------------------------------------------------------
@@ -142,7 +135,6 @@ class Dispatcher:
             raise PermissionDenied("administration is refused to this peer")
         session.identity = identity
         if role == msg.ROLE_ADMIN:
-            session.admin_only = True
             registered = name
         else:
             registered = identity.client_name(name)
@@ -163,13 +155,7 @@ class Dispatcher:
         return b""
 
     def _put(self, session: Session, body: memoryview) -> bytes:
-        if len(body) < _HANDLE_SIZE:
-            raise WireError("put shorter than a handle")
-        pool, oid, index = _unpack_handle(body)
-        stored = session.client.put_page(
-            pool, _from_bytes(oid, "little"), index, body[_HANDLE_SIZE:]
-        )
-        return _YES if stored else _NO
+        return msg.encode_answer(session.client.put_page(*msg.decode_put(body)))
 
     def _get(self, session: Session, body: memoryview) -> bytes:
         pool, oid, index = msg.decode_handle(body)
@@ -205,8 +191,6 @@ class Dispatcher:
     # --- administration ----------------------------------------------------
 
     def _admin_args(self, session: Session, body: memoryview) -> dict[str, Any]:
-        if session.identity is None or not session.identity.admin:
-            raise PermissionDenied("administration is refused to this peer")
         args = msg.decode_json(body)
         if not isinstance(args, dict):
             raise WireError("administrative arguments must be a JSON object")

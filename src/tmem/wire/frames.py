@@ -34,6 +34,11 @@ def encode_frame(op: int, body: bytes = b"", status: int = 0, tag: int = 0) -> b
     return HEADER.pack(op, status, tag, len(body)) + body
 
 
+def frame_head(op: int, length: int, status: int = 0, tag: int = 0) -> bytes:
+    """The header of a frame whose ``length`` bytes of body are sent after it."""
+    return HEADER.pack(op, status, tag, length)
+
+
 class Decoder:
     """Split a byte stream into frames without copying their bodies.
 

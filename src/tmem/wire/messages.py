@@ -14,7 +14,7 @@ import uuid as _uuid
 from enum import IntEnum
 from typing import Any
 
-from tmem.wire.frames import HEADER, WireError
+from tmem.wire.frames import HEADER, WireError, encode_frame, frame_head
 
 #: Protocol version, exchanged in the hello; a daemon refuses other versions.
 VERSION = 1
@@ -42,6 +42,7 @@ class Op(IntEnum):
     HOST_STATS = 20
 
 
+#: Ops only an administrative connection may send.
 ADMIN_OPS = frozenset(op for op in Op if op >= 16)
 ROLE_CLIENT = 0
 ROLE_ADMIN = 1
@@ -60,8 +61,12 @@ BATCH = struct.Struct("<III")  # pool, count, page size (0 for gets)
 ITEM = struct.Struct("<24sI")  # oid, index
 MESSAGE = struct.Struct("<I")  # length of a batch reply's error message
 PERSISTENT, SHARED, HAS_UUID = 1, 2, 4
+#: An error reply's message is cut to this many bytes.
+MAX_ERROR_MESSAGE = 4096
 _OID_BYTES = 24
-_U32 = 1 << 32
+# plain ints: an IntEnum member costs a lookup and a conversion on every call
+_PUT, _PUT_PAGES, _GET_PAGES = int(Op.PUT), int(Op.PUT_PAGES), int(Op.GET_PAGES)
+_YES, _NO = bytes([ITEM_YES]), bytes([ITEM_NO])
 
 
 def oid_bytes(oid: int) -> bytes:
@@ -79,6 +84,42 @@ def _text(raw: bytes | memoryview, what: str) -> str:
 def _exact(body: memoryview, size: int, what: str) -> None:
     if len(body) != size:
         raise WireError(f"{what} body is {len(body)} bytes, not {size}")
+
+
+# --- replies -----------------------------------------------------------------
+
+
+def encode_reply(op: int, tag: int, body: bytes) -> bytes:
+    """A successful reply frame: the request's op and tag, then ``body``."""
+    return encode_frame(op, body, 0, tag)
+
+
+def encode_reply_parts(op: int, tag: int, parts: list[Any]) -> list[Any]:
+    """A successful reply frame as parts to send in order (the body's parts are not joined)."""
+    return [frame_head(op, sum(map(len, parts)), 0, tag), *parts]
+
+
+def encode_error(op: int, tag: int, code: int, message: str) -> bytes:
+    """An error reply frame: status ``code`` and the message, cut to MAX_ERROR_MESSAGE bytes."""
+    body = message.encode("utf-8", "replace")[:MAX_ERROR_MESSAGE]
+    return HEADER.pack(op & 0xFF, code, tag, len(body)) + body
+
+
+def decode_error(body: memoryview) -> str:
+    """The message of an error reply (bytes that are not UTF-8 are replaced)."""
+    return bytes(body).decode("utf-8", "replace")
+
+
+def encode_answer(yes: bool) -> bytes:
+    """The body of a PUT reply: stored or refused."""
+    return _YES if yes else _NO
+
+
+def decode_answer(body: memoryview) -> bool:
+    """Whether a PUT reply says the page was stored."""
+    if len(body) != 1 or body[0] > ITEM_YES:
+        raise WireError(f"a put reply is one byte, 0 or 1, not {bytes(body[:8])!r}")
+    return body[0] == ITEM_YES
 
 
 # --- hello -----------------------------------------------------------------
@@ -163,19 +204,19 @@ def decode_pool(body: memoryview) -> int:
 # --- single pages ----------------------------------------------------------
 
 #: Header and handle of a PUT, GET or FLUSH_PAGE frame, packed in one go.
-HANDLE_FRAME = struct.Struct("<BBHII24sI")
+_HANDLE_FRAME = struct.Struct("<BBHII24sI")
 _OBJECT_FRAME = struct.Struct("<BBHII24s")
 
 
 def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> bytes:
     """A PUT request frame: handle then the page."""
-    head = HANDLE_FRAME.pack(Op.PUT, 0, 0, HANDLE.size + len(data), pool, oid_bytes(oid), index)
+    head = _HANDLE_FRAME.pack(_PUT, 0, 0, HANDLE.size + len(data), pool, oid_bytes(oid), index)
     return head + data
 
 
 def encode_handle_op(op: int, pool: int, oid: int, index: int) -> bytes:
     """A GET or FLUSH_PAGE request frame."""
-    return HANDLE_FRAME.pack(op, 0, 0, HANDLE.size, pool, oid_bytes(oid), index)
+    return _HANDLE_FRAME.pack(op, 0, 0, HANDLE.size, pool, oid_bytes(oid), index)
 
 
 def encode_flush_object(pool: int, oid: int) -> bytes:
@@ -209,27 +250,18 @@ def decode_object(body: memoryview) -> tuple[int, int]:
 # --- batches ---------------------------------------------------------------
 
 
-def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]]) -> bytes:
-    """A PUT_PAGES frame: ``(oid, index, data)`` items, each page ``page_size`` long."""
-    pack, parts = ITEM.pack, []
+def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]]) -> list[Any]:
+    """A PUT_PAGES frame as parts to send gathered, in order: the headers, then each
+    ``(oid, index, data)`` item's handle and its page (``page_size`` bytes, not copied)."""
+    pack, parts = ITEM.pack, [b""]
     for oid, index, data in pages:
         if len(data) != page_size:
             raise WireError("a page in the batch is not page_size long")
         parts.append(pack(oid_bytes(oid), index))
         parts.append(data)
-    return put_pages_frame(pool, page_size, len(pages), parts)
-
-
-def put_pages_frame(pool: int, page_size: int, count: int, parts: list[Any]) -> bytes:
-    """A PUT_PAGES frame from ``count`` items already laid out in ``parts``
-    (each an :data:`ITEM` header followed by its ``page_size`` bytes)."""
-    return put_pages_head(pool, page_size, count) + b"".join(parts)
-
-
-def put_pages_head(pool: int, page_size: int, count: int) -> bytes:
-    """The frame header and batch header of a PUT_PAGES frame; its items follow."""
-    body_len = BATCH.size + count * (ITEM.size + page_size)
-    return HEADER.pack(Op.PUT_PAGES, 0, 0, body_len) + BATCH.pack(pool, count, page_size)
+    body_len = BATCH.size + len(pages) * (ITEM.size + page_size)
+    parts[0] = frame_head(_PUT_PAGES, body_len) + BATCH.pack(pool, len(pages), page_size)
+    return parts
 
 
 def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
@@ -250,13 +282,9 @@ def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memory
 def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
     """A GET_PAGES frame for ``(oid, index)`` handles."""
     pack = ITEM.pack
-    return get_pages_frame(pool, [pack(oid_bytes(oid), index) for oid, index in handles])
-
-
-def get_pages_frame(pool: int, items: list[bytes]) -> bytes:
-    """A GET_PAGES frame from handles already packed as :data:`ITEM` records."""
+    items = [pack(oid_bytes(oid), index) for oid, index in handles]
     body_len = BATCH.size + len(items) * ITEM.size
-    head = HEADER.pack(Op.GET_PAGES, 0, 0, body_len) + BATCH.pack(pool, len(items), 0)
+    head = frame_head(_GET_PAGES, body_len) + BATCH.pack(pool, len(items), 0)
     return head + b"".join(items)
 
 
@@ -315,8 +343,3 @@ def decode_json(body: memoryview) -> Any:
 def encode_json(value: Any) -> bytes:
     """A JSON body (statistics replies)."""
     return json.dumps(value, separators=(",", ":"), default=str).encode()
-
-
-def check_u32(value: int) -> bool:
-    """Whether ``value`` fits a u32 field."""
-    return 0 <= value < _U32
