@@ -8,7 +8,16 @@ import pytest
 
 import tmem
 from tmem.store import CompressedStore
-from tmem.store.zspool import CLASS_BITS, CLASS_OF, COMPACT_BATCH, OS_PAGE, SLOT_SIZE, class_size
+from tmem.store.zspool import (
+    CLASS_BITS,
+    CLASS_OF,
+    COMPACT_BATCH,
+    DEFER_OPS,
+    HARD_FRACTION,
+    OS_PAGE,
+    SLOT_SIZE,
+    class_size,
+)
 
 
 def varied_page(rng: random.Random, size: int = 4096) -> bytes:
@@ -39,19 +48,51 @@ def fill(store: CompressedStore, n: int, seed: int = 1) -> dict[int, bytes]:
     return pages
 
 
-def test_freeing_many_pages_compacts_and_keeps_every_page_intact():
+def holes_within(store: CompressedStore, fraction: float) -> bool:
+    """Every class's holes are under ``fraction`` of its slots (or one OS page)."""
+    return all(
+        cls.top - cls.live <= max(fraction * cls.top, OS_PAGE / cls.slot_size) + 1
+        for cls in filter(None, store.pool.classes)
+    )
+
+
+def test_a_burst_of_frees_is_compacted_once_it_ends_and_every_page_stays_intact():
     store = CompressedStore("lz4", dedup=None)
     pages = fill(store, 3000)
     rng = random.Random(2)
     for ref in rng.sample(sorted(pages), 2200):
         store.free(ref)
         del pages[ref]
+    burst = store.stats()
+    # during the burst only the hard bound moved anything
+    assert holes_within(store, HARD_FRACTION)
+    assert not holes_within(store, store.pool.compact_fraction)
+    assert burst["compaction_deferred"] > 0
+    # later operations (here, same-size puts and frees of one page) pay the deferred work
+    filler = bytes(1000) + rng.randbytes(3096)  # one class, away from the fill's
+    for _ in range(DEFER_OPS):
+        store.free(store.put(filler, True, 0))
     stats = store.stats()
-    assert stats["objects_moved"] > 0 and stats["compactions"] > 0
+    assert stats["objects_moved"] > burst["objects_moved"] and stats["compactions"] > 0
+    assert stats["compaction_deferred"] == 0
+    assert holes_within(store, store.pool.compact_fraction)
     assert all(store.get(ref) == data for ref, data in pages.items())
-    for cls in filter(None, store.pool.classes):  # holes stay under the threshold
-        holes = cls.top - cls.live
-        assert holes <= max(store.pool.compact_fraction * cls.top, OS_PAGE / cls.slot_size) + 1
+
+
+@pytest.mark.parametrize("order", ["newest", "oldest", "random"])
+def test_emptying_a_store_moves_few_objects_and_gives_its_memory_back(order):
+    store = CompressedStore("lz4", dedup=None)
+    refs = sorted(fill(store, 3000))
+    if order == "newest":
+        refs.reverse()
+    elif order == "random":
+        random.Random(4).shuffle(refs)
+    for ref in refs:
+        store.free(ref)
+    stats = store.stats()
+    # objects moved during the burst all die in it: only the hard bound may move any
+    assert stats["objects_moved"] <= (0 if order == "newest" else len(refs) * 0.4)
+    assert stats["arena_resident_bytes"] <= stats["size_classes"] * OS_PAGE
 
 
 def test_full_compaction_leaves_no_holes_and_gives_memory_back():
@@ -82,7 +123,7 @@ def test_one_free_moves_a_bounded_number_of_objects():
         for i in range(2000)
     ]
     cls_moves = []
-    for ref in refs[: len(refs) // 2]:
+    for ref in refs[: len(refs) * 3 // 4]:  # past the hard bound: moves during the burst
         before = store.pool.objects_moved
         store.free(ref)
         cls_moves.append(store.pool.objects_moved - before)

@@ -30,10 +30,11 @@ def test_freeing_most_slots_hands_memory_back():
     slots = [arena.alloc() for _ in range(1000)]
     for slot in slots:
         arena.write(slot, b"x" * 4096)
-    assert arena.resident_bytes == 1000 * 4096
+    # the first chunk is committed slot by slot, later ones whole (at most one chunk ahead)
+    assert 1000 * 4096 <= arena.resident_bytes < 1000 * 4096 + arena.per_chunk * 4096
     for slot in slots[:990]:
         arena.free(slot)
-    assert arena.resident_bytes <= (10 + 2 * 8) * 4096
+    assert arena.resident_bytes <= (10 + 2 * 8) * 4096 + arena.per_chunk * 4096
     reused = [arena.alloc() for _ in range(990)]
     assert sorted(reused + slots[990:]) == sorted(slots)  # no new slot was needed
     assert all(arena.read(s, 4096) == b"x" * 4096 for s in slots[990:])

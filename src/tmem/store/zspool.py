@@ -17,6 +17,16 @@ first).  When a class's holes exceed ``compact_fraction`` of its slots (and one
 OS page), compaction moves the class's last objects into its lowest holes, a
 bounded batch per call, and gives the memory past the last object back to the
 kernel (``MADV_DONTNEED``, and whole maps unmapped).
+
+Compaction is deferred while the class is still shrinking: an object moved in
+the middle of a burst of frees (an object flush, a client leaving, eviction)
+is often freed a moment later, so the move was wasted.  A class waits until
+:data:`DEFER_OPS` store operations pass with no free in it; only a class whose
+holes pass half its slots (:data:`HARD_FRACTION`) is compacted at once, and
+then just below that bound.  Due classes are taken emptiest first, at most
+:data:`COMPACT_BATCH` moves per call.  Holes at the top cost no move: they are
+trimmed and given back as soon as they appear, so a store emptied completely
+returns its memory without moving anything.
 """
 
 from __future__ import annotations
@@ -33,6 +43,12 @@ CHUNK_BYTES = 1 << 20
 OS_PAGE = mmap.PAGESIZE
 #: Objects moved per compaction step: bounds the work of any one call.
 COMPACT_BATCH = 64
+#: Store operations (allocations and frees) without a free in a class before it is compacted.
+DEFER_OPS = 1024
+#: Deferred classes are looked at once per this many store operations (a power of two).
+CHECK_EVERY = 32
+#: Holes beyond this fraction of a class's slots are compacted at once, deferred or not.
+HARD_FRACTION = 0.5
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
 #: Bytes of the owner entry each slot has (handles are below 2**31).
 OWNER_BYTES = 4
@@ -157,7 +173,9 @@ class ZsPool:
         self.loc = loc
         self.compact_fraction = compact_fraction
         self.classes: list[SizeClass | None] = [None] * (1 << CLASS_BITS)
-        self.pending: set[int] = set()  # classes whose holes passed the threshold
+        #: classes whose holes passed the threshold -> the operation count of their last free
+        self.pending: dict[int, int] = {}
+        self.ops = 0  # allocations and frees so far
         self.used_bytes = 0  # slots in use, with their rounding
         self.compactions = 0
         self.objects_moved = 0
@@ -170,6 +188,9 @@ class ZsPool:
         if cls is None:
             cls = self.classes[index] = SizeClass(index)
         self.used_bytes += cls.slot_size
+        ops = self.ops = self.ops + 1
+        if self.pending and not ops & (CHECK_EVERY - 1):
+            self.compact_due()
         return cls.alloc(handle) << CLASS_BITS | index
 
     def write(self, loc: int, data: bytes | memoryview) -> None:
@@ -191,42 +212,64 @@ class ZsPool:
         return SLOT_SIZE[loc & CLASS_MASK]
 
     def free(self, loc: int) -> None:
-        """Release the object at ``loc``; compact a bounded batch if holes grew too many."""
+        """Release the object at ``loc``; defer compaction of its class (see the module)."""
         index = loc & CLASS_MASK
         cls = self.classes[index]
         cls.free(loc >> CLASS_BITS)
         self.used_bytes -= cls.slot_size
+        ops = self.ops = self.ops + 1
         holes = cls.top - cls.live
         if holes * cls.slot_size > OS_PAGE and holes > self.compact_fraction * cls.top:
-            self.pending.add(index)
-        if self.pending:
-            self.compact_step()
+            self.pending[index] = ops
+            if holes > HARD_FRACTION * cls.top:
+                self._compact_class(cls, COMPACT_BATCH, int(HARD_FRACTION * cls.top))
+        if self.pending and not ops & (CHECK_EVERY - 1):
+            self.compact_due()
 
-    def compact_step(self, budget: int = COMPACT_BATCH) -> int:
-        """Move up to ``budget`` objects of pending classes into holes; return moves made."""
+    def compact_due(self, budget: int = COMPACT_BATCH) -> int:
+        """Compact classes with no free for :data:`DEFER_OPS` operations, emptiest first.
+
+        At most ``budget`` objects move; return how many did.
+        """
+        ops = self.ops
+        due = [i for i, last in self.pending.items() if ops - last >= DEFER_OPS]
+        if not due:
+            return 0
+        return self.compact_step(budget, due)
+
+    def compact_step(self, budget: int = COMPACT_BATCH, indexes: list[int] | None = None) -> int:
+        """Move up to ``budget`` objects of pending classes (or of ``indexes``) into holes,
+        the emptiest class first; return the moves made."""
+        classes = self.classes
+        order = list(self.pending) if indexes is None else indexes
+        order.sort(key=lambda i: classes[i].live / classes[i].top if classes[i].top else 0)
         moved = 0
-        while self.pending and moved < budget:
-            index = next(iter(self.pending))
-            moved += self._compact_class(self.classes[index], budget - moved)
-            cls = self.classes[index]
+        for index in order:
+            if moved >= budget:
+                break
+            cls = classes[index]
+            moved += self._compact_class(cls, budget - moved)
             if cls.top == cls.live:
-                self.pending.discard(index)
+                self.pending.pop(index, None)
                 self.compactions += 1
         return moved
 
     def compact(self) -> int:
         """Compact every class completely (unbounded work); return objects moved."""
-        self.pending.update(i for i, c in enumerate(self.classes) if c and c.top > c.live)
+        for i, c in enumerate(self.classes):
+            if c and c.top > c.live:
+                self.pending[i] = self.ops
         moved = 0
         while self.pending:
             moved += self.compact_step()
         return moved
 
-    def _compact_class(self, cls: SizeClass, budget: int) -> int:
-        """Move the class's last objects into its lowest holes, at most ``budget``."""
+    def _compact_class(self, cls: SizeClass, budget: int, holes_left: int = 0) -> int:
+        """Move the class's last objects into its lowest holes, at most ``budget``,
+        until at most ``holes_left`` holes remain."""
         owner, holes, loc, size = cls.owner, cls.holes, self.loc, cls.slot_size
         old_top, moved = cls.top, 0
-        while moved < budget and cls.top > cls.live:
+        while moved < budget and cls.top - cls.live > holes_left:
             hole = heapq.heappop(holes)
             if hole >= cls.top or owner[hole] >= 0:
                 continue  # stale entry
@@ -258,6 +301,7 @@ class ZsPool:
             "mapped_bytes": sum(len(c.chunks) * CHUNK_BYTES for c in classes),
             "size_classes": len(classes),
             "compactions": self.compactions,
+            "compaction_deferred": len(self.pending),
             "objects_moved": self.objects_moved,
             "pages_compacted": self.bytes_compacted // OS_PAGE,
         }
