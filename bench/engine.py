@@ -1,13 +1,25 @@
-"""Engine throughput and metadata per page, against a plain dict in the same run.
+"""Engine CPU per operation against a dict doing the same work, in the same run.
 
-For 4 KiB pages on an embedded host (one thread, no compression), times put,
-get and flush and the same work on a ``dict`` of ``bytes`` keyed by handle
-tuples (put copies the page, as the host does). Each figure is the median of
-several rounds; the ratio host/dict is what to read. Then, in fresh
-processes, the resident memory grown per stored page beyond its 4096 data
-bytes, for the host and for the dict.
+For 4 KiB pages on an embedded host (one thread, a persistent pool so every
+get hits), times put, get and flush, and the same work on a ``dict`` keyed by
+handle tuples that copies exactly what the host copies: a put stores one copy
+of the page, a get returns one fresh copy, a flush pops.  The lz4 host is set
+against a dict that stores ``lz4.block.compress(page)`` and returns
+``lz4.block.decompress(...)``, on compressible pages cut from the Python
+standard library's sources (the ratio is printed).  Flushes go in a random
+order (the same for every system).  Each round runs every system once, the
+order rotating from round to round; figures are CPU time of this thread
+(``time.thread_time``), medians over the rounds of each system's figure and
+of the ratios taken within a round.
 
-    python bench/engine.py [--pages 20000] [--rounds 5] [--json]
+``--memory`` fills a fresh host in a child process with ``--memory-pages``
+pages, flushes them all, and prints what the machine sees before, full and
+after: the process's RssAnon and RssShmem, the system's Shmem and
+MemAvailable.  ``--scale`` prints user CPU per put, get and flush for pool
+sizes from 10k pages up (512-byte pages, so that 2.5M pages fit in 1.3 GiB).
+``--metadata`` prints resident bytes per page beyond its data.
+
+    python bench/engine.py [--pages 20000] [--rounds 7] [--memory] [--scale] [--json]
 """
 
 from __future__ import annotations
@@ -15,31 +27,52 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
+import sysconfig
 import textwrap
 import time
+from collections.abc import Callable
+from pathlib import Path
+
+import lz4.block
 
 import tmem
 
 PAGE = 4096
+clock = time.thread_time
 
 
-def _pages(n: int) -> list[bytes]:
+def raw_pages(n: int) -> list[bytes]:
+    """Distinct incompressible pages (a counter over one random page)."""
     base = os.urandom(PAGE)
     return [i.to_bytes(8, "little") + base[8:] for i in range(n)]
 
 
-def _time(fn, *args) -> float:
-    start = time.perf_counter()
-    fn(*args)
-    return time.perf_counter() - start
+def text_pages(n: int) -> list[bytes]:
+    """Distinct pages cut from the standard library's ``.py`` sources (lz4 ratio about 2)."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    blob = bytearray()
+    for path in sorted(root.glob("*.py")):
+        blob += path.read_bytes()
+        if len(blob) >= n * PAGE:
+            break
+    while len(blob) < n * PAGE:
+        blob.extend(bytes(blob))
+    return [bytes(blob[i * PAGE : (i + 1) * PAGE]) for i in range(n)]
 
 
-def host_round(pages: list[bytes], compress: str | None) -> dict[str, float]:
-    """Seconds for N puts, N gets (persistent pool), N flushes on a fresh host."""
-    host = tmem.Host(capacity=len(pages) * (PAGE + 1024), compress=compress)
+def _timed(fn: Callable[[], object]) -> float:
+    start = clock()
+    fn()
+    return clock() - start
+
+
+def host_round(pages: list[bytes], order: list[int], compress: str | None) -> dict[str, float]:
+    """CPU seconds for N puts, N gets, N flushes (in ``order``) on a fresh host."""
+    host = tmem.Host(capacity=len(pages) * (PAGE + 1024), compress=compress, dedup=None)
     client = host.connect("bench")
     pool = client.new_pool(persistent=True)
     put, get, flush = client.put_page, client.get_page, client.flush_page
@@ -53,48 +86,196 @@ def host_round(pages: list[bytes], compress: str | None) -> dict[str, float]:
             get(pool, i >> 6, i & 63)
 
     def flushes() -> None:
-        for i in range(len(pages)):
+        for i in order:
             flush(pool, i >> 6, i & 63)
 
-    out = {"put": _time(puts), "get": _time(gets), "flush": _time(flushes)}
+    out = {"put": _timed(puts), "get": _timed(gets), "flush": _timed(flushes)}
     assert client.stats()["succ_gets"] == len(pages), "every get must hit"
+    assert host.stats()["pages"] == 0
     return out
 
 
-def dict_round(pages: list[bytes], copy_out: bool = False) -> dict[str, float]:
-    """Seconds for the same work on a dict keyed by (pool, oid, index).
+def dict_round(pages: list[bytes], order: list[int], compress: str | None) -> dict[str, float]:
+    """CPU seconds for the same work on a dict keyed by (pool, oid, index).
 
-    A put copies the page, as the host does. A get returns the stored bytes
-    object itself, or with ``copy_out`` a fresh copy of it, as the host must
-    (its pages live in arenas whose slots are reused).
+    Raw: a put stores one copy of the page (``memoryview(page).tobytes()``), a
+    get returns one fresh copy; lz4: a put stores the compressed page, a get
+    decompresses it.  A flush pops.
     """
     store: dict[tuple[int, int, int], bytes] = {}
     pool = 0
+    if compress == "lz4":
+        pack = lz4.block.compress
+        unpack = lz4.block.decompress
 
-    def puts() -> None:
-        for i, data in enumerate(pages):
-            store[(pool, i >> 6, i & 63)] = bytes(bytearray(data))
+        def puts() -> None:
+            for i, data in enumerate(pages):
+                store[(pool, i >> 6, i & 63)] = pack(data, store_size=False)
 
-    def gets() -> None:
-        for i in range(len(pages)):
-            store.get((pool, i >> 6, i & 63))
+        def gets() -> None:
+            for i in range(len(pages)):
+                unpack(store[(pool, i >> 6, i & 63)], PAGE)
 
-    def gets_copied() -> None:
-        for i in range(len(pages)):
-            memoryview(store[(pool, i >> 6, i & 63)]).tobytes()
+    else:
 
-    if copy_out:
-        puts()
-        return {"get": _time(gets_copied)}
+        def puts() -> None:
+            for i, data in enumerate(pages):
+                store[(pool, i >> 6, i & 63)] = memoryview(data).tobytes()
+
+        def gets() -> None:
+            for i in range(len(pages)):
+                memoryview(store[(pool, i >> 6, i & 63)]).tobytes()
 
     def flushes() -> None:
-        for i in range(len(pages)):
+        for i in order:
             store.pop((pool, i >> 6, i & 63), None)
 
-    return {"put": _time(puts), "get": _time(gets), "flush": _time(flushes)}
+    out = {"put": _timed(puts), "get": _timed(gets), "flush": _timed(flushes)}
+    assert not store
+    return out
+
+
+SYSTEMS = {
+    "dict": (dict_round, None),
+    "host": (host_round, None),
+    "dict_lz4": (dict_round, "lz4"),
+    "host_lz4": (host_round, "lz4"),
+}
+
+
+def operations(n: int, rounds: int) -> dict[str, object]:
+    """Per-op CPU µs of every system and host/dict ratios, medians over rotated rounds."""
+    raw, text = raw_pages(n), text_pages(n)
+    ratio = n * PAGE / sum(len(lz4.block.compress(p, store_size=False)) for p in text)
+    order = list(range(n))
+    random.Random(1).shuffle(order)
+    names = list(SYSTEMS)
+    runs: dict[str, list[dict[str, float]]] = {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, compress = SYSTEMS[name]
+            runs[name].append(fn(text if compress else raw, order, compress))
+    ops: dict[str, dict[str, float]] = {}
+    for op in ("put", "get", "flush"):
+        row = {k + "_us": statistics.median(r[op] for r in runs[k]) / n * 1e6 for k in names}
+        for host, ref in (("host", "dict"), ("host_lz4", "dict_lz4")):
+            pairs = zip(runs[host], runs[ref], strict=True)
+            row[host + "_ratio"] = statistics.median(h[op] / d[op] for h, d in pairs)
+        ops[op] = row
+    return {"pages": n, "rounds": rounds, "lz4_pages": "stdlib .py sources",
+            "lz4_ratio": ratio, "ops": ops}  # fmt: skip
 
 
 MEMORY_PROBE = textwrap.dedent(
+    """
+    import json, os, sys, tmem
+
+    def machine():
+        out = {}
+        for line in open("/proc/self/status"):
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssShmem"):
+                out[key] = int(value.split()[0]) * 1024
+        for line in open("/proc/meminfo"):
+            key, _, value = line.partition(":")
+            if key in ("Shmem", "MemAvailable"):
+                out[key] = int(value.split()[0]) * 1024
+        return out
+
+    n, compress = int(sys.argv[1]), sys.argv[2]
+    compress = None if compress == "none" else compress
+    host = tmem.Host(capacity=n * 8192, compress=compress, dedup=None)
+    client = host.connect("bench")
+    pool = client.new_pool(persistent=True)
+    seed = os.urandom(2048)
+    pages = [i.to_bytes(8, "little") + seed + bytes(2040) for i in range(64)]
+    before = machine()
+    for i in range(n):
+        page = i.to_bytes(8, "little") + pages[i & 63][8:]
+        assert client.put_page(pool, i >> 9, i & 511, page)
+    full = machine()
+    for oid in range((n >> 9) + 1):
+        client.flush_object(pool, oid)
+    after = machine()
+    print(json.dumps({"before": before, "full": full, "after": after}))
+    """
+)
+
+
+def memory(n: int, compress: str | None) -> dict[str, object]:
+    """What the machine sees before, full and after filling and flushing ``n`` pages."""
+    out = subprocess.run(
+        [sys.executable, "-c", MEMORY_PROBE, str(n), str(compress).lower()],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    fig = json.loads(out.stdout)
+    before, full, after = fig["before"], fig["full"], fig["after"]
+
+    def used(f: dict[str, int]) -> int:  # this process's anonymous and shmem memory
+        return f["RssAnon"] + f["RssShmem"]
+
+    grown = used(full) - used(before)
+    return {
+        "pages": n,
+        "compress": compress,
+        "filled_mib": grown / 2**20,
+        "left_mib": (used(after) - used(before)) / 2**20,
+        "left_fraction": (used(after) - used(before)) / grown,
+        "shmem_left_mib": (after["Shmem"] - before["Shmem"]) / 2**20,
+        "memavailable_lost_mib": (before["MemAvailable"] - after["MemAvailable"]) / 2**20,
+        "memavailable_dip_mib": (before["MemAvailable"] - full["MemAvailable"]) / 2**20,
+    }
+
+
+SCALE_PROBE = textwrap.dedent(
+    """
+    import json, os, resource, sys, tmem
+    n = int(sys.argv[1])
+    base = os.urandom(512)
+    pages = [i.to_bytes(8, "little") + base[8:] for i in range(64)]
+    host = tmem.Host(capacity=n * 1024, compress=None)
+    client = host.connect("bench")
+    pool = client.new_pool(persistent=True, page_size=512)
+    put, get, flush = client.put_page, client.get_page, client.flush_page
+    user = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_utime
+    t0 = user()
+    for i in range(n):
+        put(pool, i >> 6, i & 63, pages[i & 63])
+    t1 = user()
+    for i in range(n):
+        get(pool, i >> 6, i & 63)
+    t2 = user()
+    for i in range(n):
+        flush(pool, i >> 6, i & 63)
+    t3 = user()
+    print(json.dumps({"put": (t1 - t0) / n * 1e6, "get": (t2 - t1) / n * 1e6,
+                      "flush": (t3 - t2) / n * 1e6}))
+    """
+)
+
+
+def scale(sizes: list[int], repeats: int) -> dict[str, object]:
+    """User CPU µs per op at each pool size (fresh process each, median of ``repeats``)."""
+    rows: dict[int, dict[str, float]] = {}
+    for n in sizes:
+        figs = []
+        for _ in range(repeats):
+            out = subprocess.run(
+                [sys.executable, "-c", SCALE_PROBE, str(n)],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            figs.append(json.loads(out.stdout))
+        rows[n] = {op: statistics.median(f[op] for f in figs) for op in ("put", "get", "flush")}
+    first = rows[sizes[0]]
+    return {
+        "page_size": 512,
+        "rows": {
+            n: {**r, **{op + "_vs_first": r[op] / first[op] for op in r}} for n, r in rows.items()
+        },
+    }
+
+
+METADATA_PROBE = textwrap.dedent(
     """
     import gc, json, os, sys, psutil, tmem
     n, kind = int(sys.argv[1]), sys.argv[2]
@@ -121,63 +302,75 @@ MEMORY_PROBE = textwrap.dedent(
 def metadata_per_page(n: int, kind: str) -> float:
     """Resident bytes grown per stored page beyond its 4096 data bytes, in a fresh process."""
     out = subprocess.run(
-        [sys.executable, "-c", MEMORY_PROBE, str(n), kind],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+        [sys.executable, "-c", METADATA_PROBE, str(n), kind],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
     return json.loads(out.stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=20000)
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--memory-pages", type=int, default=100000)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--memory", action="store_true", help="fill/flush memory figure")
+    parser.add_argument("--memory-pages", type=int, default=200_000)
+    parser.add_argument("--scale", action="store_true", help="CPU per op from 10k pages up")
+    parser.add_argument("--scale-sizes", default="10000,100000,1000000,2500000")
+    parser.add_argument("--metadata", action="store_true", help="resident bytes per page")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    pages = _pages(args.pages)
-    runs: dict[str, list[dict[str, float]]] = {"dict": [], "host": [], "host_lz4": []}
-    copied: list[float] = []
-    for _ in range(args.rounds):
-        runs["dict"].append(dict_round(pages))
-        copied.append(dict_round(pages, copy_out=True)["get"])
-        runs["host"].append(host_round(pages, None))
-        runs["host_lz4"].append(host_round(pages, "lz4"))
-    report: dict[str, object] = {"pages": args.pages, "rounds": args.rounds, "ops": {}}
-    for op in ("put", "get", "flush"):
-        row = {}
-        for kind, rounds in runs.items():
-            secs = statistics.median(r[op] for r in rounds)
-            row[kind + "_us"] = secs / args.pages * 1e6
-        row["ratio"] = row["host_us"] / row["dict_us"]
-        row["ratio_lz4"] = row["host_lz4_us"] / row["dict_us"]
-        report["ops"][op] = row
-    copy_us = statistics.median(copied) / args.pages * 1e6
-    report["ops"]["get"]["dict_copy_us"] = copy_us
-    report["ops"]["get"]["ratio_to_copy"] = report["ops"]["get"]["host_us"] / copy_us
-    mem = {k: [metadata_per_page(args.memory_pages, k) for _ in range(3)] for k in ("host", "dict")}
-    report["metadata_bytes_per_page"] = {k: statistics.median(v) for k, v in mem.items()}
+    report: dict[str, object] = {"load_before": os.getloadavg()[0]}
+    report["operations"] = ops = operations(args.pages, args.rounds)
+    if args.memory:
+        report["memory"] = [memory(args.memory_pages, c) for c in (None, "lz4")]
+    if args.scale:
+        sizes = [int(s) for s in args.scale_sizes.split(",")]
+        report["scale"] = scale(sizes, 3)
+    if args.metadata:
+        report["metadata_bytes_per_page"] = {
+            k: statistics.median(metadata_per_page(100_000, k) for _ in range(3))
+            for k in ("host", "dict")
+        }
+    report["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(f"{args.pages} pages of 4 KiB, median of {args.rounds} rounds, one thread")
-    print(f"{'op':6} {'dict µs':>9} {'host µs':>9} {'ratio':>6} {'lz4 µs':>9} {'ratio':>6}")
-    for op, row in report["ops"].items():
+    print(
+        f"{ops['pages']} pages of 4 KiB, {ops['rounds']} rounds (order rotated), CPU time of one"
+        f" thread; lz4 on {ops['lz4_pages']} (ratio {ops['lz4_ratio']:.2f});"
+        f" load {report['load_before']:.1f} -> {report['load_after']:.1f}"
+    )
+    print(
+        f"{'op':6} {'dict':>7} {'host':>7} {'ratio':>6}"
+        f" {'dict lz4':>9} {'host lz4':>9} {'ratio':>6}"
+    )
+    for op, row in ops["ops"].items():
         print(
-            f"{op:6} {row['dict_us']:9.3f} {row['host_us']:9.3f} {row['ratio']:6.2f}"
-            f" {row['host_lz4_us']:9.3f} {row['ratio_lz4']:6.2f}"
+            f"{op:6} {row['dict_us']:7.3f} {row['host_us']:7.3f} {row['host_ratio']:6.2f}"
+            f" {row['dict_lz4_us']:9.3f} {row['host_lz4_us']:9.3f} {row['host_lz4_ratio']:6.2f}"
         )
-    get = report["ops"]["get"]
-    print(
-        f"get against a dict get that copies the page out ({get['dict_copy_us']:.3f} µs):"
-        f" ratio {get['ratio_to_copy']:.2f}"
-    )
-    meta = report["metadata_bytes_per_page"]
-    print(
-        f"resident bytes per page beyond its data ({args.memory_pages} pages, median of 3): "
-        f"host {meta['host']:.0f}, dict {meta['dict']:.0f}"
-    )
+    for fig in report.get("memory", []):
+        print(
+            f"memory, {fig['pages']} pages, compress={fig['compress']}: filled"
+            f" {fig['filled_mib']:.1f} MiB, left after flush {fig['left_mib']:.1f} MiB"
+            f" ({fig['left_fraction']:.1%}); Shmem left {fig['shmem_left_mib']:.1f} MiB;"
+            f" MemAvailable lost {fig['memavailable_lost_mib']:.1f} MiB"
+            f" (dipped {fig['memavailable_dip_mib']:.1f} MiB when full)"
+        )
+    if "scale" in report:
+        print("user CPU µs per op (512-byte pages), and against the smallest pool:")
+        for n, r in report["scale"]["rows"].items():
+            print(
+                f"  {n:>9,} pages: put {r['put']:.2f} ({r['put_vs_first']:.2f}x)"
+                f"  get {r['get']:.2f} ({r['get_vs_first']:.2f}x)"
+                f"  flush {r['flush']:.2f} ({r['flush_vs_first']:.2f}x)"
+            )
+    if "metadata_bytes_per_page" in report:
+        meta = report["metadata_bytes_per_page"]
+        print(
+            "resident bytes per page beyond its data:"
+            f" host {meta['host']:.0f}, dict {meta['dict']:.0f}"
+        )
 
 
 if __name__ == "__main__":
