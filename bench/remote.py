@@ -1,13 +1,20 @@
-"""The daemon against Redis and memcached: one client, 4 KiB pages, same run.
+"""The daemon against its floor, Redis and memcached: 4 KiB pages, same run, same socket.
 
-Starts ``tmem serve`` (Unix socket), ``redis-server`` (TCP loopback, through
-redis-py) and ``memcached`` (TCP loopback, through pymemcache, replies waited
-for), then measures for each: p50/p99 latency of single puts and gets, pages/s
-of batched puts and gets, and the total ops/s of 16 concurrent client
+Starts ``tmem serve``, the floor (``bench/floor.py``: a bare Python epoll echo
+server answering frames of tmem's sizes), ``redis-server`` (through redis-py)
+and ``memcached`` (through pymemcache, replies waited for), every one on a
+Unix socket, then measures for each: p50/p99 latency of single puts and gets,
+pages/s of batched puts and gets, and the total ops/s of 16 concurrent client
 processes.  Within a run the systems take turns (blocks of single operations,
-one batch at a time), so that the machine's changing load falls on all of
-them alike.  Each figure is the median of ``--runs`` runs; ratios are tmem's
-figure over the reference's.
+one batch at a time), and each run starts with another system, so that the
+machine's changing load falls on all of them alike.
+
+Single and batched figures are taken twice per run: with every server and
+the client pinned to one CPU (``same``: a request and its reply cost no
+cross-CPU wake-up, which on a small virtual machine can cost 50 µs and hide
+everything else) and with the servers on CPU 0 and the client on CPU 1
+(``split``).  The 16 processes run unpinned.  Each figure is the median of
+``--runs`` runs; ratios are tmem's figure over the reference's.
 
     python bench/remote.py --runs 5 --ops 20000
 """
@@ -30,18 +37,15 @@ from typing import Any
 
 import tmem
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from floor import FloorStore  # noqa: E402
+
 PAGE = 4096
 KEYS = 2048  # working set of distinct pages (8 MiB)
 BLOCK = 500  # single operations per turn of each system
 
 
 # --- servers ---------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen) -> None:
@@ -55,8 +59,10 @@ def _wait(check: Callable[[], bool], what: str, proc: subprocess.Popen) -> None:
     raise RuntimeError(f"{what} did not start")
 
 
-def _tcp_open(port: int) -> bool:
-    socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+def _unix_open(path: str) -> bool:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(0.2)
+        sock.connect(path)
     return True
 
 
@@ -72,14 +78,19 @@ def _tmem_ready(path: str) -> bool:
     return True
 
 
-def _redis_command(port: int) -> list[str]:
-    return ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-            "--appendonly", "no", "--loglevel", "warning"]  # fmt: skip
+def _redis_command(path: str) -> list[str]:
+    return ["redis-server", "--port", "0", "--unixsocket", path, "--unixsocketperm", "777",
+            "--save", "", "--appendonly", "no", "--loglevel", "warning"]  # fmt: skip
 
 
-def _memcached_command(port: int) -> list[str]:
+def _memcached_command(path: str) -> list[str]:
     user = ["-u", "nobody"] if os.getuid() == 0 else []  # memcached refuses to run as root
-    return ["memcached", "-l", "127.0.0.1", "-p", str(port), "-m", "1024", "-U", "0", *user]
+    return ["memcached", "-s", path, "-a", "0777", "-m", "1024", *user]
+
+
+def _floor_command(path: str) -> list[str]:
+    return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "floor.py"),
+            path]  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -88,26 +99,46 @@ def servers(workdir: str) -> Iterator[dict[str, Any]]:
     addresses; stop them."""
     procs: list[subprocess.Popen] = []
     out: dict[str, Any] = {}
+    os.chmod(workdir, 0o777)  # memcached, run as nobody under root, creates its socket here
     try:
         path = os.path.join(workdir, "tmem.sock")
         procs.append(subprocess.Popen(_tmem_command(path)))
         _wait(lambda: _tmem_ready(path), "tmem serve", procs[-1])
         out["tmem"] = "unix:" + path
         for name, binary, command in (
+            ("floor", sys.executable, _floor_command),
             ("redis", "redis-server", _redis_command),
             ("memcached", "memcached", _memcached_command),
         ):
             if shutil.which(binary):
-                port = _free_port()
-                procs.append(subprocess.Popen(command(port), stdout=subprocess.DEVNULL))
-                _wait(lambda port=port: _tcp_open(port), binary, procs[-1])
-                out[name] = port
+                path = os.path.join(workdir, name + ".sock")
+                procs.append(subprocess.Popen(command(path), stdout=subprocess.DEVNULL))
+                _wait(lambda path=path: _unix_open(path), binary, procs[-1])
+                out[name] = path
+        SERVER_PIDS[:] = [proc.pid for proc in procs]
         yield out
     finally:
         for proc in procs:
             proc.terminate()
         for proc in procs:
             proc.wait(10)
+
+
+#: Processes of the servers, for pinning them to CPUs.
+SERVER_PIDS: list[int] = []
+
+
+def pin(placement: str) -> None:
+    """Pin every server thread to CPU 0 and this process to CPU 0 (``same``) or 1
+    (``split``); ``any`` unpins everything."""
+    cpus = sorted(os.sched_getaffinity(0) | set(range(os.cpu_count() or 1)))
+    server = set(cpus) if placement == "any" else {cpus[0]}
+    client = {"any": set(cpus), "same": {cpus[0]}, "split": {cpus[-1]}}[placement]
+    for pid in SERVER_PIDS:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(int(tid), server)
+    os.sched_setaffinity(0, client)
 
 
 # --- one uniform store interface per system ---------------------------------
@@ -135,10 +166,10 @@ class TmemStore:
 
 
 class RedisStore:
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, path: str, name: str) -> None:
         import redis
 
-        self.r = redis.Redis(host="127.0.0.1", port=port)
+        self.r = redis.Redis(unix_socket_path=path)
         self.prefix = name.encode() + b":"
 
     def put(self, key: int, data: bytes) -> None:
@@ -161,10 +192,10 @@ class RedisStore:
 
 
 class MemcachedStore:
-    def __init__(self, port: int, name: str) -> None:
+    def __init__(self, path: str, name: str) -> None:
         from pymemcache.client.base import Client
 
-        self.c = Client(("127.0.0.1", port), no_delay=True)
+        self.c = Client(path)
         self.prefix = name + ":"
 
     def put(self, key: int, data: bytes) -> None:
@@ -184,7 +215,9 @@ class MemcachedStore:
         self.c.close()
 
 
-STORES = {"tmem": TmemStore, "redis": RedisStore, "memcached": MemcachedStore}
+STORES = {"tmem": TmemStore, "floor": FloorStore, "redis": RedisStore, "memcached": MemcachedStore}
+#: Systems whose replies are checked against the pages put (the floor echoes zeros).
+CHECKED = {"tmem", "redis", "memcached"}
 
 
 # --- measurements -----------------------------------------------------------
@@ -195,7 +228,9 @@ def pages(n: int) -> list[bytes]:
     return [os.urandom(PAGE) for _ in range(n)]
 
 
-def _timed_block(store: Any, keys: list[int], data: list[bytes], lat: dict[str, list]) -> None:
+def _timed_block(
+    store: Any, keys: list[int], data: list[bytes], lat: dict[str, list], check: bool
+) -> None:
     """Single puts of ``keys``, then single gets of them (checked), into ``lat``."""
     clock = time.perf_counter_ns
     put, get, puts, gets = store.put, store.get, lat["put"], lat["get"]
@@ -207,7 +242,7 @@ def _timed_block(store: Any, keys: list[int], data: list[bytes], lat: dict[str, 
         t0 = clock()
         got = get(key)
         gets.append(clock() - t0)
-        if got != data[key]:
+        if check and got != data[key]:
             raise AssertionError(f"wrong page for key {key}")
 
 
@@ -221,7 +256,7 @@ def single_ops(stores: dict[str, Any], ops: int, data: list[bytes]) -> dict[str,
     for start in range(0, ops, BLOCK):
         keys = [(start + i) % KEYS for i in range(min(BLOCK, ops - start))]
         for kind, store in stores.items():
-            _timed_block(store, keys, data, lat[kind])
+            _timed_block(store, keys, data, lat[kind], kind in CHECKED)
     out: dict[str, dict] = {}
     for kind, by_op in lat.items():
         out[kind] = {}
@@ -244,7 +279,7 @@ def batched(stores: dict[str, Any], total: int, batch: int, data: list[bytes]) -
             got = store.get_many(keys)
             spent[kind]["put"] += t1 - t0
             spent[kind]["get"] += time.perf_counter() - t1
-            if got != [data[k] for k in keys]:
+            if kind in CHECKED and got != [data[k] for k in keys]:
                 raise AssertionError(f"wrong page in a batch from {kind}")
     return {
         kind: {"batch_put_pages_s": total / t["put"], "batch_get_pages_s": total / t["get"]}
@@ -286,11 +321,16 @@ def one_run(addresses: dict[str, Any], args: argparse.Namespace, run: int) -> di
     shift = run % len(kinds)  # each run starts with another system: load drifts fall on all
     kinds = kinds[shift:] + kinds[:shift]
     stores = {kind: STORES[kind](addresses[kind], f"bench{run}") for kind in kinds}
+    out: dict[str, dict] = {kind: {} for kind in kinds}
     try:
-        out = single_ops(stores, args.ops, data)
-        for kind, figures in batched(stores, args.batch_total, args.batch, data).items():
-            out[kind].update(figures)
+        for placement in args.placements:
+            pin(placement)
+            for kind, figures in single_ops(stores, args.ops, data).items():
+                out[kind].update({f"{placement}_{k}": v for k, v in figures.items()})
+            for kind, figures in batched(stores, args.batch_total, args.batch, data).items():
+                out[kind].update({f"{placement}_{k}": v for k, v in figures.items()})
     finally:
+        pin("any")
         for store in stores.values():
             store.close()
     for kind in kinds:
@@ -302,24 +342,31 @@ def one_run(addresses: dict[str, Any], args: argparse.Namespace, run: int) -> di
 
 # --- report -------------------------------------------------------------------
 
-FIGURES = (
+PER_PLACEMENT = (
     ("put_p50_us", "single put p50 (us)"),
     ("put_p99_us", "single put p99 (us)"),
     ("get_p50_us", "single get p50 (us)"),
     ("get_p99_us", "single get p99 (us)"),
     ("batch_put_pages_s", "batched put (pages/s)"),
     ("batch_get_pages_s", "batched get (pages/s)"),
-    ("concurrent_ops_s", "16 clients, total ops/s"),
 )
 
 
-def report(runs: list[dict[str, dict]], clients: int) -> str:
-    kinds = sorted(runs[0], key=lambda k: k != "tmem")
-    med = {k: {f: statistics.median(r[k][f] for r in runs) for f, _ in FIGURES} for k in kinds}
+def figures(placements: list[str]) -> list[tuple[str, str]]:
+    """(key, label) of every figure a run reports, placement by placement."""
+    out = [(f"{p}_{key}", f"{p} CPU: {label}") for p in placements for key, label in PER_PLACEMENT]
+    return [*out, ("concurrent_ops_s", "16 clients, total ops/s")]
+
+
+def report(runs: list[dict[str, dict]], clients: int, placements: list[str]) -> str:
+    order = ("tmem", "floor", "memcached", "redis")
+    kinds = sorted(runs[0], key=lambda k: order.index(k) if k in order else len(order))
+    table = figures(placements)
+    med = {k: {f: statistics.median(r[k][f] for r in runs) for f, _ in table} for k in kinds}
     refs = [k for k in kinds if k != "tmem"]
     head = "| figure | " + " | ".join(kinds) + " | " + " | ".join(f"tmem/{r}" for r in refs)
     lines = [head + " |", "|" + "---|" * (1 + len(kinds) + len(refs))]
-    for key, label in FIGURES:
+    for key, label in table:
         label = label.replace("16 clients", f"{clients} clients")
         row = [
             f"{med[k][key]:,.1f}" if key.endswith("us") else f"{med[k][key]:,.0f}" for k in kinds
@@ -338,7 +385,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--client-ops", type=int, default=2000, help="put+get pairs per client")
     parser.add_argument("--only", choices=sorted(STORES), action="append")
+    parser.add_argument(
+        "--placement", dest="placements", action="append", choices=("same", "split"),
+        help="CPU placement of single and batched figures (default: both)",
+    )  # fmt: skip
     args = parser.parse_args()
+    args.placements = args.placements or ["same", "split"]
     start_load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as workdir, servers(workdir) as addresses:
         if args.only:
@@ -352,7 +404,7 @@ def main() -> None:
         f"# {args.runs} runs, medians; {os.cpu_count()} CPUs; python {sys.version.split()[0]};"
         f" load average {load} (start, end)"
     )
-    print(report(runs, args.clients))
+    print(report(runs, args.clients, args.placements))
 
 
 if __name__ == "__main__":
