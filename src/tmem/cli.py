@@ -9,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 import tmem
+from tmem.control.commands import COMMANDS as CONTROL_COMMANDS
 from tmem.daemon.command import serve
 from tmem.errors import TmemError
 from tmem.mount_command import mount_command
@@ -98,6 +99,8 @@ def _print_stats(console: Console, stats: dict) -> None:
 main.add_command(serve)
 main.add_command(bench)
 main.add_command(mount_command)
+for _command in CONTROL_COMMANDS:
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -15,8 +15,10 @@ from typing import Any, NoReturn
 from tmem.api import DEFAULT_PAGE_SIZE, Stats, batch_item, settle_batch
 from tmem.engine import Engine
 from tmem.engine.state import ClientState
-from tmem.errors import ConnectionLost, TmemError
+from tmem.errors import ConnectionLost, InvalidArgument, TmemError
+from tmem.policy import KEEP, ClientPolicy, check_compress
 from tmem.store import PageStore, make_store
+from tmem.units import parse_size
 
 
 class Host:
@@ -29,6 +31,11 @@ class Host:
     ``"auto"``: ``"client"`` if the host compresses, else None.  A host with
     neither stores pages raw and its clients cannot switch compression on.
     A ready-made ``store`` may be passed instead.
+
+    The policy an administrator sets for a client name (:meth:`set_client`)
+    is kept by name: it applies to the client connected under that name now
+    and to every later client of that name, and wins over ``connect``'s
+    arguments.
     """
 
     def __init__(
@@ -40,8 +47,11 @@ class Host:
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)
         self.compress = compress
-        self.engine = Engine(self.store, capacity)
+        self.engine = Engine(self.store, _size(capacity, "capacity"))
         self.lock = threading.Lock()
+        #: client name -> the policy the administrator set for it
+        self.policies: dict[str, ClientPolicy] = {}
+        self._compress: dict[str, str | None] = {}  # connected name -> its compression
 
     def connect(
         self,
@@ -50,11 +60,22 @@ class Host:
         cap: int | None = None,
         compress: str | None | Any = ...,
     ) -> HostClient:
-        """Register client ``name`` and return its handle (see :class:`tmem.api.Client`)."""
+        """Register client ``name`` and return its handle (see :class:`tmem.api.Client`).
+
+        If the administrator set a policy for ``name``, it replaces the
+        weight, cap and compression given here, and the frozen state follows it.
+        """
         with self.lock:
-            state = self.engine.add_client(name, weight, cap)
+            policy = self.policies.get(name)
+            if policy is not None:
+                weight, cap = policy.weight, policy.cap
+                if policy.compress is not KEEP:
+                    compress = policy.compress
+            state = self.engine.add_client(name, weight, _size(cap, "cap"))
             try:
-                self._configure(state, self.compress if compress is ... else compress)
+                self._configure(state, self.compress if compress is KEEP else compress)
+                if policy is not None and policy.frozen:
+                    self.engine.set_client(name, frozen=True)
             except BaseException:
                 self.engine.remove_client(state)
                 raise
@@ -62,7 +83,11 @@ class Host:
 
     def _configure(self, state: ClientState, compress: str | None) -> None:
         self.store.configure_client(state.cid, compress)
-        state.compress = compress
+        self._compress[state.name] = compress
+
+    def _left(self, state: ClientState) -> None:
+        """Forget what the host kept for a client that left (its policy stays)."""
+        self._compress.pop(state.name, None)
 
     # --- administration (tmem.api.Admin) ----------------------------------
 
@@ -76,8 +101,10 @@ class Host:
         with self.lock:
             self.engine.revoke_shared(client, uuid)
 
-    def set_capacity(self, capacity: int) -> None:
-        """Change the bytes the host may spend; ephemeral pages are evicted to fit."""
+    def set_capacity(self, capacity: int | str) -> None:
+        """Change the bytes the host may spend (``2**30`` or ``"1G"``); ephemeral
+        pages are evicted to fit."""
+        capacity = _size(capacity, "capacity")
         with self.lock:
             self.engine.set_capacity(capacity)
 
@@ -95,18 +122,52 @@ class Host:
         compress: str | None | Any = ...,
         frozen: bool | None = None,
     ) -> None:
-        """Change a connected client's weight, cap, compression or frozen state."""
+        """Set client ``name``'s weight, cap (bytes, ``"64M"`` or None), compression
+        or frozen state; settings left out keep their value.
+
+        The host keeps the policy for that name: it applies now if the client
+        is connected, and whenever a client of that name connects later.
+        """
+        if not isinstance(name, str) or not name:
+            raise InvalidArgument(f"client name {name!r} must be a non-empty string")
         with self.lock:
-            state = self.engine.client(name)
-            if compress is not ...:
-                self._configure(state, compress)
-            self.engine.set_client(name, weight=weight, cap=cap, frozen=frozen)
+            state = self.engine.clients.get(name)
+            policy = self.policies.get(name) or self._policy_of(state)
+            policy = policy.updated(weight=weight, cap=cap, compress=compress, frozen=frozen)
+            if compress is not KEEP:
+                self._check_store_accepts(policy.compress)
+            if state is not None:
+                if compress is not KEEP:
+                    self._configure(state, policy.compress)
+                self.engine.set_client(
+                    name, weight=policy.weight, cap=policy.cap, frozen=policy.frozen
+                )
+            self.policies[name] = policy
+
+    def _policy_of(self, state: ClientState | None) -> ClientPolicy:
+        """The policy a connected client has now (before any administrator's)."""
+        if state is None:
+            return ClientPolicy()
+        return ClientPolicy(state.weight, state.cap, KEEP, state.frozen)
+
+    def _check_store_accepts(self, compress: str | None) -> None:
+        """Raise InvalidArgument if the store cannot keep pages with ``compress``."""
+        probe = -1  # no client has this id
+        self.store.configure_client(probe, check_compress(compress))
+        self.store.forget_client(probe)
+
+    def forget_client(self, name: str) -> None:
+        """Drop the policy kept for ``name``; a connected client keeps its settings."""
+        with self.lock:
+            self.policies.pop(name, None)
 
     def stats(self) -> Stats:
         """Host totals, capacity, the store's figures and every client's counters."""
         with self.lock:
             out = self.engine.host_stats()
             store = self.store.stats()
+            grants = {str(u): sorted(names) for u, names in self.engine.grants.items() if names}
+        out["grants"] = grants
         out["store"] = store
         orig = store.get("orig_data_size", 0)
         compr = store.get("compr_data_size", 0)
@@ -114,6 +175,9 @@ class Host:
         logical = store.get("logical_pages", store.get("stored_pages", 0))
         unique = store.get("stored_pages", 0)
         out["dedup_ratio"] = logical / unique if unique else 1.0
+        for name, client in out["clients"].items():
+            client["compress"] = self._compress.get(name) or "none"
+        out["policies"] = {name: p.as_dict() for name, p in sorted(self.policies.items())}
         return out
 
 
@@ -230,7 +294,9 @@ class HostClient:
         closing again does nothing.
         """
         with self._lock:
-            self._engine.remove_client(self._state)
+            if self._state.live:
+                self._engine.remove_client(self._state)
+                self.host._left(self._state)
             # The page calls check nothing on their hot path: they are rebound instead.
             self._put = self._get = self._flush = self._closed
 
@@ -249,3 +315,13 @@ class HostClient:
 
     def __repr__(self) -> str:
         return f"<tmem.HostClient {self.name!r}>"
+
+
+def _size(value: Any, what: str) -> Any:
+    """A byte count given as text (``"1G"``) as an int; other values go to the engine's checks."""
+    if isinstance(value, str):
+        try:
+            return parse_size(value)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"{what}: {exc}") from None
+    return value

@@ -351,6 +351,10 @@ class RemoteAdmin:
             _int_pool_keys(client)
         return out
 
+    def reload(self) -> dict[str, Any]:
+        """Make the daemon read its configuration again (as SIGHUP does); what it applied."""
+        return msg.decode_json(self._call(Op.RELOAD, {}))  # type: ignore[no-any-return]
+
     def close(self) -> None:
         """Close the administrative connection."""
         self._chan.bye()

@@ -454,7 +454,9 @@ def test_frozen_client_puts_are_refused_but_gets_and_flushes_work(host):
 
 
 @pytest.mark.parametrize(
-    "options", [{"weight": 0}, {"weight": -2}, {"cap": -1}, {"weight": 1.5}, {"cap": "lots"}]
+    "options",
+    [{"weight": 0}, {"weight": -2}, {"cap": -1}, {"weight": 1.5}, {"cap": "lots"},
+     {"frozen": "yes"}, {"cap": 1.5}],
 )
 def test_bad_client_settings_are_refused(host, options):
     host.connect("vm1")
@@ -462,9 +464,29 @@ def test_bad_client_settings_are_refused(host, options):
         host.admin.set_client("vm1", **options)
 
 
-def test_settings_of_an_unknown_client_are_refused(host):
+def test_settings_of_a_client_not_connected_apply_when_it_connects(host):
+    host.admin.set_client("later", cap=2 * COST, frozen=True)
+    client = host.connect("later")
+    pool = client.new_pool(persistent=True)
+    assert client.put_page(pool, 1, 0, page(0)) is False  # frozen from its first call
+    assert client.stats()["cap"] == 2 * COST
     with pytest.raises(tmem.InvalidArgument):
-        host.admin.set_client("nobody", weight=2)
+        host.admin.set_client("", weight=2)
+
+
+def test_a_clients_policy_survives_its_reconnect(host):
+    client = host.connect("vm1")
+    host.admin.set_client("vm1", cap="8K", weight=3, frozen=True)
+    client.close()
+    again = host.connect("vm1")
+    stats = again.stats()
+    assert (stats["cap"], stats["weight"], stats["frozen"]) == (8192, 3, True)
+    host.admin.set_client("vm1", frozen=False)
+    pool = again.new_pool(persistent=True)
+    for i in range(8):
+        again.put_page(pool, 1, i, page(i))
+    after = again.stats()
+    assert after["reject_cap"] > 0 and after["bytes"] <= 8192
 
 
 @pytest.mark.parametrize("capacity", [-1, 1.5, "big"])

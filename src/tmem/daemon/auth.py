@@ -35,6 +35,12 @@ class Identity:
     admin: bool = False
     trusted_names: bool = True  # may use client names unprefixed
 
+    def __str__(self) -> str:
+        role = "admin" if self.admin else "client"
+        if self.transport == "unix":
+            return f"uid {self.uid} pid {self.pid} ({role}, unix socket)"
+        return f"{role} token (tcp)"
+
     def client_name(self, requested: str) -> str:
         """The name the host knows this peer's client by."""
         return requested if self.trusted_names else f"{self.uid}:{requested}"

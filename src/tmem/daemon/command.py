@@ -34,8 +34,11 @@ def serve(config_file: str | None, **options: Any) -> None:
     """Run a tmem host for other processes (Unix socket) and machines (TCP)."""
     from tmem.daemon.server import Server  # the loop is only needed when serving
 
+    def loader() -> _config.Config:
+        return _config.load(config_file, **options)
+
     try:
-        config = _config.load(config_file, **options)
+        config = loader()
     except TmemError as exc:
         raise click.UsageError(str(exc)) from None
     logging.basicConfig(
@@ -44,9 +47,10 @@ def serve(config_file: str | None, **options: Any) -> None:
         format="%(asctime)s tmem %(levelname)s %(message)s",
     )
     try:
-        server = Server(config)
+        server = Server(config, loader=loader)
     except (TmemError, OSError) as exc:
         raise click.ClickException(f"cannot start: {exc}") from None
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: server.stop())
+    signal.signal(signal.SIGHUP, lambda *_: server.request_reload())
     server.serve_forever()

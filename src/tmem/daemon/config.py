@@ -3,17 +3,20 @@
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``, ``hello-timeout``,
-``log-level``.
+``log-level``; and in the file only, ``[clients.NAME]`` tables of client
+policies (``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from tmem.errors import InvalidArgument
+from tmem.policy import ClientPolicy, policies_from_config
 from tmem.sockets import default_socket
 from tmem.units import parse_size
 from tmem.wire import DEFAULT_MAX_BODY
@@ -43,6 +46,8 @@ class Config:
     max_connections: int = 1024
     hello_timeout: float = 10.0
     log_level: str = "info"
+    #: client name -> the policy the file sets for it
+    clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
 
     def with_values(self, values: dict[str, Any]) -> Config:
         """A copy with ``values`` (file or option spellings) checked and applied."""
@@ -135,4 +140,5 @@ _CONVERT = {
     "max_connections": _positive,
     "hello_timeout": _seconds,
     "log_level": _level,
+    "clients": policies_from_config,
 }

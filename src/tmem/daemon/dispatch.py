@@ -87,7 +87,11 @@ class Dispatcher:
             Op.SET_CAPACITY: self._set_capacity,
             Op.SET_CLIENT: self._set_client,
             Op.HOST_STATS: self._host_stats,
+            Op.RELOAD: self._reload,
         }
+        #: the server's hooks: re-read the configuration; describe the daemon
+        self.on_reload: Callable[[], dict[str, Any]] | None = None
+        self.daemon_info: Callable[[], dict[str, Any]] = dict
 
     def dispatch(
         self, session: Session, op: int, tag: int, body: memoryview, out: OutBuffer
@@ -204,15 +208,21 @@ class Dispatcher:
             raise InvalidArgument("a client name and a uuid are needed") from None
 
     def _authorize_shared(self, session: Session, body: memoryview) -> bytes:
-        self.host.authorize_shared(*self._shared_args(session, body))
+        client, uuid = self._shared_args(session, body)
+        self.host.authorize_shared(client, uuid)
+        _log_admin(session, "authorized %r for shared pool %s", client, uuid)
         return b""
 
     def _revoke_shared(self, session: Session, body: memoryview) -> bytes:
-        self.host.revoke_shared(*self._shared_args(session, body))
+        client, uuid = self._shared_args(session, body)
+        self.host.revoke_shared(client, uuid)
+        _log_admin(session, "revoked %r from shared pool %s", client, uuid)
         return b""
 
     def _set_capacity(self, session: Session, body: memoryview) -> bytes:
-        self.host.set_capacity(self._admin_args(session, body).get("capacity"))
+        capacity = self._admin_args(session, body).get("capacity")
+        self.host.set_capacity(capacity)
+        _log_admin(session, "set the capacity to %s", capacity)
         return b""
 
     def _set_client(self, session: Session, body: memoryview) -> bytes:
@@ -221,11 +231,27 @@ class Dispatcher:
         if not isinstance(name, str) or not set(args) <= _SET_CLIENT_KEYS:
             raise InvalidArgument(f"set_client takes a name and {sorted(_SET_CLIENT_KEYS)}")
         self.host.set_client(name, **args)
+        _log_admin(session, "set client %r: %s", name, args)
         return b""
 
     def _host_stats(self, session: Session, body: memoryview) -> bytes:
         self._admin_args(session, body or memoryview(b"{}"))
-        return msg.encode_json(self.host.stats())
+        stats = self.host.stats()
+        stats["daemon"] = self.daemon_info()
+        return msg.encode_json(stats)
+
+    def _reload(self, session: Session, body: memoryview) -> bytes:
+        self._admin_args(session, body or memoryview(b"{}"))
+        if self.on_reload is None:
+            raise InvalidArgument("this daemon cannot reload its configuration")
+        done = self.on_reload()
+        _log_admin(session, "reloaded the configuration")
+        return msg.encode_json(done)
+
+
+def _log_admin(session: Session, what: str, *args: Any) -> None:
+    """Every administrative change is logged at info level, with who made it."""
+    log.info("admin %s: " + what, session.identity, *args)
 
 
 def _item_code(result: Any) -> int:

@@ -17,10 +17,14 @@ import socket
 import stat
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
 
 from tmem.daemon.auth import Authenticator, read_token_file
 from tmem.daemon.config import Config
 from tmem.daemon.dispatch import Dispatcher, Session, error_frame
+from tmem.daemon.reload import apply_policies, apply_reload
 from tmem.errors import TmemError
 from tmem.host import Host
 from tmem.wire import Decoder, WireError
@@ -57,12 +61,24 @@ class Connection:
 class Server:
     """A tmem daemon: listens on a Unix socket (and optionally TCP) and serves a host."""
 
-    def __init__(self, config: Config, host: Host | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        host: Host | None = None,
+        loader: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
+        #: reads the configuration again (file and options) for a reload
+        self.loader = loader or (lambda: self.config)
         self.host = host or Host(config.capacity, compress=config.compress, dedup=config.dedup)
+        apply_policies(self.host, None, config)
         tokens = read_token_file(config.token_file) if config.token_file else {}
         self.auth = Authenticator(config.admin_uids, tokens)
         self.dispatcher = Dispatcher(self.host, self.auth, config.max_frame)
+        self.dispatcher.on_reload = self.reload
+        self.dispatcher.daemon_info = self.info
+        self.started = time.time()
+        self._reload_requested = False
         self.conns: dict[int, Connection] = {}
         self._hello_deadlines: dict[int, float] = {}  # fd -> when its hello is overdue
         self._next_sweep = 0.0
@@ -106,13 +122,26 @@ class Server:
         self.listeners[sock.fileno()] = (sock, kind)
         self._epoll.register(sock.fileno(), select.EPOLLIN)
 
+    @property
+    def addresses(self) -> list[str]:
+        """Every address the daemon listens on."""
+        out = [self.address]
+        if self.tcp_address:
+            host, port = self.tcp_address
+            out.append(f"tcp://{host}:{port}")
+        return out
+
     def serve_forever(self) -> None:
         """Serve until :meth:`stop`; then close every connection and the sockets."""
+        config = self.config
         log.info(
-            "serving %s%s", self.address, f" and tcp {self.tcp_address}" if self.tcp_address else ""
-        )
+            "tmem %s serving %s: capacity %d bytes, compress %s, dedup %s",
+            _version(), " and ".join(self.addresses), self.host.capacity,
+            config.compress or "none", config.dedup or "none",
+        )  # fmt: skip
         poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
         hellos = self._hello_deadlines
+        wake = self._wake_r.fileno()
         try:
             while not self._stopping:
                 for fd, events in poll(_SWEEP if hellos else -1):
@@ -120,6 +149,8 @@ class Server:
                     if conn is None:
                         if fd in self.listeners:
                             self._accept(*self.listeners[fd])
+                        elif fd == wake:
+                            self._woken()
                     elif events == readable:  # the usual case, first
                         self._read(conn)
                     else:
@@ -140,6 +171,40 @@ class Server:
             elif now >= deadline:
                 log.warning("closing a connection of %s: no hello in time", conn.session.identity)
                 self._close(conn)
+
+    def info(self) -> dict[str, Any]:
+        """The daemon's version, uptime, addresses and open connections."""
+        return {
+            "version": _version(),
+            "started": self.started,
+            "uptime": time.time() - self.started,
+            "addresses": self.addresses,
+            "connections": len(self.conns),
+        }
+
+    def reload(self) -> dict[str, Any]:
+        """Read the configuration again; apply client policies and capacity."""
+        new = self.loader()
+        done = apply_reload(self.host, self.config, new)
+        self.config = replace(self.config, clients=new.clients, capacity=new.capacity)
+        log.info("reloaded the configuration: %s", done)
+        return done
+
+    def request_reload(self) -> None:
+        """Reload from the loop, soon (safe from a signal handler)."""
+        self._reload_requested = True
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"r")
+
+    def _woken(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_r.recv(4096)
+        if self._reload_requested:
+            self._reload_requested = False
+            try:
+                self.reload()
+            except TmemError as exc:
+                log.error("reload failed, nothing changed: %s", exc)
 
     def stop(self) -> None:
         """Ask the loop to stop (safe from any thread or a signal handler)."""
@@ -275,6 +340,12 @@ class Server:
             self._epoll.unregister(conn.fd)
         conn.sock.close()
         conn.session.close()
+
+
+def _version() -> str:
+    from tmem import __version__
+
+    return __version__
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -40,6 +40,7 @@ class Op(IntEnum):
     SET_CAPACITY = 18
     SET_CLIENT = 19
     HOST_STATS = 20
+    RELOAD = 21
 
 
 #: Ops only an administrative connection may send.
