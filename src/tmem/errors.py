@@ -51,6 +51,12 @@ class ProtocolError(TmemError):
     code = 7
 
 
+class TierError(TmemError):
+    """A tier below RAM could not answer in its time bound (device failed, cluster down)."""
+
+    code = 8
+
+
 #: status code -> error class; 0 means success and has no class.
 STATUS: dict[int, type[TmemError]] = {
     cls.code: cls
@@ -62,6 +68,7 @@ STATUS: dict[int, type[TmemError]] = {
         ConnectionLost,
         NoSuchClient,
         ProtocolError,
+        TierError,
     )
 }
 

@@ -15,9 +15,12 @@ from typing import Any, NoReturn
 from tmem.api import DEFAULT_PAGE_SIZE, Stats, batch_item, settle_batch
 from tmem.engine import Engine
 from tmem.engine.state import ClientState
+from tmem.engine.tiering import Fetch
 from tmem.errors import ConnectionLost, InvalidArgument, TmemError
 from tmem.policy import KEEP, ClientPolicy, check_compress
 from tmem.store import PageStore, make_store
+from tmem.tier import parse_tiers
+from tmem.tier.demoter import TierSet
 from tmem.units import parse_size
 
 
@@ -36,6 +39,12 @@ class Host:
     is kept by name: it applies to the client connected under that name now
     and to every later client of that name, and wins over ``connect``'s
     arguments.
+
+    ``tiers`` lists the stores below RAM, first first: ``"ssd:PATH:SIZE"``,
+    ``"redis://HOST:PORT,..."`` or ready-made :class:`tmem.tier.Tier`
+    objects.  Cold pages are demoted to them in the background (or only when
+    :meth:`demote` is called, with ``demote_in_background=False``); call
+    :meth:`close` to stop that and release the tiers.
     """
 
     def __init__(
@@ -44,6 +53,8 @@ class Host:
         compress: str | None = "lz4",
         dedup: str | None = "auto",
         store: PageStore | None = None,
+        tiers: Iterable[Any] = (),
+        demote_in_background: bool = True,
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)
         self.compress = compress
@@ -52,6 +63,10 @@ class Host:
         #: client name -> the policy the administrator set for it
         self.policies: dict[str, ClientPolicy] = {}
         self._compress: dict[str, str | None] = {}  # connected name -> its compression
+        built = parse_tiers(tiers)
+        self.tiers: TierSet | None = None
+        if built:
+            self.tiers = TierSet(self.engine, self.lock, built, demote_in_background)
 
     def connect(
         self,
@@ -161,6 +176,18 @@ class Host:
         with self.lock:
             self.policies.pop(name, None)
 
+    def demote(self, all_pages: bool = False) -> int:
+        """Run demotion now: until below the high watermark, or (``all_pages``) while
+        any tier takes pages; return the pages moved.  A no-op without tiers."""
+        if self.tiers is None:
+            return 0
+        return self.tiers.demote_all() if all_pages else self.tiers.settle()
+
+    def close(self) -> None:
+        """Stop demotion and release the tiers (the host keeps serving from RAM)."""
+        if self.tiers is not None:
+            self.tiers.close()
+
     def stats(self) -> Stats:
         """Host totals, capacity, the store's figures and every client's counters."""
         with self.lock:
@@ -168,6 +195,8 @@ class Host:
             store = self.store.stats()
             grants = {str(u): sorted(names) for u, names in self.engine.grants.items() if names}
         out["grants"] = grants
+        if self.tiers is not None:
+            out["tiers"] = self.tiers.stats()
         out["store"] = store
         orig = store.get("orig_data_size", 0)
         compr = store.get("compr_data_size", 0)
@@ -194,8 +223,9 @@ class HostClient:
         self._acquire = host.lock.acquire
         self._release = host.lock.release
         self._put: Callable[..., bool] = host.engine.put
-        self._get: Callable[..., bytes | None] = host.engine.get
+        self._get: Callable[..., bytes | Fetch | None] = host.engine.get
         self._flush: Callable[..., None] = host.engine.flush_page
+        self._tiers = host.tiers
 
     def new_pool(
         self,
@@ -227,7 +257,10 @@ class HostClient:
         """A copy of the page, or None on a miss."""
         self._acquire()
         try:
-            return self._get(self._state, pool, oid, index)
+            data = self._get(self._state, pool, oid, index)
+            if data.__class__ is Fetch:
+                return self._tiers.fetch(self._state, data)  # type: ignore[union-attr,arg-type]
+            return data  # type: ignore[return-value]
         finally:
             self._release()
 
@@ -262,7 +295,10 @@ class HostClient:
             for item in handles:
                 try:
                     oid, index = batch_item(item, 2)
-                    results.append(get(state, pool, oid, index))
+                    data = get(state, pool, oid, index)
+                    if data.__class__ is Fetch:
+                        data = self._tiers.fetch(state, data)  # type: ignore[union-attr,arg-type]
+                    results.append(data)
                 except TmemError as exc:
                     results.append(exc)
         return settle_batch(results, errors)

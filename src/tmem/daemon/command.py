@@ -30,10 +30,16 @@ from tmem.errors import TmemError
 @click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--tier",
+    multiple=True,
+    help="A store below RAM: ssd:PATH:SIZE or redis://HOST:PORT,... (repeatable).",
+)
 def serve(config_file: str | None, **options: Any) -> None:
     """Run a tmem host for other processes (Unix socket) and machines (TCP)."""
     from tmem.daemon.server import Server  # the loop is only needed when serving
 
+    options["tier"] = options["tier"] or None  # none given: the file's, if any
     def loader() -> _config.Config:
         return _config.load(config_file, **options)
 

@@ -3,8 +3,9 @@
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``, ``hello-timeout``,
-``log-level``; and in the file only, ``[clients.NAME]`` tables of client
-policies (``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
+``log-level``, ``tier`` (a list in the file; ``--tier`` given once per tier);
+and in the file only, ``[clients.NAME]`` tables of client policies
+(``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ class Config:
     log_level: str = "info"
     #: client name -> the policy the file sets for it
     clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
+    tier: tuple[str, ...] = ()
 
     def with_values(self, values: dict[str, Any]) -> Config:
         """A copy with ``values`` (file or option spellings) checked and applied."""
@@ -120,6 +122,15 @@ def _uids(value: Any) -> frozenset[int]:
         raise InvalidArgument(f"{value!r} is not a list of user ids") from None
 
 
+def _tiers(value: Any) -> tuple[str, ...]:
+    """Tier spellings, SSD tiers first (they sit above the network ones)."""
+    items = [value] if isinstance(value, str) else list(value)
+    for item in items:
+        if not isinstance(item, str) or not item.startswith(("ssd:", "redis://")):
+            raise InvalidArgument(f"tier {item!r} is not ssd:PATH:SIZE or redis://HOST:PORT,...")
+    return tuple(sorted(items, key=lambda item: not item.startswith("ssd:")))
+
+
 def _level(value: Any) -> str:
     level = str(value).lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -141,4 +152,5 @@ _CONVERT = {
     "hello_timeout": _seconds,
     "log_level": _level,
     "clients": policies_from_config,
+    "tier": _tiers,
 }

@@ -70,7 +70,10 @@ class Server:
         self.config = config
         #: reads the configuration again (file and options) for a reload
         self.loader = loader or (lambda: self.config)
-        self.host = host or Host(config.capacity, compress=config.compress, dedup=config.dedup)
+        self._own_host = host is None
+        self.host = host or Host(
+            config.capacity, compress=config.compress, dedup=config.dedup, tiers=config.tier
+        )
         apply_policies(self.host, None, config)
         tokens = read_token_file(config.token_file) if config.token_file else {}
         self.auth = Authenticator(config.admin_uids, tokens)
@@ -222,6 +225,8 @@ class Server:
         self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
+        if self._own_host:
+            self.host.close()
         log.info("stopped")
 
     def _accept(self, listener: socket.socket, kind: str) -> None:

@@ -36,6 +36,7 @@ from tmem.api import (
 )
 from tmem.engine.ledger import MAX_EVICTIONS_PER_PUT, PAGE_METADATA_BYTES, Ledger
 from tmem.engine.state import ClientState, Pool
+from tmem.engine.tiering import Fetch, TierState, tier_stats
 from tmem.engine.victims import ClientChoice, most_over
 from tmem.errors import InvalidArgument, NoSuchClient, NoSuchPool, PermissionDenied
 from tmem.store.base import PageStore
@@ -52,7 +53,9 @@ class Engine(Ledger):
         self, store: PageStore, capacity: int, choose_client: ClientChoice = most_over
     ) -> None:
         super().__init__(store, capacity, choose_client)
+        self.tiering = TierState(self.table)  # pages below RAM
         self._refs = self.table.ref  # the same array for the table's whole life
+        self._tier_of = self.table.tier
         self.shared: dict[_uuid.UUID, Pool] = {}
         self.grants: dict[_uuid.UUID, set[str]] = {}
         self.departed: dict[str, int] = {}  # counters of clients that left
@@ -221,7 +224,11 @@ class Engine(Ledger):
             old = pages.get(index)
             if old is not None:
                 # Even a whole page more would leave every limit untouched: replace in place.
-                if not client.frozen and self.calm(pool.owner, pool.page_size):
+                if (
+                    not client.frozen
+                    and not self._tier_of[old]
+                    and self.calm(pool.owner, pool.page_size)
+                ):
                     return self._replace(client, pool, old, data)
                 self._remove(old, pool)  # a duplicate put flushes the old page, whatever follows
         if client.frozen:
@@ -239,13 +246,13 @@ class Engine(Ledger):
                 return self._reject(client, pool, reason)
         table = self.table
         pid = table.alloc(ref, cost, pool.uid, oid, index)
+        table.ver[pid] = self.tiering.next_version()
         pages = objs.get(oid)  # eviction may have emptied and removed the object
         if pages is None:
             pages = objs[oid] = {}
         pages[index] = pid
         self._charge(pool, 1, cost)
-        if not pool.persistent:
-            table.append(owner.lru, pid)
+        table.append(self.tiering.cold if pool.persistent else owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
@@ -266,8 +273,8 @@ class Engine(Ledger):
         self._charge(pool, 0, cost - table.cost[pid])
         table.ref[pid] = ref
         table.cost[pid] = cost
-        if not pool.persistent:
-            table.touch(owner.lru, pid)
+        table.ver[pid] = self.tiering.next_version()
+        table.touch(self.tiering.cold if pool.persistent else owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
@@ -278,8 +285,14 @@ class Engine(Ledger):
         client.rejects[reason] += 1
         return False
 
-    def get(self, client: ClientState, pool_id: int, oid: int, index: int) -> bytes | None:
-        """A copy of the page at the handle, or None; private ephemeral gets take it away."""
+    def get(
+        self, client: ClientState, pool_id: int, oid: int, index: int
+    ) -> bytes | Fetch | None:
+        """A copy of the page at the handle, or None; private ephemeral gets take it away.
+
+        A page a tier below RAM holds comes back as a :class:`Fetch`: the host
+        loads it and finishes the get with :func:`tmem.engine.tiering.promote`.
+        """
         try:
             pool = client.pools[pool_id]
         except (KeyError, TypeError):
@@ -299,6 +312,8 @@ class Engine(Ledger):
         pid = pages.get(index)
         if pid is None:
             return None
+        if self._tier_of[pid]:
+            return Fetch(self.table, pid, pool)
         data = self.store.get(self._refs[pid])
         if pool.destructive_get:
             self._remove(pid, pool)
@@ -361,6 +376,7 @@ class Engine(Ledger):
             charged_bytes=charged,
             metadata_bytes_per_page=PAGE_METADATA_BYTES,
             pools=len(self.pools),
+            tiering=tier_stats(self),
             clients={c.name: c.describe() for c in self.clients.values()},
         )
         return totals

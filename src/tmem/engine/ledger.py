@@ -11,13 +11,16 @@ plain functions in :mod:`tmem.engine.victims`.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tmem.api import check_capacity
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.victims import ClientChoice, least_recent, most_over
 from tmem.store.base import PageStore
+
+if TYPE_CHECKING:
+    from tmem.engine.tiering import TierState
 
 #: Bytes charged per stored page for the engine's own metadata (measured by bench/engine.py).
 PAGE_METADATA_BYTES = 160
@@ -35,6 +38,8 @@ class Ledger:
     """
 
     capacity: int
+    #: Pages below RAM (:mod:`tmem.engine.tiering`); the engine makes it.
+    tiering: TierState
     #: Below this usage no put needs make_room (see :meth:`calm`).
     calm_limit: int
 
@@ -57,7 +62,7 @@ class Ledger:
         Clients are charged per page they hold (``charged``); content the store
         shares between pages (deduplication) is counted once here.
         """
-        return self.store.used_bytes + PAGE_METADATA_BYTES * self.pages
+        return self.store.used_bytes + PAGE_METADATA_BYTES * self.pages + self.tiering.tier_index
 
     @property
     def charged(self) -> int:
@@ -77,14 +82,16 @@ class Ledger:
 
     def reassign(self, pool: Pool, owner: ClientState) -> None:
         """Charge a shared pool's pages to ``owner`` instead of its current owner."""
-        pages, nbytes = pool.pages, pool.bytes
+        pages, nbytes, old = pool.pages, pool.bytes, pool.owner
         self._charge(pool, -pages, -nbytes)
         pool.owner = owner
         self._charge(pool, pages, nbytes)
-        if not pool.persistent:
-            table = self.table
-            for objpages in pool.objs.values():
-                for pid in objpages.values():
+        table = self.table
+        for objpages in pool.objs.values():
+            for pid in objpages.values():
+                if table.tier[pid]:  # its bytes in the tier go with it; it stays off the LRU
+                    self.tiering.reassign(table, pid, old, owner)
+                elif not pool.persistent:
                     table.unlink(pid)
                     table.append(owner.lru, pid)
 
@@ -101,10 +108,12 @@ class Ledger:
     def _drop(self, pid: int, pool: Pool) -> None:
         """Free a page already removed from its object's dict; undo its charges."""
         table = self.table
-        self.store.free(table.ref[pid])
+        if table.tier[pid]:
+            self.tiering.forget(table, pid, pool.owner)
+        else:
+            self.store.free(table.ref[pid])
         self._charge(pool, -1, -table.cost[pid])
-        if not pool.persistent:
-            table.unlink(pid)
+        table.unlink(pid)  # from its owner's LRU, or the tiers' lists
         table.release(pid)
 
     def _charge(self, pool: Pool, pages: int, nbytes: int) -> None:
@@ -136,7 +145,10 @@ class Ledger:
         """
         return (
             owner.cap is None
-            and self.store.used_bytes + PAGE_METADATA_BYTES * self.pages + extra
+            and self.store.used_bytes
+            + PAGE_METADATA_BYTES * self.pages
+            + self.tiering.tier_index
+            + extra
             <= self.calm_limit
         )
 
@@ -146,7 +158,7 @@ class Ledger:
         The page's data is already in the store (and in :attr:`used`); only
         its metadata is still to come.  The rules, in order:
 
-        * **cap**: a client over its cap loses its own least recently used
+        * **cap**: a client over its cap (RAM and tier bytes) loses its own least recently used
           ephemeral pages; if its persistent pages alone pass the cap, no.
         * **capacity**: persistent pages are never evicted, so a put that only
           they block is refused.
@@ -156,14 +168,15 @@ class Ledger:
           page goes.
         * at most :data:`MAX_EVICTIONS_PER_PUT` evictions (bounded work).
         """
-        if owner.cap is not None and owner.bytes + cost > owner.cap:
-            if owner.bytes - owner.eph_bytes + cost > owner.cap:
+        # A cap bounds all a client holds: in RAM and in the tiers below it.
+        if owner.cap is not None and owner.bytes + owner.tier_bytes + cost > owner.cap:
+            if owner.bytes + owner.tier_bytes - owner.eph_bytes + cost > owner.cap:
                 return "cap"
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if owner.eph_bytes <= 0:
                     return "cap"
                 self.evict_from(owner)
-                if owner.bytes + cost <= owner.cap:
+                if owner.bytes + owner.tier_bytes + cost <= owner.cap:
                     break
             else:
                 return "cap"
@@ -215,7 +228,11 @@ class Ledger:
 
     def shrink_to_cap(self, client: ClientState) -> None:
         """Evict the client's ephemeral pages until it is within its cap (or has none)."""
-        while client.cap is not None and client.bytes > client.cap and client.eph_bytes > 0:
+        while (
+            client.cap is not None
+            and client.bytes + client.tier_bytes > client.cap
+            and client.eph_bytes > 0
+        ):
             self.evict_from(client)
 
     def shrink_to_capacity(self) -> None:

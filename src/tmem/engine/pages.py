@@ -5,6 +5,11 @@ about it lives at that index in a few typed arrays (store reference, charged
 bytes, pool, index, LRU links) plus one slot of a list for its object id, so
 a page costs a few dozen bytes of metadata and no Python object of its own.
 
+A page also has a **version**, handed out by the engine once per put and
+never reused, and a **tier** byte: 0 while its bytes are in the page store,
+``k`` while tier ``k - 1`` below RAM holds them (``ref`` is then the tier's
+location and ``tlen`` the bytes it holds there).
+
 Ephemeral pages sit on their owner's LRU list: a circular doubly linked list
 whose sentinel is a page id reserved for that client.  Free page ids are
 chained through the ``next`` array.
@@ -20,7 +25,10 @@ _NIL = -1
 class PageTable:
     """Arrays indexed by page id; ids are reused after :meth:`release`."""
 
-    __slots__ = ("ref", "cost", "pool", "index", "oid", "prev", "next", "_free", "_size")
+    __slots__ = (
+        "ref", "cost", "pool", "index", "oid", "prev", "next", "ver", "tier", "tlen",
+        "_free", "_size",
+    )  # fmt: skip
 
     def __init__(self, initial: int = 1024) -> None:
         # 4-byte items where the values allow: page ids, pool ids and costs stay
@@ -32,6 +40,9 @@ class PageTable:
         self.oid: list[int] = []
         self.prev = array("i")
         self.next = array("i")
+        self.ver = array("q")
+        self.tier = array("b")
+        self.tlen = array("i")
         self._free = _NIL
         self._size = 0
         self._grow(initial)
@@ -39,7 +50,9 @@ class PageTable:
     def _grow(self, extra: int) -> None:
         start = self._size
         end = start + extra
-        for arr in (self.ref, self.cost, self.pool, self.index, self.prev):
+        for arr in (
+            self.ref, self.cost, self.pool, self.index, self.prev, self.ver, self.tier, self.tlen
+        ):  # fmt: skip
             arr.frombytes(bytes(extra * arr.itemsize))
         self.oid.extend([0] * extra)
         self.next.extend(range(start + 1, end + 1))
@@ -66,6 +79,8 @@ class PageTable:
     def release(self, pid: int) -> None:
         """Give a page id back (it must be unlinked from any LRU list)."""
         self.oid[pid] = 0
+        self.ver[pid] = 0
+        self.tier[pid] = 0
         self.next[pid] = self._free
         self._free = pid
 

@@ -114,6 +114,11 @@ class ClientState(Counters):
         "eph_bytes",
         "rejects",
         "live",
+        "tier_pages",
+        "tier_bytes",
+        "demotions",
+        "promotions",
+        "tier_failures",
     )
 
     def __init__(self, name: str, cid: int, weight: int, cap: int | None, lru: int) -> None:
@@ -132,6 +137,11 @@ class ClientState(Counters):
         self.eph_bytes = 0
         self.rejects = dict.fromkeys(REJECT_REASONS, 0)
         self.live = True
+        self.tier_pages = 0  # pages of its own that tiers below RAM hold
+        self.tier_bytes = 0  # and their bytes there (counted against its cap)
+        self.demotions = 0
+        self.promotions = 0
+        self.tier_failures = 0
 
     def add_to(self, totals: dict[str, int]) -> None:
         """Add these counters, and a ``reject_<reason>`` count per reason, into ``totals``."""
@@ -150,6 +160,11 @@ class ClientState(Counters):
             weight=self.weight,
             cap=self.cap,
             frozen=self.frozen,
+            tier_pages=self.tier_pages,
+            tier_bytes=self.tier_bytes,
+            demotions=self.demotions,
+            promotions=self.promotions,
+            tier_failures=self.tier_failures,
         )
         for reason, n in self.rejects.items():
             out["reject_" + reason] = n

@@ -15,6 +15,7 @@ from tmem.errors import InvalidArgument
 from tmem.store.base import REJECTED, PageStore
 from tmem.store.codecs import CODEC_IDS
 from tmem.store.compressed import DEDUP_SCOPES, CompressedStore
+from tmem.store.export import decode_export
 from tmem.store.ram import RamStore
 
 #: Names accepted for ``compress`` (None and "none" both mean stored raw).
@@ -52,5 +53,6 @@ __all__ = [
     "CompressedStore",
     "PageStore",
     "RamStore",
+    "decode_export",
     "make_store",
 ]

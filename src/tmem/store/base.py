@@ -33,6 +33,14 @@ class PageStore(Protocol):
         """Release ``ref``; it must not be used again."""
         ...
 
+    def export(self, ref: int) -> bytes:
+        """The page under ``ref`` as the store keeps it, for a tier (:mod:`tmem.store.export`)."""
+        ...
+
+    def adopt(self, blob: bytes, persistent: bool, cid: int) -> int:
+        """Store an exported page again; a reference >= 0, or REJECTED."""
+        ...
+
     def charge(self, ref: int) -> int:
         """Bytes of real memory ``ref`` holds (its data plus the allocator's rounding)."""
         ...

@@ -202,6 +202,31 @@ class CompressedStore:
             return stored
         return self.codecs.decompress[codec](stored, n)
 
+    def export(self, ref: int) -> bytes:
+        """The page under ``ref`` as stored, for a tier (see :mod:`tmem.store.export`)."""
+        table = self.table
+        meta = table.meta[ref] & ~INDEXED
+        if meta & CODEC_MASK == SAME:
+            return bytes((meta,)) + table.loc[ref].to_bytes(8, "little", signed=True)
+        return bytes((meta,)) + self.pool.read(table.loc[ref], table.clen[ref])
+
+    def adopt(self, blob: bytes, persistent: bool, cid: int) -> int:
+        """Store an exported page again as it is (no compression, no dedup lookup)."""
+        meta = blob[0] & ~INDEXED
+        codec = meta & CODEC_MASK
+        n = 512 << (meta >> ORDER_SHIFT)
+        if codec == SAME:
+            return self._put_same(bytes(blob[1:9]), n)
+        stored = bytes(blob[1:])
+        if meta & HUGE:
+            self.huge_pages += 1
+        elif codec == RAW:
+            self.raw_pages += 1
+        else:
+            self.comp_orig += n
+            self.comp_size += len(stored)
+        return self._put_bytes(stored, meta & (CODEC_MASK | HUGE), n, -1, cid)
+
     def charge(self, ref: int) -> int:
         """The page's full footprint: its slot (with rounding) and its metadata.
 

@@ -42,6 +42,14 @@ class RamStore:
         self.pages -= 1
         self.used_bytes -= 1 << cls
 
+    def export(self, ref: int) -> bytes:
+        """The page under ``ref`` for a tier: a raw page (see :mod:`tmem.store.export`)."""
+        return bytes(((ref & 31) - 9 << 4,)) + self.get(ref)
+
+    def adopt(self, blob: bytes, persistent: bool, cid: int) -> int:
+        """Store an exported raw page again."""
+        return self.put(memoryview(blob)[1:], persistent, cid)
+
     def charge(self, ref: int) -> int:
         return 1 << (ref & 31)
 

@@ -1,0 +1,46 @@
+"""A stored page in a portable form: what a store hands a tier, and takes back.
+
+An exported page is one byte of metadata (codec id in bits 0-1, the "stored
+raw because it compressed poorly" flag in bit 3, log2(page size) - 9 in bits
+4-7) followed by the bytes the store kept: the compressed page, the raw page,
+or, for a same-filled page, its 8-byte word.  Tiers keep it as it is; a store
+adopts it back without compressing again, and :func:`decode_export` turns it
+into the page anywhere.
+"""
+
+from __future__ import annotations
+
+from tmem.errors import InvalidArgument
+from tmem.store.codecs import RAW, SAME, Codecs
+from tmem.store.handles import CODEC_MASK, HUGE, ORDER_SHIFT
+
+_codecs = Codecs()
+
+
+def export_meta(codec: int, huge: bool, page_size: int) -> int:
+    """The metadata byte of an exported page."""
+    return codec | (HUGE if huge else 0) | (page_size.bit_length() - 10) << ORDER_SHIFT
+
+
+def page_size_of(blob: bytes) -> int:
+    """The page size an exported page decodes to."""
+    return 512 << (blob[0] >> ORDER_SHIFT)
+
+
+def decode_export(blob: bytes) -> bytes:
+    """The page an exported page holds; InvalidArgument if it does not decode to one."""
+    if not blob:
+        raise InvalidArgument("an exported page is empty")
+    meta = blob[0]
+    codec = meta & CODEC_MASK
+    n = page_size_of(blob)
+    body = blob[1:]
+    if codec == SAME:
+        page = body[:8] * (n >> 3)
+    elif codec == RAW:
+        page = bytes(body)
+    else:
+        page = _codecs.decompress[codec](bytes(body), n)
+    if len(page) != n:
+        raise InvalidArgument(f"an exported page decodes to {len(page)} bytes, not {n}")
+    return page

@@ -1,0 +1,299 @@
+"""RAMster on a Redis Cluster: cold pages kept in other machines' spare memory.
+
+The nodes of a Redis Cluster are the participating machines; the cluster
+client of the ``redis`` package (:class:`redis.cluster.RedisCluster`) routes
+each key to the primary that owns its slot and follows failovers.
+
+* Each demotion batch is one pipeline to one primary: its keys share a hash
+  tag, ``tmem:{HOST.BATCH}:VERSION``.  The host keeps only the batch number
+  (the page's location) next to the version it already has, so a get
+  rebuilds the key and fetches it in one round trip.
+* Ephemeral pages are written with an expiry (volatile keys), so a cluster
+  run with ``maxmemory-policy volatile-lru`` (or ``volatile-ttl``) may drop
+  them under its own memory pressure; a get then misses.  Persistent pages
+  have no expiry and are never evicted; when the cluster refuses writes (out
+  of memory) the tier stops taking pages for :attr:`ClusterTier.retry_interval`.
+* A batch holding persistent pages ends with ``WAIT replicas timeout`` on the
+  same connection: its persistent pages count as stored only once a replica
+  confirmed them, so losing one machine loses no persistent page.  Pages
+  not confirmed are refused (they stay in RAM) and their keys deleted.
+* A get that meets a failing or failing-over node retries with backoff for
+  up to ``fetch_timeout`` seconds, then raises :class:`tmem.TierError`.  An
+  unreachable cluster is reported unhealthy at once: the host stops demoting
+  to it and serves from RAM; reconnection is tried every ``retry_interval``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException, RedisError
+from redis.retry import Retry
+
+from tmem.errors import InvalidArgument, TierError
+from tmem.tier.base import Demotion
+
+log = logging.getLogger("tmem.tier")
+
+#: How long an ephemeral page lives in the cluster at most (seconds): it makes the key volatile.
+EPHEMERAL_TTL = 7 * 86400
+
+
+class ClusterTier:
+    """Pages in a Redis Cluster reached through ``nodes`` (``[(host, port), ...]``)."""
+
+    name = "redis"
+    #: The location is a batch number in the host's page table: nothing more per page.
+    index_bytes_per_page = 0
+
+    def __init__(
+        self,
+        nodes: Sequence[tuple[str, int]],
+        *,
+        replicas: int = 1,
+        wait_timeout: float = 0.5,
+        fetch_timeout: float = 2.0,
+        retry_interval: float = 1.0,
+        socket_timeout: float = 1.0,
+        ephemeral_ttl: int = EPHEMERAL_TTL,
+        prefix: str | None = None,
+    ) -> None:
+        if not nodes:
+            raise InvalidArgument("a Redis Cluster tier needs at least one HOST:PORT")
+        timeouts = {
+            "wait_timeout": wait_timeout,
+            "fetch_timeout": fetch_timeout,
+            "retry_interval": retry_interval,
+            "socket_timeout": socket_timeout,
+        }
+        for what, value in timeouts.items():
+            if type(value) not in (int, float) or not 0 < value < 3600:
+                raise InvalidArgument(f"{what} {value!r} must be seconds in (0, 3600)")
+        if wait_timeout >= socket_timeout:
+            raise InvalidArgument("wait_timeout must be shorter than socket_timeout")
+        if type(replicas) is not int or replicas < 0:
+            raise InvalidArgument(f"replicas {replicas!r} must be an integer >= 0")
+        self.nodes = [ClusterNode(host, port) for host, port in nodes]
+        self.replicas = replicas
+        self.wait_ms = int(wait_timeout * 1000)
+        self.fetch_timeout = fetch_timeout
+        self.retry_interval = retry_interval
+        self.socket_timeout = socket_timeout
+        self.ttl = ephemeral_ttl
+        #: This host's keys start with it; random, so a restarted host never reads old keys.
+        self.prefix = prefix or secrets.token_hex(8)
+        self.lock = threading.Lock()
+        self._cluster: RedisCluster | None = None
+        self._next_try = 0.0
+        self._refusing_until = 0.0
+        self._given_up_until = 0.0
+        self.failure: str | None = None
+        self._batch = 0
+        self.pages = 0
+        self.counters = dict.fromkeys(
+            ("stored", "refused", "unconfirmed", "loads", "load_retries", "load_failures",
+             "lost", "write_failures", "reconnects", "bytes_written"), 0)  # fmt: skip
+        self._connect()
+
+    # --- the connection ------------------------------------------------------
+
+    def _connect(self) -> RedisCluster | None:
+        """The cluster client, (re)built if due; None while the cluster is unreachable."""
+        if self._cluster is not None:
+            return self._cluster
+        now = time.monotonic()
+        if now < self._next_try:
+            return None
+        self._next_try = now + self.retry_interval
+        try:
+            self._cluster = RedisCluster(
+                startup_nodes=list(self.nodes),
+                socket_timeout=self.socket_timeout,
+                socket_connect_timeout=self.socket_timeout,
+                retry=Retry(NoBackoff(), 1),
+                require_full_coverage=True,
+                dynamic_startup_nodes=False,
+            )
+        except (RedisError, RedisClusterException, OSError) as exc:
+            self._down(exc)
+            return None
+        self.counters["reconnects"] += 1
+        self.failure = None
+        return self._cluster
+
+    def _down(self, exc: BaseException) -> None:
+        """Record a failure; the client is rebuilt (topology re-read) on the next try."""
+        self.failure = f"{type(exc).__name__}: {exc}"
+        log.warning("redis tier: %s", self.failure)
+        cluster, self._cluster = self._cluster, None
+        if cluster is not None:
+            with contextlib.suppress(RedisError, OSError):
+                cluster.close()
+
+    @property
+    def healthy(self) -> bool:
+        """True if the cluster was reachable at the last try and is taking writes."""
+        return self.failure is None and time.monotonic() >= self._refusing_until
+
+    def key(self, loc: int, tag: int) -> str:
+        """The key of version ``tag`` in batch ``loc``: one hash tag per batch."""
+        return f"tmem:{{{self.prefix}.{loc}}}:{tag}"
+
+    # --- the tier interface ------------------------------------------------------
+
+    def store(self, batch: Sequence[Demotion]) -> list[int | None]:
+        """Write the batch to one primary; persistent pages count once a replica has them."""
+        refused: list[int | None] = [None] * len(batch)
+        with self.lock:
+            cluster = self._connect()
+            if cluster is None or time.monotonic() < self._refusing_until or not batch:
+                self.counters["refused"] += len(batch)
+                return refused
+            loc = self._batch
+            self._batch += 1
+        keys = [self.key(loc, item.tag) for item in batch]
+        persistent = any(item.persistent for item in batch)
+        try:
+            node = cluster.get_node_from_key(keys[0])
+            pipe = cluster.get_redis_connection(node).pipeline(transaction=False)
+            for key, item in zip(keys, batch, strict=True):
+                pipe.set(key, item.payload, ex=None if item.persistent else self.ttl)
+            if persistent:
+                pipe.execute_command("WAIT", self.replicas, self.wait_ms)
+            replies = pipe.execute(raise_on_error=False)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            with self.lock:
+                self.counters["write_failures"] += 1
+                self.counters["refused"] += len(batch)
+                self._down(exc)
+            return refused
+        acked = replies[-1] if persistent else self.replicas
+        confirmed = isinstance(acked, int) and acked >= self.replicas
+        out: list[int | None] = []
+        undo: list[str] = []
+        with self.lock:
+            for key, item, reply in zip(keys, batch, replies, strict=False):
+                if isinstance(reply, Exception):
+                    self._refuse_writes(reply)
+                    out.append(None)
+                elif item.persistent and not confirmed:
+                    undo.append(key)
+                    out.append(None)
+                else:
+                    out.append(loc)
+                    self.pages += 1
+                    self.counters["bytes_written"] += len(item.payload)
+            stored = sum(1 for x in out if x is not None)
+            self.counters["stored"] += stored
+            self.counters["refused"] += len(batch) - stored
+            self.counters["unconfirmed"] += len(undo)
+        if undo:
+            self._delete(cluster, undo)
+        return out
+
+    def _refuse_writes(self, reply: Exception) -> None:
+        """The cluster refused a write: pause demotion a while; re-read the topology if moved."""
+        self.counters["write_failures"] += 1
+        self._refusing_until = time.monotonic() + self.retry_interval
+        if not str(reply).startswith("OOM"):
+            self._down(reply)  # MOVED, CLUSTERDOWN, READONLY: the map of slots is stale
+        log.warning("redis tier refused a write: %s", reply)
+
+    def _delete(self, cluster: RedisCluster, keys: list[str]) -> None:
+        try:
+            for key in keys:
+                cluster.delete(key)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            log.warning("redis tier: could not delete %d keys: %s", len(keys), exc)
+
+    def load(self, loc: int, tag: int) -> bytes | None:
+        """Fetch one page in one round trip, retrying through a failover for a bounded time.
+
+        After a fetch has run out of time, later ones fail at once for
+        ``retry_interval`` seconds rather than each waiting its full bound.
+        """
+        key = self.key(loc, tag)
+        now = time.monotonic()
+        deadline = now + self.fetch_timeout
+        pause = 0.01
+        with self.lock:
+            self.counters["loads"] += 1
+            if now < self._given_up_until:
+                self.counters["load_failures"] += 1
+                raise TierError(f"redis tier unreachable ({self.failure})")
+        while True:
+            with self.lock:
+                cluster = self._connect()
+            if cluster is not None:
+                try:
+                    value = cluster.get(key)
+                except (RedisError, RedisClusterException, OSError) as exc:
+                    with self.lock:
+                        self._down(exc)
+                else:
+                    if value is None:
+                        with self.lock:
+                            self.counters["lost"] += 1
+                    return value  # type: ignore[no-any-return]
+            if time.monotonic() + pause > deadline:
+                break
+            with self.lock:
+                self.counters["load_retries"] += 1
+                self._next_try = 0.0  # inside a fetch, reconnect at once
+            time.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        with self.lock:
+            self.counters["load_failures"] += 1
+            self._given_up_until = time.monotonic() + self.retry_interval
+        raise TierError(f"redis tier: no answer within {self.fetch_timeout}s ({self.failure})")
+
+    def free(self, pages: Sequence[tuple[int, int]]) -> None:
+        """Delete the keys (best effort: an unreachable cluster leaves them to expire or leak)."""
+        if not pages:
+            return
+        with self.lock:
+            cluster = self._connect()
+            if cluster is None:
+                return
+        try:
+            pipe = cluster.pipeline()
+            for loc, tag in pages:
+                pipe.delete(self.key(loc, tag))
+            replies = pipe.execute(raise_on_error=False)
+        except (RedisError, RedisClusterException, OSError) as exc:
+            with self.lock:
+                self._down(exc)
+            return
+        with self.lock:
+            self.pages -= sum(1 for r in replies if r == 1)
+
+    def dropped(self) -> list[tuple[int, int]]:
+        """The cluster evicts keys silently: a drop is learnt on the next get (a miss)."""
+        return []
+
+    def stats(self) -> dict[str, Any]:
+        """Pages written and not freed, bytes written, failures, and the cluster's health."""
+        out: dict[str, Any] = {
+            "tier": self.name,
+            "nodes": [f"{n.host}:{n.port}" for n in self.nodes],
+            "healthy": self.healthy,
+            "failure": self.failure,
+            "pages": self.pages,
+        }
+        out.update(self.counters)
+        return out
+
+    def close(self) -> None:
+        """Delete nothing (keys of a stopped host are unreachable); close connections."""
+        with self.lock:
+            if self._cluster is not None:
+                self._cluster.close()
+                self._cluster = None

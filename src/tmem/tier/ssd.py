@@ -1,0 +1,420 @@
+"""The SSD tier: pages appended to a log file, an index in RAM, compaction for space.
+
+Like memcached's extstore and zram's writeback device:
+
+* The file is ``size`` bytes cut into equal **segments**.  One segment is open
+  at a time; its image is kept in a page-aligned buffer and each batch of
+  demoted pages is written with one large ``pwrite`` of whole 4 KiB blocks.
+* Every record is a 32-byte header (version, key, slot, length, checksum,
+  flags) and the exported page.  A load reads the blocks that hold one record
+  and checks its header and checksum against what the index expects, so a
+  stale or torn record is never returned.
+* The index in RAM is one row per page (offset, length, version, flags:
+  :data:`INDEX_BYTES_PER_PAGE` bytes), counted in the host's metadata.
+* When the last free segment but one is taken, the sealed segment with the
+  fewest persistent bytes is **compacted**: its live persistent records are
+  rewritten into the new open segment, its ephemeral ones are dropped (and
+  reported through :meth:`SsdTier.dropped`), and it becomes free.  If no
+  segment would give back at least an eighth of its size, the tier is full
+  and refuses pages until frees make room.
+* The file is opened with ``O_DIRECT`` where the file system allows it;
+  elsewhere (tmpfs) each write is synced and each range read or written is
+  dropped from the page cache with ``posix_fadvise(DONTNEED)``.  Either way
+  the kernel does not keep a second copy of the pages.
+* Bytes written are counted (SSD wear).  A write error takes the tier out of
+  service: the batch is refused (those pages stay in RAM), pages already in
+  the file stay readable, and no new page comes down until the host is
+  restarted.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import stat
+import struct
+import threading
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+import xxhash
+
+from tmem.errors import InvalidArgument, TierError
+from tmem.tier.base import Demotion
+
+#: Records: version, key, slot, length, checksum of the payload, flags; 32 bytes.
+HEADER = struct.Struct("<QQIIIB3x")
+BLOCK = 4096
+#: Index row per page: offset (8), length (4), version (8), flags (1).
+INDEX_BYTES_PER_PAGE = 21
+_PERSISTENT = 1
+_FREE, _OPEN, _SEALED = 0, 1, 2
+_NIL = -1
+_checksum = xxhash.xxh32_intdigest
+
+
+def _round_up(n: int, to: int = BLOCK) -> int:
+    return (n + to - 1) // to * to
+
+
+def default_segment_size(size: int) -> int:
+    """An eighth of the file, between 128 KiB and 4 MiB, in whole blocks."""
+    return max(128 << 10, min(4 << 20, size // 8 // BLOCK * BLOCK))
+
+
+class SsdTier:
+    """A log-structured page file of ``size`` bytes at ``path`` (a file, or a directory)."""
+
+    name = "ssd"
+    index_bytes_per_page = INDEX_BYTES_PER_PAGE
+
+    def __init__(
+        self, path: str, size: int, segment_size: int | None = None, direct: bool = True
+    ) -> None:
+        if type(size) is not int or size <= 0:
+            raise InvalidArgument(f"SSD tier size {size!r} must be a positive byte count")
+        seg = default_segment_size(size) if segment_size is None else segment_size
+        if type(seg) is not int or seg < 128 << 10 or seg % BLOCK:
+            raise InvalidArgument(f"segment size {seg!r} must be whole 4 KiB blocks, >= 128 KiB")
+        if size < 4 * seg:
+            raise InvalidArgument(f"an SSD tier needs at least 4 segments ({4 * seg} bytes)")
+        if os.path.isdir(path):
+            path = os.path.join(path, f"tmem-tier-{os.getpid()}.log")
+        self.path = path
+        self.size = size
+        self.seg = seg
+        self.nseg = size // seg
+        self.direct = False
+        self.fd = self._open(path, direct)
+        try:
+            if stat.S_ISREG(os.fstat(self.fd).st_mode):  # a device has its own size
+                os.ftruncate(self.fd, self.nseg * seg)  # sparse: blocks are taken as written
+        except OSError as exc:
+            os.close(self.fd)
+            raise InvalidArgument(f"cannot size SSD tier file {path!r}: {exc}") from None
+        self.lock = threading.Lock()
+        # The index: one row per slot; free slots are chained through ``off``.
+        self.off = array("q")
+        self.length = array("I")
+        self.tag = array("q")
+        self.flags = array("B")
+        self._free_slot = _NIL
+        # Segments: state, live bytes, and persistent live bytes.
+        self.state = array("B", bytes(self.nseg))
+        self.live = array("q", bytes(8 * self.nseg))
+        self.keep = array("q", bytes(8 * self.nseg))
+        self.end = array("q", bytes(8 * self.nseg))  # where each segment's records stop
+        self.free_segs = list(range(self.nseg - 1, -1, -1))
+        self.open: int | None = None
+        self.cursor = 0  # next record's place in the open segment
+        self.flushed = 0  # the open segment is on disk up to here
+        self.buf = mmap.mmap(-1, seg)  # the open segment's image, page-aligned
+        self.rbuf = mmap.mmap(-1, seg)  # reads and compaction
+        self.failed: str | None = None
+        self._dropped: list[tuple[int, int]] = []
+        self.pages = 0
+        self.bytes = 0  # payload bytes held
+        self.counters = dict.fromkeys(
+            ("stored", "refused", "loads", "load_failures", "bytes_written", "bytes_read",
+             "writes", "compactions", "relocated", "dropped", "write_errors"), 0)  # fmt: skip
+
+    # --- the file ----------------------------------------------------------
+
+    def _open(self, path: str, direct: bool) -> int:
+        flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+        if direct and hasattr(os, "O_DIRECT"):
+            try:
+                fd = os.open(path, flags | os.O_DIRECT, 0o600)
+                self.direct = True
+                return fd
+            except OSError as exc:
+                if exc.errno != errno.EINVAL:
+                    raise InvalidArgument(f"cannot open SSD tier file {path!r}: {exc}") from None
+        try:
+            return os.open(path, flags, 0o600)
+        except OSError as exc:
+            raise InvalidArgument(f"cannot open SSD tier file {path!r}: {exc}") from None
+
+    def _write(self, data: memoryview, offset: int) -> None:
+        """Write whole blocks at ``offset``; raise OSError on any failure."""
+        try:
+            done = os.pwrite(self.fd, data, offset)
+        except OSError as exc:
+            if not (self.direct and exc.errno == errno.EINVAL):
+                raise
+            # The file system refused O_DIRECT at write time: carry on through the page cache.
+            self._reopen_buffered()
+            done = os.pwrite(self.fd, data, offset)
+        if done != len(data):
+            raise OSError(errno.EIO, f"short write ({done} of {len(data)} bytes)")
+        self.counters["bytes_written"] += done
+        self.counters["writes"] += 1
+        if not self.direct:
+            os.fdatasync(self.fd)
+            os.posix_fadvise(self.fd, offset, len(data), os.POSIX_FADV_DONTNEED)
+
+    def _reopen_buffered(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+        os.close(self.fd)
+        self.fd = fd
+        self.direct = False
+
+    def _read(self, offset: int, n: int) -> memoryview:
+        """Read ``n`` bytes at ``offset`` (whole blocks around them) into ``rbuf``."""
+        start = offset // BLOCK * BLOCK
+        end = _round_up(offset + n)
+        view = memoryview(self.rbuf)[: end - start]
+        got = os.preadv(self.fd, [view], start)
+        if got < offset + n - start:
+            raise OSError(errno.EIO, f"short read ({got} of {end - start} bytes)")
+        self.counters["bytes_read"] += got
+        if not self.direct:
+            os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        return memoryview(self.rbuf)[offset - start : offset - start + n]
+
+    # --- slots -------------------------------------------------------------
+
+    def _alloc_slot(self) -> int:
+        slot = self._free_slot
+        if slot == _NIL:
+            slot = len(self.off)
+            self.off.append(0)
+            self.length.append(0)
+            self.tag.append(0)
+            self.flags.append(0)
+        else:
+            self._free_slot = self.off[slot]
+        return slot
+
+    def _release_slot(self, slot: int) -> None:
+        seg = self.off[slot] // self.seg
+        n = self.length[slot]
+        self.live[seg] -= n
+        if self.flags[slot] & _PERSISTENT:
+            self.keep[seg] -= n
+        self.pages -= 1
+        self.bytes -= n - HEADER.size
+        self.tag[slot] = 0
+        self.off[slot] = self._free_slot
+        self._free_slot = slot
+
+    def _holds(self, slot: int, tag: int) -> bool:
+        return 0 <= slot < len(self.tag) and tag > 0 and self.tag[slot] == tag
+
+    # --- the tier interface ----------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """False once a write failed: the tier takes no more pages."""
+        return self.failed is None
+
+    def store(self, batch: Sequence[Demotion]) -> list[int | None]:
+        """Append the batch to the open segment and write it out; a location per page."""
+        with self.lock:
+            if self.failed is not None:
+                self.counters["refused"] += len(batch)
+                return [None] * len(batch)
+            out: list[int | None] = []
+            new: list[int] = []
+            try:
+                for item in batch:
+                    slot = self._append(item)
+                    out.append(slot)
+                    if slot is not None:
+                        new.append(slot)
+                self._flush()
+            except OSError as exc:
+                self._fail(exc)
+                for slot in new:
+                    self._release_slot(slot)
+                self.counters["refused"] += len(batch)
+                return [None] * len(batch)
+            self.counters["stored"] += len(new)
+            self.counters["refused"] += len(batch) - len(new)
+            return out
+
+    def _append(self, item: Demotion) -> int | None:
+        n = HEADER.size + len(item.payload)
+        if n > self.seg:
+            return None
+        for _ in range(self.nseg):
+            if self.open is not None and self.cursor + n <= self.seg:
+                break
+            if not self._next_segment():
+                return None
+        else:
+            return None
+        slot = self._alloc_slot()
+        self._put_record(slot, item.tag, item.key, item.payload, item.persistent)
+        self.pages += 1
+        self.bytes += len(item.payload)
+        return slot
+
+    def _put_record(self, slot: int, tag: int, key: int, payload: Any, persistent: bool) -> None:
+        """Copy a record into the open segment's image at the cursor and index it."""
+        n = HEADER.size + len(payload)
+        flags = _PERSISTENT if persistent else 0
+        pos = self.cursor
+        assert self.open is not None
+        HEADER.pack_into(self.buf, pos, tag, key, slot, len(payload), _checksum(payload), flags)
+        self.buf[pos + HEADER.size : pos + n] = payload
+        self.cursor = pos + n
+        self.off[slot] = self.open * self.seg + pos
+        self.length[slot] = n
+        self.tag[slot] = tag
+        self.flags[slot] = flags
+        self.live[self.open] += n
+        if persistent:
+            self.keep[self.open] += n
+
+    def _flush(self) -> None:
+        """Write the open segment's image from the last write to the cursor, in blocks."""
+        if self.open is None or self.cursor == self.flushed:
+            return
+        end = min(_round_up(self.cursor), self.seg)
+        self.buf[self.cursor : end] = bytes(end - self.cursor)  # padding reads as no record
+        self._write(memoryview(self.buf)[self.flushed : end], self.open * self.seg + self.flushed)
+        self.flushed = self.cursor = end
+
+    def _next_segment(self) -> bool:
+        """Seal the open segment and open another, compacting when one free is left."""
+        self._flush()
+        if self.open is not None:
+            self.state[self.open] = _SEALED
+            self.end[self.open] = self.flushed
+            self.open = None
+        if len(self.free_segs) > 1:
+            self._open_segment(self.free_segs.pop())
+            return True
+        return self._compact()
+
+    def _open_segment(self, seg: int) -> None:
+        self.state[seg] = _OPEN
+        self.open = seg
+        self.cursor = self.flushed = 0
+
+    def _compact(self) -> bool:
+        """Rewrite the best sealed segment's persistent records into the last free one."""
+        if not self.free_segs:
+            return False
+        sealed = [s for s in range(self.nseg) if self.state[s] == _SEALED]
+        if not sealed:
+            return False
+        victim = min(sealed, key=self.keep.__getitem__)
+        if self.keep[victim] > self.seg - self.seg // 8:
+            return False  # nothing would give back enough: the tier is full
+        image = bytes(self._read(victim * self.seg, self.end[victim]))
+        self._open_segment(self.free_segs.pop())
+        moved: list[tuple[int, int]] = []  # (slot, old offset) until the write succeeds
+        dropped: list[int] = []
+        pos = 0
+        base = victim * self.seg
+        while pos + HEADER.size <= len(image):
+            tag, key, slot, length, _, flags = HEADER.unpack_from(image, pos)
+            if tag == 0:  # padding up to the next block
+                pos = _round_up(pos + 1)
+                continue
+            n = HEADER.size + length
+            if self._holds(slot, tag) and self.off[slot] == base + pos:
+                if flags & _PERSISTENT:
+                    moved.append((slot, base + pos))
+                    self.live[victim] -= n
+                    self.keep[victim] -= n
+                    payload = image[pos + HEADER.size : pos + n]
+                    self._put_record(slot, tag, key, payload, True)
+                else:
+                    dropped.append(slot)
+                    self._dropped.append((key, tag))
+            pos += n
+        try:
+            self._flush()
+        except OSError:
+            for slot, old in moved:  # the old copies are still on disk: keep using them
+                self.live[self.open] -= self.length[slot]
+                self.keep[self.open] -= self.length[slot]
+                self.off[slot] = old
+                self.live[victim] += self.length[slot]
+                self.keep[victim] += self.length[slot]
+            del self._dropped[len(self._dropped) - len(dropped) :]
+            raise
+        for slot in dropped:
+            self._release_slot(slot)
+        self.counters["compactions"] += 1
+        self.counters["relocated"] += len(moved)
+        self.counters["dropped"] += len(dropped)
+        assert self.live[victim] == 0, "a compacted segment still holds live records"
+        self.state[victim] = _FREE
+        self.free_segs.insert(0, victim)
+        return True
+
+    def _fail(self, exc: OSError) -> None:
+        self.failed = f"{type(exc).__name__}: {exc}"
+        self.counters["write_errors"] += 1
+        if self.open is not None:  # what it holds is on disk, or released by the caller
+            self.state[self.open] = _SEALED
+            self.end[self.open] = self.flushed
+            self.open = None
+
+    def load(self, loc: int, tag: int) -> bytes | None:
+        """The payload of version ``tag`` at slot ``loc``; None if not held; TierError if bad."""
+        with self.lock:
+            if not self._holds(loc, tag):
+                return None
+            self.counters["loads"] += 1
+            try:
+                record = self._read(self.off[loc], self.length[loc])
+            except OSError as exc:
+                self.counters["load_failures"] += 1
+                raise TierError(f"SSD tier read failed: {exc}") from None
+            rtag, _key, slot, length, check, _flags = HEADER.unpack_from(record)
+            payload = bytes(record[HEADER.size :])
+            if (rtag, slot, length) != (tag, loc, len(payload)) or _checksum(payload) != check:
+                self.counters["load_failures"] += 1
+                raise TierError(f"SSD tier record {loc} fails its checks")
+            return payload
+
+    def free(self, pages: Sequence[tuple[int, int]]) -> None:
+        """Forget each ``(slot, version)`` still held; its bytes are reclaimed by compaction."""
+        with self.lock:
+            for slot, tag in pages:
+                if self._holds(slot, tag):
+                    self._release_slot(slot)
+
+    def dropped(self) -> list[tuple[int, int]]:
+        """``(key, version)`` of ephemeral pages compaction dropped since the last call."""
+        with self.lock:
+            out, self._dropped = self._dropped, []
+            return out
+
+    def stats(self) -> dict[str, Any]:
+        """Pages and bytes held, the device's bytes written and read, compaction counters."""
+        with self.lock:
+            out: dict[str, Any] = {
+                "tier": self.name,
+                "path": self.path,
+                "size": self.size,
+                "segment_size": self.seg,
+                "direct_io": self.direct,
+                "healthy": self.failed is None,
+                "failure": self.failed,
+                "pages": self.pages,
+                "bytes": self.bytes,
+                "log_bytes": sum(self.live),
+                "free_segments": len(self.free_segs),
+                "index_bytes": len(self.off) * INDEX_BYTES_PER_PAGE,
+            }
+            out.update(self.counters)
+            return out
+
+    def close(self) -> None:
+        """Close and remove the file (pages of a stopped host mean nothing)."""
+        with self.lock:
+            if self.fd >= 0:
+                os.close(self.fd)
+                self.fd = -1
+                if os.path.isfile(self.path):
+                    os.unlink(self.path)
+            self.buf.close()
+            self.rbuf.close()

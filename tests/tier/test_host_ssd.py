@@ -1,0 +1,212 @@
+"""A host with an SSD tier: demotion, promotion, versions, accounting, a failing and a full SSD."""
+
+from __future__ import annotations
+
+import random
+import resource
+import signal
+import time
+
+import pytest
+
+import tmem
+from tmem.engine.tiering import complete_demotions, pick_demotions
+from tmem.tier.ssd import SsdTier
+
+PAGE = 4096
+SEG = 128 << 10
+
+
+def page(n: int) -> bytes:
+    """Unique to ``n``, compresses to about half."""
+    return random.Random(n).randbytes(PAGE // 2) + bytes(PAGE // 2)
+
+
+@pytest.fixture
+def make(tmp_path):
+    hosts = []
+
+    def build(capacity=256 << 10, size=64 * SEG, background=False, **options):
+        tier = SsdTier(str(tmp_path), size, segment_size=SEG)
+        host = tmem.Host(capacity, tiers=[tier], demote_in_background=background, **options)
+        hosts.append(host)
+        return host, tier
+
+    yield build
+    for host in hosts:
+        host.close()
+
+
+def charges_add_up(host: tmem.Host) -> None:
+    engine = host.engine
+    clients = engine.clients.values()
+    assert engine.pages == sum(c.pages for c in clients)
+    assert sum(p.bytes for p in engine.pools.values()) == sum(c.bytes for c in clients)
+    assert engine.eph_used == sum(c.eph_bytes for c in clients) >= 0
+    state = engine.tiering
+    assert sum(state.pages) == sum(c.tier_pages for c in clients)
+    assert sum(state.bytes) == sum(c.tier_bytes for c in clients)
+    assert engine.used <= engine.capacity or engine.eph_used == 0
+
+
+def test_background_demotion_keeps_ram_below_the_watermark_and_pages_come_back(make):
+    host, tier = make(background=True)
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    for i in range(200):  # about 4 times what RAM holds
+        assert client.put_page(pool, 1, i, page(i)), i
+        if i % 10 == 9:  # give the demoter time to catch up
+            deadline = time.monotonic() + 10
+            while host.engine.used > 0.9 * host.capacity and time.monotonic() < deadline:
+                time.sleep(0.01)
+    stats = host.stats()
+    assert stats["tiering"]["demotions"] >= 100
+    assert stats["tiers"][0]["host_pages"] >= 100
+    assert all(client.get_page(pool, 1, i) == page(i) for i in range(200))
+    assert host.stats()["tiering"]["promotions"] > 0
+    charges_add_up(host)
+
+
+def test_a_get_promotes_the_page_back_to_ram(make):
+    host, tier = make()
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    client.put_page(pool, 1, 0, page(0))
+    assert host.demote(all_pages=True) == 1
+    assert client.stats()["tier_pages"] == 1 and tier.stats()["pages"] == 1
+    assert client.get_page(pool, 1, 0) == page(0)
+    assert client.stats()["tier_pages"] == 0 and client.stats()["promotions"] == 1
+    host.demote()  # frees the tier copy
+    assert tier.stats()["pages"] == 0
+    assert client.get_page(pool, 1, 0) == page(0)  # now from RAM
+
+
+def test_a_page_overwritten_while_it_is_written_out_is_not_moved(make):
+    host, tier = make()
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    client.put_page(pool, 1, 0, page(0))
+    engine = host.engine
+    batch = pick_demotions(engine, 10, 1 << 30)  # the old version, exported
+    client.put_page(pool, 1, 0, page(1))  # overwritten meanwhile
+    complete_demotions(engine, 0, batch, tier.store([_demotion(c) for c in batch]))
+    assert engine.tiering.counters["demotions_stale"] == 1
+    assert client.get_page(pool, 1, 0) == page(1)
+    host.demote()  # the stale copy in the tier is freed
+    assert tier.stats()["pages"] == 0
+
+
+def _demotion(c):
+    from tmem.tier.base import Demotion
+
+    return Demotion(c.tag, c.pid, c.blob, c.persistent)
+
+
+def test_a_flushed_page_is_not_moved_either(make):
+    host, tier = make()
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    client.put_page(pool, 1, 0, page(0))
+    engine = host.engine
+    batch = pick_demotions(engine, 10, 1 << 30)
+    client.flush_page(pool, 1, 0)
+    client.put_page(pool, 1, 1, page(1))  # may reuse the page id: the version differs
+    complete_demotions(engine, 0, batch, tier.store([_demotion(c) for c in batch]))
+    assert client.get_page(pool, 1, 0) is None
+    assert client.get_page(pool, 1, 1) == page(1)
+
+
+def test_every_removal_reaches_the_tier(make):
+    host, tier = make()
+    a, b = host.connect("a"), host.connect("b")
+    pa = a.new_pool(persistent=True)
+    pb = b.new_pool()
+    for i in range(10):
+        a.put_page(pa, i % 3, i, page(i))
+        b.put_page(pb, 1, i, page(100 + i))
+    assert host.demote(all_pages=True) == 20
+    a.flush_page(pa, 0, 0)
+    a.flush_object(pa, 1)
+    b.close()  # a departing client's private pages go
+    host.demote()
+    left = [i for i in range(10) if i % 3 == 2 or (i % 3 == 0 and i != 0)]
+    assert tier.stats()["pages"] == len(left)
+    a.destroy_pool(pa)
+    host.demote()
+    assert tier.stats()["pages"] == 0
+    charges_add_up(host)
+
+
+def test_tier_bytes_count_against_the_cap(make):
+    host, tier = make(capacity=4 << 20, compress=None)
+    client = host.connect("vm1", cap=20 * (PAGE + 160))
+    pool = client.new_pool(persistent=True)
+    stored = sum(client.put_page(pool, 1, i, page(i)) for i in range(30))
+    assert stored == 20
+    host.demote(all_pages=True)
+    stats = client.stats()
+    assert stats["tier_bytes"] >= 20 * PAGE and stats["bytes"] < 20 * 200
+    assert client.put_page(pool, 2, 0, page(0)) is False  # RAM is empty, the cap is not
+    assert client.stats()["reject_cap"] == 11
+
+
+def test_ephemeral_pages_the_ssd_drops_leave_the_host_too(make):
+    host, tier = make(capacity=1 << 20, size=8 * SEG)
+    client = host.connect("vm1")
+    pool = client.new_pool()
+    for i in range(600):  # 1.2 MB compressed through a 1 MiB log
+        client.put_page(pool, 1, i, page(i))
+        if i % 50 == 49:
+            host.demote(all_pages=True)
+    host.demote()
+    stats = host.stats()
+    assert stats["tiers"][0]["dropped"] > 0
+    assert stats["tiering"]["tier_dropped"] > 0
+    assert stats["evictions"] >= stats["tiering"]["tier_dropped"]
+    hits = [i for i in range(600) if client.get_page(pool, 1, i) is not None]
+    assert hits and len(hits) < 600
+    charges_add_up(host)
+
+
+def test_an_ssd_write_error_loses_no_persistent_page(make):
+    host, tier = make(capacity=512 << 10, compress=None)
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    for i in range(40):
+        assert client.put_page(pool, 1, i, page(i))
+    assert host.demote(all_pages=True) == 40
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (SEG * 2, limit[1]))
+        for i in range(40, 140):
+            client.put_page(pool, 1, i, page(i))
+        assert host.demote(all_pages=True) < 100
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, old)
+    stats = host.stats()
+    assert stats["tiers"][0]["healthy"] is False and stats["tiers"][0]["write_errors"] == 1
+    stored = [i for i in range(140) if client.get_page(pool, 1, i) is not None]
+    assert all(client.get_page(pool, 1, i) == page(i) for i in stored)
+    assert set(range(40)) <= set(stored)  # those the tier had, and all still in RAM
+    assert stats["succ_puts"] == len(stored)
+    charges_add_up(host)
+
+
+def test_a_full_ssd_refuses_demotion_and_loses_nothing(make):
+    host, tier = make(capacity=512 << 10, size=4 * SEG, compress=None)
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    accepted = []
+    for i in range(400):
+        if client.put_page(pool, 1, i, page(i)):
+            accepted.append(i)
+        if i % 20 == 19:
+            host.demote(all_pages=True)
+    stats = host.stats()
+    assert stats["tiering"]["demotions_refused"] > 0 and stats["tiers"][0]["healthy"]
+    assert stats["reject_capacity"] > 0  # RAM and log both full of persistent pages
+    assert len(accepted) * PAGE > 4 * SEG  # more than the log holds: RAM holds the rest
+    assert all(client.get_page(pool, 1, i) == page(i) for i in accepted)
+    charges_add_up(host)

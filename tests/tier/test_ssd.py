@@ -1,0 +1,174 @@
+"""The SSD log tier on its own: records, versions, compaction, a full log, write errors."""
+
+from __future__ import annotations
+
+import os
+import random
+import resource
+import signal
+
+import pytest
+
+from tmem.errors import InvalidArgument, TierError
+from tmem.tier.base import Demotion
+from tmem.tier.ssd import SsdTier
+
+SEG = 128 << 10
+
+
+@pytest.fixture
+def tier(tmp_path):
+    made = SsdTier(str(tmp_path), 8 * SEG, segment_size=SEG)
+    yield made
+    made.close()
+
+
+def blob(seed: int, size: int = 3000) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def test_pages_come_back_byte_exact_and_only_under_their_version(tier):
+    items = [Demotion(100 + i, i, blob(i), persistent=i % 2 == 0) for i in range(20)]
+    locs = tier.store(items)
+    assert None not in locs
+    for item, loc in zip(items, locs, strict=True):
+        assert tier.load(loc, item.tag) == item.payload
+        assert tier.load(loc, item.tag + 1) is None  # another version of that slot: never
+    assert tier.stats()["pages"] == 20
+
+
+def test_a_freed_slot_reused_never_returns_the_old_page(tier):
+    [loc] = tier.store([Demotion(1, 1, blob(1), True)])
+    tier.free([(loc, 1)])
+    assert tier.load(loc, 1) is None
+    [again] = tier.store([Demotion(2, 2, blob(2), True)])
+    assert again == loc  # the slot is reused...
+    assert tier.load(loc, 1) is None  # ...but the old version is gone for good
+    assert tier.load(loc, 2) == blob(2)
+
+
+def test_each_batch_is_one_large_write_of_whole_blocks_and_is_counted(tier):
+    before = tier.stats()
+    tier.store([Demotion(i + 1, i, blob(i, 2000), False) for i in range(30)])
+    after = tier.stats()
+    assert after["writes"] - before["writes"] == 1
+    written = after["bytes_written"] - before["bytes_written"]
+    assert written % 4096 == 0 and written >= 30 * 2000
+
+
+def test_the_kernel_page_cache_is_bypassed(tier):
+    # O_DIRECT where the file system allows it (not tmpfs); else fadvise after each write.
+    with open(f"/proc/self/fdinfo/{tier.fd}") as fh:
+        flags = int(fh.read().split("flags:")[1].split()[0], 8)
+    assert tier.direct == bool(flags & os.O_DIRECT)
+
+
+def test_compaction_keeps_persistent_pages_and_drops_ephemeral_ones(tier):
+    tag = 0
+    persistent: dict[int, tuple[int, bytes]] = {}
+    ephemeral = set()
+    # Fill far past the file's size; free most persistent pages as we go, as flushes would,
+    # but keep one in four for good, so that compaction has live pages to move.
+    for _ in range(40):
+        batch = []
+        for i in range(10):
+            tag += 1
+            batch.append(Demotion(tag, tag, blob(tag), persistent=i < 4))
+        locs = tier.store(batch)
+        for item, loc in zip(batch, locs, strict=True):
+            if loc is None:
+                continue
+            if item.persistent:
+                persistent[item.tag] = (loc, item.payload)
+            else:
+                ephemeral.add(item.tag)
+        for old in [t for t in persistent if t < tag - 30 and t % 10 != 1]:
+            loc, _ = persistent.pop(old)
+            tier.free([(loc, old)])
+    stats = tier.stats()
+    assert stats["compactions"] > 0 and stats["relocated"] > 0 and stats["dropped"] > 0
+    for t, (loc, payload) in persistent.items():
+        assert tier.load(loc, t) == payload
+    dropped = tier.dropped()
+    assert dropped and all(key == t and t in ephemeral for key, t in dropped)
+    assert tier.dropped() == []  # reported once
+
+
+def test_a_full_log_refuses_pages_and_keeps_what_it_has(tier):
+    kept = {}
+    tag = 0
+    while True:
+        tag += 1
+        [loc] = tier.store([Demotion(tag, tag, blob(tag), True)])
+        if loc is None:
+            break
+        kept[tag] = loc
+        assert tag < 1000, "an 1 MiB log took 3 MB of persistent pages"
+    assert tier.healthy  # full is not failed: frees make room again
+    assert len(kept) * 3000 > 0.6 * tier.size
+    for t, loc in kept.items():
+        assert tier.load(loc, t) == blob(t)
+    for t in list(kept)[: len(kept) // 2]:
+        tier.free([(kept.pop(t), t)])
+    tag += 1
+    [loc] = tier.store([Demotion(tag, tag, blob(tag), True)])
+    assert loc is not None
+    for t, loc in kept.items():
+        assert tier.load(loc, t) == blob(t)
+
+
+def test_a_write_error_takes_the_tier_out_of_service_and_keeps_what_it_wrote(tier):
+    early = [Demotion(i + 1, i, blob(i), True) for i in range(10)]
+    locs = tier.store(early)
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+    old_handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        # The kernel now fails every write past the first segment with EFBIG.
+        resource.setrlimit(resource.RLIMIT_FSIZE, (SEG, limit[1]))
+        later = [Demotion(100 + i, i, blob(100 + i), True) for i in range(60)]
+        assert tier.store(later) == [None] * 60
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        signal.signal(signal.SIGXFSZ, old_handler)
+    stats = tier.stats()
+    assert not tier.healthy and stats["write_errors"] == 1 and "EFBIG" in str(stats["failure"]) or (
+        "too large" in str(stats["failure"])
+    )
+    assert tier.store([Demotion(999, 0, blob(999), False)]) == [None]  # out of service
+    for item, loc in zip(early, locs, strict=True):
+        assert tier.load(loc, item.tag) == item.payload  # what it wrote stays readable
+
+
+def test_a_device_that_fails_every_write(tmp_path):
+    tier = SsdTier("/dev/full", 8 * SEG, segment_size=SEG)
+    try:
+        assert tier.store([Demotion(1, 1, blob(1), True)]) == [None]
+        assert not tier.healthy and "No space" in tier.stats()["failure"]
+    finally:
+        tier.close()
+    assert os.path.exists("/dev/full")  # close removes only regular files it made
+
+
+def test_a_corrupted_record_is_an_error_not_a_page(tier):
+    [loc] = tier.store([Demotion(7, 7, blob(7), True)])
+    fd = os.open(tier.path, os.O_RDWR)
+    try:
+        os.pwrite(fd, b"\xff" * 16, tier.off[loc] + 40)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    with pytest.raises(TierError):
+        tier.load(loc, 7)
+
+
+@pytest.mark.parametrize(
+    ("size", "segment"), [(SEG, SEG), (8 * SEG, 4096), (8 * SEG, SEG + 1), ("1G", None)]
+)
+def test_bad_sizes_are_refused(tmp_path, size, segment):
+    with pytest.raises(InvalidArgument):
+        SsdTier(str(tmp_path), size, segment_size=segment)
+
+
+def test_an_unusable_path_is_refused(tmp_path):
+    with pytest.raises(InvalidArgument):
+        SsdTier(str(tmp_path / "missing" / "log"), 8 * SEG, segment_size=SEG)
