@@ -14,6 +14,7 @@ from tmem.errors import (
     NoSuchPool,
     PermissionDenied,
     ProtocolError,
+    TierError,
     TmemError,
 )
 from tmem.host import Host, HostClient
@@ -34,6 +35,7 @@ __all__ = [
     "ProtocolError",
     "RemoteAdmin",
     "RemoteClient",
+    "TierError",
     "TmemError",
     "admin",
     "connect",

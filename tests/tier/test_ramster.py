@@ -1,0 +1,131 @@
+"""RAMster on a real Redis Cluster (three primaries, one replica each, on loopback)."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+import redis
+
+import tmem
+from tests.rediscluster import LocalCluster
+from tmem.tier.base import Demotion
+from tmem.tier.ramster import ClusterTier
+
+PAGE = 4096
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    made = LocalCluster()
+    yield made
+    made.stop()
+
+
+@pytest.fixture
+def tier(cluster):
+    made = ClusterTier(cluster.nodes)
+    yield made
+    made.close()
+
+
+def blob(seed: int, size: int = 2000) -> bytes:
+    return random.Random(seed).randbytes(size)
+
+
+def page(n: int) -> bytes:
+    return random.Random(n).randbytes(PAGE // 2) + bytes(PAGE // 2)
+
+
+def test_pages_come_back_byte_exact_and_only_under_their_version(tier):
+    items = [Demotion(10 + i, i, blob(i), persistent=i % 2 == 0) for i in range(20)]
+    locs = tier.store(items)
+    assert None not in locs and len(set(locs)) == 1  # one batch, one hash tag, one primary
+    for item, loc in zip(items, locs, strict=True):
+        assert tier.load(loc, item.tag) == item.payload
+        assert tier.load(loc, item.tag + 100) is None
+    assert tier.stats()["stored"] == 20
+
+
+def test_persistent_pages_are_on_a_replica_when_stored_and_never_expire(tier, cluster):
+    items = [Demotion(1000 + i, i, blob(1000 + i), persistent=i < 5) for i in range(10)]
+    [loc, *_] = tier.store(items)
+    assert loc is not None
+    for item in items:
+        key = tier.key(loc, item.tag)
+        primary = tier._cluster.get_node_from_key(key)  # type: ignore[union-attr]
+        ttl = redis.Redis(host=primary.host, port=primary.port).ttl(key)
+        if item.persistent:
+            assert ttl == -1  # no expiry: never evicted by volatile-lru
+            replica = tier._cluster.get_node_from_key(key, replica=True)  # type: ignore[union-attr]
+            r = redis.Redis(host=replica.host, port=replica.port)
+            r.execute_command("READONLY")
+            assert r.get(key) == item.payload  # WAIT confirmed it there
+        else:
+            assert ttl > 0  # volatile: the cluster may drop it under memory pressure
+
+
+def test_free_deletes_the_keys(tier):
+    items = [Demotion(2000 + i, i, blob(i), True) for i in range(5)]
+    locs = tier.store(items)
+    tier.free([(loc, item.tag) for loc, item in zip(locs, items, strict=True)])
+    assert all(tier.load(loc, item.tag) is None for loc, item in zip(locs, items, strict=True))
+
+
+def test_a_host_demotes_to_the_cluster_and_every_rule_reaches_the_pages(cluster):
+    host = tmem.Host(1 << 20, tiers=[cluster.spec], demote_in_background=False)
+    try:
+        client = host.connect("vm1")
+        pers, eph = client.new_pool(persistent=True), client.new_pool()
+        for i in range(50):
+            client.put_page(pers, i % 5, i, page(i))
+            client.put_page(eph, 1, i, page(100 + i))
+        assert host.demote(all_pages=True) == 100
+        assert host.stats()["tiers"][0]["host_pages"] == 100
+        client.put_page(pers, 0, 0, page(999))  # put-put-get over a demoted page
+        client.flush_page(pers, 1, 1)
+        client.flush_object(pers, 2)
+        assert client.get_page(pers, 0, 0) == page(999)
+        assert client.get_page(pers, 1, 1) is None
+        assert all(client.get_page(pers, 2, i) is None for i in range(2, 50, 5))
+        kept = [i for i in range(50) if i % 5 in (3, 4)]
+        assert all(client.get_page(pers, i % 5, i) == page(i) for i in kept)
+        assert client.get_page(eph, 1, 7) == page(107)
+        assert client.get_page(eph, 1, 7) is None  # destructive private get, then get-get
+        stats = host.stats()
+        assert stats["tiering"]["promotions"] > 0
+        assert stats["tiers"][0]["fetch_p99_us"] is not None
+        assert stats["clients"]["vm1"]["tier_pages"] == stats["tiering"]["tier_pages"][0]
+        client.close()
+        host.demote()  # frees what the client's departure left in the cluster
+        assert host.stats()["tiering"]["tier_pages"] == [0]
+    finally:
+        host.close()
+
+
+def test_a_cluster_out_of_memory_refuses_persistent_pages_and_they_stay_in_ram(cluster):
+    nodes = [redis.Redis(port=p) for p in cluster.ports]
+    host = tmem.Host(1 << 20, tiers=[cluster.spec + "?retry-interval=0.1"],
+                     demote_in_background=False)  # fmt: skip
+    try:
+        for r in nodes:
+            r.config_set("maxmemory", r.info("memory")["used_memory"] + (64 << 10))
+        client = host.connect("vm1")
+        pool = client.new_pool(persistent=True)
+        accepted = [i for i in range(150) if client.put_page(pool, 1, i, page(i))]
+        host.demote(all_pages=True)
+        stats = host.stats()
+        assert stats["tiers"][0]["write_failures"] > 0  # OOM replies
+        assert 0 < stats["tiering"]["tier_pages"][0] < len(accepted)
+        assert all(client.get_page(pool, 1, i) == page(i) for i in accepted)
+    finally:
+        for r in nodes:
+            r.config_set("maxmemory", 0)
+        host.close()
+
+
+def test_bad_tier_spellings_are_refused():
+    for spec in ("redis://", "redis://host", "redis://h:99999", "redis://h:1?nope=1",
+                 "redis://h:1?fetch-timeout=x", "ssd:/tmp", "ssd::1M", "nfs://x"):  # fmt: skip
+        with pytest.raises(tmem.InvalidArgument):
+            tmem.Host(1 << 20, tiers=[spec])
