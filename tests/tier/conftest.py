@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 
 import tmem
+from tests.rediscluster import LocalCluster
 from tmem.api import Admin, Client
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[LocalCluster]:
+    """A real Redis Cluster (three primaries, one replica each) shared by the tier tests
+    that leave it whole; tests that kill nodes start their own."""
+    made = LocalCluster()
+    yield made
+    made.stop()
 
 
 class DemotingClient:

@@ -19,7 +19,7 @@ PAGE = 4096
 
 
 @pytest.fixture(scope="module")
-def cluster():
+def cluster():  # its own: these tests kill nodes
     made = LocalCluster()
     yield made
     made.stop()

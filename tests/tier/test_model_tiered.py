@@ -14,6 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
@@ -24,16 +25,12 @@ from tests.engine.test_model import CLIENTS, PAGE, SHARED, EngineModel, ModelPoo
 _cluster = None
 
 
-def setup_module() -> None:
+@pytest.fixture(autouse=True, scope="module")
+def _shared_cluster(cluster):
     global _cluster
-    from tests.rediscluster import LocalCluster
-
-    _cluster = LocalCluster()
-
-
-def teardown_module() -> None:
-    if _cluster is not None:
-        _cluster.stop()
+    _cluster = cluster
+    yield
+    _cluster = None
 
 
 class TieredModel(EngineModel):

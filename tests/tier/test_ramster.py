@@ -8,18 +8,10 @@ import pytest
 import redis
 
 import tmem
-from tests.rediscluster import LocalCluster
 from tmem.tier.base import Demotion
 from tmem.tier.ramster import ClusterTier
 
 PAGE = 4096
-
-
-@pytest.fixture(scope="module")
-def cluster():
-    made = LocalCluster()
-    yield made
-    made.stop()
 
 
 @pytest.fixture

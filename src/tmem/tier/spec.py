@@ -37,7 +37,10 @@ def parse_tier(spec: Any) -> Tier:
             raise InvalidArgument(f"tier {spec!r}: write ssd:PATH:SIZE, e.g. ssd:/var/tmp:8G")
         from tmem.tier.ssd import SsdTier
 
-        return SsdTier(path, parse_size(size))
+        try:
+            return SsdTier(path, parse_size(size))
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"tier {spec!r}: {exc}") from None
     if spec.startswith("redis://"):
         return _redis(spec)
     raise InvalidArgument(f"tier {spec!r} is not ssd:PATH:SIZE or redis://HOST:PORT,...")

@@ -70,6 +70,7 @@ class Configuration:
     host_bytes: int | None  # None: no tmem at all (client None)
     compress: str | None = None
     dedup: str | None = None
+    tiers: tuple[str, ...] = ()  # stores below the host's RAM (tmem.Host's ``tiers``)
 
     @property
     def uses_tmem(self) -> bool:

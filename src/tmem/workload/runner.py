@@ -137,7 +137,9 @@ def new_host(config: Configuration, result: ConfigResult) -> Any:
     if not config.uses_tmem:
         return None
     try:
-        return tmem.Host(config.host_bytes, compress=config.compress, dedup=config.dedup)
+        return tmem.Host(
+            config.host_bytes, compress=config.compress, dedup=config.dedup, tiers=config.tiers
+        )
     except TmemError as exc:
         result.unavailable = str(exc)
         return None
@@ -163,6 +165,8 @@ def run_configuration(
     finally:
         for guest in guests:
             _quietly_close(guest)
+        if host is not None:
+            host.close()  # stops demotion and releases its tiers, if any
         for path in workdir.glob(f"{config.name}-*"):
             path.unlink()
     return result

@@ -1,0 +1,267 @@
+"""Tiers below RAM: what a get costs wherever the page is, how fast pages go down, and
+what a host with a quarter of its RAM and tiers for the rest still saves.
+
+1. **Get latency**, p50 and p99 in µs, of a 4 KiB page (half random, half
+   zeros: about 2:1 with lz4) that is in RAM raw, in RAM compressed (lz4), on
+   the SSD tier, and on a Redis Cluster (three primaries, one replica each, on
+   loopback, started here), through an embedded host; every page is read
+   once per run, so each tier get is a real load plus its promotion.  The
+   reference is an uncached 4 KiB read (``O_DIRECT``, random offsets in a
+   64 MiB file) on the same disk as the SSD tier, measured in the same run.
+   The five measurements rotate their order run by run; the figures are
+   medians over runs.
+2. **Demotion throughput** to each tier: pages and MiB (as stored, compressed)
+   per second of ``Host.demote``, in the same runs.
+3. **The workload** (``tmem bench workload``'s default mix, cleancache
+   scenario): disk reads of ``private`` (no tmem), of a host with the mix's
+   spare memory T, of one with T/4, and of T/4 with an SSD tier or the cluster
+   making up the difference; reads avoided are ``private``'s reads less each
+   one's, and the figure is each one's share of what the full host avoids.
+
+    python bench/tiers.py [--pages 2000] [--runs 5] [--workload-runs 1]
+                          [--dir DIR] [--no-workload] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.rediscluster
+
+import tmem  # noqa: E402
+from tests.rediscluster import LocalCluster  # noqa: E402
+from tmem.units import parse_size  # noqa: E402
+from tmem.workload.cli import DEFAULT_GUESTS, DEFAULT_PRIVATE_PAGES, DEFAULT_SPARE  # noqa: E402
+from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec  # noqa: E402
+from tmem.workload.report import summarize  # noqa: E402
+from tmem.workload.runner import WorkloadResult, prepare, run_configuration  # noqa: E402
+
+PAGE = 4096
+
+
+def page(i: int) -> bytes:
+    return random.Random(i).randbytes(PAGE // 2) + bytes(PAGE // 2)
+
+
+def percentiles(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+    pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
+    return {"p50_us": pick(0.50), "p99_us": pick(0.99)}
+
+
+def timed_gets(client: Any, pool: int, n: int, seed: int) -> list[int]:
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    out = []
+    for i in order:
+        start = time.perf_counter_ns()
+        data = client.get_page(pool, 1, i)
+        out.append(time.perf_counter_ns() - start)
+        assert data == page(i), f"page {i} came back wrong"
+    return out
+
+
+def in_ram(compress: str | None, n: int, seed: int) -> dict[str, float]:
+    host = tmem.Host(256 << 20, compress=compress, dedup=None)
+    client = host.connect("bench")
+    pool = client.new_pool(persistent=True)
+    for i in range(n):
+        assert client.put_page(pool, 1, i, page(i))
+    return percentiles(timed_gets(client, pool, n, seed))
+
+
+def in_tier(spec: str, n: int, seed: int) -> dict[str, float]:
+    host = tmem.Host(256 << 20, compress="lz4", dedup=None, tiers=[spec],
+                     demote_in_background=False)  # fmt: skip
+    try:
+        client = host.connect("bench")
+        pool = client.new_pool(persistent=True)
+        for i in range(n):
+            assert client.put_page(pool, 1, i, page(i))
+        start = time.perf_counter()
+        moved = host.demote(all_pages=True)
+        seconds = time.perf_counter() - start
+        stored = host.stats()["tiering"]["tier_bytes"][0]
+        assert moved == n, f"only {moved} of {n} pages went down"
+        out = percentiles(timed_gets(client, pool, n, seed))
+        assert host.stats()["tiering"]["tier_hits"] == n
+        out["demote_pages_per_s"] = moved / seconds
+        out["demote_mib_per_s"] = stored / seconds / 2**20
+        return out
+    finally:
+        host.close()
+
+
+def disk_reads(directory: str, n: int, seed: int, size: int = 64 << 20) -> dict[str, float]:
+    """Uncached 4 KiB reads at random offsets of a file in ``directory`` (``O_DIRECT``)."""
+    fd_path = tempfile.mkstemp(prefix="tmem-bench-disk-", dir=directory)
+    os.close(fd_path[0])
+    path = fd_path[1]
+    try:
+        with open(path, "wb") as f:
+            for _ in range(size >> 20):
+                f.write(os.urandom(1 << 20))
+            f.flush()
+            os.fsync(f.fileno())
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        try:
+            buf = mmap.mmap(-1, PAGE)
+            rng = random.Random(seed)
+            times = []
+            for _ in range(n):
+                offset = rng.randrange(size // PAGE) * PAGE
+                start = time.perf_counter_ns()
+                os.preadv(fd, [buf], offset)
+                times.append(time.perf_counter_ns() - start)
+        finally:
+            os.close(fd)
+    finally:
+        os.unlink(path)
+    return percentiles(times)
+
+
+def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> dict[str, Any]:
+    ssd = f"ssd:{directory}:{max(64 << 20, 4 * n * PAGE)}"
+    kinds = {
+        "ram": lambda seed: in_ram(None, n, seed),
+        "ram_lz4": lambda seed: in_ram("lz4", n, seed),
+        "ssd_tier": lambda seed: in_tier(ssd, n, seed),
+        "cluster_tier": lambda seed: in_tier(cluster.spec, n, seed),
+        "disk_read": lambda seed: disk_reads(directory, n, seed),
+    }
+    names = list(kinds)
+    per_run: list[dict[str, dict[str, float]]] = []
+    for r in range(runs):
+        order = names[r % len(names) :] + names[: r % len(names)]
+        print(f"latency run {r + 1} of {runs}: {', '.join(order)}", file=sys.stderr)
+        per_run.append({name: kinds[name](r) for name in order})
+    out: dict[str, Any] = {}
+    for name in names:
+        keys = per_run[0][name]
+        out[name] = {k: statistics.median(run[name][k] for run in per_run) for k in keys}
+    disk = out["disk_read"]
+    for name in ("ssd_tier", "cluster_tier"):
+        out[name]["p50_vs_disk"] = out[name]["p50_us"] / disk["p50_us"]
+        out[name]["p99_vs_disk"] = out[name]["p99_us"] / disk["p99_us"]
+    return out
+
+
+def workload_runs(runs: int, directory: str, cluster: LocalCluster) -> dict[str, Any]:
+    spare = parse_size(DEFAULT_SPARE)
+    quarter = spare // 4
+    ssd = f"ssd:{directory}:{max(spare, 4 << 20)}"
+    spec = WorkloadSpec(
+        guests=tuple(GuestSpec.parse(g) for g in DEFAULT_GUESTS),
+        private_pages=DEFAULT_PRIVATE_PAGES,
+        spare_bytes=spare,
+        scenario="cleancache",
+    )
+    m = spec.private_pages
+    static_pages = m + spare // len(spec.guests) // spec.page_size
+    configs = [
+        Configuration("private", m, None),
+        Configuration("static", static_pages, None),
+        Configuration("tmem", m, spare),
+        Configuration("tmem-quarter", m, quarter),
+        Configuration("tmem-quarter+ssd", m, quarter, tiers=(ssd,)),
+        Configuration("tmem-quarter+cluster", m, quarter, tiers=(cluster.spec,)),
+    ]
+    per_run = []
+    prepared = prepare(spec)
+    try:
+        for r in range(runs):
+            order = configs[2:]
+            order = configs[:2] + order[r % len(order) :] + order[: r % len(order)]
+            print(f"workload run {r + 1} of {runs}", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="tmem-bench-workload-") as tmp:
+                results = [run_configuration(prepared, c, Path(tmp)) for c in order]
+            summary = summarize(WorkloadResult(spec, prepared.describe(), results))
+            reads = {c["name"]: c["total"]["disk_reads"] for c in summary["configurations"]}
+            hosts = {c["name"]: c.get("host") or {} for c in summary["configurations"]}
+            per_run.append((reads, hosts))
+    finally:
+        prepared.content.corpus.close()
+    names = [c.name for c in configs]
+    reads = {n: statistics.median(run[0][n] for run in per_run) for n in names}
+    avoided = {n: reads["private"] - reads[n] for n in names}
+    full = avoided["tmem"]
+    return {
+        "spare_bytes": spare,
+        "disk_reads": reads,
+        "reads_avoided": avoided,
+        "share_of_full_host": {n: avoided[n] / full if full else None for n in names},
+        "hosts_last_run": per_run[-1][1],
+    }
+
+
+def markdown(lat: dict[str, Any], work: dict[str, Any] | None) -> str:
+    lines = [
+        "| page is | get p50 µs | get p99 µs | p50 ÷ disk read | p99 ÷ disk read "
+        "| demotion pages/s | demotion MiB/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    labels = {
+        "ram": "in RAM",
+        "ram_lz4": "in RAM, lz4",
+        "ssd_tier": "on the SSD tier",
+        "cluster_tier": "on the Redis Cluster",
+        "disk_read": "uncached 4 KiB disk read",
+    }
+    for name, label in labels.items():
+        f = lat[name]
+        cells = [f"{f['p50_us']:.1f}", f"{f['p99_us']:.1f}"]
+        cells += [f"{f[k]:.2f}" if k in f else "-" for k in ("p50_vs_disk", "p99_vs_disk")]
+        cells += [
+            f"{f[k]:.0f}" if k in f else "-" for k in ("demote_pages_per_s", "demote_mib_per_s")
+        ]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if work:
+        lines += [
+            "",
+            "| cleancache, default mix | disk reads | reads avoided | share of the full host's |",
+            "| --- | ---: | ---: | ---: |",
+        ]
+        for name, n in work["disk_reads"].items():
+            share = work["share_of_full_host"][name]
+            lines.append(
+                f"| {name} | {n:.0f} | {work['reads_avoided'][name]:.0f} "
+                f"| {'-' if share is None else f'{share:.3f}'} |"
+            )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--workload-runs", type=int, default=1)
+    parser.add_argument("--dir", default=tempfile.gettempdir(), help="the SSD tier's disk")
+    parser.add_argument("--no-workload", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    cluster = LocalCluster()
+    try:
+        lat = latency_runs(args.runs, args.pages, args.dir, cluster)
+        work = None if args.no_workload else workload_runs(args.workload_runs, args.dir, cluster)
+    finally:
+        cluster.stop()
+    load = os.getloadavg()
+    if args.json:
+        print(json.dumps({"latency": lat, "workload": work, "loadavg": load}, indent=1))
+    else:
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
+        print(markdown(lat, work))
+
+
+if __name__ == "__main__":
+    main()

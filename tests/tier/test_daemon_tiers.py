@@ -1,0 +1,95 @@
+"""``tmem serve --tier``: a real daemon whose pages overflow RAM into an SSD log and a cluster."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import time
+
+import pytest
+
+import tmem
+from tests.daemon.conftest import wait_for_socket
+
+PAGE = 4096
+
+
+def page(n: int) -> bytes:
+    return random.Random(n).randbytes(PAGE // 2) + bytes(PAGE // 2)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    procs = []
+
+    def start(*args: str) -> str:
+        path = str(tmp_path / f"s{len(procs)}.sock")
+        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", path, *args]
+        procs.append(subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True))
+        wait_for_socket(path, procs[-1])
+        return "unix:" + path
+
+    yield start
+    for proc in procs:
+        proc.terminate()
+        assert proc.wait(20) == 0
+        proc.stderr.close()
+
+
+def put_patiently(client, pool: int, oid: int, index: int, data: bytes) -> bool:
+    """Put, giving the daemon's demoter a moment when RAM is full."""
+    for _ in range(200):
+        if client.put_page(pool, oid, index, data):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_pages_overflow_ram_into_the_ssd_then_the_cluster_and_come_back(serve, tmp_path, cluster):
+    # Given redis first: the SSD tier still sits first, above the network.
+    address = serve("--capacity", "256K", "--tier", cluster.spec,
+                    "--tier", f"ssd:{tmp_path}:512K")  # fmt: skip
+    client = tmem.connect(address, name="vm1")
+    admin = tmem.admin(address)
+    try:
+        pool = client.new_pool(persistent=True)
+        for i in range(500):  # about 1 MB compressed: four RAMs
+            assert put_patiently(client, pool, 1, i, page(i)), i
+        tiers = admin.stats()["tiers"]
+        assert [t["tier"] for t in tiers] == ["ssd", "redis"]
+        assert tiers[0]["host_pages"] > 100 and tiers[1]["host_pages"] > 100
+        assert all(client.get_page(pool, 1, i) == page(i) for i in range(500))
+        stats = client.stats()
+        assert stats["promotions"] > 0 and stats["tier_failures"] == 0
+    finally:
+        client.close()
+        admin.close()
+
+
+def test_tiers_come_from_the_settings_file(serve, tmp_path):
+    config = tmp_path / "tmem.toml"
+    config.write_text(f'capacity = "128K"\ntier = ["ssd:{tmp_path}:1M"]\n')
+    address = serve("--config", str(config))
+    client = tmem.connect(address, name="vm1")
+    admin = tmem.admin(address)
+    try:
+        pool = client.new_pool(persistent=True)
+        for i in range(120):
+            assert put_patiently(client, pool, 1, i, page(i)), i
+        assert admin.stats()["tiers"][0]["host_pages"] > 30
+        assert all(client.get_page(pool, 1, i) == page(i) for i in range(120))
+    finally:
+        client.close()
+        admin.close()
+
+
+@pytest.mark.parametrize("tier", ["nfs://x", "ssd:/nonexistent/dir/x:1M", "ssd:/tmp:lots"])
+def test_a_bad_tier_is_refused_with_a_message(tmp_path, tier):
+    run = subprocess.run(
+        [sys.executable, "-m", "tmem.cli", "serve", "--socket", str(tmp_path / "s"),
+         "--tier", tier],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode != 0
+    assert "tier" in run.stderr and "Traceback" not in run.stderr
