@@ -159,6 +159,11 @@ REJECT_REASONS: tuple[str, ...] = (
 
 Stats = dict[str, Any]
 
+#: Kinds of transfer records (save files, migration): a page to store; a page,
+#: or a whole object, to flush.  A record is ``(kind, pool, oid, index, codec, data)``.
+RECORD_PAGE, RECORD_FLUSH_PAGE, RECORD_FLUSH_OBJECT = 1, 2, 3
+Record = tuple[int, int, int, int, int, bytes]
+
 
 @runtime_checkable
 class Client(Protocol):

@@ -56,6 +56,20 @@ class TierError(TmemError):
 
     code = 8
 
+class Moved(TmemError):
+    """The client's pages moved to another daemon, whose address is the message.
+
+    A remote client follows it by itself (it reconnects there and repeats the
+    call); the error reaches a caller only if that fails.
+    """
+
+    code = 9
+
+    @property
+    def address(self) -> str:
+        """Where the client went."""
+        return str(self.args[0]) if self.args else ""
+
 
 #: status code -> error class; 0 means success and has no class.
 STATUS: dict[int, type[TmemError]] = {
@@ -69,6 +83,7 @@ STATUS: dict[int, type[TmemError]] = {
         NoSuchClient,
         ProtocolError,
         TierError,
+        Moved,
     )
 }
 

@@ -17,6 +17,7 @@ from tmem.engine import Engine
 from tmem.engine.state import ClientState
 from tmem.engine.tiering import Fetch
 from tmem.errors import ConnectionLost, InvalidArgument, TmemError
+from tmem.host_transfer import TransferMixin, track_calls
 from tmem.policy import KEEP, ClientPolicy, check_compress
 from tmem.store import PageStore, make_store
 from tmem.tier import parse_tiers
@@ -24,7 +25,7 @@ from tmem.tier.demoter import TierSet
 from tmem.units import parse_size
 
 
-class Host:
+class Host(TransferMixin):
     """A tmem host of ``capacity`` bytes, shared by the clients it connects.
 
     ``compress`` is the default compression of new clients (``"lz4"``,
@@ -67,6 +68,8 @@ class Host:
         self.tiers: TierSet | None = None
         if built:
             self.tiers = TierSet(self.engine, self.lock, built, demote_in_background)
+        self._handles: dict[str, HostClient] = {}  # connected name -> its client object
+        self._transfer_init()
 
     def connect(
         self,
@@ -81,6 +84,9 @@ class Host:
         weight, cap and compression given here, and the frozen state follows it.
         """
         with self.lock:
+            parked = self._adopt(name)
+            if parked is not None:
+                return parked
             policy = self.policies.get(name)
             if policy is not None:
                 weight, cap = policy.weight, policy.cap
@@ -94,7 +100,19 @@ class Host:
             except BaseException:
                 self.engine.remove_client(state)
                 raise
-        return HostClient(self, state)
+            client = self._handles[name] = HostClient(self, state)
+        return client
+
+    def _adopt(self, name: str) -> HostClient | None:
+        """The client restored or migrated here under ``name``, now claimed; None if none."""
+        state = self.parked.get(name)
+        if state is None:
+            return None
+        if name in self.incoming:
+            raise InvalidArgument(f"client {name!r} is being moved here; try again shortly")
+        del self.parked[name]
+        client = self._handles[name] = HostClient(self, state)
+        return client
 
     def _configure(self, state: ClientState, compress: str | None) -> None:
         self.store.configure_client(state.cid, compress)
@@ -103,6 +121,7 @@ class Host:
     def _left(self, state: ClientState) -> None:
         """Forget what the host kept for a client that left (its policy stays)."""
         self._compress.pop(state.name, None)
+        self._handles.pop(state.name, None)
 
     # --- administration (tmem.api.Admin) ----------------------------------
 
@@ -197,6 +216,7 @@ class Host:
         out["grants"] = grants
         if self.tiers is not None:
             out["tiers"] = self.tiers.stats()
+        out["parked"] = sorted(self.parked)
         out["store"] = store
         orig = store.get("orig_data_size", 0)
         compr = store.get("compr_data_size", 0)
@@ -226,6 +246,7 @@ class HostClient:
         self._get: Callable[..., bytes | Fetch | None] = host.engine.get
         self._flush: Callable[..., None] = host.engine.flush_page
         self._tiers = host.tiers
+        self._flush_object: Callable[..., None] = host.engine.flush_object
 
     def new_pool(
         self,
@@ -271,7 +292,7 @@ class HostClient:
         raised once all were tried; with ``errors="return"`` each error takes
         its item's place in the list.
         """
-        put, state = self._engine.put, self._state
+        put, state = self._put, self._state
         results: list[Any] = []
         with self._lock:
             self._check_open()
@@ -315,7 +336,7 @@ class HostClient:
         """Forget every page of the object."""
         with self._lock:
             self._check_open()
-            self._engine.flush_object(self._state, pool, oid)
+            self._flush_object(self._state, pool, oid)
 
     def stats(self) -> Stats:
         """This client's counters, with each pool's under ``"pools"``."""
@@ -335,6 +356,16 @@ class HostClient:
                 self.host._left(self._state)
             # The page calls check nothing on their hot path: they are rebound instead.
             self._put = self._get = self._flush = self._closed
+
+    def _track(self, dirty: set) -> None:
+        """Record the handles this client's calls change into ``dirty`` (an export runs)."""
+        track_calls(self, dirty)
+
+    def _untrack(self) -> None:
+        engine = self._engine
+        self._put, self._flush, self._flush_object = (
+            engine.put, engine.flush_page, engine.flush_object
+        )
 
     def _check_open(self) -> None:
         if not self._state.live:

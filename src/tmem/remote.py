@@ -20,6 +20,7 @@ from typing import Any
 
 from tmem.api import (
     DEFAULT_PAGE_SIZE,
+    Record,
     Stats,
     as_page,
     batch_item,
@@ -31,13 +32,14 @@ from tmem.api import (
 from tmem.errors import (
     ConnectionLost,
     InvalidArgument,
+    Moved,
     NoSuchPool,
     ProtocolError,
     TmemError,
     error_for,
 )
 from tmem.sockets import default_socket
-from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError
+from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError, transfer
 from tmem.wire import messages as msg
 
 #: Page bytes sent (or asked for) per batch frame; two frames are kept in flight.
@@ -46,8 +48,10 @@ _REPLY_LIMIT = 64 << 20
 #: Items per PUT_PAGES frame at most: two buffers each, within the kernel's IOV_MAX (1024).
 _MAX_ITEMS = 500
 _U32 = 1 << 32
+#: Moves followed for one request before giving up.
+_MAX_MOVES = 3
 # plain ints: an IntEnum member costs a lookup and a conversion on every call
-_PUT, _GET = int(Op.PUT), int(Op.GET)
+_PUT, _GET, _HELLO = int(Op.PUT), int(Op.GET), int(Op.HELLO)
 _encode_put, _encode_handle_op = msg.encode_put, msg.encode_handle_op
 
 
@@ -69,22 +73,35 @@ def parse_address(address: str | None) -> tuple[int, Any]:
 
 
 class Channel:
-    """One connection to a daemon: the hello, then request/reply frames."""
+    """One connection to a daemon: the hello, then request/reply frames.
+
+    If the daemon answers ``Moved`` (the client was migrated), the channel
+    reconnects to the address it names and repeats the request there.
+    """
+
+    _moves = 0  # moves followed since the last answered request
 
     def __init__(
         self, address: str | None, name: str, role: int, token: str | None, timeout: float | None
     ) -> None:
-        family, sockaddr = parse_address(address)
         if not isinstance(name, str):
             raise InvalidArgument(f"client name {name!r} must be a string")
         try:
-            hello = msg.encode_hello(name, role, token or "")
+            self._hello = msg.encode_hello(name, role, token or "")
         except WireError as exc:
             raise InvalidArgument(str(exc)) from None
-        self.sock: socket.socket | None = socket.socket(family, socket.SOCK_STREAM)
+        self.timeout = timeout
+        self.sock: socket.socket | None = None
+        self._open(address)
+
+    def _open(self, address: str | None) -> None:
+        """Connect to ``address`` and say hello (again, after a move)."""
+        family, sockaddr = parse_address(address)
+        self.address = address
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.decoder = Decoder(_REPLY_LIMIT)
         try:
-            self.sock.settimeout(timeout)
+            self.sock.settimeout(self.timeout)
             self.sock.connect(sockaddr)
             if family != socket.AF_UNIX:
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -92,7 +109,8 @@ class Channel:
             self.close()
             raise ConnectionLost(f"cannot connect to {address}: {exc}") from None
         try:
-            version, self.max_body, self.name = msg.decode_hello_reply(self.call(hello, Op.HELLO))
+            reply = self.call(self._hello, Op.HELLO)
+            version, self.max_body, self.name = msg.decode_hello_reply(reply)
         except WireError as exc:
             self.close()
             raise ProtocolError(f"bad hello reply: {exc}") from None
@@ -108,6 +126,14 @@ class Channel:
         if self.sock is None:
             raise ConnectionLost("the connection to the daemon is closed")
 
+    def follow(self, moved: Moved) -> None:
+        """The daemon says this client moved: reconnect, under the same name, where it went."""
+        self.close()
+        self._moves += 1
+        if self._moves > _MAX_MOVES:
+            raise ConnectionLost(f"moved more than {_MAX_MOVES} times in a row; last to {moved}")
+        self._open(moved.address)
+
     def call(self, frame: bytes, op: int) -> memoryview:
         """Send one request and return its reply body (valid until the next call)."""
         sock, decoder = self.sock, self.decoder
@@ -122,7 +148,14 @@ class Channel:
         except BaseException:
             self.close()  # interrupted mid-call: the stream is out of step
             raise
-        return self.reply(op)
+        try:
+            body = self.reply(op)
+        except Moved as moved:  # repeat the request where the client's pages went
+            self.follow(moved)
+            return self.call(frame, op)
+        if op != _HELLO:
+            self._moves = 0
+        return body
 
     def send(self, parts: list[Any]) -> None:
         """Send a request frame, given as a list of byte buffers, without waiting
@@ -277,14 +310,25 @@ class RemoteClient:
         try:
             for frame, positions in chunks:
                 chan.send(frame)
-                in_flight.append(positions)
+                in_flight.append((frame, positions))
                 if len(in_flight) > 1:
-                    _fill(chan.reply(op), in_flight.popleft(), results, pages)
+                    _fill(self._batch_reply(op, in_flight), in_flight.popleft()[1], results, pages)
             while in_flight:
-                _fill(chan.reply(op), in_flight.popleft(), results, pages)
+                _fill(self._batch_reply(op, in_flight), in_flight.popleft()[1], results, pages)
         except BaseException:
             chan.close()  # replies may still be on their way: the stream is out of step
             raise
+
+    def _batch_reply(self, op: int, in_flight: deque[tuple[list[Any], list[int]]]) -> memoryview:
+        """The next batch reply; if the client moved, the frames in flight go again, there."""
+        chan = self._chan
+        while True:
+            try:
+                return chan.reply(op)
+            except Moved as moved:
+                chan.follow(moved)
+                for frame, _ in in_flight:
+                    chan.send(frame)
 
     def close(self) -> None:
         """Leave the daemon: private pools and their pages are released when this returns."""
@@ -350,6 +394,68 @@ class RemoteAdmin:
         for client in out.get("clients", {}).values():
             _int_pool_keys(client)
         return out
+
+    # --- save, restore, migration (see tmem.host_transfer) ------------------
+
+    def _transfer(self, action: str, **args: Any) -> Any:
+        return msg.decode_json(self._call(Op.TRANSFER, {"action": action, **args}))
+
+    def export_begin(self, name: str, shared: str = "refuse") -> dict[str, Any]:
+        """Start exporting client ``name``: its header; a first round of every page."""
+        return self._transfer("export_begin", name=name, shared=shared)  # type: ignore[no-any-return]
+
+    def export_round(self, name: str) -> dict[str, Any]:
+        """Start the next round with what changed since the last; the header again."""
+        return self._transfer("export_round", name=name)  # type: ignore[no-any-return]
+
+    def export_pages(self, name: str, max_bytes: int = 2 << 20) -> list[Record]:
+        """The next records of this round; [] when it is done."""
+        body = self._call(Op.EXPORT_PAGES, {"name": name, "max_bytes": max_bytes})
+        try:
+            return list(transfer.decode_records(body))
+        except WireError as exc:
+            raise ProtocolError(str(exc)) from None
+
+    def export_end(self, name: str, release: bool = False) -> None:
+        """Stop exporting; with ``release`` the client's pages leave the daemon."""
+        self._transfer("export_end", name=name, release=release)
+
+    def import_begin(self, header: dict[str, Any]) -> None:
+        """Make the client of ``header`` on the daemon, parked, with its pools and policy."""
+        self._transfer("import_begin", header=header)
+
+    def import_pools(self, header: dict[str, Any]) -> None:
+        """Make the parked client's pools those of ``header``."""
+        self._transfer("import_pools", header=header)
+
+    def import_pages(self, name: str, records: list[Record]) -> dict[str, int]:
+        """Apply records to the parked client; pages stored and refused."""
+        try:
+            body = transfer.encode_import(name, records)
+        except WireError as exc:
+            raise InvalidArgument(str(exc)) from None
+        frame = msg.HEADER.pack(Op.IMPORT_PAGES, 0, 0, len(body)) + body
+        return msg.decode_json(self._chan.call(frame, Op.IMPORT_PAGES))  # type: ignore[no-any-return]
+
+    def import_end(self, name: str, commit: bool) -> None:
+        """Let the client connect (commit), or drop what was imported (abort)."""
+        self._transfer("import_end", name=name, commit=commit)
+
+    def drop_parked(self, name: str) -> None:
+        """Free a parked client and its pages."""
+        self._transfer("drop", name=name)
+
+    def hold(self, name: str) -> dict[str, Any]:
+        """Stop serving the client (its requests wait) and start the last round."""
+        return self._transfer("hold", name=name)  # type: ignore[no-any-return]
+
+    def release(self, name: str) -> None:
+        """Serve a held client again, here (a move was given up)."""
+        self._transfer("release", name=name)
+
+    def moved(self, name: str, to: str) -> None:
+        """The held client now lives at ``to``: it is sent there; its pages here go."""
+        self._transfer("moved", name=name, to=to)
 
     def reload(self) -> dict[str, Any]:
         """Make the daemon read its configuration again (as SIGHUP does); what it applied."""

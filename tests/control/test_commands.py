@@ -58,23 +58,26 @@ def test_set_freeze_thaw_and_capacity_change_the_running_host(serve_process):
     assert "uid" in log and f"tmem {tmem.__version__} serving" in log
 
 
-@pytest.mark.parametrize(
-    ("args", "named"),
-    [
-        (["capacity", "0"], "SIZE"),
-        (["capacity", "1000T"], "--force"),
-        (["capacity", "lots"], "SIZE"),
-        (["set", "vm1", "weight=-1"], "weight"),
-        (["set", "vm1", "cap=lots"], "cap"),
-        (["set", "vm1", "colour=blue"], "colour"),
-        (["auth", "vm1", "not-a-uuid"], "UUID"),
-    ],
-)
-def test_values_that_make_no_sense_are_refused_naming_the_option(serve_process, args, named):
+#: Commands with values that make no sense, and the option their message must name.
+NONSENSE = [
+    (["capacity", "0"], "SIZE"),
+    (["capacity", "1000T"], "--force"),
+    (["capacity", "lots"], "SIZE"),
+    (["set", "vm1", "weight=-1"], "weight"),
+    (["set", "vm1", "cap=lots"], "cap"),
+    (["set", "vm1", "colour=blue"], "colour"),
+    (["auth", "vm1", "not-a-uuid"], "UUID"),
+    (["top", "--interval", "0"], "--interval"),
+]
+
+
+def test_values_that_make_no_sense_are_refused_naming_the_option(serve_process):
     _, address = serve_process("--capacity", "16M")
-    run = tmem_command(*args, "--socket", address.removeprefix("unix:"))
-    assert run.returncode != 0 and named in run.stderr
-    assert tmem.admin(address).stats()["capacity"] == 16 << 20
+    for args, named in NONSENSE:
+        run = tmem_command(*args, "--socket", address.removeprefix("unix:"))
+        assert run.returncode == 2 and named in run.stderr, args
+    stats = tmem.admin(address).stats()
+    assert stats["capacity"] == 16 << 20 and stats["policies"] == {}
 
 
 def test_auth_revoke_and_auths_manage_shared_pool_rights(serve_process):
@@ -93,19 +96,34 @@ def test_auth_revoke_and_auths_manage_shared_pool_rights(serve_process):
         client.new_pool(shared=True, uuid=shared)
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ["list"], ["auths"], ["set", "vm1", "weight=2"], ["freeze", "vm1"], ["thaw", "vm1"],
-        ["capacity", "8M"], ["auth", "vm1", str(uuid.UUID(int=1))],
-        ["revoke", "vm1", str(uuid.UUID(int=1))], ["reload"],
-    ],
-)  # fmt: skip
-def test_every_command_is_refused_to_a_client_identity(foreign_daemon, args):
+#: Every administrative command, with valid arguments.
+EVERY_COMMAND = [
+    ["list"], ["auths"], ["set", "vm1", "weight=2"], ["freeze", "vm1"], ["thaw", "vm1"],
+    ["capacity", "8M"], ["auth", "vm1", str(uuid.UUID(int=1))],
+    ["revoke", "vm1", str(uuid.UUID(int=1))], ["reload"], ["save", "vm1", "/tmp/never.tmem"],
+    ["restore", "/nonexistent.tmem"], ["migrate", "vm1", "--to", "unix:/nonexistent.sock"],
+    ["top", "--iterations", "1"],
+]  # fmt: skip
+
+
+def test_every_command_is_refused_to_a_client_identity(foreign_daemon):
     _, socket = foreign_daemon("--capacity", "16M")
-    run = tmem_command(*args, "--socket", socket)
-    assert run.returncode == 1 and "refused" in run.stderr and "administ" in run.stderr
-    assert "Traceback" not in run.stderr
+    for args in EVERY_COMMAND:
+        run = tmem_command(*args, "--socket", socket)
+        assert run.returncode == 1 and "refused" in run.stderr, args
+        assert "administ" in run.stderr and "Traceback" not in run.stderr, args
+
+
+def test_top_shows_each_clients_memory_share_and_rates(serve_process):
+    _, address = serve_process("--capacity", "16M")
+    client = tmem.connect(address, name="vm7")
+    pool = client.new_pool(persistent=True)
+    client.put_pages(pool, [(1, i, _page(i)) for i in range(20)])
+    run = tmem_command("top", "--iterations", "2", "--interval", "0.1", "--sort", "p",
+                       "--socket", address.removeprefix("unix:"))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "vm7" in run.stdout and "puts/s ▼" in run.stdout and "memory" in run.stdout
+    assert "10.2 KiB" in run.stdout  # 20 pages of half zeros and a repeated word, lz4
 
 
 def test_a_cap_survives_reconnect_and_restart_from_the_config_file(serve_process, tmp_path):

@@ -12,8 +12,11 @@ import click
 from rich.console import Console
 
 import tmem
+from tmem.control import snapshot
 from tmem.control.connection import daemon_options, open_admin
 from tmem.control.listing import render_auths, render_list
+from tmem.control.migrate import migrate as move
+from tmem.control.top import SORTS, run_top
 from tmem.policy import policy_from_text
 from tmem.remote import RemoteAdmin
 from tmem.units import parse_size
@@ -185,4 +188,66 @@ def reload(**options: Any) -> None:
         click.echo(f"needs a restart to change: {', '.join(done['restart_needed'])}")
 
 
-COMMANDS = [list_, set_, freeze, thaw, capacity, auth, revoke, auths, reload]
+@click.command()
+@click.argument("client")
+@click.argument("file", type=click.Path(dir_okay=False))
+@daemon_options
+def save(client: str, file: str, **options: Any) -> None:
+    """Write CLIENT's persistent pools (every page, as stored) to FILE."""
+    with admin_session(options) as admin:
+        report = snapshot.save(admin, client, file)
+    click.echo(report.describe("saved"))
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--as", "as_name", help="Restore under this client name instead.")
+@daemon_options
+def restore(file: str, as_name: str | None, **options: Any) -> None:
+    """Bring the client saved in FILE into the daemon; it finds its pages when it connects."""
+    with admin_session(options) as admin:
+        report = snapshot.restore(admin, file, as_name)
+    click.echo(report.describe("restored"))
+
+
+@click.command()
+@click.argument("client")
+@click.option("--to", "to", required=True, help="The new daemon: unix:PATH or tcp://HOST:PORT.")
+@click.option("--to-token", envvar="TMEM_TO_TOKEN", help="Admin token of the new daemon.")
+@daemon_options
+def migrate(client: str, to: str, to_token: str | None, **options: Any) -> None:
+    """Move CLIENT's persistent pages to another daemon while it runs; it follows them."""
+    with admin_session(options) as source:
+        target = _admin_at(to, to_token)
+        try:
+            report = move(source, target, client, to)
+        finally:
+            target.close()
+    click.echo(report.describe())
+
+
+def _admin_at(address: str, token: str | None) -> RemoteAdmin:
+    try:
+        return tmem.admin(address, token=token, timeout=30)
+    except tmem.TmemError as exc:
+        raise click.ClickException(f"--to {address}: {exc}") from None
+
+
+@click.command()
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="Seconds between refreshes.")  # fmt: skip
+@click.option("--sort", type=click.Choice(sorted(SORTS)), default="m", show_default=True,
+              help="Sort by m(emory) s(hare) h(it ratio) p(uts/s) g(ets/s) n(ame).")  # fmt: skip
+@click.option("--iterations", type=int, help="Stop after this many refreshes.")
+@daemon_options
+def top(interval: float, sort: str, iterations: int | None, **options: Any) -> None:
+    """A live view of the clients: memory, share, hit ratio, puts/s, gets/s; q quits."""
+    if interval <= 0 or (iterations is not None and iterations < 1):
+        raise click.BadParameter("must be positive", param_hint="--interval/--iterations")
+    with admin_session(options) as admin:
+        run_top(admin, Console(), interval, sort, iterations)
+
+
+COMMANDS = [
+    list_, set_, freeze, thaw, capacity, auth, revoke, auths, reload, save, restore, migrate, top,
+]

@@ -29,6 +29,12 @@ from tmem.errors import TmemError
 @click.option("--admin-uids", help="Comma-separated user ids allowed to administer [own uid].")
 @click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False),
+    help="Save persistent pages here on a clean stop; restore them at start [off].",
+)
+@click.option("--metrics", help="Serve Prometheus metrics at HOST:PORT [off].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
     "--tier",

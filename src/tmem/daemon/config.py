@@ -3,9 +3,9 @@
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``, ``hello-timeout``,
-``log-level``, ``tier`` (a list in the file; ``--tier`` given once per tier);
-and in the file only, ``[clients.NAME]`` tables of client policies
-(``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
+``log-level``, ``tier`` (a list in the file; ``--tier`` given once per tier),
+``metrics``, ``state-dir``; and in the file only, ``[clients.NAME]`` tables of client
+policies (``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ class Config:
     max_connections: int = 1024
     hello_timeout: float = 10.0
     log_level: str = "info"
+    metrics: tuple[str, int] | None = None
+    state_dir: str | None = None
     #: client name -> the policy the file sets for it
     clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
     tier: tuple[str, ...] = ()
@@ -153,4 +155,6 @@ _CONVERT = {
     "log_level": _level,
     "clients": policies_from_config,
     "tier": _tiers,
+    "metrics": parse_tcp,
+    "state_dir": str,
 }

@@ -16,9 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 from tmem.daemon.auth import Authenticator, Identity
+from tmem.daemon.transfer import Transfers
 from tmem.errors import InvalidArgument, PermissionDenied, ProtocolError, TmemError
 from tmem.host import Host
-from tmem.wire import ADMIN_OPS, VERSION, Op, WireError
+from tmem.host_transfer import CHUNK_BYTES
+from tmem.wire import ADMIN_OPS, VERSION, Op, WireError, transfer
 from tmem.wire import messages as msg
 from tmem.wire.frames import OutBuffer
 
@@ -44,18 +46,24 @@ NO_CLIENT: Any = _NoClient()
 class Session:
     """One connection: who is there, and its client once the hello is done."""
 
-    __slots__ = ("identity", "client", "greeted", "done")
+    __slots__ = ("identity", "client", "greeted", "done", "held", "resume", "__weakref__")
 
     def __init__(self, identity: Identity | None) -> None:
         self.identity = identity  # None for TCP until the hello's token is checked
         self.client: Any = NO_CLIENT
         self.greeted = False
         self.done = False  # said goodbye: close once the reply is sent
+        self.held = False  # a migration holds its requests: they wait unread
+        self.resume: Callable[[], None] = _nothing  # the server serves it again
 
     def close(self) -> None:
         """The connection is gone: the client leaves and its private pools are freed."""
         client, self.client = self.client, NO_CLIENT
         client.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def error_frame(op: int, tag: int, exc: BaseException) -> bytes:
@@ -88,7 +96,11 @@ class Dispatcher:
             Op.SET_CLIENT: self._set_client,
             Op.HOST_STATS: self._host_stats,
             Op.RELOAD: self._reload,
+            Op.TRANSFER: self._transfer,
+            Op.EXPORT_PAGES: self._export_pages,
+            Op.IMPORT_PAGES: self._import_pages,
         }
+        self.transfers = Transfers(host)
         #: the server's hooks: re-read the configuration; describe the daemon
         self.on_reload: Callable[[], dict[str, Any]] | None = None
         self.daemon_info: Callable[[], dict[str, Any]] = dict
@@ -143,6 +155,7 @@ class Dispatcher:
         else:
             registered = identity.client_name(name)
             session.client = self.host.connect(registered)
+            self.transfers.sessions[registered] = session
         session.greeted = True
         log.debug("hello from %s as %r (%s)", identity, registered, "admin" if role else "client")
         return msg.encode_hello_reply(registered, self.max_body)
@@ -247,6 +260,26 @@ class Dispatcher:
         done = self.on_reload()
         _log_admin(session, "reloaded the configuration")
         return msg.encode_json(done)
+
+
+    def _transfer(self, session: Session, body: memoryview) -> bytes:
+        args = self._admin_args(session, body)
+        action = args.pop("action", None)
+        done = self.transfers.run(action, args)
+        if action != "export_round":
+            header = args.get("header")
+            who = args.get("name") or (header.get("name") if isinstance(header, dict) else None)
+            _log_admin(session, "transfer %s of client %r", action, who)
+        return msg.encode_json(done)
+
+    def _export_pages(self, session: Session, body: memoryview) -> bytes:
+        args = self._admin_args(session, body)
+        limit = min(int(args.get("max_bytes", CHUNK_BYTES)), self.max_body // 2)
+        return transfer.encode_records(self.host.export_pages(str(args.get("name")), limit))
+
+    def _import_pages(self, session: Session, body: memoryview) -> bytes:
+        name, records = transfer.decode_import(body)
+        return msg.encode_json(self.host.import_pages(name, records))
 
 
 def _log_admin(session: Session, what: str, *args: Any) -> None:

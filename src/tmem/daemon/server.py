@@ -10,6 +10,7 @@ they drain, which bounds the memory any one peer can make the daemon hold.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import select
@@ -21,13 +22,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from tmem.control.metrics import HostCollector, LatencyRecorder, serve_metrics
+from tmem.control.state import restore_state, save_state
 from tmem.daemon.auth import Authenticator, read_token_file
 from tmem.daemon.config import Config
 from tmem.daemon.dispatch import Dispatcher, Session, error_frame
+from tmem.daemon.notify import notify
 from tmem.daemon.reload import apply_policies, apply_reload
 from tmem.errors import TmemError
 from tmem.host import Host
-from tmem.wire import Decoder, WireError
+from tmem.wire import Decoder, Op, WireError
 from tmem.wire.frames import OutBuffer
 
 log = logging.getLogger("tmem.daemon")
@@ -74,6 +78,8 @@ class Server:
         self.host = host or Host(
             config.capacity, compress=config.compress, dedup=config.dedup, tiers=config.tier
         )
+        if config.state_dir is not None:
+            restore_state(self.host, config.state_dir)
         apply_policies(self.host, None, config)
         tokens = read_token_file(config.token_file) if config.token_file else {}
         self.auth = Authenticator(config.admin_uids, tokens)
@@ -81,7 +87,10 @@ class Server:
         self.dispatcher.on_reload = self.reload
         self.dispatcher.daemon_info = self.info
         self.started = time.time()
+        self.metrics_url: str | None = None
+        self._metrics: Any = None
         self._reload_requested = False
+        self._resumed: list[Connection] = []
         self.conns: dict[int, Connection] = {}
         self._hello_deadlines: dict[int, float] = {}  # fd -> when its hello is overdue
         self._next_sweep = 0.0
@@ -91,6 +100,24 @@ class Server:
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
         self._bind()
+        if config.metrics is not None:
+            self._serve_metrics(config.metrics)
+
+    def _serve_metrics(self, address: tuple[str, int]) -> None:
+        recorder = LatencyRecorder({int(op): op.name.lower() for op in Op})
+        self.dispatcher.dispatch = recorder.timed(self.dispatcher.dispatch)  # type: ignore[method-assign]
+        try:
+            self._metrics, _ = serve_metrics(address, HostCollector(self._stats, recorder))
+        except OSError:
+            self._close_sockets()
+            raise
+        host, port = self._metrics.server_address[:2]
+        self.metrics_url = f"http://{host}:{port}/metrics"
+
+    def _stats(self) -> dict[str, Any]:
+        stats = self.host.stats()
+        stats["daemon"] = self.info()
+        return stats
 
     @property
     def address(self) -> str:
@@ -142,6 +169,9 @@ class Server:
             _version(), " and ".join(self.addresses), self.host.capacity,
             config.compress or "none", config.dedup or "none",
         )  # fmt: skip
+        if self.metrics_url:
+            log.info("metrics at %s", self.metrics_url)
+        notify(f"READY=1\nMAINPID={os.getpid()}")
         poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
         hellos = self._hello_deadlines
         wake = self._wake_r.fileno()
@@ -158,6 +188,10 @@ class Server:
                         self._read(conn)
                     else:
                         self._ready(conn, events)
+                while self._resumed:  # held clients let go while answering others
+                    conn = self._resumed.pop()
+                    if not conn.closed:
+                        self._process(conn)
                 if hellos and time.monotonic() >= self._next_sweep:
                     self._expire_hellos()
         finally:
@@ -183,6 +217,7 @@ class Server:
             "uptime": time.time() - self.started,
             "addresses": self.addresses,
             "connections": len(self.conns),
+            "metrics": self.metrics_url,
         }
 
     def reload(self) -> dict[str, Any]:
@@ -216,12 +251,25 @@ class Server:
             self._wake_w.send(b"x")
 
     def _shutdown(self) -> None:
+        notify("STOPPING=1")
+        if self.config.state_dir is not None:
+            try:  # before the connections close: their clients' pages are still here
+                save_state(self.host, self.config.state_dir)
+            except Exception:
+                log.exception("could not save the state")
         for conn in list(self.conns.values()):
             self._close(conn)
+        self._close_sockets()
+        log.info("stopped")
+
+    def _close_sockets(self) -> None:
         for sock, _ in self.listeners.values():
             sock.close()
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.config.socket)
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics.server_close()
         self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()
@@ -253,6 +301,7 @@ class Server:
                 sock.close()
                 return
         conn = Connection(sock, Session(identity), self.config.max_frame)
+        conn.session.resume = functools.partial(self._resumed.append, conn)
         self.conns[conn.fd] = conn
         self._hello_deadlines[conn.fd] = time.monotonic() + self.config.hello_timeout
         self._epoll.register(conn.fd, _IN)
@@ -294,6 +343,8 @@ class Server:
         dispatch = self.dispatcher.dispatch
         try:
             while out.queued < OUT_LIMIT:
+                if session.held:  # a migration holds this client: its requests wait
+                    return False
                 try:
                     frame = decoder.next_frame()
                 except WireError as exc:
@@ -330,7 +381,8 @@ class Server:
                 self._close(conn)
                 return
         queued = out.queued
-        want = (_OUT if queued else 0) | (_IN if queued < OUT_LIMIT else 0)
+        reading = queued < OUT_LIMIT and not conn.session.held
+        want = (_OUT if queued else 0) | (_IN if reading else 0)
         if want != conn.events and not conn.closed:
             conn.events = want
             self._epoll.modify(conn.fd, want)

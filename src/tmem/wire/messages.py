@@ -41,6 +41,9 @@ class Op(IntEnum):
     SET_CLIENT = 19
     HOST_STATS = 20
     RELOAD = 21
+    TRANSFER = 22
+    EXPORT_PAGES = 23
+    IMPORT_PAGES = 24
 
 
 #: Ops only an administrative connection may send.
