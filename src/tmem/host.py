@@ -213,10 +213,12 @@ class Host(TransferMixin):
             out = self.engine.host_stats()
             store = self.store.stats()
             grants = {str(u): sorted(names) for u, names in self.engine.grants.items() if names}
+            out["parked"] = sorted(self.parked)
+            compress = dict(self._compress)
+            out["policies"] = {name: p.as_dict() for name, p in sorted(self.policies.items())}
         out["grants"] = grants
         if self.tiers is not None:
             out["tiers"] = self.tiers.stats()
-        out["parked"] = sorted(self.parked)
         out["store"] = store
         orig = store.get("orig_data_size", 0)
         compr = store.get("compr_data_size", 0)
@@ -225,8 +227,7 @@ class Host(TransferMixin):
         unique = store.get("stored_pages", 0)
         out["dedup_ratio"] = logical / unique if unique else 1.0
         for name, client in out["clients"].items():
-            client["compress"] = self._compress.get(name) or "none"
-        out["policies"] = {name: p.as_dict() for name, p in sorted(self.policies.items())}
+            client["compress"] = compress.get(name) or "none"
         return out
 
 
