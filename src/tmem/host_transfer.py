@@ -14,7 +14,8 @@ Pages go in through the engine's put, so every rule (capacity, cap,
 accounting) holds for restored pages too; a page the target refuses is
 counted, and the caller aborts.  Ephemeral pages are never copied (their
 pools are, empty); clients in shared pools can be saved without those pools
-but not migrated.
+but not migrated; a host with tiers below RAM refuses to export (its
+demoted pages would need fetching first).
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ class TransferMixin:
         raises InvalidArgument if the client is in any.
         """
         with self.lock:
+            if self.tiers is not None:  # pages below RAM are not exported yet
+                raise InvalidArgument("a host with tiers cannot save or move its clients yet")
             if name in self.exports:
                 raise InvalidArgument(f"client {name!r} is already being exported")
             state = self.engine.client(name)
