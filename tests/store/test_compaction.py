@@ -161,3 +161,15 @@ def test_compaction_under_a_host_keeps_every_handle_reading_its_page():
         assert client.get_page(eph, i % 7, i) == (data if i % 3 == 0 else None)
     survivors = sum(1 for i in kept if (i % 7) % 2)
     assert host.stats()["store"]["stored_pages"] == survivors == client.stats()["pages"]
+
+
+def test_an_emptied_store_shrinks_its_rows_and_owner_arrays():
+    store = CompressedStore("lz4", dedup="client")
+    refs = sorted(fill(store, 5000))
+    grown = store.table.size
+    for ref in refs:
+        store.free(ref)
+    assert grown > store.table.size == store.table.initial
+    assert all(len(c.owner) <= 1024 for c in filter(None, store.pool.classes))
+    again = fill(store, 300, seed=7)  # rows and slots are handed out afresh
+    assert all(store.get(ref) == data for ref, data in again.items())

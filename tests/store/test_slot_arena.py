@@ -19,6 +19,7 @@ def test_slots_hold_their_bytes_across_chunks():
 
 def test_freed_slots_are_reused_last_freed_first():
     arena = SlotArena(512)
+    arena.alloc()  # stays in use
     a, b = arena.alloc(), arena.alloc()
     arena.free(a)
     arena.free(b)
@@ -51,3 +52,16 @@ def test_released_slot_reads_zero_until_written():
     assert arena.read(slot, 4096) in (b"y" * 4096, bytes(4096))
     arena.write(slot, b"z" * 4096)
     assert arena.read(slot, 4096) == b"z" * 4096
+
+
+def test_an_emptied_arena_unmaps_every_chunk():
+    arena = SlotArena(4096, chunk_bytes=4 * 4096)
+    slots = [arena.alloc() for _ in range(10)]
+    for slot in slots:
+        arena.write(slot, b"x" * 4096)
+    for slot in slots:
+        arena.free(slot)
+    assert arena.mapped_bytes == 0 and arena.resident_bytes == 0
+    slot = arena.alloc()  # and starts afresh
+    arena.write(slot, b"y" * 4096)
+    assert arena.read(slot, 4096) == b"y" * 4096 and arena.mapped_bytes == 4 * 4096

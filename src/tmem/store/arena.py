@@ -18,6 +18,7 @@ one chunk ahead of the slots in use is committed that way.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 
 CHUNK_BYTES = 1 << 20
@@ -79,13 +80,29 @@ class SlotArena:
         return slot
 
     def free(self, slot: int) -> None:
-        """Give a slot back; its bytes may be released to the kernel."""
+        """Give a slot back; its bytes may be released to the kernel.
+
+        The last slot given back unmaps every chunk and forgets the free lists.
+        """
         self.used = used = self.used - 1
+        if not used:
+            self._empty()
+            return
         hot = self._hot
         hot.append(slot)
         n = len(hot)
         if n > self.hot_limit and n > used >> 2 and self._releasable:
             self._release((n + 1) // 2)
+
+    def _empty(self) -> None:
+        """Nothing is in use: unmap every chunk, start afresh."""
+        for chunk in self.chunks:
+            with contextlib.suppress(BufferError):  # a view still open keeps its chunk
+                chunk.close()
+        self.chunks = []
+        self._hot = []
+        self._cold = []
+        self._next = 0
 
     def _release(self, count: int) -> None:
         """Hand the ``count`` longest-free slots back to the kernel, runs of neighbours at once."""

@@ -38,6 +38,7 @@ class HandleTable:
         self.free_head = _NIL
         self.size = 0
         self.live = 0
+        self.initial = initial
         self._grow(initial)
 
     @property
@@ -67,10 +68,20 @@ class HandleTable:
         return h
 
     def release(self, h: int) -> None:
-        """Give row ``h`` back (its reference count must be zero)."""
+        """Give row ``h`` back (its reference count must be zero).
+
+        The last row given back shrinks the table to its first size, so an
+        emptied store holds no rows' memory (the arrays are cut in place: the
+        size-class pool holds ``loc`` itself).
+        """
         self.loc[h] = self.free_head
         self.free_head = h
-        self.live -= 1
+        self.live = live = self.live - 1
+        if not live and self.size > self.initial:
+            for arr in self._arrays:
+                del arr[:]
+            self.size, self.free_head = 0, _NIL
+            self._grow(self.initial)
 
     def set_key(self, h: int, key: int, cid: int) -> None:
         """Record the content hash and client of row ``h``."""

@@ -140,6 +140,8 @@ class SizeClass:
         while top and owner[top - 1] < 0:
             top -= 1
         self.top = top
+        if len(owner) > 2 * top + 1024:  # the owner array shrinks with the class
+            del owner[top:]
         if len(self.holes) > 2 * (top - self.live) + 64:
             self.holes = [s for s in self.holes if s < top and owner[s] < 0]
             heapq.heapify(self.holes)
