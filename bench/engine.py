@@ -36,6 +36,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import lz4.block
 
@@ -320,7 +321,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report: dict[str, object] = {"load_before": os.getloadavg()[0]}
-    report["operations"] = ops = operations(args.pages, args.rounds)
+    ops: dict[str, Any] = {}
+    if args.pages:  # --pages 0: only the figures asked for by flags
+        report["operations"] = ops = operations(args.pages, args.rounds)
     if args.memory:
         report["memory"] = [memory(args.memory_pages, c) for c in (None, "lz4")]
     if args.scale:
@@ -335,20 +338,21 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
         return
-    print(
-        f"{ops['pages']} pages of 4 KiB, {ops['rounds']} rounds (order rotated), CPU time of one"
-        f" thread; lz4 on {ops['lz4_pages']} (ratio {ops['lz4_ratio']:.2f});"
-        f" load {report['load_before']:.1f} -> {report['load_after']:.1f}"
-    )
-    print(
-        f"{'op':6} {'dict':>7} {'host':>7} {'ratio':>6}"
-        f" {'dict lz4':>9} {'host lz4':>9} {'ratio':>6}"
-    )
-    for op, row in ops["ops"].items():
+    if ops:
         print(
-            f"{op:6} {row['dict_us']:7.3f} {row['host_us']:7.3f} {row['host_ratio']:6.2f}"
-            f" {row['dict_lz4_us']:9.3f} {row['host_lz4_us']:9.3f} {row['host_lz4_ratio']:6.2f}"
+            f"{ops['pages']} pages of 4 KiB, {ops['rounds']} rounds (order rotated),"
+            f" CPU time of one thread; lz4 on {ops['lz4_pages']} (ratio {ops['lz4_ratio']:.2f});"
+            f" load {report['load_before']:.1f} -> {report['load_after']:.1f}"
         )
+        print(
+            f"{'op':6} {'dict':>7} {'host':>7} {'ratio':>6}"
+            f" {'dict lz4':>9} {'host lz4':>9} {'ratio':>6}"
+        )
+        for op, row in ops["ops"].items():
+            print(
+                f"{op:6} {row['dict_us']:7.3f} {row['host_us']:7.3f} {row['host_ratio']:6.2f}"
+                f" {row['dict_lz4_us']:9.3f} {row['host_lz4_us']:9.3f} {row['host_lz4_ratio']:6.2f}"
+            )
     for fig in report.get("memory", []):
         print(
             f"memory, {fig['pages']} pages, compress={fig['compress']}: filled"
