@@ -3,8 +3,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.harness import HARNESSES
+
+# Property tests check behaviour, not speed: on a loaded machine a single example
+# may take longer than hypothesis's default 200 ms deadline.
+settings.register_profile("tmem", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("tmem")
 
 
 @pytest.fixture(params=sorted(HARNESSES))
