@@ -5,6 +5,8 @@
 * :class:`Frontswap` -- a swap area whose pages go to a persistent pool before
   a real swap file (frontswap), with partial swapoff, self-shrinking and
   write-behind.
+* :class:`SwapMemory` -- memory of any size of which at most N pages are
+  resident, paged through frontswap by userfaultfd (any code can use it).
 * :class:`SpillMapping` -- a ``MutableMapping`` that spills values past a memory
   limit through frontswap; usable as a Dask worker's data store.
 
@@ -18,6 +20,7 @@ from tmem.frontends.errors import EmptySlot, PagesLost
 from tmem.frontends.frontswap import Frontswap
 from tmem.frontends.selfshrink import SelfShrink
 from tmem.frontends.spill import SpillMapping
+from tmem.frontends.swapmemory import SwapMemory
 
 __all__ = [
     "CachedFile",
@@ -27,4 +30,5 @@ __all__ = [
     "PagesLost",
     "SelfShrink",
     "SpillMapping",
+    "SwapMemory",
 ]
