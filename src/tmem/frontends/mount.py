@@ -391,16 +391,17 @@ class CleanCacheFS:
 
 
 def _drop_source_pages(fd: int, offset: int, length: int) -> None:
-    """Ask the kernel to drop the source's cached pages around a range just read.
+    """Ask the kernel to drop the source's cached pages up to the end of a range just read.
 
-    The range is widened to whole 2 MiB windows: the kernel drops only folios
-    that lie entirely inside the range, and a file written in large writes is
-    cached in folios of up to 2 MiB.
+    The range starts at the 2 MiB window below ``offset``: the kernel drops
+    only folios that lie entirely inside the range, and a file written in
+    large writes is cached in folios of up to 2 MiB, which are dropped by the
+    read that reaches their end.  Pages read ahead past the range stay until
+    they are read.
     """
     start = offset & ~(_DROP_WINDOW - 1)
-    end = -(-(offset + length) // _DROP_WINDOW) * _DROP_WINDOW
     with contextlib.suppress(OSError):  # advice only: some file systems keep their pages
-        os.posix_fadvise(fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        os.posix_fadvise(fd, start, offset + length - start, os.POSIX_FADV_DONTNEED)
 
 
 def check_mount_point(source: str, mountpoint: str) -> None:
