@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -354,3 +355,25 @@ def test_bad_options_and_arguments_are_named(tmp_path: Path) -> None:
         assert r.returncode != 0
         assert word in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stderr
+
+
+def test_two_mounts_share_one_pool_when_the_administrator_authorizes_it(
+    src: Path, tmp_path: Path, daemon: tuple
+) -> None:
+    data = blob(1 << 20, seed=12)
+    (src / "shared.bin").write_bytes(data)
+    fs = uuid.uuid4()
+    with tmem.admin(daemon[1], timeout=10) as admin:
+        for name in ("node1", "node2"):
+            admin.authorize_shared(name, fs)
+    opts = ("--host", daemon[1], "--cache-size", "64K", "--shared-uuid", str(fs))
+    with mounted(src, tmp_path / "n1", *opts, "--name", "node1") as one:
+        assert run("cat", str(one.path / "shared.bin")).stdout == data  # fills the shared pool
+        with mounted(src, tmp_path / "n2", *opts, "--name", "node2") as two:
+            assert run("cat", str(two.path / "shared.bin")).stdout == data
+            clients = host_stats(daemon)["clients"]
+            assert clients["node2"]["succ_gets"] > 200  # node1's pages, found by node2
+        with mounted(src, tmp_path / "n3", *opts, "--name", "stranger") as three:
+            assert run("cat", str(three.path / "shared.bin")).stdout == data
+            assert "did not authorize" in three.log()
+            assert host_stats(daemon)["clients"]["stranger"]["succ_gets"] == 0
