@@ -12,6 +12,7 @@ import socket
 import sys
 
 import tmem
+from tmem.api import Client
 from tmem.errors import TmemError
 from tmem.frontends import swaphandler
 
@@ -20,6 +21,7 @@ def main(argv: list[str]) -> int:
     """Connect to the host the arguments name and serve the region's faults."""
     control = socket.socket(fileno=int(argv[0]))
     args = json.loads(argv[1])
+    client: Client | None
     try:
         if args["embedded"] is not None:
             client = tmem.Host(args["embedded"]).connect(args["name"])

@@ -271,7 +271,10 @@ class CleanCacheFS:
                 for i, t in enumerate(times)
             )
             times = (a, m)
-        os.utime(full, ns=times, follow_symlinks=False)
+        if times is None:
+            os.utime(full, follow_symlinks=False)
+        else:
+            os.utime(full, ns=times, follow_symlinks=False)
         return 0
 
     # --- files ---------------------------------------------------------------
@@ -485,7 +488,7 @@ def mount(
 
 
 def _fuse_class() -> Any:
-    import mfusepy
+    import mfusepy  # type: ignore[import-untyped]
 
     class FUSE(mfusepy.FUSE):  # type: ignore[misc]
         def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
