@@ -303,3 +303,46 @@ def test_close_refuses_while_an_array_is_alive() -> None:
     r = child(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["refused", "closed"]
+
+
+HOT_PAGE = """
+    import threading
+    import numpy as np
+    from tmem.frontends import SwapMemory
+
+    PAGES, RESIDENT, N = 96, 6, 100000
+    with SwapMemory(PAGES * {ps}, RESIDENT, embedded=16 << 20) as mem:
+        a = np.frombuffer(mem.buffer, dtype=np.int64)
+        per = {ps} // 8
+        hot = a[:per]                       # one page, written all the time
+        sweep = a[per:]                     # the rest, swept to force evictions
+        done = threading.Event()
+
+        def hammer():                       # C loops with the GIL released
+            for _ in range(N):
+                np.add(hot, 1, out=hot)
+            done.set()
+
+        def sweeper():
+            while not done.is_set():
+                np.add(sweep, 1, out=sweep)
+
+        threads = [threading.Thread(target=hammer), threading.Thread(target=sweeper)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(90)
+        assert not any(th.is_alive() for th in threads), "a thread hung"
+        lost = int((hot != N).sum())
+        stats = mem.stats()
+        del a, hot, sweep
+    print("lost", lost, "dirty_evictions", stats["dirty_evictions"])
+"""
+
+
+def test_a_page_written_while_it_is_evicted_loses_no_write() -> None:
+    r = child(HOT_PAGE.format(ps=PS))
+    assert r.returncode == 0, r.stderr
+    words = r.stdout.split()
+    assert words[:2] == ["lost", "0"], r.stdout
+    assert int(words[3]) > 100
