@@ -13,11 +13,18 @@ configuration, the median over runs of:
   the guests' own disk reads mostly hit the OS page cache, so they are no
   reference),
 * the host's mean compression and deduplication ratios,
+* the share of the ideal's gain over static captured, ``(static - config) /
+  (static - ideal)`` in reads, the ideal being one global LRU of all the
+  memory simulated on the same references (``tmem.workload.ideal``, the same
+  in every run); the simulated shared LRU victim cache is reported beside it,
 
-with the lowest and highest of the runs for the ratio to static.
+with the lowest and highest of the runs for the ratio to static.  The order
+of the configurations is rotated from run to run.  ``--mix all`` runs every
+shipped mix in turn.
 
-    python bench/workload.py [--runs 3] [--scenario both] [--guest SPEC ...] [-m 256] [-t 8M]
-                             [--processes] [--swap-cache keep|drop] [--json]
+    python bench/workload.py [--runs 3] [--mix default|all|NAME] [--scenario both]
+                             [--guest SPEC ...] [-m 256] [-t 8M]
+                             [--processes] [--swap-cache offer|keep|drop] [--json]
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ import time
 from typing import Any
 
 from tmem.units import parse_size
-from tmem.workload.cli import DEFAULT_GUESTS, DEFAULT_PRIVATE_PAGES, DEFAULT_SPARE
-from tmem.workload.config import SCENARIOS, GuestSpec, WorkloadSpec
+from tmem.workload.config import CONFIG_NAMES, SCENARIOS, SWAP_CACHE_MODES, GuestSpec, WorkloadSpec
+from tmem.workload.mixes import MIXES
 from tmem.workload.report import summarize
 from tmem.workload.runner import run_workload
 
@@ -88,7 +95,14 @@ def figures(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
             "compression_ratio": host.get("compression_ratio", 1.0),
             "dedup_ratio": host.get("dedup_ratio", 1.0),
             "seconds": entry["seconds"],
+            "ideal_share": total.get("ideal_share") or 0.0,
         }
+    for name, sim in summary.get("ideal", {}).items():
+        if name != "static":
+            out["sim:" + name] = {
+                "disk_reads": sim["disk_reads"],
+                "reads_vs_static": sim["disk_reads"] / static["disk_reads"],
+            }
     return out
 
 
@@ -98,8 +112,10 @@ def medians(runs: list[dict[str, dict[str, float]]]) -> dict[str, dict[str, floa
     for name in runs[0]:
         per = [run[name] for run in runs]
         out[name] = {key: statistics.median(r[key] for r in per) for key in per[0]}
-        out[name]["io_vs_static_min"] = min(r["io_vs_static"] for r in per)
-        out[name]["io_vs_static_max"] = max(r["io_vs_static"] for r in per)
+        if "io_vs_static" in per[0]:
+            for key in ("io_vs_static", "reads_vs_static"):
+                out[name][key + "_min"] = min(r[key] for r in per)
+                out[name][key + "_max"] = max(r[key] for r in per)
     return out
 
 
@@ -107,62 +123,88 @@ def markdown(scenario: str, table: dict[str, dict[str, float]], disk_us: float |
     """The medians as a Markdown table."""
     disk = "swap" if scenario == "frontswap" else "disk"
     lines = [
-        f"| {scenario} | {disk} reads | {disk} writes | I/O vs static (min–max) "
-        "| reads vs static | tmem hits | CPU µs per I/O saved | ÷ disk read | compr. | dedup |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| {scenario} | {disk} reads | reads vs static (min–max) | share of ideal "
+        f"| {disk} writes | I/O vs static | tmem hits | CPU µs per I/O saved | ÷ disk read "
+        "| compr. | dedup |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, f in table.items():
+        if name.startswith("sim:"):
+            continue
         cpu = f["cpu_us_per_saved_io"]
         vs_disk = f"{cpu / disk_us:.2f}" if disk_us and cpu else "-"
         cpu_text = f"{cpu:.1f}" if cpu else "-"
+        share = "-" if name in ("static",) else f"{100 * f['ideal_share']:.0f}%"
         lines.append(
-            f"| {name} | {f['disk_reads']:.0f} | {f['disk_writes']:.0f} "
-            f"| {f['io_vs_static']:.3f} ({f['io_vs_static_min']:.3f}–{f['io_vs_static_max']:.3f}) "
-            f"| {f['reads_vs_static']:.3f} | {100 * f['tmem_hit_ratio']:.1f}% "
+            f"| {name} | {f['disk_reads']:.0f} | {f['reads_vs_static']:.3f} "
+            f"({f['reads_vs_static_min']:.3f}–{f['reads_vs_static_max']:.3f}) | {share} "
+            f"| {f['disk_writes']:.0f} | {f['io_vs_static']:.3f} "
+            f"| {100 * f['tmem_hit_ratio']:.1f}% "
             f"| {cpu_text} | {vs_disk} | {f['compression_ratio']:.2f} | {f['dedup_ratio']:.2f} |"
         )
+    for name, f in table.items():
+        if name.startswith("sim:"):
+            label = {"sim:global_lru": "*ideal: one global LRU*"}.get(
+                name, "*one shared LRU victim cache*"
+            )
+            lines.append(
+                f"| {label} | {f['disk_reads']:.0f} | {f['reads_vs_static']:.3f} | "
+                + ("100%" if name == "sim:global_lru" else "")
+                + " | | | | | | | |"
+            )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--mix", choices=[*MIXES, "all"], default="default")
     parser.add_argument("--scenario", choices=[*SCENARIOS, "both"], default="both")
+    parser.add_argument("--config", action="append", dest="configs", choices=CONFIG_NAMES)
     parser.add_argument("--guest", action="append", dest="guests")
-    parser.add_argument("-m", "--private-pages", type=int, default=DEFAULT_PRIVATE_PAGES)
-    parser.add_argument("-t", "--spare", default=DEFAULT_SPARE)
+    parser.add_argument("-m", "--private-pages", type=int)
+    parser.add_argument("-t", "--spare")
     parser.add_argument("--processes", action="store_true", help="guests as daemon clients")
     parser.add_argument(
         "--swap-cache",
-        choices=["keep", "drop"],
-        default="keep",
-        help="frontswap: keep or free a page's swap-file copy on swap-in",
+        choices=SWAP_CACHE_MODES,
+        default="offer",
+        help="frontswap: what a page read back from the swap file does (see tmem bench workload)",
     )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     scenarios = SCENARIOS if args.scenario == "both" else (args.scenario,)
+    mixes = list(MIXES) if args.mix == "all" else [args.mix]
     disk_us = direct_read_us()
     results: dict[str, Any] = {}
-    for scenario in scenarios:
-        spec = WorkloadSpec(
-            guests=tuple(GuestSpec.parse(g) for g in args.guests or DEFAULT_GUESTS),
-            private_pages=args.private_pages,
-            spare_bytes=parse_size(args.spare),
-            scenario=scenario,
-            processes=args.processes,
-            swap_cache=args.swap_cache,
-        )
-        runs = []
-        for i in range(args.runs):
-            print(f"{scenario}: run {i + 1} of {args.runs}", file=sys.stderr)
-            runs.append(figures(summarize(run_workload(spec))))
-        results[scenario] = medians(runs)
+    for mix_name in mixes:
+        mix = MIXES[mix_name]
+        for scenario in scenarios:
+            spec = WorkloadSpec(
+                guests=tuple(GuestSpec.parse(g) for g in args.guests or mix.guests),
+                private_pages=args.private_pages or mix.private_pages,
+                spare_bytes=parse_size(args.spare or mix.spare),
+                scenario=scenario,
+                processes=args.processes,
+                swap_cache=args.swap_cache,
+                configurations=tuple(args.configs or ()),
+            )
+            chosen = [c.name for c in spec.chosen()]
+            runs = []
+            for i in range(args.runs):
+                print(f"{mix_name} {scenario}: run {i + 1} of {args.runs}", file=sys.stderr)
+                # Rotate the order of the configurations from run to run.
+                order = tuple(chosen[i % len(chosen) :] + chosen[: i % len(chosen)])
+                rotated = WorkloadSpec(**{**spec.__dict__, "configurations": order})
+                runs.append(figures(summarize(run_workload(rotated))))
+            results[f"{mix_name} {scenario}"] = medians(runs)
     if args.json:
         print(json.dumps({"direct_read_us": disk_us, **results}, indent=1))
     else:
         print(f"uncached 4 KiB disk read (O_DIRECT): {disk_us} µs (median)\n")
-        for scenario, table in results.items():
-            print(markdown(scenario, table, disk_us) + "\n")
+        for key, table in results.items():
+            print(f"**{key}**\n")
+            print(markdown(key.split()[-1], table, disk_us) + "\n")
 
 
 if __name__ == "__main__":

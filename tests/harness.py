@@ -75,4 +75,17 @@ class DaemonHarness:
 
 
 #: kind name -> harness class; other kinds of host register here.
-HARNESSES: dict[str, type] = {"embedded": EmbeddedHarness, "daemon": DaemonHarness}
+class ShareEmbeddedHarness(EmbeddedHarness):
+    """An in-process host under the older eviction policy (``policy="share"``)."""
+
+    kind = "embedded-share"
+
+    def __init__(self, capacity: int, **host_options: Any) -> None:
+        super().__init__(capacity, **{"policy": "share", **host_options})
+
+
+HARNESSES: dict[str, type] = {
+    "embedded": EmbeddedHarness,
+    "embedded-share": ShareEmbeddedHarness,
+    "daemon": DaemonHarness,
+}

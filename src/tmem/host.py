@@ -14,6 +14,7 @@ from typing import Any, NoReturn
 
 from tmem.api import DEFAULT_PAGE_SIZE, Stats, batch_item, settle_batch
 from tmem.engine import Engine
+from tmem.engine.ledger import DEFAULT_RESERVE
 from tmem.engine.state import ClientState
 from tmem.engine.tiering import Fetch
 from tmem.errors import ConnectionLost, InvalidArgument, TmemError
@@ -46,6 +47,12 @@ class Host(TransferMixin):
     objects.  Cold pages are demoted to them in the background (or only when
     :meth:`demote` is called, with ``demote_in_background=False``); call
     :meth:`close` to stop that and release the tiers.
+
+    ``policy`` decides whose ephemeral page goes when the host is full:
+    ``"utility"`` (each active client keeps its weighted share of ``reserve``
+    of the capacity; above those floors the client whose lately evicted pages
+    are missed least loses a page) or ``"share"`` (the client holding the most
+    bytes per unit of weight).  See docs/internals.md.
     """
 
     def __init__(
@@ -56,10 +63,14 @@ class Host(TransferMixin):
         store: PageStore | None = None,
         tiers: Iterable[Any] = (),
         demote_in_background: bool = True,
+        policy: str = "utility",
+        reserve: float = DEFAULT_RESERVE,
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)
         self.compress = compress
-        self.engine = Engine(self.store, _size(capacity, "capacity"))
+        self.engine = Engine(
+            self.store, _size(capacity, "capacity"), policy=policy, reserve=reserve
+        )
         self.lock = threading.Lock()
         #: client name -> the policy the administrator set for it
         self.policies: dict[str, ClientPolicy] = {}
@@ -343,7 +354,7 @@ class HostClient:
         """This client's counters, with each pool's under ``"pools"``."""
         with self._lock:
             self._check_open()
-            return self._state.describe()
+            return self.host.engine.describe_client(self._state)
 
     def close(self) -> None:
         """Leave the host: private pools and their pages are released.

@@ -33,6 +33,9 @@ STORE_OPTIONS: list[dict] = [
     {"compress": "lz4", "dedup": "client"},
     {"compress": "zstd", "dedup": "host"},
     {"compress": None, "dedup": "host"},
+    # every eviction policy too
+    {"compress": "lz4", "dedup": "client", "policy": "share"},
+    {"compress": None, "policy": "utility", "reserve": 0.0},
 ]
 
 PAGE = 512

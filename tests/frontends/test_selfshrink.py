@@ -54,7 +54,11 @@ def page(slot: int) -> bytes:
 
 def test_selfshrink_steps_move_pages_to_the_swap_file(tmp_path: Path, client: Any) -> None:
     with Frontswap(
-        client, tmp_path / "swap", slots=100, selfshrink=SelfShrink(inertia=2, hysteresis=10)
+        client,
+        tmp_path / "swap",
+        slots=100,
+        selfshrink=SelfShrink(inertia=2, hysteresis=10),
+        shrink_to_target=False,  # Linux's policy, not the host's target
     ) as swap:
         for slot in range(100):
             swap.store(slot, page(slot))
@@ -66,7 +70,11 @@ def test_selfshrink_steps_move_pages_to_the_swap_file(tmp_path: Path, client: An
 
 def test_the_selfshrink_thread_empties_an_idle_frontswap(tmp_path: Path, client: Any) -> None:
     with Frontswap(
-        client, tmp_path / "swap", slots=50, selfshrink=SelfShrink(inertia=1, hysteresis=2)
+        client,
+        tmp_path / "swap",
+        slots=50,
+        selfshrink=SelfShrink(inertia=1, hysteresis=2),
+        shrink_to_target=False,
     ) as swap:
         for slot in range(50):
             swap.store(slot, page(slot))
@@ -79,3 +87,56 @@ def test_the_selfshrink_thread_empties_an_idle_frontswap(tmp_path: Path, client:
         assert [swap.load(s) for s in range(50)] == [page(s) for s in range(50)]
     with pytest.raises(tmem.InvalidArgument):
         swap.start_selfshrink(0)
+
+
+def test_a_client_over_its_persistent_target_shrinks_toward_it_oldest_first(
+    tmp_path: Path,
+) -> None:
+    cost = PS + 160
+    host = tmem.Host(64 * cost, compress=None)
+    first = Frontswap(host.connect("first"), tmp_path / "a", slots=100)
+    try:
+        for slot in range(64):  # alone, it fills the host
+            first.store(slot, page(slot))
+        assert first.stats()["tmem_pages"] == 64
+        assert first.selfshrink_step() == 0  # alone: its target is the whole host
+        late = Frontswap(host.connect("late"), tmp_path / "b", slots=100)
+        try:
+            late.store(0, page(1000))  # refused: the host is full of first's pages
+            assert late.stats()["failed_stores"] == 1
+            assert first.selfshrink_step() == 64 // 20  # at most 1/hysteresis a step
+            for step in range(1, 40):  # the late guest uses the room first gives back
+                late.store(step, page(1000 + step))
+                first.selfshrink_step()
+            assert first.stats()["tmem_pages"] == 32  # down to its target, half the host
+            assert late.stats()["tmem_pages"] == 32  # and the late guest the rest
+            shrunk = first.stats()["target_shrunk"]
+            assert shrunk == 32
+            # Oldest first: the first slots went to the swap file.
+            assert [first.holds_in_file(s) for s in range(64)] == [True] * 32 + [False] * 32
+            assert [first.load(s) for s in range(64)] == [page(s) for s in range(64)]
+        finally:
+            late.close()
+    finally:
+        first.close()
+
+
+def test_clean_offers_make_tmem_a_victim_cache_of_the_swap_cache(tmp_path: Path) -> None:
+    host = tmem.Host(8 * (PS + 160), compress=None)
+    with Frontswap(host.connect("vm"), tmp_path / "swap", slots=40) as swap:
+        host.set_client("vm", frozen=True)
+        for slot in range(4):  # refused: written to the swap file
+            swap.store(slot, page(slot))
+        writes = swap.stats()["swap_writes"]
+        assert writes == 4 and all(swap.holds_in_file(s) for s in range(4))
+        assert not swap.offer(1, page(1))  # refused: costs no write
+        host.set_client("vm", frozen=False)
+        assert swap.offer(0, page(0))  # taken, and the file keeps its copy
+        assert swap.stats()["swap_writes"] == writes and swap.holds_in_file(0)
+        reads = swap.stats()["swap_reads"]
+        assert swap.load(0) == page(0) and swap.stats()["swap_reads"] == reads  # from tmem
+        swap.drop_from_tmem(0)  # an exclusive load: tmem forgets, the file's copy stays
+        assert swap.stats()["tmem_pages"] == 0
+        assert swap.load(0) == page(0) and swap.stats()["swap_reads"] == reads + 1
+        assert not swap.offer(5, page(5))  # the file holds nothing for slot 5: no offer
+        assert swap.stats()["clean_stored"] == 1

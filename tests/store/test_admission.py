@@ -10,12 +10,17 @@ from tmem.store import REJECTED, CompressedStore, RamStore, make_store
 from tmem.store.zspool import OWNER_BYTES
 
 
-def test_poorly_compressible_ephemeral_page_is_rejected_and_counted():
+def test_poorly_compressible_ephemeral_page_is_kept_raw_and_marked_poor():
     store = CompressedStore("lz4")
-    assert store.put(page_of("random"), False, 0) == REJECTED
+    data = page_of("random")
+    ref = store.put(data, False, 0)
+    assert ref >= 0 and store.get(ref) == data and store.poor(ref)
+    assert store.stats()["huge_pages"] == 1 and store.stats()["reject_compress_poor"] == 0
+    assert not store.poor(store.put(page_of("text"), False, 0))
+    store.refuse(ref)  # the engine's call when the page would displace better ones
     stats = store.stats()
-    assert stats["reject_compress_poor"] == 1
-    assert stats["stored_pages"] == 0 and store.used_bytes == 0
+    assert stats["reject_compress_poor"] == 1 and stats["huge_pages"] == 0
+    assert stats["stored_pages"] == 1
 
 
 def test_poorly_compressible_persistent_page_is_stored_raw():
@@ -36,8 +41,9 @@ def test_the_threshold_is_configurable(fraction):
     store = CompressedStore("lz4", max_compressed_fraction=fraction)
     pages = [page_of(kind, seed=s) for kind in ("text", "half", "binary") for s in range(4)]
     for data in pages:
-        accepted = store.put(data, False, 0) != REJECTED
-        assert accepted == (compressed_size("lz4", data) <= fraction * len(data))
+        ref = store.put(data, False, 0)
+        assert ref != REJECTED and store.get(ref) == data
+        assert store.poor(ref) == (compressed_size("lz4", data) > fraction * len(data))
 
 
 def test_mean_size_cap_refuses_large_pages_while_the_mean_is_above_it():

@@ -11,7 +11,7 @@ import pytest
 import tmem
 import tmem.store.compressed as compressed
 from tests.store.kinds import page_of
-from tmem.store import REJECTED, CompressedStore
+from tmem.store import CompressedStore
 from tmem.store.dedup import INDEX_ENTRY_BYTES, DedupIndex
 from tmem.store.handles import HandleTable
 
@@ -57,13 +57,13 @@ def test_host_dedup_counts_shared_content_once_but_charges_every_holder():
     assert stats["bytes"] < 0.6 * stats["charged_bytes"]
 
 
-def test_a_poorly_compressible_duplicate_is_still_refused_from_an_ephemeral_pool():
+def test_a_poorly_compressible_duplicate_is_shared_and_still_marked_poor():
     store = CompressedStore("lz4")
     data = page_of("random")
     ref = store.put(data, True, 0)
-    assert store.put(data, False, 0) == REJECTED
+    assert store.put(data, False, 0) == ref and store.poor(ref)
     assert store.put(data, True, 0) == ref
-    assert store.stats()["reject_compress_poor"] == 1
+    assert store.stats()["dedup_hits"] == 2
 
 
 def test_pages_whose_hashes_collide_are_compared_and_kept_apart(monkeypatch):

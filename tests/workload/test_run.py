@@ -170,3 +170,24 @@ def test_dropping_the_swap_copy_on_swap_in_stores_pages_again_and_keeps_the_book
         reads, writes = expected_pages(text)
         parts = row["private_hits"] + row["first_touches"] + row["tmem_hits"]
         assert parts + row["disk_reads"] == row["reads"] == reads + writes
+
+
+def test_offering_clean_pages_to_tmem_saves_swap_reads_and_writes_nothing_more():
+    from dataclasses import replace
+
+    one = WorkloadSpec(  # one guest: one thread, the same calls in every run
+        guests=(GuestSpec.parse("lirs-multi1:0:3000"),),
+        private_pages=32,
+        spare_bytes=256 << 10,
+        step_pages=256,
+        scenario="frontswap",
+        configurations=("tmem",),
+    )
+    kept = summarize(run_workload(replace(one, swap_cache="keep")))["configurations"][0]
+    offered = summarize(run_workload(one))["configurations"][0]  # offer: the default
+    assert offered["total"]["disk_reads"] < kept["total"]["disk_reads"]
+    assert offered["total"]["disk_writes"] <= kept["total"]["disk_writes"]
+    reads, writes = expected_pages("lirs-multi1:0:3000")
+    row = offered["guests"][0]
+    parts = row["private_hits"] + row["first_touches"] + row["tmem_hits"]
+    assert parts + row["disk_reads"] == row["reads"] == reads + writes

@@ -34,10 +34,10 @@ from tmem.api import (
     check_uuid,
     check_weight,
 )
-from tmem.engine.ledger import MAX_EVICTIONS_PER_PUT, PAGE_METADATA_BYTES, Ledger
+from tmem.engine.ledger import DEFAULT_RESERVE, MAX_EVICTIONS_PER_PUT, PAGE_METADATA_BYTES, Ledger
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.tiering import Fetch, TierState, tier_stats
-from tmem.engine.victims import ClientChoice, most_over
+from tmem.engine.victims import ClientChoice
 from tmem.errors import InvalidArgument, NoSuchClient, NoSuchPool, PermissionDenied
 from tmem.store.base import PageStore
 
@@ -50,9 +50,14 @@ class Engine(Ledger):
     """
 
     def __init__(
-        self, store: PageStore, capacity: int, choose_client: ClientChoice = most_over
+        self,
+        store: PageStore,
+        capacity: int,
+        choose_client: ClientChoice | None = None,
+        policy: str = "utility",
+        reserve: float = DEFAULT_RESERVE,
     ) -> None:
-        super().__init__(store, capacity, choose_client)
+        super().__init__(store, capacity, choose_client, policy, reserve)
         self.tiering = TierState(self.table)  # pages below RAM
         self._refs = self.table.ref  # the same array for the table's whole life
         self._tier_of = self.table.tier
@@ -70,7 +75,9 @@ class Engine(Ledger):
             raise InvalidArgument(f"client name {name!r} must be a non-empty string of <= 255")
         if name in self.clients:
             raise InvalidArgument(f"a client named {name!r} is already connected")
-        client = ClientState(name, self._next_cid, 1, None, self.table.new_list())
+        table = self.table
+        client = ClientState(name, self._next_cid, 1, None, table.new_list(), table.new_list())
+        client.last_active = self.ops
         self._next_cid += 1
         client.weight = check_weight(weight)
         client.cap = check_cap(cap)
@@ -85,6 +92,7 @@ class Engine(Ledger):
             self.destroy_pool(client, pool_id)
         client.add_to(self.departed)
         self.table.release(client.lru)
+        self.table.release(client.poor_lru)
         self.store.forget_client(client.cid)
         client.live = False
         del self.clients[client.name]
@@ -218,6 +226,7 @@ class Engine(Ledger):
             data = as_page(data, pool.page_size)
         client.puts += 1
         pool.puts += 1
+        client.last_active = self.ops = self.ops + 1
         objs = pool.objs
         pages = objs.get(oid)
         if pages is not None:
@@ -238,9 +247,13 @@ class Engine(Ledger):
         if ref < 0:
             return self._reject(client, pool, "store")
         cost = store.charge(ref) + PAGE_METADATA_BYTES
+        poor = not pool.persistent and store.poor(ref)
         # ref's bytes already count in the store's; only its metadata is to come
         if not self.calm(owner, PAGE_METADATA_BYTES):
-            reason = self.make_room(owner, pool.persistent, cost)
+            reason = self.make_room(owner, pool.persistent, cost, poor)
+            if reason == "poor":  # it would displace better pages: the store refuses it
+                store.refuse(ref)
+                return self._reject(client, pool, "store")
             if reason is not None:
                 store.free(ref)
                 return self._reject(client, pool, reason)
@@ -252,7 +265,10 @@ class Engine(Ledger):
             pages = objs[oid] = {}
         pages[index] = pid
         self._charge(pool, 1, cost)
-        table.append(self.tiering.cold if pool.persistent else owner.lru, pid)
+        if poor:
+            self._file_poor(owner, pid)
+        else:
+            table.append(self.tiering.cold if pool.persistent else owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
@@ -274,10 +290,26 @@ class Engine(Ledger):
         table.ref[pid] = ref
         table.cost[pid] = cost
         table.ver[pid] = self.tiering.next_version()
-        table.touch(self.tiering.cold if pool.persistent else owner.lru, pid)
+        if pool.persistent:
+            table.touch(self.tiering.cold, pid)
+        else:
+            table.unlink(pid)
+            if pid in self.poor:
+                self.poor.discard(pid)
+                owner.poor_pages -= 1
+            if store.poor(ref):
+                self._file_poor(owner, pid)
+            else:
+                table.append(owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
+
+    def _file_poor(self, owner: ClientState, pid: int) -> None:
+        """List page ``pid`` among ``owner``'s poorly compressible pages (evicted first)."""
+        self.table.append(owner.poor_lru, pid)
+        self.poor.add(pid)
+        owner.poor_pages += 1
 
     def _reject(self, client: ClientState, pool: Pool, reason: str) -> bool:
         client.failed_puts += 1
@@ -306,11 +338,12 @@ class Engine(Ledger):
             oid, index = check_handle(oid, index)
         client.gets += 1
         pool.gets += 1
+        client.last_active = self.ops = self.ops + 1
         pages = pool.objs.get(oid)
-        if pages is None:
-            return None
-        pid = pages.get(index)
+        pid = None if pages is None else pages.get(index)
         if pid is None:
+            if self.track_ghosts and not pool.persistent:
+                self._ghost_hit(pool, oid, index)
             return None
         if self._tier_of[pid]:
             return Fetch(self.table, pid, pool)
@@ -318,10 +351,19 @@ class Engine(Ledger):
         if pool.destructive_get:
             self._remove(pid, pool)
         elif not pool.persistent:  # a hit on a shared ephemeral page makes it most recent
-            self.table.touch(pool.owner.lru, pid)
+            owner = pool.owner
+            self.table.touch(owner.poor_lru if pid in self.poor else owner.lru, pid)
         client.succ_gets += 1
         pool.succ_gets += 1
         return data
+
+    def _ghost_hit(self, pool: Pool, oid: int, index: int) -> None:
+        """A miss on a page evicted lately: more memory would have saved it."""
+        owner = pool.owner
+        key = (pool.uid, oid, index)
+        if key in owner.ghosts:
+            del owner.ghosts[key]
+            owner.utility += 1
 
     def flush_page(self, client: ClientState, pool_id: int, oid: int, index: int) -> None:
         """Forget the page at the handle (a no-op if there is none)."""
@@ -359,6 +401,21 @@ class Engine(Ledger):
 
     # --- statistics ------------------------------------------------------
 
+    def describe_client(self, client: ClientState) -> dict[str, Any]:
+        """The client's stats: counters, charges and pools, and what the host decided for
+        it: its persistent target and how far over it the client is, its floor of
+        ephemeral memory and its utility (recent ghost hits)."""
+        self.set_floors()
+        out = client.describe()
+        out.update(
+            persistent_target=self.persistent_target(client),
+            persistent_over=self.persistent_over(client),
+            ephemeral_floor=client.floor,
+            utility=round(client.utility, 3),
+            active=self.active(client),
+        )
+        return out
+
     def host_stats(self) -> dict[str, Any]:
         """Totals over every client that ever connected, plus capacity and charges."""
         totals: dict[str, Any] = dict(self.departed)
@@ -377,7 +434,9 @@ class Engine(Ledger):
             metadata_bytes_per_page=PAGE_METADATA_BYTES,
             pools=len(self.pools),
             tiering=tier_stats(self),
-            clients={c.name: c.describe() for c in self.clients.values()},
+            policy=self.policy,
+            reserve=self.reserve,
+            clients={c.name: self.describe_client(c) for c in self.clients.values()},
         )
         return totals
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 from tmem.api import check_capacity
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState, Pool
-from tmem.engine.victims import ClientChoice, least_recent, most_over
+from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful
+from tmem.errors import InvalidArgument
 from tmem.store.base import PageStore
 
 if TYPE_CHECKING:
@@ -28,6 +29,16 @@ PAGE_METADATA_BYTES = 160
 MAX_EVICTIONS_PER_PUT = 256
 #: Persistent pages of clients past their weighted share stop at 1/32 below capacity.
 PERSISTENT_HEADROOM = 32
+#: Share of the capacity kept as guaranteed floors of ephemeral memory (by weight).
+DEFAULT_RESERVE = 0.5
+#: A client with no put or get in the host's last operations is idle: it has no
+#: floor and no share of persistent memory beyond what others leave.  "A while"
+#: is twice as many operations as the capacity holds pages, and at least this.
+IDLE_OPERATIONS = 4096
+#: Ghost entries each client keeps, as a fraction of the pages the capacity holds.
+GHOST_FRACTION = 1 / 20
+#: Pages the capacity holds, for sizing ghosts and utility decay (4 KiB pages).
+_NOMINAL_PAGE = 4096
 
 
 class Ledger:
@@ -44,10 +55,28 @@ class Ledger:
     calm_limit: int
 
     def __init__(
-        self, store: PageStore, capacity: int, choose_client: ClientChoice = most_over
+        self,
+        store: PageStore,
+        capacity: int,
+        choose_client: ClientChoice | None = None,
+        policy: str = "utility",
+        reserve: float = DEFAULT_RESERVE,
     ) -> None:
+        if choose_client is None:
+            if policy not in POLICIES:
+                raise InvalidArgument(f"unknown policy {policy!r}; choose from {list(POLICIES)}")
+            choose_client = POLICIES[policy]
+        if type(reserve) not in (int, float) or not 0 <= reserve <= 1:
+            raise InvalidArgument(f"reserve {reserve!r} must be a fraction in [0, 1]")
         self.store = store
         self.choose_client = choose_client
+        self.policy = next((k for k, v in POLICIES.items() if v is choose_client), "custom")
+        self.reserve = float(reserve)
+        #: Ghosts are kept, and their hits counted, only for a policy that reads them.
+        self.track_ghosts = choose_client is least_useful
+        self.ops = 0  # puts and gets so far: the engine's only clock
+        self.evictions = 0
+        self.poor: set[int] = set()  # page ids kept raw for compressing poorly
         self._apply_capacity(capacity)
         self.table = PageTable()
         self.clients: dict[str, ClientState] = {}  # live clients by name
@@ -74,6 +103,9 @@ class Ledger:
         self.capacity = check_capacity(capacity)
         # Below this usage no put needs eviction or meets the persistent share rule.
         self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
+        self.ghost_limit = max(16, int(capacity // _NOMINAL_PAGE * GHOST_FRACTION))
+        self.decay_every = max(64, capacity // _NOMINAL_PAGE)
+        self.idle_ops = max(IDLE_OPERATIONS, 2 * capacity // _NOMINAL_PAGE)
 
     def set_capacity(self, capacity: int) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""
@@ -93,7 +125,12 @@ class Ledger:
                     self.tiering.reassign(table, pid, old, owner)
                 elif not pool.persistent:
                     table.unlink(pid)
-                    table.append(owner.lru, pid)
+                    if pid in self.poor:
+                        old.poor_pages -= 1
+                        owner.poor_pages += 1
+                        table.append(owner.poor_lru, pid)
+                    else:
+                        table.append(owner.lru, pid)
 
     def _remove(self, pid: int, pool: Pool) -> None:
         """Take page ``pid`` out of its object (dropping an emptied object) and free it."""
@@ -114,6 +151,9 @@ class Ledger:
             self.store.free(table.ref[pid])
         self._charge(pool, -1, -table.cost[pid])
         table.unlink(pid)  # from its owner's LRU, or the tiers' lists
+        if self.poor and pid in self.poor:
+            self.poor.discard(pid)
+            pool.owner.poor_pages -= 1
         table.release(pid)
 
     def _charge(self, pool: Pool, pages: int, nbytes: int) -> None:
@@ -152,7 +192,9 @@ class Ledger:
             <= self.calm_limit
         )
 
-    def make_room(self, owner: ClientState, persistent: bool, cost: int) -> str | None:
+    def make_room(
+        self, owner: ClientState, persistent: bool, cost: int, poor: bool = False
+    ) -> str | None:
         """Evict until a new page of ``cost`` bytes fits; None, or the reason it cannot.
 
         The page's data is already in the store (and in :attr:`used`); only
@@ -163,9 +205,12 @@ class Ledger:
         * **capacity**: persistent pages are never evicted, so a put that only
           they block is refused.
         * **share**: see :meth:`over_persistent_share`.
+        * ephemeral pages kept raw because they compress poorly go first,
+          oldest first, whoever holds them; a ``poor`` page itself may only
+          displace such pages (``"poor"`` when it would displace better ones);
         * a persistent put takes its owner's own ephemeral pages first; after
           those, and for every ephemeral put, ``choose_client`` picks whose
-          page goes.
+          page goes (with floors set for the clients now active).
         * at most :data:`MAX_EVICTIONS_PER_PUT` evictions (bounded work).
         """
         # A cap bounds all a client holds: in RAM and in the tiers below it.
@@ -186,11 +231,18 @@ class Ledger:
         if persistent and self.over_persistent_share(owner, cost):
             return "share"
         if need > 0:
+            self.set_floors()
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
                     return "capacity"
-                own = persistent and owner.eph_bytes > 0
-                victim = owner if own else self.choose_client(self.clients.values(), owner, cost)
+                if self.poor:
+                    victim = self._poorest()
+                elif poor:
+                    return "poor"
+                elif persistent and owner.eph_bytes > 0:
+                    victim = owner
+                else:
+                    victim = self.choose_client(self.clients.values(), owner, cost)
                 self.evict_from(victim)
                 if self.used + PAGE_METADATA_BYTES <= self.capacity:
                     break
@@ -208,20 +260,70 @@ class Ledger:
         others are refused and, like a frontswap that writes its oldest pages
         back to its swap file, give room back to those under their share.
         """
-        if len(self.clients) < 2:
-            return False  # a lone client's share is the whole host
         # As in make_room, the new page's data already counts in ``used``.
         persistent_after = self.used + PAGE_METADATA_BYTES - self.eph_used
         if persistent_after <= self.calm_limit:
             return False
-        total_weight = sum(client.weight for client in self.clients.values())
-        share = self.capacity * owner.weight // total_weight
-        return owner.bytes - owner.eph_bytes + cost > share
+        return owner.bytes - owner.eph_bytes + cost > self.persistent_target(owner)
+
+    # --- shares: active clients, floors, persistent targets ---------------
+
+    def active(self, client: ClientState) -> bool:
+        """True if ``client`` made a put or get in the host's last ``idle_ops``
+        operations (see :data:`IDLE_OPERATIONS`)."""
+        return self.ops - client.last_active <= self.idle_ops
+
+    def _active_weight(self, client: ClientState | None = None) -> int:
+        """The weights of the active clients (and of ``client``, active or not)."""
+        total = sum(c.weight for c in self.clients.values() if c is client or self.active(c))
+        return max(total, 1)
+
+    def persistent_target(self, client: ClientState) -> int:
+        """The persistent bytes ``client`` may keep once the host is short of room.
+
+        The capacity split by weight among the clients now active (a lone
+        active client's target is the whole host; idle clients hold no share
+        they do not use).  Published in the client's stats; a frontswap
+        shrinks toward it when the host says it is over (``persistent_over``).
+        """
+        return self.capacity * client.weight // self._active_weight(client)
+
+    def persistent_over(self, client: ClientState) -> int:
+        """Bytes of persistent pages ``client`` holds above its target while persistent
+        pages nearly fill the host (0 while the host has room for them)."""
+        if self.used - self.eph_used <= self.calm_limit:
+            return 0
+        return max(0, client.bytes - client.eph_bytes - self.persistent_target(client))
+
+    def set_floors(self) -> None:
+        """Give every active client its floor: its weighted share of ``reserve`` of the
+        capacity; idle clients get none."""
+        reserved, total = self.reserve * self.capacity, self._active_weight()
+        for client in self.clients.values():
+            client.floor = int(reserved * client.weight / total) if self.active(client) else 0
+
+    def _poorest(self) -> ClientState:
+        """A client holding ephemeral pages kept raw for compressing poorly."""
+        return next(c for c in self.clients.values() if c.poor_pages > 0)
+
+    def record_ghost(self, client: ClientState, key: tuple[int, int, int]) -> None:
+        """Remember that the page at ``key`` was evicted from ``client``."""
+        ghosts = client.ghosts
+        ghosts[key] = None
+        if len(ghosts) > self.ghost_limit:
+            del ghosts[next(iter(ghosts))]
+        self.evictions += 1
+        if self.evictions % self.decay_every == 0:  # recent misses count most
+            for other in self.clients.values():
+                other.utility /= 2
 
     def evict_from(self, client: ClientState) -> None:
         """Evict the ephemeral page of ``client`` that :func:`least_recent` picks."""
-        pid = least_recent(self.table, client)
-        pool = self.pools[self.table.pool[pid]]
+        table = self.table
+        pid = least_recent(table, client)
+        pool = self.pools[table.pool[pid]]
+        if self.track_ghosts:
+            self.record_ghost(client, (pool.uid, table.oid[pid], table.index[pid]))
         self._remove(pid, pool)
         pool.evictions += 1
         client.evictions += 1
@@ -237,5 +339,7 @@ class Ledger:
 
     def shrink_to_capacity(self) -> None:
         """Evict ephemeral pages, ``choose_client`` first, until the host fits its capacity."""
+        self.set_floors()
         while self.used > self.capacity and self.eph_used > 0:
-            self.evict_from(self.choose_client(self.clients.values(), None, 0))
+            victim = self._poorest() if self.poor else None
+            self.evict_from(victim or self.choose_client(self.clients.values(), None, 0))

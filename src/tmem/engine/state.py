@@ -119,9 +119,17 @@ class ClientState(Counters):
         "demotions",
         "promotions",
         "tier_failures",
+        "poor_lru",
+        "poor_pages",
+        "ghosts",
+        "utility",
+        "last_active",
+        "floor",
     )
 
-    def __init__(self, name: str, cid: int, weight: int, cap: int | None, lru: int) -> None:
+    def __init__(
+        self, name: str, cid: int, weight: int, cap: int | None, lru: int, poor_lru: int = -1
+    ) -> None:
         super().__init__()
         self.name = name
         self.cid = cid
@@ -142,6 +150,17 @@ class ClientState(Counters):
         self.demotions = 0
         self.promotions = 0
         self.tier_failures = 0
+        #: Ephemeral pages kept raw because they compress poorly: evicted first.
+        self.poor_lru = poor_lru
+        self.poor_pages = 0
+        #: Handles of recently evicted ephemeral pages (shadow entries), oldest first.
+        self.ghosts: dict[tuple[int, int, int], None] = {}
+        #: Misses that more memory would have saved lately (ghost hits, decayed).
+        self.utility = 0.0
+        #: The engine's operation count at this client's last put or get.
+        self.last_active = 0
+        #: Ephemeral bytes this client keeps under contention (its guaranteed floor).
+        self.floor = 0
 
     def add_to(self, totals: dict[str, int]) -> None:
         """Add these counters, and a ``reject_<reason>`` count per reason, into ``totals``."""

@@ -41,11 +41,50 @@ def most_over(clients: Iterable[ClientState], putter: ClientState | None, cost: 
     return best
 
 
+def least_useful(
+    clients: Iterable[ClientState], putter: ClientState | None, cost: int
+) -> ClientState:
+    """The client above its floor whose memory saves the fewest misses.
+
+    A client's utility is its recent ghost hits: gets that missed a page the
+    host evicted from it a short while ago, i.e. misses that a little more
+    memory would have saved (Cliffhanger's and Memshare's shadow queues).
+    Only clients holding more ephemeral bytes than their ``floor`` (the
+    putter counting the page it puts) may be chosen; among them the lowest
+    utility loses a page, ties going to the most bytes per unit of weight.
+    When every client is within its floor, :func:`most_over` chooses.
+    """
+    best, best_key = None, (0.0, 0.0)
+    held_all = []
+    for client in clients:
+        held = client.eph_bytes
+        if held <= 0:
+            continue
+        held_all.append(client)
+        if client is putter:
+            held += cost
+        if held <= client.floor:
+            continue
+        key = (client.utility, -held / client.weight)
+        if best is None or key < best_key:
+            best, best_key = client, key
+    if best is None:
+        return most_over(held_all, putter, cost)
+    return best
+
+
+#: The victim choices a host may be built with, by name.
+POLICIES: dict[str, ClientChoice] = {"utility": least_useful, "share": most_over}
+
+
 def least_recent(table: PageTable, client: ClientState) -> int:
     """The page id of ``client``'s least recently used ephemeral page.
 
     Puts append a page to its owner's list and non-destructive gets of an
     ephemeral page move it to the end (the engine does both), so this is
-    exact LRU over all the client's ephemeral pages.
+    exact LRU over all the client's ephemeral pages.  Pages kept raw because
+    they compress poorly sit in a list of their own and go first.
     """
+    if client.poor_pages:
+        return table.oldest(client.poor_lru)
     return table.oldest(client.lru)

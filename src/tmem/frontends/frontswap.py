@@ -12,8 +12,13 @@ slot records that a page is in tmem and one that the swap file holds it.
   object, the rest is the index, so no object grows huge.
 * **Partial swapoff**: :meth:`~Frontswap.shrink` moves pages from tmem to the
   swap file until tmem holds at most the target; :meth:`~Frontswap.selfshrink_step`
-  applies Linux's frontswap-selfshrink policy (:mod:`tmem.frontends.selfshrink`),
-  and :meth:`~Frontswap.start_selfshrink` runs it every interval in a thread.
+  shrinks toward the persistent target the host publishes for this client
+  when the host says it is over it (oldest pages first), else applies Linux's
+  frontswap-selfshrink policy (:mod:`tmem.frontends.selfshrink`);
+  :meth:`~Frontswap.start_selfshrink` runs it every interval in a thread.
+* **Clean offers** (:meth:`~Frontswap.offer`): a page whose swap-file copy is
+  still current may be offered to tmem when it is evicted again, so tmem is a
+  victim cache of the swap cache; refused offers cost nothing.
 * **Writeback of the oldest page** (``writeback=True``, the default), as
   zswap does when its pool is full: when tmem refuses a page, the oldest page
   this area holds in tmem is moved to the swap file and the store is tried
@@ -64,6 +69,9 @@ COUNTERS: tuple[str, ...] = (
     "shrunk_pages",
     "written_back",
     "written_behind",
+    "clean_offers",
+    "clean_stored",
+    "target_shrunk",
     "selfshrink_steps",
     "host_lost",
     "corrupt_pages",
@@ -91,12 +99,14 @@ class Frontswap:
         selfshrink: SelfShrink | None = None,
         verify: bool = True,
         writeback: bool = True,
+        shrink_to_target: bool = True,
     ) -> None:
         self.slots = check_count("slots", slots)
         self.page_size = check_page_size(page_size)
         self.client = client
         self.path = os.fspath(swap_path)
         self.selfshrink = selfshrink if selfshrink is not None else SelfShrink()
+        self.shrink_to_target = shrink_to_target
         self.lock = threading.RLock()
         self._changed = threading.Condition(self.lock)
         self._in_tmem = Bitmap(slots)
@@ -149,6 +159,46 @@ class Frontswap:
                 self._counts["failed_stores"] += 1
             self._write_file(slot, data)
 
+    def offer(self, slot: int, page: Any) -> bool:
+        """Offer tmem a clean copy of a page the swap file already holds; True if it took it.
+
+        For a page read back from the swap file and evicted again unchanged:
+        tmem becomes a victim cache of the swap cache.  A refusal costs
+        nothing (no writeback, no swap write: the file keeps its copy); the
+        copy joins the pages in tmem, oldest first, and moving it out later
+        (writeback, self-shrinking) is a flush, not a write.
+        """
+        slot = self._check_slot(slot)
+        data = self._check_page(page)
+        with self.lock:
+            self._check_open()
+            if self.pool is None or self._in_tmem[slot] or not self._in_file[slot]:
+                return False
+            self._counts["clean_offers"] += 1
+            if not self._tmem("put_page", slot, data):
+                return False
+            if self._sums is not None:
+                self._sums[slot] = xxhash.xxh3_64_intdigest(data)
+            self._in_tmem.set(slot)
+            self._counts["clean_stored"] += 1
+            if self._writeback:
+                self._remember(slot)
+            return True
+
+    def holds_in_file(self, slot: int) -> bool:
+        """True if the swap file holds the slot's current page."""
+        return self._in_file[self._check_slot(slot)]
+
+    def drop_from_tmem(self, slot: int) -> None:
+        """Forget the slot's tmem copy while the swap file keeps the page (an exclusive
+        load of a clean page)."""
+        slot = self._check_slot(slot)
+        with self.lock:
+            self._check_open()
+            if self._in_tmem[slot] and self._in_file[slot]:
+                self._tmem("flush_page", slot)
+                self._in_tmem.clear(slot)
+
     def _stored_in_tmem(self, slot: int, data: bytes) -> None:
         if self._sums is not None:
             self._sums[slot] = xxhash.xxh3_64_intdigest(data)
@@ -172,12 +222,12 @@ class Frontswap:
     def _is_current(self, slot: int, stored_at: int) -> bool:
         return self._in_tmem[slot] and self._stored_at[slot] == stored_at
 
-    def _write_back_oldest(self) -> bool:
+    def _write_back_oldest(self, counter: str = "written_back") -> bool:
         """Move the oldest page this area has in tmem to the swap file; False if none."""
         while self._order and self.pool is not None:
             slot, stored_at = self._order.popleft()
             if self._is_current(slot, stored_at) and self._move_to_file(slot):
-                self._counts["written_back"] += 1
+                self._counts[counter] += 1
                 return True
         return False
 
@@ -278,13 +328,63 @@ class Frontswap:
         return True
 
     def selfshrink_step(self) -> int:
-        """Run one interval of the self-shrinking policy; return the pages moved."""
+        """Run one interval of the self-shrinking policy; return the pages moved.
+
+        When the host publishes a persistent target for this client and says it
+        is over it (``persistent_over`` in the client's stats), the oldest pages
+        in tmem move to the swap file toward the target, at most
+        ``1/hysteresis`` of the pages held per interval (at least one).
+        Otherwise Linux's policy applies: shrink once tmem use stops growing.
+        """
+        over = self._host_says_over() if self.shrink_to_target else None
+        if over is not None:
+            return self._shrink_toward_target(over)
         with self.lock:
             target = self.selfshrink.step(self._in_tmem.count)
         if target is None:
             return 0
         self._counts["selfshrink_steps"] += 1
         return self.shrink(target)
+
+    def _host_says_over(self) -> int | None:
+        """Bytes the host says this client holds above its persistent target (None: the
+        host publishes no target)."""
+        if self.client is None or self.pool is None:
+            return None
+        try:
+            stats = self.client.stats()
+        except (ConnectionLost, NoSuchPool):
+            self._host_lost()
+            return None
+        over = stats.get("persistent_over")
+        return over if isinstance(over, int) else None
+
+    def _shrink_toward_target(self, over: int) -> int:
+        with self.lock:
+            held = self._in_tmem.count
+            if over <= 0 or not held:
+                return 0
+            self._counts["selfshrink_steps"] += 1
+            per_page = max(1, self._pool_bytes() // held)
+            pages = min(-(-over // per_page), max(1, held // self.selfshrink.hysteresis))
+        moved = 0
+        for _ in range(pages):
+            with self.lock:
+                if not self._write_back_oldest(counter="target_shrunk"):
+                    break
+            moved += 1
+        if moved < pages:  # no order kept (writeback off): slot order
+            with self.lock:
+                held = self._in_tmem.count
+            moved += self.shrink(max(0, held - (pages - moved)))
+        return moved
+
+    def _pool_bytes(self) -> int:
+        """Bytes the host charges for this area's pages (its persistent pool)."""
+        assert self.client is not None
+        pools = self.client.stats().get("pools", {})
+        entry = pools.get(self.pool) or pools.get(str(self.pool)) or {}
+        return int(entry.get("bytes", 0)) or self.page_size * max(1, self._in_tmem.count)
 
     def start_selfshrink(self, interval: float) -> None:
         """Run :meth:`selfshrink_step` every ``interval`` seconds in a thread until close."""

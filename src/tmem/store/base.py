@@ -41,6 +41,14 @@ class PageStore(Protocol):
         """Store an exported page again; a reference >= 0, or REJECTED."""
         ...
 
+    def poor(self, ref: int) -> bool:
+        """True if ``ref`` is kept raw because it compressed poorly (first to evict)."""
+        ...
+
+    def refuse(self, ref: int) -> None:
+        """Free ``ref``, just stored, counting it as refused for compressing poorly."""
+        ...
+
     def charge(self, ref: int) -> int:
         """Bytes of real memory ``ref`` holds (its data plus the allocator's rounding)."""
         ...

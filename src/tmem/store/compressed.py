@@ -10,9 +10,11 @@ A put goes through these steps, each counted:
    only adds a reference (``dedup_hits``).  Stored content is never changed, so
    a later put or flush of one handle cannot change what another reads.
 3. **Compression** with the client's codec (lz4, zstd, or none).  A page that
-   compresses to more than ``max_compressed_fraction`` of its size is refused
-   from an ephemeral pool (``reject_compress_poor``) and stored raw for a
-   persistent one (``huge_pages``).  With ``max_mean_fraction`` set, an
+   compresses to more than ``max_compressed_fraction`` of its size is stored
+   raw (``huge_pages``).  For an ephemeral page the engine decides: it keeps
+   such a page only while the host has room, evicts it before any other, and
+   refuses it (:meth:`CompressedStore.refuse`, ``reject_compress_poor``) when
+   it would displace better pages.  With ``max_mean_fraction`` set, an
    ephemeral page larger than that fraction is also refused while the mean
    compressed size of stored pages is above it (``reject_mean_size``).
 4. The bytes go into a :class:`tmem.store.zspool.ZsPool` size class.
@@ -123,9 +125,8 @@ class CompressedStore:
         packed = self.codecs.compress[codec](data)
         size = len(packed)
         if size > n * self.max_fraction:
-            if not persistent:
-                self.counters["reject_compress_poor"] += 1
-                return REJECTED
+            # Kept raw (zswap's incompressible pages); the engine takes an ephemeral one
+            # only while the host has room, and evicts it first (see :meth:`poor`).
             self.huge_pages += 1
             self.counters["huge_pages_since"] += 1
             return self._put_bytes(data, RAW | HUGE, n, key, cid)
@@ -156,9 +157,6 @@ class CompressedStore:
         if self.per_client and table.cid[h] != cid or self.get(h) != data:
             self.counters["hash_collisions"] += 1
             return -2
-        if not persistent and table.meta[h] & HUGE:
-            self.counters["reject_compress_poor"] += 1
-            return REJECTED
         table.refs[h] += 1
         self.logical_pages += 1
         self.counters["dedup_hits"] += 1
@@ -226,6 +224,15 @@ class CompressedStore:
             self.comp_orig += n
             self.comp_size += len(stored)
         return self._put_bytes(stored, meta & (CODEC_MASK | HUGE), n, -1, cid)
+
+    def poor(self, ref: int) -> bool:
+        """True if the page compressed poorly and is kept raw (a huge page)."""
+        return bool(self.table.meta[ref] & HUGE)
+
+    def refuse(self, ref: int) -> None:
+        """Free a page just stored because it compressed poorly: counted as refused."""
+        self.counters["reject_compress_poor"] += 1
+        self.free(ref)
 
     def charge(self, ref: int) -> int:
         """The page's full footprint: its slot (with rounding) and its metadata.

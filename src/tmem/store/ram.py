@@ -50,6 +50,14 @@ class RamStore:
         """Store an exported raw page again."""
         return self.put(memoryview(blob)[1:], persistent, cid)
 
+    def poor(self, ref: int) -> bool:
+        """Never: raw pages are what every page here is."""
+        return False
+
+    def refuse(self, ref: int) -> None:
+        """Free ``ref`` (this store refuses nothing for its content)."""
+        self.free(ref)
+
     def charge(self, ref: int) -> int:
         return 1 << (ref & 31)
 

@@ -14,7 +14,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import tmem
 from tmem.errors import TmemError
 from tmem.units import format_size, parse_size
-from tmem.workload.config import CONFIG_NAMES, SCENARIOS, GuestSpec, WorkloadSpec
+from tmem.workload.config import (
+    CONFIG_NAMES,
+    SCENARIOS,
+    SWAP_CACHE_MODES,
+    GuestSpec,
+    WorkloadSpec,
+)
 from tmem.workload.mixes import DEFAULT_MIX, MIXES, mix
 from tmem.workload.report import print_report, summarize
 from tmem.workload.runner import run_workload
@@ -93,12 +99,14 @@ def bench() -> None:
 )
 @click.option(
     "--swap-cache",
-    type=click.Choice(["keep", "drop"]),
-    default="keep",
+    type=click.Choice(SWAP_CACHE_MODES),
+    default="offer",
     show_default=True,
-    help="In the frontswap scenario, whether a page read back from the swap file keeps "
-    "its copy there (Linux while swap is not full) or frees it (Linux once swap is "
-    "over half full), so that it is stored again when evicted.",
+    help="In the frontswap scenario, what happens to a page read back from the swap file: "
+    "it keeps its copy there and is offered to tmem when evicted clean (offer: tmem as "
+    "the swap cache's victim cache), keeps it and is dropped clean (keep: Linux while "
+    "swap is not full), or frees it and is stored again (drop: Linux once swap is over "
+    "half full).",
 )
 @click.option(
     "--processes",

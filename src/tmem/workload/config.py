@@ -16,7 +16,9 @@ from tmem.workload.errors import WorkloadError
 
 SCENARIOS = ("cleancache", "frontswap")
 #: The configurations compared, in the order they run and are reported.
-CONFIG_NAMES = ("private", "static", "tmem", "tmem-lz4", "tmem-zstd", "tmem-dedup")
+CONFIG_NAMES = ("private", "static", "tmem", "tmem-share", "tmem-lz4", "tmem-zstd", "tmem-dedup")
+#: What frontswap does with a page read back from the swap file (``--swap-cache``).
+SWAP_CACHE_MODES = ("offer", "keep", "drop")
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Configuration:
     compress: str | None = None
     dedup: str | None = None
     tiers: tuple[str, ...] = ()  # stores below the host's RAM (tmem.Host's ``tiers``)
+    policy: str = "utility"
 
     @property
     def uses_tmem(self) -> bool:
@@ -85,7 +88,8 @@ class WorkloadSpec:
     ``step_pages`` is how many page accesses each guest makes between samples;
     ``selfshrink`` runs frontswap's self-shrinking in the frontswap scenario;
     ``swap_cache`` says whether a page read back from the swap file keeps its
-    copy there (``"keep"``) or frees it (``"drop"``);
+    copy there and is offered to tmem when evicted again (``"offer"``), keeps
+    it and is dropped clean (``"keep"``), or frees it (``"drop"``);
     ``processes`` makes each guest a process and a client of a daemon.
     """
 
@@ -96,7 +100,7 @@ class WorkloadSpec:
     step_pages: int = 512
     scenario: str = "cleancache"
     selfshrink: bool = True
-    swap_cache: str = "keep"
+    swap_cache: str = "offer"
     processes: bool = False
     configurations: tuple[str, ...] = field(default=())
 
@@ -111,16 +115,20 @@ class WorkloadSpec:
             raise WorkloadError(f"step must be >= 1 page, not {self.step_pages}")
         if self.scenario not in SCENARIOS:
             raise WorkloadError(f"scenario {self.scenario!r}: choose from {SCENARIOS}")
+        if self.swap_cache not in SWAP_CACHE_MODES:
+            raise WorkloadError(f"swap cache {self.swap_cache!r}: choose from {SWAP_CACHE_MODES}")
         unknown = [name for name in self.configurations if name not in CONFIG_NAMES]
         if unknown:
             raise WorkloadError(f"unknown configuration {unknown[0]!r}; choose from {CONFIG_NAMES}")
 
     def chosen(self) -> list[Configuration]:
-        """The configurations to run, in the order of :func:`all_configurations`."""
+        """The configurations to run: those named, in the order given (the benchmark
+        rotates it), or all of them in the order of :func:`all_configurations`."""
         every = all_configurations(self)
         if not self.configurations:
             return every
-        return [c for c in every if c.name in self.configurations]
+        by_name = {c.name: c for c in every}
+        return [by_name[name] for name in dict.fromkeys(self.configurations)]
 
 
 def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
@@ -131,6 +139,7 @@ def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
         Configuration("private", m, None),
         Configuration("static", static_pages, None),
         Configuration("tmem", m, t),
+        Configuration("tmem-share", m, t, policy="share"),
         Configuration("tmem-lz4", m, t, compress="lz4"),
         Configuration("tmem-zstd", m, t, compress="zstd"),
         Configuration("tmem-dedup", m, t, dedup="host"),

@@ -235,7 +235,7 @@ class SwapGuest(Guest):
         frames: int,
         page_size: int = 4096,
         selfshrink: bool = False,
-        keep_swap_copy: bool = True,
+        swap_cache: str = "offer",
     ) -> None:
         from tmem.frontends.frontswap import Frontswap
 
@@ -244,7 +244,8 @@ class SwapGuest(Guest):
             raise WorkloadError(f"{name} needs at least one resident page, not {frames}")
         self.frames = frames
         self.selfshrink = selfshrink and client is not None
-        self.keep_swap_copy = keep_swap_copy
+        self.keep_swap_copy = swap_cache != "drop"
+        self.offer_clean = swap_cache == "offer" and client is not None
         slots = len(layout.pages)
         self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size)
         self.resident: OrderedDict[int, bytes] = OrderedDict()
@@ -275,7 +276,10 @@ class SwapGuest(Guest):
             from_tmem = self.swap.stats()["loads"]
             data = bytes(self.swap.load(page))
             self.check(page, data)
-            if self.swap.stats()["loads"] != from_tmem or not self.keep_swap_copy:
+            loaded = self.swap.stats()["loads"] != from_tmem
+            if loaded and self.offer_clean and self.swap.holds_in_file(page):
+                self.swap.drop_from_tmem(page)  # exclusive: the file's copy stays current
+            elif loaded or not self.keep_swap_copy:
                 self.swap.invalidate(page)
                 self.swapped.discard(page)
         else:
@@ -287,6 +291,8 @@ class SwapGuest(Guest):
             if victim not in self.swapped:
                 self.swap.store(victim, victim_data)
                 self.swapped.add(victim)
+            elif self.offer_clean:  # clean, its copy in swap: tmem as the swap cache's victim cache
+                self.swap.offer(victim, victim_data)
 
     def step(self, budget: int) -> None:
         """Replay a step; then, with ``selfshrink``, one interval of frontswap's self-shrinking."""

@@ -138,7 +138,11 @@ def new_host(config: Configuration, result: ConfigResult) -> Any:
         return None
     try:
         return tmem.Host(
-            config.host_bytes, compress=config.compress, dedup=config.dedup, tiers=config.tiers
+            config.host_bytes,
+            compress=config.compress,
+            dedup=config.dedup,
+            tiers=config.tiers,
+            policy=config.policy,
         )
     except TmemError as exc:
         result.unavailable = str(exc)
@@ -189,7 +193,7 @@ def make_guest(
             config.private_pages,
             spec.page_size,
             selfshrink=spec.selfshrink,
-            keep_swap_copy=spec.swap_cache == "keep",
+            swap_cache=spec.swap_cache,
         )
     path = workdir / f"{config.name}-{name}.disk"
     return CacheGuest(

@@ -1,0 +1,132 @@
+"""The host's policy: floors by weight, memory above them by utility (ghost hits), idle
+clients without a share, poorly compressible pages first to go, persistent targets."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import tmem
+from tmem.engine import ledger
+
+PAGE = 4096
+COST = PAGE + 160  # a raw page and its metadata
+
+
+def fill(client, pool, first: int, count: int, data: bytes = b"x" * PAGE) -> None:
+    for i in range(first, first + count):
+        assert client.put_page(pool, 1, i, data)
+
+
+def test_memory_moves_to_the_client_whose_evicted_pages_are_missed_and_floors_hold():
+    host = tmem.Host(40 * COST, compress=None, policy="utility", reserve=0.5)
+    a, b = host.connect("a"), host.connect("b")
+    pa, pb = a.new_pool(), b.new_pool()
+    fill(a, pa, 0, 20)
+    fill(b, pb, 0, 20)
+    assert b.put_page(pb, 1, 20, b"y" * PAGE)  # full: b (more bytes with its put) loses page 0
+    assert b.get_page(pb, 1, 0) is None  # ...and misses it: a ghost hit
+    assert b.stats()["utility"] > 0 and a.stats()["utility"] == 0
+    fill(b, pb, 21, 40)  # a's memory goes to b, down to a's floor and no further
+    floor = a.stats()["ephemeral_floor"]
+    assert floor == int(0.5 * 40 * COST / 2)
+    assert a.stats()["ephemeral_bytes"] == floor // COST * COST
+    assert b.stats()["pages"] == 40 - floor // COST
+
+
+def test_the_older_policy_splits_evenly_whatever_is_missed():
+    host = tmem.Host(40 * COST, compress=None, policy="share")
+    a, b = host.connect("a"), host.connect("b")
+    pa, pb = a.new_pool(), b.new_pool()
+    fill(a, pa, 0, 20)
+    fill(b, pb, 0, 20)
+    assert b.put_page(pb, 1, 20, b"y" * PAGE)
+    assert b.get_page(pb, 1, 0) is None
+    fill(b, pb, 21, 40)
+    assert a.stats()["pages"] == 20 and host.stats()["policy"] == "share"
+
+
+def test_idle_clients_have_no_floor_and_no_persistent_share(monkeypatch):
+    monkeypatch.setattr(ledger, "IDLE_OPERATIONS", 50)  # a while, shortened
+    host = tmem.Host(40 * COST, compress=None)
+    a, b = host.connect("a"), host.connect("b")
+    c = host.connect("c")  # connected, never calls
+    pa, pb = a.new_pool(persistent=True), b.new_pool()
+    fill(a, pa, 0, 10)
+    fill(b, pb, 0, 100)  # past 80 operations (twice the pages): c is idle
+    a.get_page(pa, 1, 0)
+    assert not c.stats()["active"] and a.stats()["active"]
+    assert b.stats()["ephemeral_floor"] == int(0.5 * 40 * COST / 2)
+    assert c.stats()["ephemeral_floor"] == 0
+    assert a.stats()["persistent_target"] == 40 * COST // 2
+    c.get_page(c.new_pool(), 1, 1)  # c wakes up: three share the host
+    assert a.stats()["persistent_target"] == 40 * COST // 3
+
+
+def test_a_poorly_compressible_page_is_kept_while_there_is_room_and_goes_first():
+    host = tmem.Host(64 << 10, compress="lz4")
+    client = host.connect("vm1")
+    pool = client.new_pool()
+    poor = os.urandom(PAGE)
+    assert client.put_page(pool, 1, 0, poor)  # room: kept raw
+    assert host.stats()["store"]["huge_pages"] == 1
+    n = 0
+    while host.stats()["evictions"] == 0:  # good pages until the host is full
+        n += 1
+        assert client.put_page(pool, 2, n, os.urandom(64) * 64)
+    assert client.get_page(pool, 1, 0) is None  # the poor page went first
+    assert client.get_page(pool, 2, 1) is not None  # the oldest good page stayed
+    while host.stats()["evictions"] == 1:  # the poor page's room is used up too
+        n += 1
+        assert client.put_page(pool, 2, n, os.urandom(64) * 64)
+    assert not client.put_page(pool, 1, 1, os.urandom(PAGE))  # would displace better pages
+    assert host.stats()["store"]["reject_compress_poor"] == 1
+
+
+def test_a_compressed_host_keeps_what_a_plain_one_keeps_while_it_has_room():
+    pages = [os.urandom(PAGE) for _ in range(8)]
+    for compress in (None, "lz4", "zstd"):
+        host = tmem.Host(1 << 20, compress=compress)
+        client = host.connect("vm1")
+        pool = client.new_pool()
+        assert all(client.put_page(pool, 1, i, p) for i, p in enumerate(pages))
+
+
+def test_a_lone_client_may_fill_the_host_and_is_over_its_target_once_another_is_active():
+    host = tmem.Host(20 * COST, compress=None)
+    a = host.connect("a")
+    pa = a.new_pool(persistent=True)
+    fill(a, pa, 0, 20)  # alone: its target is the whole host
+    assert a.stats()["persistent_target"] == 20 * COST and a.stats()["persistent_over"] == 0
+    b = host.connect("b")
+    pb = b.new_pool(persistent=True)
+    assert not b.put_page(pb, 1, 0, b"y" * PAGE)  # nothing a may evict: refused...
+    assert a.stats()["persistent_target"] == 10 * COST
+    assert a.stats()["persistent_over"] == 10 * COST  # ...and the host says a is over
+    for i in range(10):  # what frontswap's self-shrinking does, toward the target
+        a.flush_page(pa, 1, i)
+    assert a.stats()["persistent_over"] == 0
+    assert b.put_page(pb, 1, 0, b"y" * PAGE)  # the newcomer gets in
+
+
+@pytest.mark.parametrize("policy", ["utility", "share"])
+def test_unknown_policies_and_reserves_are_invalid(policy):
+    tmem.Host(1 << 20, policy=policy)
+    with pytest.raises(tmem.InvalidArgument):
+        tmem.Host(1 << 20, policy="lru-ish")
+    with pytest.raises(tmem.InvalidArgument):
+        tmem.Host(1 << 20, policy=policy, reserve=1.5)
+
+
+def test_poorly_compressible_pages_go_first_whoever_holds_them():
+    host = tmem.Host(64 << 10, compress="lz4")
+    a, b = host.connect("a"), host.connect("b")
+    pa, pb = a.new_pool(), b.new_pool()
+    assert a.put_page(pa, 1, 0, os.urandom(PAGE))  # kept raw while there is room
+    n = 0
+    while host.stats()["evictions"] == 0:  # b alone fills the host with good pages
+        n += 1
+        assert b.put_page(pb, 1, n, os.urandom(64) * 64)
+    assert a.get_page(pa, 1, 0) is None  # a's poor page went, though b holds more
+    assert b.get_page(pb, 1, 1) is not None
