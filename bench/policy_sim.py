@@ -1,0 +1,182 @@
+"""Victim-cache policies compared on the shipped mixes by trace-driven simulation.
+
+How the host's choices were made (docs/workload.md, "Choosing the policy"):
+the mixes' page references, in the workload's schedule
+(:func:`tmem.workload.ideal.schedule`), replayed against private LRU caches
+of ``M`` pages with one exclusive tmem cache of ``T / 4096`` pages behind
+them (no metadata, no compression), under
+
+* the client choice: ``share`` (most pages per weight loses, the older
+  policy), ``global`` (the globally oldest page: one LRU),
+  ``utility`` (floors of ``reserve`` of the capacity, then the fewest
+  decayed ghost hits; ghosts ``ghost`` times the capacity per client);
+* the order within a client: ``lru``, ``mru`` (the newest page goes, the
+  classic answer to loops), ``s3fifo`` (S3-FIFO for an exclusive cache: new
+  pages in a small FIFO of a tenth, pages found in the ghost list in the
+  main FIFO).
+
+Prints disk reads (cleancache) per mix and policy; lower is better.
+
+    python bench/policy_sim.py [--mix default ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from tmem.units import parse_size
+from tmem.workload.config import GuestSpec
+from tmem.workload.guest import GuestPages
+from tmem.workload.ideal import GuestRefs, schedule
+from tmem.workload.mixes import MIXES
+from tmem.workload.traces import load_trace
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A client choice, an order within a client, and the utility policy's knobs."""
+
+    choice: str = "share"
+    order: str = "lru"
+    reserve: float = 0.0
+    ghost: float = 0.05
+
+
+POLICIES = {
+    "share/lru (older policy)": Policy(),
+    "global/lru": Policy("global"),
+    "utility r0.5 g0.05/lru (default)": Policy("utility", reserve=0.5, ghost=0.05),
+    "utility r0.5 g1/lru": Policy("utility", reserve=0.5, ghost=1.0),
+    "utility r0.75 g0.05/lru": Policy("utility", reserve=0.75, ghost=0.05),
+    "share/mru": Policy(order="mru"),
+    "share/s3fifo": Policy(order="s3fifo"),
+}
+
+
+class Sim:
+    """One exclusive tmem cache of ``size`` pages shared by ``n`` clients."""
+
+    def __init__(self, n: int, size: int, policy: Policy) -> None:
+        self.size, self.policy, self.used, self.clock, self.evictions = size, policy, 0, 0, 0
+        self.main: list[OrderedDict[int, int]] = [OrderedDict() for _ in range(n)]
+        self.small: list[OrderedDict[int, int]] = [OrderedDict() for _ in range(n)]
+        self.ghosts: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(n)]
+        self.utility = [0.0] * n
+        self.active = [False] * n
+        self.ghost_limit = max(1, int(size * policy.ghost))
+
+    def held(self, c: int) -> int:
+        return len(self.main[c]) + len(self.small[c])
+
+    def victim(self, putter: int) -> int:
+        p, n = self.policy, len(self.main)
+        floor = p.reserve * self.size / max(1, sum(self.active))
+        held = [c for c in range(n) if self.held(c)]
+        above = [c for c in held if self.held(c) + (c == putter) > floor] or held
+        if p.choice == "global":
+            return min(held, key=lambda c: min(q[next(iter(q))] for q in (self.main[c],
+                       self.small[c]) if q))  # fmt: skip
+        if p.choice == "utility":
+            return min(above, key=lambda c: (self.utility[c], -self.held(c)))
+        return max(held, key=lambda c: self.held(c) + (c == putter))
+
+    def evict(self, c: int) -> None:
+        small, main = self.small[c], self.main[c]
+        order = self.policy.order
+        if small and (len(small) > 0.1 * self.held(c) or not main):
+            key, _ = small.popitem(last=False)
+        else:
+            key, _ = main.popitem(last=order == "mru")
+        self.used -= 1
+        self.ghosts[c][key] = None
+        if len(self.ghosts[c]) > self.ghost_limit:
+            self.ghosts[c].popitem(last=False)
+        self.evictions += 1
+        if self.evictions % self.size == 0:
+            self.utility = [u / 2 for u in self.utility]
+
+    def put(self, c: int, key: int) -> None:
+        if self.size <= 0:
+            return
+        self.clock += 1
+        if self.used >= self.size:
+            self.evict(self.victim(c))
+        if self.policy.order == "s3fifo" and key not in self.ghosts[c]:
+            self.small[c][key] = self.clock
+        else:
+            self.main[c][key] = self.clock
+        self.used += 1
+
+    def get(self, c: int, key: int) -> bool:
+        for queue in (self.small[c], self.main[c]):
+            if key in queue:
+                del queue[key]
+                self.used -= 1
+                return True
+        if key in self.ghosts[c]:
+            del self.ghosts[c][key]
+            self.utility[c] += 1
+        return False
+
+    def forget(self, c: int, key: int) -> None:
+        for queue in (self.small[c], self.main[c]):
+            if queue.pop(key, None) is not None:
+                self.used -= 1
+
+    def leave(self, c: int) -> None:
+        self.used -= self.held(c)
+        for store in (self.main, self.small, self.ghosts):
+            store[c].clear()
+        self.utility[c], self.active[c] = 0.0, False
+
+
+def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) -> int:
+    """Cleancache disk reads of all guests under ``policy``."""
+    sim = Sim(len(guests), spare, policy)
+    caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in guests]
+    reads = 0
+    for g, first, count, write in schedule(guests, 512):
+        sim.active[g] = True
+        if count < 0:
+            sim.leave(g)
+            caches[g].clear()
+            continue
+        cache = caches[g]
+        for page in range(first, first + count):
+            if write:
+                if page in cache:
+                    continue
+                sim.forget(g, page)
+            elif page in cache:
+                cache.move_to_end(page)
+                continue
+            elif not sim.get(g, page):
+                reads += 1
+            cache[page] = None
+            if len(cache) > private:
+                sim.put(g, cache.popitem(last=False)[0])
+    return reads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mix", action="append", choices=list(MIXES))
+    args = parser.parse_args()
+    for name in args.mix or list(MIXES):
+        mix = MIXES[name]
+        guests = []
+        for text in mix.guests:
+            spec = GuestSpec.parse(text)
+            trace = load_trace(spec.trace).slice(spec.start, spec.count)
+            layout = GuestPages.of(trace)
+            guests.append(GuestRefs(layout.starts, trace.counts, trace.writes, spec.delay))
+        spare = parse_size(mix.spare) // 4096
+        for label, policy in POLICIES.items():
+            reads = simulate(guests, mix.private_pages, spare, policy)
+            print(f"{name}\t{label}\t{reads}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
