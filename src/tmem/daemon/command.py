@@ -18,7 +18,17 @@ from tmem.errors import TmemError
     "--config", "config_file", type=click.Path(dir_okay=False), help="TOML settings file."
 )
 @click.option("--socket", help="Unix socket path [default: $XDG_RUNTIME_DIR/tmem.sock].")
-@click.option("--capacity", help="Bytes the host may spend on pages (4096, 512M, 2G) [256M].")
+@click.option(
+    "--capacity", help="Bytes the host may spend on pages (4096, 512M, 2G), or auto [256M]."
+)
+@click.option("--capacity-floor", help="With --capacity auto: never below this [16M].")
+@click.option("--capacity-ceiling", help="With --capacity auto: never above this [half the RAM].")
+@click.option(
+    "--autosize",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="With --capacity auto: a tunable of the sizing law (docs/autosize.md); repeatable.",
+)
 @click.option(
     "--compress", type=click.Choice(["lz4", "zstd", "none"]), help="Default compression [lz4]."
 )

@@ -4,7 +4,9 @@ Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``, ``hello-timeout``,
 ``log-level``, ``tier`` (a list in the file; ``--tier`` given once per tier),
-``metrics``, ``state-dir``; and in the file only, ``[clients.NAME]`` tables of client
+``metrics``, ``state-dir``; ``capacity = "auto"`` with ``capacity-floor``,
+``capacity-ceiling`` and ``autosize`` (see :mod:`tmem.daemon.autosize`); and in
+the file only, ``[clients.NAME]`` tables of client
 policies (``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
 """
 
@@ -16,6 +18,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from tmem.control import HostTunables
+from tmem.daemon.autosize import autosize_settings
 from tmem.errors import InvalidArgument
 from tmem.policy import ClientPolicy, policies_from_config
 from tmem.sockets import default_socket
@@ -52,11 +56,14 @@ class Config:
     #: client name -> the policy the file sets for it
     clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
     tier: tuple[str, ...] = ()
+    #: Set when ``capacity`` is ``"auto"``: the host sizes itself (``capacity`` is then the floor).
+    autosize: HostTunables | None = None
 
     def with_values(self, values: dict[str, Any]) -> Config:
         """A copy with ``values`` (file or option spellings) checked and applied."""
-        names = {f.name for f in fields(self)}
-        changes: dict[str, Any] = {}
+        names = {f.name for f in fields(self)} - {"autosize"}
+        autosize, values = autosize_settings(self.autosize, dict(values))
+        changes: dict[str, Any] = {"autosize": autosize}
         for key, value in values.items():
             name = key.replace("-", "_")
             if name not in names:
@@ -68,6 +75,8 @@ class Config:
                     raise
                 except (TypeError, ValueError) as exc:
                     raise InvalidArgument(f"setting {key}: {value!r} is not valid") from exc
+        if autosize is not None:
+            changes["capacity"] = autosize.floor
         out = replace(self, **changes)
         if out.tcp is not None and out.token_file is None:
             raise InvalidArgument("listening on TCP needs a token file (token-file)")

@@ -25,6 +25,7 @@ from typing import Any
 from tmem.control.metrics import HostCollector, LatencyRecorder, serve_metrics
 from tmem.control.state import restore_state, save_state
 from tmem.daemon.auth import Authenticator, read_token_file
+from tmem.daemon.autosize import make_autosizer
 from tmem.daemon.config import Config
 from tmem.daemon.dispatch import Dispatcher, Session, error_frame
 from tmem.daemon.notify import notify
@@ -91,6 +92,7 @@ class Server:
         self._metrics: Any = None
         self._reload_requested = False
         self._resumed: list[Connection] = []
+        self.autosizer = make_autosizer(self.host, config.autosize) if config.autosize else None
         self.conns: dict[int, Connection] = {}
         self._hello_deadlines: dict[int, float] = {}  # fd -> when its hello is overdue
         self._next_sweep = 0.0
@@ -173,11 +175,12 @@ class Server:
             log.info("metrics at %s", self.metrics_url)
         notify(f"READY=1\nMAINPID={os.getpid()}")
         poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
-        hellos = self._hello_deadlines
+        hellos, sizer = self._hello_deadlines, self.autosizer
         wake = self._wake_r.fileno()
         try:
             while not self._stopping:
-                for fd, events in poll(_SWEEP if hellos else -1):
+                timeout = _SWEEP if hellos else -1
+                for fd, events in poll(sizer.timeout(timeout) if sizer else timeout):
                     conn = conns.get(fd)
                     if conn is None:
                         if fd in self.listeners:
@@ -194,6 +197,8 @@ class Server:
                         self._process(conn)
                 if hellos and time.monotonic() >= self._next_sweep:
                     self._expire_hellos()
+                if sizer is not None:
+                    sizer.tick()
         finally:
             self._shutdown()
 

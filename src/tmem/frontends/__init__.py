@@ -7,6 +7,8 @@
   write-behind.
 * :class:`SwapMemory` -- memory of any size of which at most N pages are
   resident, paged through frontswap by userfaultfd (any code can use it).
+* :class:`SelfBalloon` -- sizes a :class:`CleanCache`'s private cache to its
+  working set (Xen's selfballoon), giving cold pages to tmem.
 * :class:`SpillMapping` -- a ``MutableMapping`` that spills values past a memory
   limit through frontswap; usable as a Dask worker's data store.
 
@@ -14,6 +16,7 @@ Frontends see only the client API (:class:`tmem.api.Client`), so they work with
 any host, embedded or remote.
 """
 
+from tmem.frontends.balloon import SelfBalloon
 from tmem.frontends.cachedfile import CachedFile
 from tmem.frontends.cleancache import CleanCache
 from tmem.frontends.errors import EmptySlot, PagesLost
@@ -28,6 +31,7 @@ __all__ = [
     "EmptySlot",
     "Frontswap",
     "PagesLost",
+    "SelfBalloon",
     "SelfShrink",
     "SpillMapping",
     "SwapMemory",

@@ -140,6 +140,7 @@ class CleanCache:
         self._lru: OrderedDict[tuple[int, int, int], tuple[FileRecord, bytes]] = OrderedDict()
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._closed = False
+        self._touched: set[tuple[int, int, int]] | None = None  # see working_set()
 
     # --- file systems ------------------------------------------------------
 
@@ -316,6 +317,8 @@ class CleanCache:
         counts = self._counts
         counts["reads"] += 1
         key = (rec.dev, rec.ino, index)
+        if self._touched is not None:
+            self._touched.add(key)
         hit = self._lru.get(key)
         if hit is not None:
             self._lru.move_to_end(key)
@@ -340,6 +343,10 @@ class CleanCache:
     def _insert(self, rec: FileRecord, index: int, page: bytes) -> None:
         self._lru[(rec.dev, rec.ino, index)] = (rec, page)
         rec.pages.add(index)
+        self._evict_over_limit()
+
+    def _evict_over_limit(self) -> None:
+        """Give the least recently used pages beyond ``cache_pages`` to tmem."""
         while len(self._lru) > self.cache_pages:
             (_, _, victim_index), (victim, data) = self._lru.popitem(last=False)
             victim.pages.discard(victim_index)
@@ -432,6 +439,27 @@ class CleanCache:
             if pool is not None:
                 self._detach_pool(pool)
             return None if op != "put_page" else False
+
+    # --- sizing ---------------------------------------------------------------
+
+    def resize(self, cache_pages: int) -> None:
+        """Keep at most ``cache_pages`` private pages from now on.
+
+        Shrinking gives the least recently used pages to tmem now, as
+        evictions do; growing lets the cache fill again as pages are read.
+        """
+        with self.lock:
+            self.cache_pages = check_count("cache_pages", cache_pages)
+            self._evict_over_limit()
+
+    def working_set(self) -> int:
+        """Distinct pages read through the cache since the last call (0 on the first).
+
+        The first call starts the count; until then reads are not tracked.
+        """
+        with self.lock:
+            touched, self._touched = self._touched, set()
+            return len(touched) if touched is not None else 0
 
     # --- the rest ------------------------------------------------------------
 
