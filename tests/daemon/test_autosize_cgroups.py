@@ -116,7 +116,7 @@ def test_the_host_gives_memory_back_and_nothing_is_oom_killed(
         # Phase 2: a competitor needs 200 MiB: more than the parent has left.
         competitor = subprocess.run(
             command_in(groups["competitor"], [sys.executable, "-m", "tmem.workload.pressure",
-                       "competitor", "--mib", "200", "--step-mib", "16", "--every", "0.1",
+                       "competitor", "--mib", "200", "--step-mib", "8", "--every", "0.1",
                        "--hold", "1"]),  # fmt: skip
             capture_output=True, text=True, timeout=120,
         )  # fmt: skip
