@@ -16,7 +16,16 @@ from tmem.workload.errors import WorkloadError
 
 SCENARIOS = ("cleancache", "frontswap")
 #: The configurations compared, in the order they run and are reported.
-CONFIG_NAMES = ("private", "static", "tmem", "tmem-share", "tmem-lz4", "tmem-zstd", "tmem-dedup")
+CONFIG_NAMES = (
+    "private",
+    "static",
+    "tmem",
+    "tmem-share",
+    "tmem-lz4",
+    "tmem-zstd",
+    "tmem-dedup",
+    "tmem-balloon",
+)
 #: What frontswap does with a page read back from the swap file (``--swap-cache``).
 SWAP_CACHE_MODES = ("offer", "keep", "drop")
 
@@ -74,6 +83,7 @@ class Configuration:
     dedup: str | None = None
     tiers: tuple[str, ...] = ()  # stores below the host's RAM (tmem.Host's ``tiers``)
     policy: str = "utility"
+    balloon: bool = False  # self-ballooning guests, auto-sized host (tmem.workload.balloon)
 
     @property
     def uses_tmem(self) -> bool:
@@ -103,6 +113,7 @@ class WorkloadSpec:
     swap_cache: str = "offer"
     processes: bool = False
     configurations: tuple[str, ...] = field(default=())
+    spike: str | None = None  # tmem-balloon: STEP:SIZE:STEPS taken from the machine
 
     def __post_init__(self) -> None:
         if not self.guests:
@@ -143,6 +154,7 @@ def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
         Configuration("tmem-lz4", m, t, compress="lz4"),
         Configuration("tmem-zstd", m, t, compress="zstd"),
         Configuration("tmem-dedup", m, t, dedup="host"),
+        Configuration("tmem-balloon", m, t, balloon=True),
     ]
     assert tuple(c.name for c in configs) == CONFIG_NAMES
     return configs

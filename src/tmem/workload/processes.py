@@ -35,6 +35,9 @@ def run_configuration_processes(
 ) -> ConfigResult:
     """Replay every guest under ``config`` in its own process; return the counters."""
     result = ConfigResult(config)
+    if config.balloon:
+        result.unavailable = "self-ballooning guests run as threads only"
+        return result
     host = new_host(config, result)
     if result.unavailable:
         return result

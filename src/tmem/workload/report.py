@@ -142,6 +142,7 @@ def summarize(result: WorkloadResult) -> dict[str, Any]:
                     _total(base) if base else None,
                 ),
                 timeline={"accesses": r.steps, "disk_reads": r.io, "host_bytes": r.host_bytes},
+                memory=r.memory,
             )
         configs.append(entry)
     ideal = _ideal(result.ideal, _total(reference) if reference else None)

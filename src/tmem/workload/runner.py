@@ -22,6 +22,7 @@ from typing import Any
 
 import tmem
 from tmem.errors import TmemError
+from tmem.workload.balloon import MemoryMachine
 from tmem.workload.config import Configuration, WorkloadSpec
 from tmem.workload.content import ContentMap, manifest
 from tmem.workload.guest import CacheGuest, Guest, GuestPages, SwapGuest
@@ -110,6 +111,7 @@ class ConfigResult:
     ratios: list[tuple[float, float]] = field(default_factory=list)  # (compression, dedup)
     seconds: float = 0.0
     unavailable: str | None = None
+    memory: dict[str, Any] = field(default_factory=dict)  # MemoryMachine.summary()
 
     def sample(self, budget: int, io: list[int], stats: dict[str, Any] | None) -> None:
         """Record one sample: each guest's reads so far and the host's ``stats`` (or None)."""
@@ -154,6 +156,9 @@ def run_configuration(
 ) -> ConfigResult:
     """Replay every guest under ``config`` on fresh files; return the counters."""
     result = ConfigResult(config)
+    if config.balloon and prepared.spec.scenario != "cleancache":
+        result.unavailable = "self-ballooning is for cleancache guests"
+        return result
     host = new_host(config, result)
     if result.unavailable:
         return result
@@ -163,8 +168,10 @@ def run_configuration(
         for i in range(len(prepared.layouts)):
             client = host.connect(f"guest{i}") if host is not None else None
             guests.append(make_guest(prepared, config, client, i, workdir))
-        _run_in_step(prepared, config, guests, host, result, progress)
+        machine = MemoryMachine(prepared.spec, config, guests, host)
+        _run_in_step(prepared, config, guests, host, result, progress, machine.step)
         result.close([guest.finish() for guest in guests], time.perf_counter() - started)
+        result.memory = machine.summary()
         guests = []
     finally:
         for guest in guests:
@@ -208,14 +215,18 @@ def _run_in_step(
     host: Any,
     result: ConfigResult,
     progress: Progress | None,
+    between: Callable[[], None] | None = None,
 ) -> None:
-    """One thread per guest; all wait at a barrier after each step while one samples."""
+    """One thread per guest; all wait at a barrier after each step while one samples
+    (after calling ``between``, which may resize the guests' caches and the host)."""
     budget, expected = prepared.spec.step_pages, prepared.steps
     errors: list[BaseException] = []
     finished = threading.Event()
 
     def sample() -> None:
         try:
+            if between is not None:
+                between()
             stats = host.stats() if host is not None else None
             result.sample(budget, [g.io_so_far() for g in guests], stats)
             if progress is not None:
