@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -20,15 +19,11 @@ import pytest
 import tmem
 from tests.daemon.conftest import wait_for_socket
 from tmem.workload.cgroups import CgroupUnavailable, MemoryCgroup, command_in
-from tmem.workload.pressure import write_file
+from tmem.workload.pressure import fill_host, parse_steps, write_file
 
 M = 1 << 20
 PARENT_LIMIT = 400 * M
 FLOOR = 8 * M
-STEP_LINE = re.compile(
-    r"autosize (\w+): available=(\d+) total=(\d+) pressure=\S+ wanted=(\d+) "
-    r"capacity=(\d+)->(\d+) held=(\d+)->(\d+)"
-)
 
 
 @pytest.fixture
@@ -107,14 +102,8 @@ def test_the_host_gives_memory_back_and_nothing_is_oom_killed(
 
         # Phase 1: demand makes the host grow (slowly) toward its ceiling.
         filler = tmem.connect(address, name="filler")
-        pool, i = filler.new_pool(), 0
         admin = tmem.admin(address)
-        deadline = time.monotonic() + 30
-        while admin.stats()["bytes"] < 150 * M and time.monotonic() < deadline:
-            for _ in range(512):
-                filler.put_page(pool, 1, i, i.to_bytes(8, "little") * 512)
-                i += 1
-        held = admin.stats()["bytes"]
+        held = fill_host(filler, 150 * M, admin)
         assert held >= 150 * M, f"the host grew only to {held} bytes"
         daemon_rss = rss(daemon.pid)
 
@@ -167,10 +156,9 @@ def test_the_host_gives_memory_back_and_nothing_is_oom_killed(
             if proc.poll() is None:
                 proc.terminate()
             proc.wait(10)
-    steps = [STEP_LINE.search(line) for line in log_path.read_text().splitlines()]
-    shorts = [m for m in steps if m and m.group(1) in ("short", "pressure")]
+    shorts = [s for s in parse_steps(log_path.read_text()) if s["reason"] != "grow"]
     assert shorts, "the host never saw the machine short"
-    for m in shorts:
-        wanted, held_before, held_after = int(m.group(4)), int(m.group(7)), int(m.group(8))
+    for step in shorts:
+        (held_before, held_after), wanted = step["held"], step["wanted"]
         # within this one step the host freed what was asked (or went to its floor)
-        assert held_after <= max(FLOOR, held_before - wanted), m.group(0)
+        assert held_after <= max(FLOOR, held_before - wanted), step

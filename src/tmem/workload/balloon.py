@@ -148,6 +148,7 @@ class MemoryMachine:
         }
         if self.law is not None:
             out["host_capacity_mean"] = fmean(self.capacity) if self.capacity else 0
+            out["host_capacity_max"] = max(self.capacity, default=0)
             out["short_steps"] = sum(1 for e in self.events if e["reason"] == "short")
             out["events"] = self.events
             if self.spike is not None:

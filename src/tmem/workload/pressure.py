@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 PAGE = 4096
 
@@ -40,6 +42,46 @@ def rss() -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+#: One auto-size step as the daemon logs it (tmem.daemon.autosize).
+STEP_LINE = re.compile(
+    r"autosize (\w+): available=(\d+) total=(\d+) pressure=(\S+) wanted=(\d+) "
+    r"capacity=(\d+)->(\d+) held=(\d+)->(\d+)"
+)
+
+
+def parse_steps(log: str) -> list[dict[str, Any]]:
+    """The auto-size steps a daemon's log shows (those logged: changes at ``info``)."""
+    steps = []
+    for line in log.splitlines():
+        m = STEP_LINE.search(line)
+        if m:
+            steps.append(
+                {
+                    "reason": m.group(1),
+                    "available": int(m.group(2)),
+                    "total": int(m.group(3)),
+                    "wanted": int(m.group(5)),
+                    "capacity": (int(m.group(6)), int(m.group(7))),
+                    "held": (int(m.group(8)), int(m.group(9))),
+                }
+            )
+    return steps
+
+
+def fill_host(client: Any, target: int, admin: Any, timeout: float = 30.0) -> int:
+    """Put ephemeral pages through ``client`` until the host holds ``target`` bytes (or
+    ``timeout`` passes); return the bytes it holds."""
+    pool, i = client.new_pool(), 0
+    deadline = time.monotonic() + timeout
+    held = admin.stats()["bytes"]
+    while held < target and time.monotonic() < deadline:
+        for _ in range(512):
+            client.put_page(pool, 1, i, i.to_bytes(8, "little") * (PAGE // 8))
+            i += 1
+        held = admin.stats()["bytes"]
+    return held
 
 
 def competitor(mib: int, step_mib: int, every: float, hold: float) -> None:
