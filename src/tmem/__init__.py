@@ -10,6 +10,7 @@ from tmem.api import Admin, Client
 from tmem.errors import (
     ConnectionLost,
     InvalidArgument,
+    LimitExceeded,
     NoSuchClient,
     NoSuchPool,
     PermissionDenied,
@@ -29,6 +30,7 @@ __all__ = [
     "Host",
     "HostClient",
     "InvalidArgument",
+    "LimitExceeded",
     "NoSuchClient",
     "NoSuchPool",
     "PermissionDenied",

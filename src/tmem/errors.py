@@ -71,6 +71,12 @@ class Moved(TmemError):
         return str(self.args[0]) if self.args else ""
 
 
+class LimitExceeded(TmemError):
+    """A limit the host's administrator set was reached: connections, pools."""
+
+    code = 10
+
+
 #: status code -> error class; 0 means success and has no class.
 STATUS: dict[int, type[TmemError]] = {
     cls.code: cls
@@ -84,6 +90,7 @@ STATUS: dict[int, type[TmemError]] = {
         ProtocolError,
         TierError,
         Moved,
+        LimitExceeded,
     )
 }
 

@@ -272,6 +272,16 @@ class HostClient:
             self._check_open()
             return self._engine.new_pool(self._state, persistent, shared, uuid, page_size)
 
+    def page_size(self, pool: int) -> int:
+        """The page size of pool ``pool``, or NoSuchPool."""
+        with self._lock:
+            return self._engine.pool_of(self._state, pool).page_size
+
+    def holds_persistent_pages(self) -> bool:
+        """Whether this client is in a persistent pool that holds pages."""
+        with self._lock:
+            return any(p.persistent and p.pages for p in self._state.pools.values())
+
     def destroy_pool(self, pool: int) -> None:
         """Leave the pool; its pages go once no client is left in it."""
         with self._lock:
@@ -308,6 +318,8 @@ class HostClient:
         results: list[Any] = []
         with self._lock:
             self._check_open()
+            if pool not in state.pools:  # one error for the whole batch, made once
+                return settle_batch(_failed(self._engine, state, pool, pages), errors)
             for item in pages:
                 try:
                     oid, index, data = batch_item(item, 3)
@@ -325,6 +337,8 @@ class HostClient:
         results: list[Any] = []
         with self._lock:
             self._check_open()
+            if pool not in state.pools:
+                return settle_batch(_failed(self._engine, state, pool, handles), errors)
             for item in handles:
                 try:
                     oid, index = batch_item(item, 2)
@@ -404,3 +418,12 @@ def _size(value: Any, what: str) -> Any:
         except InvalidArgument as exc:
             raise InvalidArgument(f"{what}: {exc}") from None
     return value
+
+
+def _failed(engine: Engine, state: ClientState, pool: Any, items: Iterable[Any]) -> list[Any]:
+    """One NoSuchPool error, in the place of every item of a batch."""
+    try:
+        engine.pool_of(state, pool)
+    except TmemError as exc:
+        return [exc for _ in items]
+    raise AssertionError("the pool exists")

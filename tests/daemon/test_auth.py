@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 import tmem
-from tmem.daemon.auth import Authenticator, read_token_file
+from tmem.daemon.auth import Authenticator, Grant, read_token_file
 from tmem.daemon.config import Config
 from tmem.errors import InvalidArgument, PermissionDenied
 from tmem.remote import Channel
@@ -71,7 +71,7 @@ def test_admin_calls_on_a_client_connection_are_refused_to_non_admins(tcp_daemon
     with pytest.raises(PermissionDenied):
         chan.call(msg.encode_json_op(op, args), op)
     stats = server.host.stats()
-    assert stats["capacity"] == 1 << 20 and stats["clients"]["vm1"]["weight"] == 1
+    assert stats["capacity"] == 1 << 20 and stats["clients"][vm1.name]["weight"] == 1
     assert vm1.new_pool() == 0  # the daemon still serves
 
 
@@ -144,7 +144,11 @@ def _as_nobody(server) -> str:
 def test_token_files_name_roles_and_refuse_weak_tokens(tmp_path):
     good = tmp_path / "good"
     good.write_text(f"{CLIENT_TOKEN}\n\nadmin {ADMIN_TOKEN}  # ops\n")
-    assert read_token_file(str(good)) == {CLIENT_TOKEN: "client", ADMIN_TOKEN: "admin"}
+    grants = read_token_file(str(good))
+    assert {token: grant.role for token, grant in grants.items()} == {
+        CLIENT_TOKEN: "client",
+        ADMIN_TOKEN: "admin",
+    }
     for text in ("admin short\n", f"root {ADMIN_TOKEN}\n", "# nothing\n", f"a b {ADMIN_TOKEN}"):
         bad = tmp_path / "bad"
         bad.write_text(text)
@@ -155,7 +159,8 @@ def test_token_files_name_roles_and_refuse_weak_tokens(tmp_path):
 
 
 def test_tokens_grant_their_role_and_nothing_else():
-    auth = Authenticator(frozenset({0}), {CLIENT_TOKEN: "client", ADMIN_TOKEN: "admin"})
+    grants = {CLIENT_TOKEN: Grant("client", "c"), ADMIN_TOKEN: Grant("admin", "a")}
+    auth = Authenticator(frozenset({0}), grants)
     assert auth.tcp_peer(ADMIN_TOKEN).admin and not auth.tcp_peer(CLIENT_TOKEN).admin
     with pytest.raises(PermissionDenied):
         auth.tcp_peer(ADMIN_TOKEN + "x")

@@ -5,12 +5,15 @@ A Unix-socket peer is known by its kernel-checked credentials
 daemon runs as) may administer and keep the client names they ask for; any
 other user's client names are prefixed with ``<uid>:`` so they can never take
 over another user's name or shared-pool rights.  A TCP peer is known only by
-the token it presents in its hello: ``client`` tokens connect clients,
-``admin`` tokens may also administer.
+the token it presents in its hello: ``client`` tokens connect clients whose
+names are prefixed with the token's namespace (``<namespace>:``), the way the
+uid prefixes them on the Unix socket; ``admin`` tokens may also administer and
+keep the names they ask for.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 import socket
@@ -23,6 +26,16 @@ _PEERCRED = struct.Struct("3i")  # pid, uid, gid
 #: Tokens shorter than this are refused when the token file is read.
 MIN_TOKEN_LENGTH = 16
 ROLES = ("client", "admin")
+#: Tokens longer than this are refused (a hello carries at most this much token).
+MAX_TOKEN_LENGTH = 1024
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a token grants: a role and, for a client token, a namespace of names."""
+
+    role: str
+    namespace: str
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,7 @@ class Identity:
     pid: int | None = None
     admin: bool = False
     trusted_names: bool = True  # may use client names unprefixed
+    namespace: str | None = None  # a TCP client token's prefix for client names
 
     def __str__(self) -> str:
         role = "admin" if self.admin else "client"
@@ -43,7 +57,17 @@ class Identity:
 
     def client_name(self, requested: str) -> str:
         """The name the host knows this peer's client by."""
-        return requested if self.trusted_names else f"{self.uid}:{requested}"
+        if self.trusted_names:
+            return requested
+        prefix = self.namespace if self.namespace is not None else str(self.uid)
+        return f"{prefix}:{requested}"
+
+    @property
+    def key(self) -> str:
+        """What connection limits count this peer's connections under."""
+        if self.transport == "unix":
+            return f"uid {self.uid}"
+        return f"token {self.namespace}"
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -53,13 +77,16 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
     return pid, uid, gid
 
 
-def read_token_file(path: str) -> dict[str, str]:
-    """Token -> role from a file of ``<role> <token>`` lines (a lone token is a client's).
+def read_token_file(path: str) -> dict[str, Grant]:
+    """Token -> :class:`Grant` from ``<role> <token> [<namespace>]`` lines.
 
-    Blank lines and ``#`` comments are skipped; unknown roles and short tokens
-    raise InvalidArgument.
+    A lone token is a client's.  A client token's namespace defaults to
+    ``t-`` and the first 8 hex digits of the token's SHA-256, so that it stays
+    the same whatever else the file holds.  Blank lines and ``#`` comments are
+    skipped; unknown roles, short or overlong tokens, namespaces that are not
+    plain words and namespaces given twice raise InvalidArgument.
     """
-    tokens: dict[str, str] = {}
+    tokens: dict[str, Grant] = {}
     try:
         with open(path, encoding="utf-8") as fh:
             lines = fh.read().splitlines()
@@ -69,12 +96,23 @@ def read_token_file(path: str) -> dict[str, str]:
         words = line.split("#", 1)[0].split()
         if not words:
             continue
-        role, token = ("client", words[0]) if len(words) == 1 else (words[0], words[-1])
-        if len(words) > 2 or role not in ROLES:
-            raise InvalidArgument(f"{path}:{number}: expected '<client|admin> <token>'")
-        if len(token) < MIN_TOKEN_LENGTH:
-            raise InvalidArgument(f"{path}:{number}: token shorter than {MIN_TOKEN_LENGTH}")
-        tokens[token] = role
+        where = f"{path}:{number}"
+        role, token = ("client", words[0]) if len(words) == 1 else (words[0], words[1])
+        if len(words) > 3 or role not in ROLES:
+            raise InvalidArgument(f"{where}: expected '<client|admin> <token> [<namespace>]'")
+        if not MIN_TOKEN_LENGTH <= len(token.encode()) <= MAX_TOKEN_LENGTH:
+            raise InvalidArgument(
+                f"{where}: a token has {MIN_TOKEN_LENGTH} to {MAX_TOKEN_LENGTH} characters"
+            )
+        default = "t-" + hashlib.sha256(token.encode()).hexdigest()[:8]
+        namespace = words[2] if len(words) == 3 else default
+        if not namespace.replace("-", "").replace("_", "").replace(".", "").isalnum():
+            raise InvalidArgument(f"{where}: namespace {namespace!r} is not a plain word")
+        if namespace.isdigit():
+            raise InvalidArgument(f"{where}: namespace {namespace!r} could be a uid")
+        if any(g.namespace == namespace for g in tokens.values()):
+            raise InvalidArgument(f"{where}: namespace {namespace!r} is given twice")
+        tokens[token] = Grant(role, namespace)
     if not tokens:
         raise InvalidArgument(f"token file {path!r} holds no token")
     return tokens
@@ -84,7 +122,7 @@ class Authenticator:
     """Turns a peer (and the token of its hello) into an :class:`Identity`."""
 
     def __init__(
-        self, admin_uids: frozenset[int] | None = None, tokens: dict[str, str] | None = None
+        self, admin_uids: frozenset[int] | None = None, tokens: dict[str, Grant] | None = None
     ):
         self.admin_uids = admin_uids if admin_uids is not None else frozenset({os.getuid()})
         self.tokens = dict(tokens or {})
@@ -97,11 +135,12 @@ class Authenticator:
 
     def tcp_peer(self, token: str) -> Identity:
         """The identity a TCP peer's token grants, or PermissionDenied."""
-        role = None
+        grant = None
         raw = token.encode()
-        for known, known_role in self.tokens.items():
+        for known, known_grant in self.tokens.items():  # every one, in constant time
             if hmac.compare_digest(raw, known.encode()):
-                role = known_role
-        if role is None:
+                grant = known_grant
+        if grant is None:
             raise PermissionDenied("a valid token is needed to connect over TCP")
-        return Identity("tcp", admin=role == "admin")
+        admin = grant.role == "admin"
+        return Identity("tcp", admin=admin, trusted_names=admin, namespace=grant.namespace)

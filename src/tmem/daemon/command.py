@@ -38,6 +38,10 @@ from tmem.errors import TmemError
 @click.option("--socket-mode", help="Permissions of the Unix socket [0600].")
 @click.option("--admin-uids", help="Comma-separated user ids allowed to administer [own uid].")
 @click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
+@click.option("--max-connections", help="Connections open at once, all peers together [1024].")
+@click.option(
+    "--max-connections-per-peer", help="Connections of one uid, token or address [64]."
+)
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option(
     "--state-dir",
@@ -45,6 +49,11 @@ from tmem.errors import TmemError
     help="Save persistent pages here on a clean stop; restore them at start [off].",
 )
 @click.option("--metrics", help="Serve Prometheus metrics at HOST:PORT [off].")
+@click.option(
+    "--idle-timeout",
+    help="Seconds before an idle connection without persistent pages closes; 0: never [300].",
+)
+@click.option("--max-pools", help="Pools one client may hold at once [256].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
     "--tier",

@@ -2,11 +2,12 @@
 
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
-``admin-uids``, ``max-frame``, ``max-connections``, ``hello-timeout``,
-``log-level``, ``tier`` (a list in the file; ``--tier`` given once per tier),
-``metrics``, ``state-dir``; ``capacity = "auto"`` with ``capacity-floor``,
-``capacity-ceiling`` and ``autosize`` (see :mod:`tmem.daemon.autosize`); and in
-the file only, ``[clients.NAME]`` tables of client
+``admin-uids``, ``max-frame``, ``max-connections``,
+``max-connections-per-peer``, ``hello-timeout``, ``idle-timeout``,
+``max-pools``, ``log-level``, ``tier`` (a list in the file; ``--tier`` given
+once per tier), ``metrics``, ``state-dir``; ``capacity = "auto"`` with
+``capacity-floor``, ``capacity-ceiling`` and ``autosize`` (see
+:mod:`tmem.daemon.autosize`); and in the file only, ``[clients.NAME]`` tables of client
 policies (``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
 """
 
@@ -49,7 +50,10 @@ class Config:
     admin_uids: frozenset[int] = field(default_factory=lambda: frozenset({os.getuid()}))
     max_frame: int = DEFAULT_MAX_BODY
     max_connections: int = 1024
+    max_connections_per_peer: int = 64
     hello_timeout: float = 10.0
+    idle_timeout: float = 300.0
+    max_pools: int = 256
     log_level: str = "info"
     metrics: tuple[str, int] | None = None
     state_dir: str | None = None
@@ -125,6 +129,19 @@ def _seconds(value: Any) -> float:
     return seconds
 
 
+def _idle(value: Any) -> float:
+    """Seconds, or 0 for no idle timeout."""
+    seconds = float(value)
+    return 0.0 if seconds == 0 else _seconds(seconds)
+
+
+def _count(value: Any) -> int:
+    number = int(value)
+    if number <= 0:
+        raise InvalidArgument(f"{value!r} must be a positive whole number")
+    return number
+
+
 def _uids(value: Any) -> frozenset[int]:
     items = value if isinstance(value, list | tuple | set | frozenset) else str(value).split(",")
     try:
@@ -159,8 +176,11 @@ _CONVERT = {
     "socket_mode": _mode,
     "admin_uids": _uids,
     "max_frame": _positive,
-    "max_connections": _positive,
+    "max_connections": _count,
+    "max_connections_per_peer": _count,
     "hello_timeout": _seconds,
+    "idle_timeout": _idle,
+    "max_pools": _count,
     "log_level": _level,
     "clients": policies_from_config,
     "tier": _tiers,

@@ -17,7 +17,7 @@ from typing import Any
 
 from tmem.daemon.auth import Authenticator, Identity
 from tmem.daemon.transfer import Transfers
-from tmem.errors import InvalidArgument, PermissionDenied, ProtocolError, TmemError
+from tmem.errors import InvalidArgument, NoSuchPool, PermissionDenied, ProtocolError, TmemError
 from tmem.host import Host
 from tmem.host_transfer import CHUNK_BYTES
 from tmem.wire import ADMIN_OPS, VERSION, Op, WireError, transfer
@@ -46,10 +46,11 @@ NO_CLIENT: Any = _NoClient()
 class Session:
     """One connection: who is there, and its client once the hello is done."""
 
-    __slots__ = ("identity", "client", "greeted", "done", "held", "resume", "__weakref__")
+    __slots__ = ("identity", "client", "greeted", "done", "held", "resume", "key", "__weakref__")
 
-    def __init__(self, identity: Identity | None) -> None:
+    def __init__(self, identity: Identity | None, key: str | None = None) -> None:
         self.identity = identity  # None for TCP until the hello's token is checked
+        self.key = key  # what connection limits count this connection under (None: exempt)
         self.client: Any = NO_CLIENT
         self.greeted = False
         self.done = False  # said goodbye: close once the reply is sent
@@ -75,10 +76,19 @@ def error_frame(op: int, tag: int, exc: BaseException) -> bytes:
 class Dispatcher:
     """Executes requests against one :class:`Host` for many sessions."""
 
-    def __init__(self, host: Host, auth: Authenticator, max_body: int) -> None:
+    def __init__(
+        self,
+        host: Host,
+        auth: Authenticator,
+        max_body: int,
+        admit: Callable[[Session, Identity], None] | None = None,
+    ) -> None:
         self.host = host
         self.auth = auth
         self.max_body = max_body
+        #: Called with the identity a hello established, before its client is
+        #: registered; raises a TmemError to refuse the hello (connection limits).
+        self.admit = admit
         self.handlers: dict[int, Handler] = {
             Op.NEW_POOL: self._new_pool,
             Op.DESTROY_POOL: self._destroy_pool,
@@ -149,6 +159,8 @@ class Dispatcher:
         identity = session.identity or self.auth.tcp_peer(token)
         if role == msg.ROLE_ADMIN and not identity.admin:
             raise PermissionDenied("administration is refused to this peer")
+        if self.admit is not None:
+            self.admit(session, identity)
         session.identity = identity
         if role == msg.ROLE_ADMIN:
             registered = name
@@ -187,20 +199,43 @@ class Dispatcher:
         return b""
 
     def _stats(self, session: Session, body: memoryview) -> bytes:
+        msg.decode_empty(body, "stats")
         return msg.encode_json(session.client.stats())
 
-    def _put_pages(self, session: Session, body: memoryview) -> bytes:
+    def _put_pages(self, session: Session, body: memoryview) -> Any:
+        pool, count, size = msg.batch_head(body)
+        try:  # a batch that cannot succeed fails once, not once per item, and is not decoded
+            page_size = session.client.page_size(pool)
+            if count and size != page_size:
+                raise InvalidArgument(f"the batch's pages are not this pool's {page_size} bytes")
+        except (NoSuchPool, InvalidArgument) as exc:  # others (Moved) answer the whole frame
+            msg.check_put_pages_length(body)
+            return _failed_batch(count, exc)
         pool, items = msg.decode_put_pages(body)
         results = session.client.put_pages(pool, items, errors="return")
         return _batch_reply(results, [])
 
-    def _get_pages(self, session: Session, body: memoryview) -> bytes:
+    def _get_pages(self, session: Session, body: memoryview) -> Any:
+        pool, count, _ = msg.batch_head(body)
+        try:
+            page_size = session.client.page_size(pool)
+        except NoSuchPool as exc:
+            msg.check_get_pages_length(body)
+            return _failed_batch(count, exc)
+        # Bound what one request can make the daemon hold: the reply fits a frame.
+        reply = count * (page_size + 1) + msg.MESSAGE.size
+        if reply > self.max_body:
+            raise InvalidArgument(
+                f"a batch of {count} gets of {page_size}-byte pages could need a"
+                f" {reply}-byte reply; at most {self.max_body // (page_size + 1) - 1} per batch"
+            )
         pool, handles = msg.decode_get_pages(body)
         results = session.client.get_pages(pool, handles, errors="return")
         return _batch_reply(results, [r for r in results if type(r) is bytes])
 
     def _bye(self, session: Session, body: memoryview) -> bytes:
         """The peer leaves: its client is released before the reply goes out."""
+        msg.decode_empty(body, "bye")
         session.close()
         session.done = True
         return b""
@@ -291,6 +326,11 @@ def _item_code(result: Any) -> int:
     if isinstance(result, TmemError):
         return msg.ITEM_ERROR | result.code
     return msg.ITEM_YES if result else msg.ITEM_NO
+
+
+def _failed_batch(count: int, exc: TmemError) -> list[Any]:
+    """The reply of a batch whose every item fails with ``exc``."""
+    return msg.encode_batch_reply(bytes([msg.ITEM_ERROR | exc.code]) * count, str(exc), [])
 
 
 def _batch_reply(results: list[Any], pages: list[bytes]) -> list[Any]:

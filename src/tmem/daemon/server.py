@@ -2,17 +2,25 @@
 
 Sockets are non-blocking; each connection reads straight into its frame
 decoder's buffer and answers every whole frame it holds before waiting again,
-so pipelined requests cost one read and one write per batch of frames.  A
-connection whose unsent replies exceed :data:`OUT_LIMIT` is not read from until
-they drain, which bounds the memory any one peer can make the daemon hold.
+so pipelined requests cost one read and one write per batch of frames.
+
+What a peer can make the daemon hold is bounded (``docs/operations.md``,
+"Limits"): before its hello a connection has a 4 KiB buffer and frames longer
+than a hello are refused at their header; after it, a connection whose unsent
+replies exceed :data:`OUT_LIMIT` is not read from until they drain, buffers
+grown for large frames are given back once the connection goes quiet, and
+connections are limited in all, per peer (uid, token or address) and in time
+(``hello-timeout``, ``idle-timeout``), with slots kept for the administrator.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import logging
 import os
+import resource
 import select
 import socket
 import stat
@@ -24,24 +32,39 @@ from typing import Any
 
 from tmem.control.metrics import HostCollector, LatencyRecorder, serve_metrics
 from tmem.control.state import restore_state, save_state
-from tmem.daemon.auth import Authenticator, read_token_file
+from tmem.daemon.auth import Authenticator, Identity, read_token_file
 from tmem.daemon.autosize import make_autosizer
 from tmem.daemon.config import Config
 from tmem.daemon.dispatch import Dispatcher, Session, error_frame
 from tmem.daemon.notify import notify
 from tmem.daemon.reload import apply_policies, apply_reload
-from tmem.errors import TmemError
+from tmem.errors import LimitExceeded, TmemError
 from tmem.host import Host
-from tmem.wire import Decoder, Op, WireError
+from tmem.wire import Decoder, Op, WireError, check_request
 from tmem.wire.frames import OutBuffer
+from tmem.wire.messages import MAX_HELLO_BODY
 
 log = logging.getLogger("tmem.daemon")
 #: Unsent reply bytes at which a connection stops being read.
 OUT_LIMIT = 8 << 20
+#: A connection's receive buffer before its hello (the longest hello fits).
+HELLO_BUFFER = 4 << 10
+#: Buffer sizes of a connection after its hello; they grow for large frames
+#: and shrink back once the connection has been quiet for :data:`SHRINK_AFTER`.
+BASE_IN = 32 << 10
+BASE_OUT = 4 << 10
+SHRINK_AFTER = 1.0
+#: Connection slots only administrative Unix peers may take (at most a quarter).
+ADMIN_RESERVE = 4
+#: Descriptors the daemon keeps for itself beside its connections.
+SPARE_FDS = 32
+#: Seconds between two log lines about the same kind of peer misbehaviour.
+LOG_EVERY = 10.0
 _IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
 _GONE = select.EPOLLHUP | select.EPOLLERR
-#: While hellos are pending, wake at least this often (seconds) to expire late ones.
+#: Timers (hello and idle timeouts, buffer shrinking) are checked this often.
 _SWEEP = 0.25
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 
 
 class _Goodbye(Exception):
@@ -51,16 +74,42 @@ class _Goodbye(Exception):
 class Connection:
     """A peer's socket, decoder, unsent replies and session."""
 
-    __slots__ = ("sock", "fd", "decoder", "out", "session", "events", "closed")
+    __slots__ = (
+        "sock", "fd", "decoder", "out", "session", "events", "closed", "eof", "opened", "last",
+    )  # fmt: skip
 
-    def __init__(self, sock: socket.socket, session: Session, max_body: int) -> None:
+    def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
-        self.decoder = Decoder(max_body)
-        self.out = OutBuffer()
+        self.decoder = Decoder(MAX_HELLO_BODY, initial=HELLO_BUFFER)
+        self.out = OutBuffer(BASE_OUT)
         self.session = session
         self.events = _IN
         self.closed = False
+        self.eof = False  # the peer shut its sending side: answer what came, then close
+        self.opened = self.last = time.monotonic()
+
+
+class Throttle:
+    """Log lines about peers at most once per :data:`LOG_EVERY` seconds per kind,
+    saying how many were left out."""
+
+    def __init__(self, every: float = LOG_EVERY) -> None:
+        self.every = every
+        self._last: dict[str, float] = {}
+        self._dropped: dict[str, int] = {}
+
+    def warning(self, kind: str, text: str, *args: object) -> None:
+        """Log ``text % args`` unless a line of this ``kind`` was logged recently."""
+        now = time.monotonic()
+        if now - self._last.get(kind, -self.every) < self.every:
+            self._dropped[kind] = self._dropped.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        dropped = self._dropped.pop(kind, 0)
+        if dropped:
+            text += f" ({dropped} more like this left out)"
+        log.warning(text, *args)
 
 
 class Server:
@@ -81,10 +130,11 @@ class Server:
         )
         if config.state_dir is not None:
             restore_state(self.host, config.state_dir)
+        self.host.engine.max_pools = config.max_pools
         apply_policies(self.host, None, config)
         tokens = read_token_file(config.token_file) if config.token_file else {}
         self.auth = Authenticator(config.admin_uids, tokens)
-        self.dispatcher = Dispatcher(self.host, self.auth, config.max_frame)
+        self.dispatcher = Dispatcher(self.host, self.auth, config.max_frame, self._admit)
         self.dispatcher.on_reload = self.reload
         self.dispatcher.daemon_info = self.info
         self.started = time.time()
@@ -93,11 +143,17 @@ class Server:
         self._reload_requested = False
         self._resumed: list[Connection] = []
         self.autosizer = make_autosizer(self.host, config.autosize) if config.autosize else None
+        self.max_connections = fit_descriptors(config.max_connections)
+        self.reserve = min(ADMIN_RESERVE, self.max_connections // 4)
         self.conns: dict[int, Connection] = {}
-        self._hello_deadlines: dict[int, float] = {}  # fd -> when its hello is overdue
+        self.per_peer: dict[str, int] = {}
+        self.throttle = Throttle()
         self._next_sweep = 0.0
+        self._accept_resume = 0.0  # while accepting is paused (out of descriptors): until when
+        self._accept_backoff = 0.0
         self.listeners: dict[int, tuple[socket.socket, str]] = {}
         self.tcp_address: tuple[str, int] | None = None
+        self._socket_id: tuple[int, int] | None = None
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = socket.socketpair()
         self._stopping = False
@@ -138,6 +194,8 @@ class Server:
             unix.bind(path)
         finally:
             os.umask(old)
+        made = os.stat(path)
+        self._socket_id = (made.st_dev, made.st_ino)  # to remove only our own at the end
         os.chmod(path, self.config.socket_mode)
         self._listen(unix, "unix")
         if self.config.tcp is not None:
@@ -175,12 +233,13 @@ class Server:
             log.info("metrics at %s", self.metrics_url)
         notify(f"READY=1\nMAINPID={os.getpid()}")
         poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
-        hellos, sizer = self._hello_deadlines, self.autosizer
+        sizer = self.autosizer
         wake = self._wake_r.fileno()
         try:
             while not self._stopping:
-                timeout = _SWEEP if hellos else -1
-                for fd, events in poll(sizer.timeout(timeout) if sizer else timeout):
+                timers = conns or self._accept_resume
+                wait = max(0.0, self._next_sweep - time.monotonic()) if timers else -1
+                for fd, events in poll(sizer.timeout(wait) if sizer else wait):
                     conn = conns.get(fd)
                     if conn is None:
                         if fd in self.listeners:
@@ -195,24 +254,52 @@ class Server:
                     conn = self._resumed.pop()
                     if not conn.closed:
                         self._process(conn)
-                if hellos and time.monotonic() >= self._next_sweep:
-                    self._expire_hellos()
+                now = time.monotonic()
+                if now >= self._next_sweep:
+                    self._sweep(now)
                 if sizer is not None:
                     sizer.tick()
         finally:
             self._shutdown()
 
-    def _expire_hellos(self) -> None:
-        """Close connections that have not finished their hello in time."""
-        now = time.monotonic()
+    def _sweep(self, now: float) -> None:
+        """Expire late hellos and idle connections, shrink quiet buffers, resume accepting."""
         self._next_sweep = now + _SWEEP
-        for fd, deadline in list(self._hello_deadlines.items()):
-            conn = self.conns.get(fd)
-            if conn is None or conn.session.greeted:
-                del self._hello_deadlines[fd]
-            elif now >= deadline:
-                log.warning("closing a connection of %s: no hello in time", conn.session.identity)
+        if self._accept_resume and now >= self._accept_resume:
+            self._accept_resume = 0.0
+            for fd in self.listeners:
+                with contextlib.suppress(OSError):
+                    self._epoll.register(fd, select.EPOLLIN)
+        idle = self.config.idle_timeout
+        for conn in list(self.conns.values()):
+            session = conn.session
+            if not session.greeted:
+                if now - conn.opened >= self.config.hello_timeout:
+                    self.throttle.warning(
+                        "hello", "closing a connection of %s: no hello in time", session.identity
+                    )
+                    self._close(conn)
+                continue
+            quiet = now - conn.last
+            if idle and quiet >= idle and self._may_expire(conn):
+                self.throttle.warning(
+                    "idle", "closing a connection of %s: idle for %.0f s", session.identity, quiet
+                )
                 self._close(conn)
+            elif quiet >= SHRINK_AFTER:
+                conn.decoder.shrink(BASE_IN)
+                if not conn.out.queued and conn.out.capacity > BASE_OUT:
+                    conn.out = OutBuffer(BASE_OUT)
+
+    @staticmethod
+    def _may_expire(conn: Connection) -> bool:
+        """An idle connection may be closed unless its client holds persistent pages
+        (which the contract keeps) and it is not stuck mid-frame or mid-reply."""
+        if conn.decoder.buffered or conn.out.queued:
+            return True
+        client = conn.session.client
+        holds = getattr(client, "holds_persistent_pages", None)
+        return holds is None or not holds()
 
     def info(self) -> dict[str, Any]:
         """The daemon's version, uptime, addresses and open connections."""
@@ -270,8 +357,7 @@ class Server:
     def _close_sockets(self) -> None:
         for sock, _ in self.listeners.values():
             sock.close()
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.config.socket)
+        self._remove_socket()
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics.server_close()
@@ -282,41 +368,113 @@ class Server:
             self.host.close()
         log.info("stopped")
 
+    def _remove_socket(self) -> None:
+        """Unlink the socket path only if it is still the socket this daemon made."""
+        path = self.config.socket
+        try:
+            found = os.lstat(path)
+        except OSError:
+            return
+        if (found.st_dev, found.st_ino) != self._socket_id:
+            log.warning("leaving %s in place: it is no longer this daemon's socket", path)
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+    # --- connections -----------------------------------------------------
+
     def _accept(self, listener: socket.socket, kind: str) -> None:
         try:
-            sock, _ = listener.accept()
+            sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
-        except OSError as exc:  # out of descriptors and the like: the daemon carries on
-            log.warning("accept failed: %s", exc)
+        except OSError as exc:
+            if exc.errno in _OUT_OF_RESOURCES:
+                self._pause_accepting(exc)
+            else:  # the peer left before we took it, and the like
+                self.throttle.warning("accept", "accept failed: %s", exc)
             return
-        if len(self.conns) >= self.config.max_connections:
-            log.warning("refusing a connection: %d already open", len(self.conns))
-            sock.close()
-            return
+        self._accept_backoff = 0.0
         sock.setblocking(False)
+        identity: Identity | None = None
         if kind == "tcp":
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            identity = None
+            key: str | None = f"address {peer[0]}"
         else:
             try:
                 identity = self.auth.unix_peer(sock)
             except OSError as exc:  # the peer left before we asked who it was
-                log.warning("no peer credentials: %s", exc)
+                self.throttle.warning("accept", "no peer credentials: %s", exc)
                 sock.close()
                 return
-        conn = Connection(sock, Session(identity), self.config.max_frame)
+            key = None if identity.admin else identity.key
+        refusal = self._refusal(key, identity is not None and identity.admin)
+        if refusal is not None:
+            self.throttle.warning("refuse", "refusing a connection of %s: %s", key, refusal)
+            with contextlib.suppress(OSError):  # best effort: the peer learns why
+                sock.send(error_frame(0, 0, LimitExceeded(refusal)))
+            sock.close()
+            return
+        if key is not None:
+            self.per_peer[key] = self.per_peer.get(key, 0) + 1
+        conn = Connection(sock, Session(identity, key))
         conn.session.resume = functools.partial(self._resumed.append, conn)
         self.conns[conn.fd] = conn
-        self._hello_deadlines[conn.fd] = time.monotonic() + self.config.hello_timeout
         self._epoll.register(conn.fd, _IN)
 
+    def _refusal(self, key: str | None, admin: bool) -> str | None:
+        """Why a new connection of ``key`` may not have a slot, or None if it may."""
+        limit = self.max_connections if admin else self.max_connections - self.reserve
+        if len(self.conns) >= limit:
+            return f"{len(self.conns)} connections already open"
+        if key is not None and self.per_peer.get(key, 0) >= self.config.max_connections_per_peer:
+            return f"{self.config.max_connections_per_peer} connections of {key} already open"
+        return None
+
+    def _admit(self, session: Session, identity: Identity) -> None:
+        """A hello named who the peer is: count it under that identity from now on."""
+        key = None if identity.admin else identity.key
+        if key == session.key:
+            return
+        if key is not None and self.per_peer.get(key, 0) >= self.config.max_connections_per_peer:
+            raise LimitExceeded(
+                f"{self.config.max_connections_per_peer} connections of {key} already open"
+            )
+        self._uncount(session)
+        if key is not None:
+            self.per_peer[key] = self.per_peer.get(key, 0) + 1
+        session.key = key
+
+    def _uncount(self, session: Session) -> None:
+        key, session.key = session.key, None
+        if key is not None:
+            left = self.per_peer[key] - 1
+            if left:
+                self.per_peer[key] = left
+            else:
+                del self.per_peer[key]
+
+    def _pause_accepting(self, exc: OSError) -> None:
+        """Out of descriptors (or memory): stop accepting for a while, not spin on it."""
+        self._accept_backoff = min(1.0, max(0.05, 2 * self._accept_backoff))
+        self._accept_resume = time.monotonic() + self._accept_backoff
+        self._next_sweep = min(self._next_sweep, self._accept_resume)
+        for fd in self.listeners:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(fd)
+        self.throttle.warning(
+            "accept", "accept failed: %s; not accepting for %.2f s", exc, self._accept_backoff
+        )
+
     def _ready(self, conn: Connection, events: int) -> None:
+        if conn.eof and events & _GONE:
+            self._close(conn)  # the peer is gone both ways: nothing more can be sent
+            return
         if events & _OUT:
             self._process(conn)
         if events & select.EPOLLIN and not conn.closed:
             self._read(conn)
-        elif events & (_GONE | select.EPOLLRDHUP) and not conn.closed:
+        elif events & (_GONE | select.EPOLLRDHUP) and not conn.closed and not conn.eof:
             self._read(conn)  # reads the last bytes, then sees the end
 
     def _read(self, conn: Connection) -> None:
@@ -326,11 +484,13 @@ class Server:
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
-            n = 0
-        if n == 0:
             self._close(conn)
             return
-        decoder.received(n)
+        conn.last = time.monotonic()
+        if n == 0:  # the peer shut its side: answer what it sent, then close
+            conn.eof = True
+        else:
+            decoder.received(n)
         self._process(conn)
 
     def _process(self, conn: Connection) -> None:
@@ -341,17 +501,22 @@ class Server:
             more = self._answer(conn)
             self._send(conn)
             more = more and out.queued < OUT_LIMIT
+        if conn.eof and not conn.closed and not out.queued and not more:
+            self._close(conn)
 
     def _answer(self, conn: Connection) -> bool:
         """Answer buffered frames until none is left (False) or replies fill up (True)."""
         out, decoder, session = conn.out, conn.decoder, conn.session
         dispatch = self.dispatcher.dispatch
+        max_frame = self.config.max_frame
         try:
             while out.queued < OUT_LIMIT:
                 if session.held:  # a migration holds this client: its requests wait
                     return False
                 try:
                     frame = decoder.next_frame()
+                    if frame is not None and frame[1]:
+                        check_request(frame[1])
                 except WireError as exc:
                     out.write(error_frame(0, 0, exc))  # the frame's own header is not trusted
                     raise
@@ -361,9 +526,13 @@ class Server:
                 dispatch(session, op, tag, body, out)  # on WireError it queued the error
                 if session.done:
                     raise _Goodbye
+                if decoder.max_body != max_frame and session.greeted:
+                    decoder.set_limit(max_frame, BASE_IN)  # the hello is done
         except (WireError, _Goodbye) as exc:
             if isinstance(exc, WireError):
-                log.warning("closing a connection of %s: %s", session.identity, exc)
+                self.throttle.warning(
+                    "protocol", "closing a connection of %s: %s", session.identity, exc
+                )
             self._send(conn)
             self._close(conn)
             return False
@@ -387,7 +556,10 @@ class Server:
                 return
         queued = out.queued
         reading = queued < OUT_LIMIT and not conn.session.held
-        want = (_OUT if queued else 0) | (_IN if reading else 0)
+        if conn.eof:
+            want = _OUT if queued else 0
+        else:
+            want = (_OUT if queued else 0) | (_IN if reading else 0)
         if want != conn.events and not conn.closed:
             conn.events = want
             self._epoll.modify(conn.fd, want)
@@ -397,7 +569,7 @@ class Server:
             return
         conn.closed = True
         self.conns.pop(conn.fd, None)
-        self._hello_deadlines.pop(conn.fd, None)
+        self._uncount(conn.session)
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(conn.fd)
         conn.sock.close()
@@ -408,6 +580,28 @@ def _version() -> str:
     from tmem import __version__
 
     return __version__
+
+
+def fit_descriptors(wanted: int) -> int:
+    """Raise the soft open-file limit to what ``wanted`` connections need, as far as
+    the hard limit allows; return the connections that fit (logged if fewer)."""
+    need = wanted + SPARE_FDS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < need:
+        raised = need if hard == resource.RLIM_INFINITY else min(need, hard)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return wanted
+    fit = soft - SPARE_FDS
+    if fit < 1:
+        raise TmemError(f"the open-file limit of {soft} leaves no descriptor for connections")
+    log.warning(
+        "max-connections lowered from %d to %d to fit the open-file limit of %d",
+        wanted, fit, soft,
+    )  # fmt: skip
+    return fit
 
 
 def _family(host: str) -> socket.AddressFamily:

@@ -38,7 +38,13 @@ from tmem.engine.ledger import DEFAULT_RESERVE, MAX_EVICTIONS_PER_PUT, PAGE_META
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.tiering import Fetch, TierState, tier_stats
 from tmem.engine.victims import ClientChoice
-from tmem.errors import InvalidArgument, NoSuchClient, NoSuchPool, PermissionDenied
+from tmem.errors import (
+    InvalidArgument,
+    LimitExceeded,
+    NoSuchClient,
+    NoSuchPool,
+    PermissionDenied,
+)
 from tmem.store.base import PageStore
 
 
@@ -66,6 +72,8 @@ class Engine(Ledger):
         self.departed: dict[str, int] = {}  # counters of clients that left
         self._next_uid = 0
         self._next_cid = 0
+        #: Pools one client may be in at once (None: no limit; the daemon sets one).
+        self.max_pools: int | None = None
 
     # --- clients ---------------------------------------------------------
 
@@ -119,7 +127,9 @@ class Engine(Ledger):
             client.cap = check_cap(cap)
             self.shrink_to_cap(client)
         if frozen is not None:
-            client.frozen = bool(frozen)
+            if type(frozen) is not bool:
+                raise InvalidArgument(f"frozen {frozen!r} must be True or False")
+            client.frozen = frozen
         return client
 
     # --- shared-pool rights ---------------------------------------------
@@ -150,6 +160,8 @@ class Engine(Ledger):
         """Create a pool (or join the shared pool ``uuid``); return the client's id for it."""
         page_size = check_page_size(page_size)
         persistent, shared = bool(persistent), bool(shared)
+        if self.max_pools is not None and len(client.pools) >= self.max_pools:
+            raise LimitExceeded(f"client {client.name!r} is in {self.max_pools} pools, the limit")
         if shared:
             key = check_uuid(uuid)
             if client.name not in self.grants.get(key, ()):

@@ -12,6 +12,7 @@ from tmem.wire.frames import (
     Decoder,
     OutBuffer,
     WireError,
+    check_request,
     encode_frame,
 )
 from tmem.wire.messages import ADMIN_OPS, ROLE_ADMIN, ROLE_CLIENT, VERSION, Op
@@ -28,5 +29,6 @@ __all__ = [
     "Op",
     "OutBuffer",
     "WireError",
+    "check_request",
     "encode_frame",
 ]

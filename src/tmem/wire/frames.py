@@ -29,6 +29,12 @@ class WireError(Exception):
     """The peer's bytes are not a valid frame or message (the peer's fault)."""
 
 
+def check_request(status: int) -> None:
+    """Refuse a request frame whose status byte is not 0 (only replies carry one)."""
+    if status:
+        raise WireError(f"a request carries status {status}; requests carry 0")
+
+
 def encode_frame(op: int, body: bytes = b"", status: int = 0, tag: int = 0) -> bytes:
     """One frame: header plus body."""
     return HEADER.pack(op, status, tag, len(body)) + body
@@ -46,9 +52,11 @@ class Decoder:
     it stays valid until the next call of :meth:`recv_buffer`.
     """
 
-    def __init__(self, max_body: int = DEFAULT_MAX_BODY) -> None:
+    def __init__(self, max_body: int = DEFAULT_MAX_BODY, initial: int | None = None) -> None:
         self.max_body = max_body
-        self._buf = bytearray(min(_INITIAL_BUFFER, max_body + HEADER_SIZE + _MIN_READ))
+        if initial is None:
+            initial = min(_INITIAL_BUFFER, max_body + HEADER_SIZE + _MIN_READ)
+        self._buf = bytearray(max(initial, 2 * HEADER_SIZE))
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
@@ -58,6 +66,53 @@ class Decoder:
         """Bytes received but not yet returned as frames."""
         return self._end - self._start
 
+    @property
+    def capacity(self) -> int:
+        """Bytes of memory the buffer holds (received or not)."""
+        return len(self._buf)
+
+    def set_limit(self, max_body: int, size: int | None = None) -> None:
+        """Accept bodies up to ``max_body`` from now on; with ``size``, grow the
+        buffer to that many bytes now (it still grows further as frames need)."""
+        self.max_body = max_body
+        if size is not None and size > len(self._buf):
+            self._make_room(size)
+
+    def shrink(self, size: int) -> None:
+        """Give back memory above ``size`` bytes, if nothing pending needs it."""
+        pending = self._end - self._start
+        if len(self._buf) > size and pending + _MIN_READ // 16 <= size:
+            new = bytearray(size)
+            new[:pending] = self._view[self._start : self._end]
+            self._buf, self._view = new, memoryview(new)
+            self._start, self._end = 0, pending
+
+    def wanted(self) -> int:
+        """The buffer size the next :meth:`recv_buffer` will need: its current
+        size unless a frame being received needs more room."""
+        need, pending = self._need()
+        if len(self._buf) - self._end >= max(self._reserve(), need - pending):
+            return len(self._buf)
+        return max(len(self._buf), max(need, pending) + self._reserve())
+
+    def _need(self) -> tuple[int, int]:
+        """Bytes the frame being received needs in all, and bytes pending.
+
+        A header announcing more than ``max_body`` needs no room: the frame is
+        refused at its header by :meth:`next_frame`, never buffered.
+        """
+        pending = self._end - self._start
+        need = HEADER_SIZE
+        if pending >= HEADER_SIZE:
+            length = HEADER.unpack_from(self._buf, self._start)[3]
+            if length <= self.max_body:
+                need += length
+        return need, pending
+
+    def _reserve(self) -> int:
+        """Free space kept for the next read (less in a small buffer)."""
+        return min(_MIN_READ, len(self._buf) // 2)
+
     def recv_buffer(self) -> memoryview:
         """Free space to read into (never empty); pass the count read to :meth:`received`.
 
@@ -65,16 +120,13 @@ class Decoder:
         frame never needs more than the buffer; the buffer grows to fit frames
         up to ``max_body`` and compacts as frames are consumed.
         """
-        start, end = self._start, self._end
-        if start == end:
+        if self._start == self._end:
             self._start = self._end = 0
             return self._view
-        pending = end - start
-        need = HEADER_SIZE
-        if pending >= HEADER_SIZE:
-            need += min(HEADER.unpack_from(self._buf, start)[3], self.max_body)
-        if len(self._buf) - end < max(_MIN_READ, need - pending):
-            self._make_room(max(need, pending) + _MIN_READ)
+        need, pending = self._need()
+        reserve = self._reserve()
+        if len(self._buf) - self._end < max(reserve, need - pending):
+            self._make_room(max(need, pending) + reserve)
         return self._view[self._end :]
 
     def _make_room(self, size: int) -> None:
@@ -125,10 +177,12 @@ class OutBuffer:
     """Bytes waiting to be sent, in one buffer that is reused, not reallocated.
 
     Growing a fresh buffer for every large reply costs page faults on each
-    use; this one keeps its memory (up to :data:`KEEP_OUT` bytes) between replies.
+    use; this one keeps its memory (up to ``keep`` bytes, :data:`KEEP_OUT` by
+    default) between replies.
     """
 
-    def __init__(self, size: int = 64 << 10) -> None:
+    def __init__(self, size: int = 64 << 10, keep: int = KEEP_OUT) -> None:
+        self.keep = keep
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
         self._start = 0
@@ -137,6 +191,11 @@ class OutBuffer:
 
     def __len__(self) -> int:
         return self.queued
+
+    @property
+    def capacity(self) -> int:
+        """Bytes of memory the buffer holds (queued or not)."""
+        return len(self._buf)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` after what is already queued."""
@@ -160,8 +219,8 @@ class OutBuffer:
         self.queued = self._end - self._start
         if self.queued <= 0:
             self._start = self._end = self.queued = 0
-            if len(self._buf) > KEEP_OUT:
-                self._buf = bytearray(KEEP_OUT)
+            if len(self._buf) > self.keep:
+                self._buf = bytearray(self.keep)
                 self._view = memoryview(self._buf)
 
     def _make_room(self, n: int) -> None:

@@ -56,6 +56,10 @@ ITEM_YES = 1
 ITEM_ERROR = 0x80
 
 HELLO = struct.Struct("<4sHBBH")  # magic, version, role, name length, token length
+#: The longest token a hello may carry, and so the longest hello body: before
+#: its hello a connection's frames are refused at the header beyond this.
+MAX_TOKEN = 1024
+MAX_HELLO_BODY = HELLO.size + 255 + MAX_TOKEN
 HELLO_REPLY = struct.Struct("<HIB")  # version, max body, name length
 HANDLE = struct.Struct("<I24sI")  # pool, oid, index
 OBJECT = struct.Struct("<I24s")  # pool, oid
@@ -132,7 +136,7 @@ def decode_answer(body: memoryview) -> bool:
 def encode_hello(name: str, role: int = ROLE_CLIENT, token: str = "") -> bytes:
     """The first frame a client sends: magic, version, role, name and token."""
     raw_name, raw_token = name.encode(), token.encode()
-    if len(raw_name) > 255 or len(raw_token) > 65535:
+    if len(raw_name) > 255 or len(raw_token) > MAX_TOKEN:
         raise WireError("client name or token too long")
     body = HELLO.pack(MAGIC, VERSION, role, len(raw_name), len(raw_token))
     body += raw_name + raw_token
@@ -146,6 +150,8 @@ def decode_hello(body: memoryview) -> tuple[int, int, str, str]:
     magic, version, role, name_len, token_len = HELLO.unpack_from(body)
     if magic != MAGIC:
         raise WireError("not a tmem hello")
+    if token_len > MAX_TOKEN:
+        raise WireError(f"token longer than {MAX_TOKEN} bytes")
     _exact(body, HELLO.size + name_len + token_len, "hello")
     if role not in (ROLE_CLIENT, ROLE_ADMIN):
         raise WireError(f"unknown role {role}")
@@ -268,13 +274,35 @@ def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]
     return parts
 
 
-def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
-    """``(pool, [(oid, index, data), ...])`` of a PUT_PAGES body (views into it)."""
+def batch_head(body: memoryview) -> tuple[int, int, int]:
+    """``(pool, count, page_size)`` of a PUT_PAGES or GET_PAGES body, read from its
+    header alone, so that a batch can be refused before its items are decoded."""
     if len(body) < BATCH.size:
         raise WireError("batch too short")
     pool, count, page_size = BATCH.unpack_from(body)
+    return pool, count, page_size
+
+
+def check_put_pages_length(body: memoryview) -> tuple[int, int, int]:
+    """The :func:`batch_head` of a PUT_PAGES body whose length matches it, else WireError."""
+    pool, count, page_size = batch_head(body)
+    _exact(body, BATCH.size + count * (ITEM.size + page_size), "put-pages")
+    return pool, count, page_size
+
+
+def check_get_pages_length(body: memoryview) -> tuple[int, int]:
+    """``(pool, count)`` of a GET_PAGES body whose length matches its header, else WireError."""
+    pool, count, page_size = batch_head(body)
+    if page_size:
+        raise WireError("get-pages carries no page size")
+    _exact(body, BATCH.size + count * ITEM.size, "get-pages")
+    return pool, count
+
+
+def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
+    """``(pool, [(oid, index, data), ...])`` of a PUT_PAGES body (views into it)."""
+    pool, count, page_size = check_put_pages_length(body)
     step = ITEM.size + page_size
-    _exact(body, BATCH.size + count * step, "put-pages")
     unpack, from_bytes = ITEM.unpack_from, int.from_bytes
     items = []
     for pos in range(BATCH.size, len(body), step):
@@ -294,12 +322,7 @@ def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
 
 def decode_get_pages(body: memoryview) -> tuple[int, list[tuple[int, int]]]:
     """``(pool, [(oid, index), ...])`` of a GET_PAGES body."""
-    if len(body) < BATCH.size:
-        raise WireError("batch too short")
-    pool, count, page_size = BATCH.unpack_from(body)
-    if page_size:
-        raise WireError("get-pages carries no page size")
-    _exact(body, BATCH.size + count * ITEM.size, "get-pages")
+    pool, _ = check_get_pages_length(body)
     return pool, [
         (int.from_bytes(oid, "little"), index)
         for oid, index in ITEM.iter_unpack(body[BATCH.size :])
@@ -342,6 +365,12 @@ def decode_json(body: memoryview) -> Any:
         return json.loads(bytes(body))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise WireError("body is not a JSON document") from None
+
+
+def decode_empty(body: memoryview, what: str) -> None:
+    """Check that a request that carries no arguments (BYE) has an empty body."""
+    if len(body):
+        raise WireError(f"{what} carries no body, not {len(body)} bytes")
 
 
 def encode_json(value: Any) -> bytes:
