@@ -11,6 +11,7 @@ import pytest
 
 import tmem
 from tmem.engine.tiering import complete_demotions, pick_demotions
+from tmem.tier.demoter import HIGH_WATERMARK
 from tmem.tier.ssd import SsdTier
 
 PAGE = 4096
@@ -57,7 +58,7 @@ def test_background_demotion_keeps_ram_below_the_watermark_and_pages_come_back(m
         assert client.put_page(pool, 1, i, page(i)), i
         if i % 10 == 9:  # give the demoter time to catch up
             deadline = time.monotonic() + 10
-            while host.engine.used > 0.9 * host.capacity and time.monotonic() < deadline:
+            while host.engine.used > HIGH_WATERMARK * host.capacity and time.monotonic() < deadline:
                 time.sleep(0.01)
     stats = host.stats()
     assert stats["tiering"]["demotions"] >= 100

@@ -45,13 +45,13 @@ from tmem.tier.base import Demotion, Tier
 log = logging.getLogger("tmem.tier")
 
 #: Demotion starts when the RAM store passes this share of the capacity...
-HIGH_WATERMARK = 0.90
+HIGH_WATERMARK = 0.85
 #: ...and stops when usage is back down to this share.
-LOW_WATERMARK = 0.80
+LOW_WATERMARK = 0.70
 #: Pages one step demotes at most (bounded work under the lock).
 STEP_PAGES = 256
 #: Seconds between looks at the watermark while idle, and after a step that moved nothing.
-IDLE_WAIT = 0.02
+IDLE_WAIT = 0.005
 REFUSED_WAIT = 0.5
 #: Fetch latencies kept per tier for the percentiles in ``stats()``.
 LATENCY_SAMPLES = 4096

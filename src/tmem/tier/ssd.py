@@ -12,9 +12,10 @@ Like memcached's extstore and zram's writeback device:
 * The index in RAM is one row per page (offset, length, version, flags:
   :data:`INDEX_BYTES_PER_PAGE` bytes), counted in the host's metadata.
 * When the last free segment but one is taken, the sealed segment with the
-  fewest persistent bytes is **compacted**: its live persistent records are
-  rewritten into the new open segment, its ephemeral ones are dropped (and
-  reported through :meth:`SsdTier.dropped`), and it becomes free.  If no
+  fewest persistent bytes (the oldest among equals) is **compacted**: its
+  live persistent records are rewritten into the new open segment, its
+  ephemeral ones are dropped (and reported through :meth:`SsdTier.dropped`),
+  and it becomes free.  If no
   segment would give back at least an eighth of its size, the tier is full
   and refuses pages until frees make room.
 * The file is opened with ``O_DIRECT`` where the file system allows it;
@@ -106,6 +107,8 @@ class SsdTier:
         self.live = array("q", bytes(8 * self.nseg))
         self.keep = array("q", bytes(8 * self.nseg))
         self.end = array("q", bytes(8 * self.nseg))  # where each segment's records stop
+        self.sealed_at = array("q", bytes(8 * self.nseg))  # order of sealing: oldest first
+        self._seals = 0
         self.free_segs = list(range(self.nseg - 1, -1, -1))
         self.open: int | None = None
         self.cursor = 0  # next record's place in the open segment
@@ -273,8 +276,10 @@ class SsdTier:
         """Write the open segment's image from the last write to the cursor, in blocks."""
         if self.open is None or self.cursor == self.flushed:
             return
-        end = min(_round_up(self.cursor), self.seg)
-        self.buf[self.cursor : end] = bytes(end - self.cursor)  # padding reads as no record
+        # At least a header's worth of zeros after the last record: a scan of the
+        # segment reads a zero version there and skips to the next block.
+        end = min(_round_up(self.cursor + HEADER.size), self.seg)
+        self.buf[self.cursor : end] = bytes(end - self.cursor)
         self._write(memoryview(self.buf)[self.flushed : end], self.open * self.seg + self.flushed)
         self.flushed = self.cursor = end
 
@@ -284,6 +289,8 @@ class SsdTier:
         if self.open is not None:
             self.state[self.open] = _SEALED
             self.end[self.open] = self.flushed
+            self._seals += 1
+            self.sealed_at[self.open] = self._seals
             self.open = None
         if len(self.free_segs) > 1:
             self._open_segment(self.free_segs.pop())
@@ -302,7 +309,8 @@ class SsdTier:
         sealed = [s for s in range(self.nseg) if self.state[s] == _SEALED]
         if not sealed:
             return False
-        victim = min(sealed, key=self.keep.__getitem__)
+        # The fewest persistent bytes to rewrite; among equals the oldest (its pages are coldest).
+        victim = min(sealed, key=lambda s: (self.keep[s], self.sealed_at[s]))
         if self.keep[victim] > self.seg - self.seg // 8:
             return False  # nothing would give back enough: the tier is full
         image = bytes(self._read(victim * self.seg, self.end[victim]))
