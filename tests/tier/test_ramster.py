@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 import redis
@@ -49,8 +50,8 @@ def test_persistent_pages_are_on_a_replica_when_stored_and_never_expire(tier, cl
         ttl = redis.Redis(host=primary.host, port=primary.port).ttl(key)
         if item.persistent:
             assert ttl == -1  # no expiry: never evicted by volatile-lru
-            replica = tier._cluster.get_node_from_key(key, replica=True)  # type: ignore[union-attr]
-            r = redis.Redis(host=replica.host, port=replica.port)
+            info = redis.Redis(host=primary.host, port=primary.port).info("replication")
+            r = redis.Redis(host=info["slave0"]["ip"], port=info["slave0"]["port"])
             r.execute_command("READONLY")
             assert r.get(key) == item.payload  # WAIT confirmed it there
         else:
@@ -101,11 +102,13 @@ def test_a_cluster_out_of_memory_refuses_persistent_pages_and_they_stay_in_ram(c
                      demote_in_background=False)  # fmt: skip
     try:
         for r in nodes:
-            r.config_set("maxmemory", r.info("memory")["used_memory"] + (64 << 10))
+            r.config_set("maxmemory", r.info("memory")["used_memory"] + (256 << 10))
         client = host.connect("vm1")
         pool = client.new_pool(persistent=True)
-        accepted = [i for i in range(150) if client.put_page(pool, 1, i, page(i))]
-        host.demote(all_pages=True)
+        accepted = [i for i in range(400) if client.put_page(pool, 1, i, page(i))]
+        for _ in range(10):  # refused batches are tried again after the retry interval
+            host.demote(all_pages=True)
+            time.sleep(0.15)
         stats = host.stats()
         assert stats["tiers"][0]["write_failures"] > 0  # OOM replies
         assert 0 < stats["tiering"]["tier_pages"][0] < len(accepted)

@@ -35,7 +35,7 @@ from typing import Any
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 from redis.retry import Retry
 
 from tmem.errors import InvalidArgument, TierError
@@ -203,7 +203,7 @@ class ClusterTier:
         """The cluster refused a write: pause demotion a while; re-read the topology if moved."""
         self.counters["write_failures"] += 1
         self._refusing_until = time.monotonic() + self.retry_interval
-        if not str(reply).startswith("OOM"):
+        if not isinstance(reply, OutOfMemoryError):
             self._down(reply)  # MOVED, CLUSTERDOWN, READONLY: the map of slots is stale
         log.warning("redis tier refused a write: %s", reply)
 
