@@ -39,6 +39,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import serving
+
 import tmem
 
 PAGE = 4096
@@ -64,27 +66,10 @@ def drop(path: Path) -> None:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def daemon(directory: Path, capacity: str) -> Iterator[str]:
-    sock = directory / "tmem.sock"
-    cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", str(sock),
-           "--capacity", capacity, "--compress", "none", "--log-level", "warning"]  # fmt: skip
-    proc = subprocess.Popen(cmd)
-    address = "unix:" + str(sock)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if sock.exists():
-                with contextlib.suppress(tmem.ConnectionLost):
-                    tmem.admin(address, timeout=5).close()
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("tmem serve did not start")
-            time.sleep(0.05)
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def daemon(directory: Path, capacity: str) -> contextlib.AbstractContextManager[str]:
+    """A daemon of ``capacity`` holding plain pages."""
+    return serving.daemon(directory, "--capacity", capacity, "--compress", "none",
+                          "--log-level", "warning")  # fmt: skip
 
 
 @contextlib.contextmanager

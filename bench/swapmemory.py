@@ -35,7 +35,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import tmem
+import serving
 
 _CHILD = """
 import json, mmap, os, sys, time
@@ -100,26 +100,9 @@ def child(cfg: dict) -> dict:
     return result
 
 
-@contextlib.contextmanager
-def daemon(directory: Path) -> Iterator[str]:
-    sock = directory / "tmem.sock"
-    proc = subprocess.Popen([sys.executable, "-m", "tmem.cli", "serve", "--socket", str(sock),
-                             "--capacity", "1G", "--compress", "none"])  # fmt: skip
-    address = "unix:" + str(sock)
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if sock.exists():
-                with contextlib.suppress(tmem.ConnectionLost):
-                    tmem.admin(address, timeout=5).close()
-                    break
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise SystemExit("tmem serve did not start")
-            time.sleep(0.05)
-        yield address
-    finally:
-        proc.terminate()
-        proc.wait(20)
+def daemon(directory: Path) -> contextlib.AbstractContextManager[str]:
+    """A 1 GiB daemon holding plain pages."""
+    return serving.daemon(directory, "--capacity", "1G", "--compress", "none")
 
 
 @contextlib.contextmanager
