@@ -43,8 +43,9 @@ from tests.rediscluster import LocalCluster  # noqa: E402
 from tmem.units import parse_size  # noqa: E402
 from tmem.workload.cli import DEFAULT_GUESTS, DEFAULT_PRIVATE_PAGES, DEFAULT_SPARE  # noqa: E402
 from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec  # noqa: E402
+from tmem.workload.model import prepare  # noqa: E402
 from tmem.workload.report import summarize  # noqa: E402
-from tmem.workload.runner import WorkloadResult, prepare, run_configuration  # noqa: E402
+from tmem.workload.runner import WorkloadResult, run_configuration  # noqa: E402
 
 PAGE = 4096
 

@@ -149,9 +149,9 @@ class Host(TransferMixin):
     def set_capacity(self, capacity: int | str) -> None:
         """Change the bytes the host may spend (``2**30`` or ``"1G"``); ephemeral
         pages are evicted to fit."""
-        capacity = _size(capacity, "capacity")
+        size = _size(capacity, "capacity")
         with self.lock:
-            self.engine.set_capacity(capacity)
+            self.engine.set_capacity(size)
 
     @property
     def capacity(self) -> int:

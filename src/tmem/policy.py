@@ -10,7 +10,7 @@ configuration file or the command line (as text: ``cap=64M``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -91,7 +91,7 @@ def check_frozen(value: Any) -> bool:
     return value
 
 
-CHECKS = {
+CHECKS: dict[str, Callable[[Any], Any]] = {
     "weight": check_weight,
     "cap": check_cap,
     "compress": check_compress,

@@ -16,7 +16,7 @@ import socket
 import uuid as _uuid
 from collections import deque
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from tmem.api import (
     DEFAULT_PAGE_SIZE,
@@ -195,7 +195,7 @@ class Channel:
             raise ProtocolError(f"reply to op {got} while waiting for op {op}")
         return body
 
-    def _lost(self, why: object) -> Any:
+    def _lost(self, why: object) -> NoReturn:
         self.close()
         raise ConnectionLost(f"lost the daemon: {why}")
 
@@ -306,7 +306,7 @@ class RemoteClient:
         pages: bool,
     ) -> None:
         """Send each chunk's frame, keeping two in flight; fill ``results`` from replies."""
-        chan, in_flight = self._chan, deque()
+        chan, in_flight = self._chan, deque[list[int]]()
         try:
             for frame, positions in chunks:
                 chan.send(frame)

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 
 import tmem
-from tests.daemon.conftest import serve_process  # noqa: F401  (a fixture)
+from tests.daemon.conftest import serve_process, serve_processes  # noqa: F401  (a fixture)
 
 
 def tmem_command(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
@@ -35,29 +34,17 @@ def tmem_json(*args: str) -> Any:
 
 @pytest.fixture
 def foreign_daemon(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, str]]]:
-    """``tmem serve`` whose administrators are another user: we are a mere client to it."""
-    procs: list[subprocess.Popen] = []
+    """``tmem serve`` whose administrators are another user: we are a mere client to it.
 
-    def start(*args: str) -> tuple[subprocess.Popen, str]:
-        path = str(tmp_path / f"f{len(procs)}.sock")
-        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", path,
-               "--admin-uids", "4242", *args]  # fmt: skip
-        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, "tmem serve exited"
-            try:
-                tmem.connect("unix:" + path, name="probe").close()
-                return proc, path
-            except tmem.ConnectionLost:
-                assert time.monotonic() < deadline, "tmem serve did not start"
-                time.sleep(0.05)
+    Each start returns the process and its socket's path."""
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
+    def probe(address: str) -> tmem.RemoteClient:
+        return tmem.connect(address, name="probe")
+
+    with serve_processes(tmp_path, "f", "--admin-uids", "4242", probe=probe) as start:
+
+        def start_foreign(*args: str) -> tuple[subprocess.Popen, str]:
+            proc, address = start(*args)
+            return proc, address.removeprefix("unix:")
+
+        yield start_foreign

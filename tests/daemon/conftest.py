@@ -53,35 +53,53 @@ def daemon(start_daemon: Callable[..., Server]) -> Server:
     return start_daemon(capacity=64 << 20)
 
 
-def wait_for_socket(path: str, proc: subprocess.Popen, timeout: float = 20.0) -> None:
-    """Wait until ``tmem serve`` answers on ``path`` (or fail if it exited)."""
+def wait_for_socket(
+    path: str,
+    proc: subprocess.Popen,
+    timeout: float = 20.0,
+    probe: Callable[[str], Any] = tmem.admin,
+) -> None:
+    """Wait until ``tmem serve`` answers ``probe("unix:" + path)`` (or fail if it exited);
+    the default probe is an administrator's hello."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"tmem serve exited with {proc.returncode}"
         if os.path.exists(path):
             with contextlib.suppress(tmem.ConnectionLost):
-                tmem.admin("unix:" + path).close()
+                probe("unix:" + path).close()
                 return
         time.sleep(0.05)
     raise AssertionError("tmem serve did not start")
 
 
-@pytest.fixture
-def serve_process(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, str]]]:
-    """Start ``tmem serve`` processes; each is killed afterwards if still running."""
+@contextlib.contextmanager
+def serve_processes(
+    tmp_path: Path, prefix: str, *common: str, probe: Callable[[str], Any] = tmem.admin
+) -> Iterator[Callable[..., tuple[subprocess.Popen, str]]]:
+    """A starter of ``tmem serve`` processes (with ``common`` options first) on sockets
+    ``tmp_path/PREFIXn.sock``; each is killed on exit if still running."""
     procs: list[subprocess.Popen] = []
 
     def start(*args: str) -> tuple[subprocess.Popen, str]:
-        path = str(tmp_path / f"p{len(procs)}.sock")
-        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", path, *args]
+        path = str(tmp_path / f"{prefix}{len(procs)}.sock")
+        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", path, *common, *args]
         procs.append(subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True))
-        wait_for_socket(path, procs[-1])
+        wait_for_socket(path, procs[-1], probe=probe)
         return procs[-1], "unix:" + path
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(10)
-        if proc.stderr:
-            proc.stderr.close()
+    try:
+        yield start
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            if proc.stderr:
+                proc.stderr.close()
+
+
+@pytest.fixture
+def serve_process(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen, str]]]:
+    """Start ``tmem serve`` processes; each is killed afterwards if still running."""
+    with serve_processes(tmp_path, "p") as start:
+        yield start

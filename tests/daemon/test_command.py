@@ -96,3 +96,18 @@ def test_the_default_socket_lives_in_the_runtime_directory(monkeypatch):
     assert Config().socket == "/run/user/1000/tmem.sock"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert default_socket() == "/run/tmem/tmem.sock"
+
+
+def test_the_host_policy_comes_from_the_settings_and_a_bad_one_stops_the_start(
+    start_daemon, tmp_path
+):
+    assert start_daemon(host_policy="share").host.engine.policy == "share"
+    assert start_daemon().host.engine.policy == "utility"
+    config_file = tmp_path / "tmem.toml"
+    config_file.write_text('host-policy = "lru"\n')
+    run = subprocess.run(
+        [sys.executable, "-m", "tmem.cli", "serve", "--socket", str(tmp_path / "s"),
+         "--config", str(config_file)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert run.returncode != 0 and "lru" in run.stderr

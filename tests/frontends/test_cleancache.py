@@ -251,6 +251,25 @@ def test_shared_pool_lets_an_authorized_second_client_hit_the_first_ones_pages(
         two.close()
 
 
+def test_a_write_to_a_shared_file_flushes_the_old_objects_pages_from_tmem(
+    tmp_path: Path, harness: Any
+) -> None:
+    data = pattern(6 * PS)
+    path = make_file(tmp_path, "f", data)
+    fs_uuid = uuid.uuid4()
+    harness.admin.authorize_shared("p1", fs_uuid)
+    with CleanCache(harness.connect("p1"), cache_pages=1) as cache:
+        assert cache.enable(tmp_path, shared_uuid=fs_uuid) is True
+        with cache.open(path, "r+b") as f:
+            assert f.read() == data
+            assert harness.admin.stats()["pages"] == 5  # the pages the private cache let go
+            f.seek(0)
+            f.write(b"x")  # the file's new generation: a new object id
+        assert harness.admin.stats()["pages"] == 0  # the old object is gone for every sharer
+        with cache.open(path) as f:
+            assert f.read() == b"x" + data[1:]
+
+
 def test_shared_pool_without_authorization_falls_back_to_a_private_pool(
     tmp_path: Path, client: Any
 ) -> None:

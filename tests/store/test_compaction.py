@@ -52,7 +52,7 @@ def holes_within(store: CompressedStore, fraction: float) -> bool:
     """Every class's holes are under ``fraction`` of its slots (or one OS page)."""
     return all(
         cls.top - cls.live <= max(fraction * cls.top, OS_PAGE / cls.slot_size) + 1
-        for cls in filter(None, store.pool.classes)
+        for cls in store.pool.classes.values()
     )
 
 
@@ -170,6 +170,6 @@ def test_an_emptied_store_shrinks_its_rows_and_owner_arrays():
     for ref in refs:
         store.free(ref)
     assert grown > store.table.size == store.table.initial
-    assert all(len(c.owner) <= 1024 for c in filter(None, store.pool.classes))
+    assert all(len(c.owner) <= 1024 for c in store.pool.classes.values())
     again = fill(store, 300, seed=7)  # rows and slots are handed out afresh
     assert all(store.get(ref) == data for ref, data in again.items())

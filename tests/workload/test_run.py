@@ -12,8 +12,9 @@ from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec
 from tmem.workload.content import ContentMap
 from tmem.workload.errors import WorkloadError
 from tmem.workload.guest import CacheGuest, GuestPages
+from tmem.workload.model import prepare
 from tmem.workload.report import summarize
-from tmem.workload.runner import prepare, run_configuration, run_workload
+from tmem.workload.runner import run_configuration, run_workload
 from tmem.workload.traces import load_trace
 
 GUESTS = ("lirs-multi1:0:2000", "lirs-sprite:0:2000", "cloudphysics-io:22772:200@512")

@@ -76,24 +76,24 @@ def set_(client: str, settings: tuple[str, ...], **options: Any) -> None:
     click.echo(f"{client}: {shown}" + ("" if connected else " (applies when it connects)"))
 
 
-@click.command()
-@click.argument("client")
-@daemon_options
-def freeze(client: str, **options: Any) -> None:
-    """Refuse every put of CLIENT (gets and flushes go on) until thawed."""
-    with admin_session(options) as admin:
-        admin.set_client(client, frozen=True)
-    click.echo(f"{client}: frozen")
+def _frozen_command(name: str, frozen: bool, summary: str, done: str) -> click.Command:
+    """``tmem freeze`` or ``tmem thaw``: set CLIENT's frozen state to ``frozen``."""
+
+    @click.command(name, help=summary)
+    @click.argument("client")
+    @daemon_options
+    def command(client: str, **options: Any) -> None:
+        with admin_session(options) as admin:
+            admin.set_client(client, frozen=frozen)
+        click.echo(f"{client}: {done}")
+
+    return command
 
 
-@click.command()
-@click.argument("client")
-@daemon_options
-def thaw(client: str, **options: Any) -> None:
-    """Let CLIENT's puts in again."""
-    with admin_session(options) as admin:
-        admin.set_client(client, frozen=False)
-    click.echo(f"{client}: thawed")
+freeze = _frozen_command(
+    "freeze", True, "Refuse every put of CLIENT (gets and flushes go on) until thawed.", "frozen"
+)
+thaw = _frozen_command("thaw", False, "Let CLIENT's puts in again.", "thawed")
 
 
 @click.command()

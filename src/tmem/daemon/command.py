@@ -60,6 +60,11 @@ from tmem.errors import TmemError
     multiple=True,
     help="A store below RAM: ssd:PATH:SIZE or redis://HOST:PORT,... (repeatable).",
 )
+@click.option(
+    "--host-policy",
+    type=click.Choice(["utility", "share"]),
+    help="Whose ephemeral page goes when the host is full [utility].",
+)
 def serve(config_file: str | None, **options: Any) -> None:
     """Run a tmem host for other processes (Unix socket) and machines (TCP)."""
     from tmem.daemon.server import Server  # the loop is only needed when serving

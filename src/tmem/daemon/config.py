@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
@@ -60,6 +60,8 @@ class Config:
     #: client name -> the policy the file sets for it
     clients: Mapping[str, ClientPolicy] = field(default_factory=dict)
     tier: tuple[str, ...] = ()
+    #: whose ephemeral page goes when the host is full (tmem.Host's ``policy``)
+    host_policy: str = "utility"
     #: Set when ``capacity`` is ``"auto"``: the host sizes itself (``capacity`` is then the floor).
     autosize: HostTunables | None = None
 
@@ -166,7 +168,7 @@ def _level(value: Any) -> str:
     return level
 
 
-_CONVERT = {
+_CONVERT: dict[str, Callable[[Any], Any]] = {
     "socket": str,
     "capacity": parse_size,
     "compress": _compress,

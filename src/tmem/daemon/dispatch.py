@@ -27,7 +27,8 @@ from tmem.wire.frames import OutBuffer
 log = logging.getLogger("tmem.daemon")
 _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 
-Handler = Callable[["Session", memoryview], Any]
+#: A request handler: the reply body, as bytes or as parts to send in order.
+Handler = Callable[["Session", memoryview], "bytes | list[Any]"]
 
 
 class _NoClient:
@@ -141,7 +142,7 @@ class Dispatcher:
         except WireError as exc:
             out.write(error_frame(op, tag, ProtocolError(str(exc))))
             raise
-        if type(reply) is bytes:  # one write: joining a small reply costs less than two
+        if isinstance(reply, bytes):  # one write: joining a small reply costs less than two
             out.write(msg.encode_reply(op, tag, reply))
         else:  # a list of parts, written without joining them first
             for part in msg.encode_reply_parts(op, tag, reply):
@@ -268,7 +269,7 @@ class Dispatcher:
         return b""
 
     def _set_capacity(self, session: Session, body: memoryview) -> bytes:
-        capacity = self._admin_args(session, body).get("capacity")
+        capacity: Any = self._admin_args(session, body).get("capacity")  # the engine checks it
         self.host.set_capacity(capacity)
         _log_admin(session, "set the capacity to %s", capacity)
         return b""

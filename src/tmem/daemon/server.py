@@ -126,7 +126,11 @@ class Server:
         self.loader = loader or (lambda: self.config)
         self._own_host = host is None
         self.host = host or Host(
-            config.capacity, compress=config.compress, dedup=config.dedup, tiers=config.tier
+            config.capacity,
+            compress=config.compress,
+            dedup=config.dedup,
+            tiers=config.tier,
+            policy=config.host_policy,
         )
         if config.state_dir is not None:
             restore_state(self.host, config.state_dir)

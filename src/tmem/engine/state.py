@@ -105,7 +105,6 @@ class ClientState(Counters):
         "weight",
         "cap",
         "frozen",
-        "compress",
         "pools",
         "next_pool_id",
         "lru",
@@ -136,7 +135,6 @@ class ClientState(Counters):
         self.weight = weight
         self.cap = cap
         self.frozen = False
-        self.compress: str | None = None
         self.pools: dict[int, Pool] = {}
         self.next_pool_id = 0
         self.lru = lru

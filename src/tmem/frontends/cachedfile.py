@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from tmem.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from tmem.frontends.cleancache import CleanCache
+    from tmem.frontends.cleancache import CleanCache, FileRecord
 
 _BASE_FLAGS = {
     "r": os.O_RDONLY,
@@ -49,7 +49,7 @@ class CachedFile(io.RawIOBase):
     def __init__(self, cache: CleanCache, path: str | os.PathLike[str], mode: str) -> None:
         super().__init__()
         self._fd = -1
-        self._rec = None
+        self._rec: FileRecord | None = None
         flags = open_flags(mode)
         self._cache = cache
         self.name = os.fspath(path)
@@ -91,7 +91,7 @@ class CachedFile(io.RawIOBase):
             raise io.UnsupportedOperation("file not open for reading")
         out = memoryview(buffer).cast("B")
         with self._cache.lock:
-            n = self._cache.read(self._rec, self._fd, self._pos, out)
+            n = self._cache.read(self._record(), self._fd, self._pos, out)
         self._pos += n
         return n
 
@@ -99,7 +99,7 @@ class CachedFile(io.RawIOBase):
         """Read from the position to the end of the file."""
         self._check_closed()
         with self._cache.lock:
-            size = self._cache.validate(self._rec, self._fd)
+            size = self._cache.validate(self._record(), self._fd)
             buf = bytearray(max(0, size - self._pos))
             n = self.readinto(buf)
         return bytes(buf[:n])
@@ -112,8 +112,8 @@ class CachedFile(io.RawIOBase):
         view = memoryview(data).cast("B")
         with self._cache.lock:
             if self._append:
-                self._pos = self._cache.validate(self._rec, self._fd)
-            n = self._cache.write(self._rec, self._fd, self._pos, view)
+                self._pos = self._cache.validate(self._record(), self._fd)
+            n = self._cache.write(self._record(), self._fd, self._pos, view)
         self._pos += n
         return n
 
@@ -126,7 +126,7 @@ class CachedFile(io.RawIOBase):
             base = self._pos
         elif whence == os.SEEK_END:
             with self._cache.lock:
-                base = self._cache.validate(self._rec, self._fd)
+                base = self._cache.validate(self._record(), self._fd)
         else:
             raise InvalidArgument(f"invalid whence {whence!r}")
         if base + offset < 0:
@@ -148,7 +148,7 @@ class CachedFile(io.RawIOBase):
         if size < 0:
             raise InvalidArgument(f"negative size {size}")
         with self._cache.lock:
-            self._cache.truncate(self._rec, self._fd, size)
+            self._cache.truncate(self._record(), self._fd, size)
         return size
 
     def close(self) -> None:
@@ -164,6 +164,11 @@ class CachedFile(io.RawIOBase):
                 os.close(self._fd)
                 self._fd = -1
             super().close()
+
+    def _record(self) -> FileRecord:
+        """The file's record in the cache (there is one while the file is open)."""
+        assert self._rec is not None
+        return self._rec
 
     def _check_closed(self) -> None:
         if self.closed:

@@ -42,17 +42,16 @@ page read is exactly one of ``private_hits``, ``succ_gets``, ``disk_reads``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import threading
 import uuid as _uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
 
 from tmem.api import DEFAULT_PAGE_SIZE, Client, check_page_size
-from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool, PermissionDenied
+from tmem.errors import InvalidArgument, PermissionDenied
 from tmem.frontends.cachedfile import CachedFile
+from tmem.frontends.hostcalls import check_count, destroy_quietly, host_lost
 
 #: The counters :meth:`CleanCache.stats` reports, in this order.
 COUNTERS: tuple[str, ...] = (
@@ -72,13 +71,6 @@ COUNTERS: tuple[str, ...] = (
 _GEN_MASK = (1 << 64) - 1
 #: Past this many pages a truncation flushes the whole object instead of page by page.
 _FLUSH_RANGE_LIMIT = 1024
-
-
-def check_count(name: str, value: Any) -> int:
-    """Return ``value`` if it is an int >= 1, else raise InvalidArgument naming it."""
-    if type(value) is not int or value < 1:
-        raise InvalidArgument(f"{name} must be an integer >= 1, not {value!r}")
-    return value
 
 
 @dataclass(eq=False)
@@ -284,7 +276,8 @@ class CleanCache:
         rec.pages.clear()
         if rec.pool is not None:
             self._counts["invalidates"] += 1
-            self._tmem(rec, "flush_object", rec.pool, rec.oid)
+            with host_lost(self._lose_pool, rec.pool):
+                self._tmem.flush_object(rec.pool, rec.oid)
 
     def _own_change(self, rec: FileRecord, st: os.stat_result) -> None:
         """The cache itself changed the file: take its new state without flushing.
@@ -295,7 +288,8 @@ class CleanCache:
         rec.remember(st)
         if rec.shared and rec.pool is not None and not rec.at_generation():
             self._counts["invalidates"] += 1
-            self._tmem(rec, "flush_object", rec.pool, rec.oid)
+            with host_lost(self._lose_pool, rec.pool):
+                self._tmem.flush_object(rec.pool, rec.oid)
             rec.new_generation()
 
     def read(self, rec: FileRecord, fd: int, offset: int, out: memoryview) -> int:
@@ -326,7 +320,8 @@ class CleanCache:
             return hit[1]
         page = None
         if rec.pool is not None:
-            page = self._tmem(rec, "get_page", rec.pool, rec.oid, index)
+            with host_lost(self._lose_pool, rec.pool):
+                page = self._tmem.get_page(rec.pool, rec.oid, index)
             counts["succ_gets" if page is not None else "failed_gets"] += 1
         if page is None:
             page = self._read_disk(fd, index)
@@ -352,7 +347,9 @@ class CleanCache:
             victim.pages.discard(victim_index)
             if victim.pool is not None:
                 self._counts["puts"] += 1
-                ok = self._tmem(victim, "put_page", victim.pool, victim.oid, victim_index, data)
+                ok = False
+                with host_lost(self._lose_pool, victim.pool):
+                    ok = self._tmem.put_page(victim.pool, victim.oid, victim_index, data)
                 if not ok:
                     self._counts["failed_puts"] += 1
             if not victim.pages:
@@ -389,7 +386,8 @@ class CleanCache:
                 return  # a private ephemeral page lives in one place: tmem has no copy
         if rec.pool is not None:
             self._counts["invalidates"] += 1
-            self._tmem(rec, "flush_page", rec.pool, rec.oid, index)
+            with host_lost(self._lose_pool, rec.pool):
+                self._tmem.flush_page(rec.pool, rec.oid, index)
         if hit is None and hi - lo == ps:
             self._insert(rec, index, bytes(chunk))
 
@@ -416,29 +414,30 @@ class CleanCache:
         assert rec.pool is not None
         if end - first > _FLUSH_RANGE_LIMIT:
             self._counts["invalidates"] += 1
-            self._tmem(rec, "flush_object", rec.pool, rec.oid)
+            with host_lost(self._lose_pool, rec.pool):
+                self._tmem.flush_object(rec.pool, rec.oid)
             return
         for index in range(first, end):
             if rec.shared or index not in rec.pages:
                 self._counts["invalidates"] += 1
-                self._tmem(rec, "flush_page", rec.pool, rec.oid, index)
+                with host_lost(self._lose_pool, rec.pool):
+                    self._tmem.flush_page(rec.pool, rec.oid, index)
                 if rec.pool is None:
                     return
 
     # --- tmem calls ----------------------------------------------------------
 
-    def _tmem(self, rec: FileRecord, op: str, *args: Any) -> Any:
-        """Call the client; if the host or the pool is gone, go on without that pool."""
+    @property
+    def _tmem(self) -> Client:
+        """The client; only files of a file system with a pool reach it, so there is one."""
         assert self.client is not None
-        try:
-            return getattr(self.client, op)(*args)
-        except (ConnectionLost, NoSuchPool):
-            self._counts["host_lost"] += 1
-            pool = rec.pool
-            self._pools = {d: e for d, e in self._pools.items() if e[0] != pool}
-            if pool is not None:
-                self._detach_pool(pool)
-            return None if op != "put_page" else False
+        return self.client
+
+    def _lose_pool(self, pool: int) -> None:
+        """The host or the pool is gone: go on without that pool (see :func:`host_lost`)."""
+        self._counts["host_lost"] += 1
+        self._pools = {d: e for d, e in self._pools.items() if e[0] != pool}
+        self._detach_pool(pool)
 
     # --- sizing ---------------------------------------------------------------
 
@@ -493,14 +492,6 @@ class CleanCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def destroy_quietly(client: Client | None, pool: int | None) -> None:
-    """Destroy ``pool`` if there is one; a pool already gone with its host is no error."""
-    if client is None or pool is None:
-        return
-    with contextlib.suppress(ConnectionLost, NoSuchPool):
-        client.destroy_pool(pool)
 
 
 def _key(st: os.stat_result) -> tuple[int, int]:

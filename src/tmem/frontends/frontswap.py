@@ -50,11 +50,11 @@ from typing import Any
 
 import xxhash
 
-from tmem.api import DEFAULT_PAGE_SIZE, Client, check_page_size
-from tmem.errors import ConnectionLost, InvalidArgument, NoSuchPool
+from tmem.api import DEFAULT_PAGE_SIZE, Client, Stats, check_page_size
+from tmem.errors import InvalidArgument
 from tmem.frontends.bitmap import Bitmap
-from tmem.frontends.cleancache import check_count, destroy_quietly
 from tmem.frontends.errors import EmptySlot, PagesLost
+from tmem.frontends.hostcalls import check_count, destroy_quietly, host_lost
 from tmem.frontends.selfshrink import SelfShrink
 
 #: The counters :meth:`Frontswap.stats` reports besides the page counts.
@@ -79,6 +79,11 @@ COUNTERS: tuple[str, ...] = (
 
 _SWIZ_BITS = 4
 _SWIZ_MASK = (1 << _SWIZ_BITS) - 1
+
+
+def _handle(slot: int) -> tuple[int, int]:
+    """A slot's tmem ``(oid, index)``: spread over 16 objects, as Linux's frontswap does."""
+    return slot & _SWIZ_MASK, slot >> _SWIZ_BITS
 
 
 class Frontswap:
@@ -144,7 +149,7 @@ class Frontswap:
         with self.lock:
             self._check_open()
             self._lost.discard(slot)
-            if self.pool is not None and self._tmem("put_page", slot, data):
+            if self.pool is not None and self._put(slot, data):
                 return self._stored_in_tmem(slot, data)
             # A rejected duplicate put already flushed the old page in tmem.
             self._in_tmem.clear(slot)
@@ -152,7 +157,7 @@ class Frontswap:
                 self._writeback
                 and self._write_back_oldest()
                 and self.pool is not None
-                and self._tmem("put_page", slot, data)
+                and self._put(slot, data)
             ):
                 return self._stored_in_tmem(slot, data)
             if self.client is not None:
@@ -175,7 +180,7 @@ class Frontswap:
             if self.pool is None or self._in_tmem[slot] or not self._in_file[slot]:
                 return False
             self._counts["clean_offers"] += 1
-            if not self._tmem("put_page", slot, data):
+            if not self._put(slot, data):
                 return False
             if self._sums is not None:
                 self._sums[slot] = xxhash.xxh3_64_intdigest(data)
@@ -196,7 +201,7 @@ class Frontswap:
         with self.lock:
             self._check_open()
             if self._in_tmem[slot] and self._in_file[slot]:
-                self._tmem("flush_page", slot)
+                self._flush(slot)
                 self._in_tmem.clear(slot)
 
     def _stored_in_tmem(self, slot: int, data: bytes) -> None:
@@ -268,7 +273,7 @@ class Frontswap:
             self._check_open()
             held = self._in_tmem[slot] or self._in_file[slot] or slot in self._lost
             if self._in_tmem[slot]:
-                self._tmem("flush_page", slot)
+                self._flush(slot)
                 self._in_tmem.clear(slot)
             self._in_file.clear(slot)
             self._lost.discard(slot)
@@ -283,7 +288,9 @@ class Frontswap:
                 for oid in range(1 << _SWIZ_BITS):
                     if self.pool is None:
                         break
-                    self._tmem("flush_object", oid)
+                    client, pool = self._tmem()
+                    with host_lost(self._host_lost):
+                        client.flush_object(pool, oid)
             self._in_tmem.clear_all()
             self._in_file.clear_all()
             self._order.clear()
@@ -323,7 +330,7 @@ class Frontswap:
                     self._broken(slot)
                 return False
             self._write_file(slot, page)
-        self._tmem("flush_page", slot)
+        self._flush(slot)
         self._in_tmem.clear(slot)
         return True
 
@@ -351,11 +358,9 @@ class Frontswap:
         host publishes no target)."""
         if self.client is None or self.pool is None:
             return None
-        try:
+        stats: Stats = {}
+        with host_lost(self._host_lost):
             stats = self.client.stats()
-        except (ConnectionLost, NoSuchPool):
-            self._host_lost()
-            return None
         over = stats.get("persistent_over")
         return over if isinstance(over, int) else None
 
@@ -431,28 +436,37 @@ class Frontswap:
 
     # --- tmem and the swap file ----------------------------------------------
 
-    def _tmem(self, op: str, slot_or_oid: int, *args: Any) -> Any:
-        """Call the client for a slot (or an object, for flush_object); handle a lost host."""
+    def _tmem(self) -> tuple[Client, int]:
+        """The client and the pool, for a caller that knows the area has a pool."""
         assert self.client is not None and self.pool is not None
-        if op == "flush_object":
-            handle: tuple[int, ...] = (slot_or_oid,)
-        else:
-            handle = (slot_or_oid & _SWIZ_MASK, slot_or_oid >> _SWIZ_BITS)
-        try:
-            return getattr(self.client, op)(self.pool, *handle, *args)
-        except (ConnectionLost, NoSuchPool):
-            self._host_lost()
-            return False if op == "put_page" else None
+        return self.client, self.pool
+
+    def _put(self, slot: int, data: bytes) -> bool:
+        """Offer the slot's page to tmem; False if refused or the host is gone."""
+        client, pool = self._tmem()
+        stored = False
+        with host_lost(self._host_lost):
+            stored = client.put_page(pool, *_handle(slot), data)
+        return stored
+
+    def _flush(self, slot: int) -> None:
+        """Flush the slot's page from tmem."""
+        client, pool = self._tmem()
+        with host_lost(self._host_lost):
+            client.flush_page(pool, *_handle(slot))
 
     def _get(self, slot: int) -> bytes | None:
         """The slot's page from tmem, or None if it is gone or not the page stored."""
-        page = self._tmem("get_page", slot)
+        client, pool = self._tmem()
+        page = None
+        with host_lost(self._host_lost):
+            page = client.get_page(pool, *_handle(slot))
         if page is None or self._sums is None:
             return page
         if xxhash.xxh3_64_intdigest(page) == self._sums[slot]:
             return page
         self._counts["corrupt_pages"] += 1
-        self._tmem("flush_page", slot)
+        self._flush(slot)
         self._in_tmem.clear(slot)
         return None
 

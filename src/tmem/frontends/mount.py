@@ -271,7 +271,7 @@ class CleanCacheFS:
                 for i, t in enumerate(times)
             )
             times = (a, m)
-        if times is None:
+        if times is None:  # os.utime refuses ns=None; no times means now
             os.utime(full, follow_symlinks=False)
         else:
             os.utime(full, ns=times, follow_symlinks=False)

@@ -56,7 +56,7 @@ from typing import Any
 
 from tmem.errors import InvalidArgument, TmemError
 from tmem.frontends import uffd
-from tmem.frontends.cleancache import check_count
+from tmem.frontends.hostcalls import check_count
 
 
 class HandlerFailed(TmemError):

@@ -131,12 +131,6 @@ class SlotArena:
         start = pos * self.slot_size + offset
         return self.chunks[chunk][start : start + length]
 
-    def view(self, slot: int) -> memoryview:
-        """A view of the whole slot, valid until the slot is freed."""
-        chunk, pos = divmod(slot, self.per_chunk)
-        start = pos * self.slot_size
-        return memoryview(self.chunks[chunk])[start : start + self.slot_size]
-
     @property
     def resident_bytes(self) -> int:
         """Bytes of slots handed out (or committed ahead) and not given back: an RSS bound."""

@@ -37,11 +37,13 @@ from tmem.errors import InvalidArgument
 from tmem.store.base import REJECTED
 from tmem.store.codecs import LZ4, RAW, SAME, Codecs, codec_id
 from tmem.store.dedup import INDEX_ENTRY_BYTES, DedupIndex
-from tmem.store.handles import CODEC_MASK, HUGE, INDEXED, ORDER_SHIFT, HandleTable
+from tmem.store.handles import CODEC_MASK, HUGE, INDEXED, HandleTable, order_bits, page_size_of
 from tmem.store.zspool import CLASS_MASK, OWNER_BYTES, SLOT_SIZE, ZsPool
 
 DEDUP_SCOPES: tuple[str | None, ...] = (None, "none", "client", "host")
 _hash = xxhash.xxh3_128_intdigest
+#: What _share answers when the indexed page only shares the new page's hash.
+_COLLISION = -2
 
 
 class CompressedStore:
@@ -115,7 +117,7 @@ class CompressedStore:
             h = self.index.find(key)
             if h >= 0:
                 shared = self._share(h, data, persistent, cid)
-                if shared != -2:
+                if shared != _COLLISION:
                     return shared
                 key = -1  # a true hash collision: store this page unindexed
         codec = self.clients.get(cid, self.default_codec)
@@ -143,7 +145,7 @@ class CompressedStore:
         return self._put_bytes(packed, codec, n, key, cid)
 
     def _put_same(self, word: bytes, n: int) -> int:
-        h = self.table.alloc(SAME | (n.bit_length() - 10) << ORDER_SHIFT)
+        h = self.table.alloc(SAME | order_bits(n))
         self.table.loc[h] = int.from_bytes(word, "little", signed=True)
         self.table.clen[h] = 0
         self.same_pages += 1
@@ -152,11 +154,11 @@ class CompressedStore:
         return h
 
     def _share(self, h: int, data: bytes, persistent: bool, cid: int) -> int:
-        """Add a reference to stored page ``h`` if it holds ``data``; -2 if it does not."""
+        """Add a reference to stored page ``h`` if it holds ``data``; _COLLISION if not."""
         table = self.table
         if self.per_client and table.cid[h] != cid or self.get(h) != data:
             self.counters["hash_collisions"] += 1
-            return -2
+            return _COLLISION
         table.refs[h] += 1
         self.logical_pages += 1
         self.counters["dedup_hits"] += 1
@@ -166,7 +168,7 @@ class CompressedStore:
         table, pool = self.table, self.pool
         if key >= 0:
             meta |= INDEXED
-        h = table.alloc(meta | (n.bit_length() - 10) << ORDER_SHIFT)
+        h = table.alloc(meta | order_bits(n))
         size = len(stored)
         loc = pool.alloc(size, h)
         pool.write(loc, stored)
@@ -192,7 +194,7 @@ class CompressedStore:
         table = self.table
         meta = table.meta[ref]
         codec = meta & CODEC_MASK
-        n = 512 << (meta >> ORDER_SHIFT)
+        n = page_size_of(meta)
         if codec == SAME:
             return table.loc[ref].to_bytes(8, "little", signed=True) * (n >> 3)
         stored = self.pool.read(table.loc[ref], table.clen[ref])
@@ -212,7 +214,7 @@ class CompressedStore:
         """Store an exported page again as it is (no compression, no dedup lookup)."""
         meta = blob[0] & ~INDEXED
         codec = meta & CODEC_MASK
-        n = 512 << (meta >> ORDER_SHIFT)
+        n = page_size_of(meta)
         if codec == SAME:
             return self._put_same(bytes(blob[1:9]), n)
         stored = bytes(blob[1:])
@@ -264,7 +266,7 @@ class CompressedStore:
         self.used_bytes -= self._footprint(ref)
         meta = table.meta[ref]
         codec = meta & CODEC_MASK
-        n = 512 << (meta >> ORDER_SHIFT)
+        n = page_size_of(meta)
         self.orig_data_size -= n
         size = table.clen[ref]
         self.compr_data_size -= size

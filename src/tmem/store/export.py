@@ -2,7 +2,8 @@
 
 An exported page is one byte of metadata (codec id in bits 0-1, the "stored
 raw because it compressed poorly" flag in bit 3, log2(page size) - 9 in bits
-4-7) followed by the bytes the store kept: the compressed page, the raw page,
+4-7; the handle table's ``meta`` bits, see :func:`tmem.store.handles.order_bits`)
+followed by the bytes the store kept: the compressed page, the raw page,
 or, for a same-filled page, its 8-byte word.  Tiers keep it as it is; a store
 adopts it back without compressing again, and :func:`decode_export` turns it
 into the page anywhere.
@@ -12,19 +13,9 @@ from __future__ import annotations
 
 from tmem.errors import InvalidArgument
 from tmem.store.codecs import RAW, SAME, Codecs
-from tmem.store.handles import CODEC_MASK, HUGE, ORDER_SHIFT
+from tmem.store.handles import CODEC_MASK, page_size_of
 
 _codecs = Codecs()
-
-
-def export_meta(codec: int, huge: bool, page_size: int) -> int:
-    """The metadata byte of an exported page."""
-    return codec | (HUGE if huge else 0) | (page_size.bit_length() - 10) << ORDER_SHIFT
-
-
-def page_size_of(blob: bytes) -> int:
-    """The page size an exported page decodes to."""
-    return 512 << (blob[0] >> ORDER_SHIFT)
 
 
 def decode_export(blob: bytes) -> bytes:
@@ -33,7 +24,7 @@ def decode_export(blob: bytes) -> bytes:
         raise InvalidArgument("an exported page is empty")
     meta = blob[0]
     codec = meta & CODEC_MASK
-    n = page_size_of(blob)
+    n = page_size_of(meta)
     body = blob[1:]
     if codec == SAME:
         page = body[:8] * (n >> 3)

@@ -20,6 +20,16 @@ ORDER_SHIFT = 4
 _NIL = -1
 
 
+def order_bits(page_size: int) -> int:
+    """The ``meta`` bits that record a page size (a power of two from 512)."""
+    return (page_size.bit_length() - 10) << ORDER_SHIFT
+
+
+def page_size_of(meta: int) -> int:
+    """The page size that ``meta`` records (see :func:`order_bits`)."""
+    return 512 << (meta >> ORDER_SHIFT)
+
+
 class HandleTable:
     """Rows ``loc``, ``clen``, ``meta``, ``refs`` (and ``cid``, ``hlo``, ``hhi`` with dedup)."""
 

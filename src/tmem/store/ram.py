@@ -6,22 +6,26 @@ from typing import Any
 
 from tmem.errors import InvalidArgument
 from tmem.store.arena import SlotArena
+from tmem.store.codecs import RAW
+from tmem.store.handles import order_bits
 
 _CLASS_BITS = 5  # page sizes 2**9 .. 2**16 give class numbers below 32
+#: The size class (log2 of the page size) in the low bits of a reference.
+_CLASS_MASK = (1 << _CLASS_BITS) - 1
 
 
 class RamStore:
     """Stores pages uncompressed; a reference is ``slot << 5 | log2(size)``."""
 
     def __init__(self) -> None:
-        self._arenas: list[SlotArena | None] = [None] * (1 << _CLASS_BITS)
+        self._arenas: dict[int, SlotArena] = {}  # size class -> arena, made on first use
         self.pages = 0
         self.used_bytes = 0
 
     def put(self, data: bytes | memoryview, persistent: bool, cid: int) -> int:
         size = len(data)
         cls = size.bit_length() - 1
-        arena = self._arenas[cls]
+        arena = self._arenas.get(cls)
         if arena is None:
             arena = self._arenas[cls] = SlotArena(1 << cls)
         slot = arena.alloc()
@@ -31,20 +35,20 @@ class RamStore:
         return slot << _CLASS_BITS | cls
 
     def get(self, ref: int) -> bytes:
-        arena = self._arenas[ref & 31]
+        arena = self._arenas[ref & _CLASS_MASK]
         chunk, pos = divmod(ref >> _CLASS_BITS, arena.per_chunk)
         start = pos * arena.slot_size
         return arena.chunks[chunk][start : start + arena.slot_size]
 
     def free(self, ref: int) -> None:
-        cls = ref & 31
+        cls = ref & _CLASS_MASK
         self._arenas[cls].free(ref >> _CLASS_BITS)
         self.pages -= 1
         self.used_bytes -= 1 << cls
 
     def export(self, ref: int) -> bytes:
         """The page under ``ref`` for a tier: a raw page (see :mod:`tmem.store.export`)."""
-        return bytes(((ref & 31) - 9 << 4,)) + self.get(ref)
+        return bytes((RAW | order_bits(1 << (ref & _CLASS_MASK)),)) + self.get(ref)
 
     def adopt(self, blob: bytes, persistent: bool, cid: int) -> int:
         """Store an exported raw page again."""
@@ -59,7 +63,7 @@ class RamStore:
         self.free(ref)
 
     def charge(self, ref: int) -> int:
-        return 1 << (ref & 31)
+        return 1 << (ref & _CLASS_MASK)
 
     def configure_client(self, cid: int, compress: str | None) -> None:
         if compress not in (None, "none"):
@@ -72,7 +76,7 @@ class RamStore:
         pass
 
     def stats(self) -> dict[str, Any]:
-        arenas = [a for a in self._arenas if a is not None]
+        arenas = list(self._arenas.values())
         data = sum(a.used * a.slot_size for a in arenas)
         return {
             "store": "ram",

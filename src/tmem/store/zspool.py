@@ -174,7 +174,7 @@ class ZsPool:
             raise ValueError(f"compact_fraction {compact_fraction!r} is not in [0, 1]")
         self.loc = loc
         self.compact_fraction = compact_fraction
-        self.classes: list[SizeClass | None] = [None] * (1 << CLASS_BITS)
+        self.classes: dict[int, SizeClass] = {}  # class index -> class, made on first use
         #: classes whose holes passed the threshold -> the operation count of their last free
         self.pending: dict[int, int] = {}
         self.ops = 0  # allocations and frees so far
@@ -186,7 +186,7 @@ class ZsPool:
     def alloc(self, size: int, handle: int) -> int:
         """Reserve room for ``size`` bytes owned by ``handle``; return its location."""
         index = CLASS_OF[size]
-        cls = self.classes[index]
+        cls = self.classes.get(index)
         if cls is None:
             cls = self.classes[index] = SizeClass(index)
         self.used_bytes += cls.slot_size
@@ -208,10 +208,6 @@ class ZsPool:
         chunk, pos = divmod(loc >> CLASS_BITS, cls.per_chunk)
         start = pos * cls.slot_size
         return cls.chunks[chunk][start : start + length]
-
-    def slot_bytes(self, loc: int) -> int:
-        """The bytes the object at ``loc`` occupies (its class's slot size)."""
-        return SLOT_SIZE[loc & CLASS_MASK]
 
     def free(self, loc: int) -> None:
         """Release the object at ``loc``; defer compaction of its class (see the module)."""
@@ -258,8 +254,8 @@ class ZsPool:
 
     def compact(self) -> int:
         """Compact every class completely (unbounded work); return objects moved."""
-        for i, c in enumerate(self.classes):
-            if c and c.top > c.live:
+        for i, c in self.classes.items():
+            if c.top > c.live:
                 self.pending[i] = self.ops
         moved = 0
         while self.pending:
@@ -295,7 +291,7 @@ class ZsPool:
 
     def stats(self) -> dict[str, int]:
         """Bytes in use, held (resident bound), in holes, mapped; compaction counters."""
-        classes = [c for c in self.classes if c is not None]
+        classes = list(self.classes.values())
         return {
             "slot_bytes": self.used_bytes,
             "arena_resident_bytes": sum(c.resident_bytes() for c in classes),

@@ -208,7 +208,8 @@ def encode_pool_op(op: int, pool: int) -> bytes:
 def decode_pool(body: memoryview) -> int:
     """The pool id of a DESTROY_POOL body, or of a NEW_POOL reply."""
     _exact(body, POOL.size, "pool")
-    return POOL.unpack(body)[0]
+    pool: int = POOL.unpack(body)[0]
+    return pool
 
 
 # --- single pages ----------------------------------------------------------

@@ -159,7 +159,7 @@ def workload(
     guests = guests or chosen.guests
     private_pages = chosen.private_pages if private_pages is None else private_pages
     spare = chosen.spare if spare is None else spare
-    options = dict(
+    options: dict[str, Any] = dict(
         private_pages=private_pages,
         step_pages=step,
         selfshrink=selfshrink,

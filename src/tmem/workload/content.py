@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -92,7 +92,7 @@ class Corpus:
 class ContentMap:
     """The bytes of every ``(trace, page, version)`` of a run, from a :class:`Corpus`."""
 
-    def __init__(self, pages_by_trace: dict[str, Iterable[int]], corpus: Corpus) -> None:
+    def __init__(self, pages_by_trace: Mapping[str, Iterable[int]], corpus: Corpus) -> None:
         self.corpus = corpus
         self._base: dict[str, int] = {}
         self._rank: dict[str, dict[int, int]] = {}
@@ -106,7 +106,9 @@ class ContentMap:
         self.stretch = max(total, 1)
 
     @classmethod
-    def build(cls, pages_by_trace: dict[str, Iterable[int]], page_size: int = 4096) -> ContentMap:
+    def build(
+        cls, pages_by_trace: Mapping[str, Iterable[int]], page_size: int = 4096
+    ) -> ContentMap:
         """A map of the traces' pages onto the shipped corpus."""
         return cls(pages_by_trace, Corpus(page_size))
 

@@ -95,7 +95,7 @@ def _host_share(
         for ax, entry in zip(axes[:, 0], hosted, strict=True):
             line = entry["timeline"]
             mib = [[b / 2**20 for b in sample] for sample in line["host_bytes"]]
-            series = list(zip(*mib, strict=True)) if mib else [[] for _ in names]
+            series: list[Any] = list(zip(*mib, strict=True)) if mib else [[] for _ in names]
             ax.stackplot(line["accesses"], *series, labels=names)
             ax.axhline(entry["host_bytes"] / 2**20, color="black", lw=0.8, ls="--")
             ax.set_ylabel("MiB in host")

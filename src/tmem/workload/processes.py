@@ -2,10 +2,11 @@
 
 The same run as :mod:`tmem.workload.runner`, but every guest is its own
 process (``spawn``) that reaches the host with ``tmem.connect("unix:...")``:
-pages cross the wire protocol and the daemon's event loop.  The daemon serves
-the configuration's :class:`tmem.Host` in a thread of this process; the
-guests and this process meet at two barriers after every step, between which
-this process samples the guests' reads (shared memory) and the host.
+pages cross the wire protocol and the daemon's event loop.  The daemon is
+``tmem serve`` with the configuration's capacity and store, started as a user
+would; the guests and this process meet at two barriers after every step,
+between which this process samples the guests' reads (shared memory) and the
+host's statistics (``tmem.admin``).
 
 The CPU time per I/O saved counts only the guest's side of each call
 (encoding, the socket, waiting is not CPU); the daemon's own work is not in it.
@@ -15,16 +16,20 @@ from __future__ import annotations
 
 import multiprocessing
 import queue
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import tmem
 from tmem.workload.config import Configuration
 from tmem.workload.errors import WorkloadError
-from tmem.workload.runner import ConfigResult, Prepared, Progress, make_guest, new_host
+from tmem.workload.model import ConfigResult, Prepared, Progress, make_guest
 
 #: Longest wait at a barrier, or for a guest's result (seconds): a guest that died is an error.
 TIMEOUT = 300.0
@@ -38,37 +43,82 @@ def run_configuration_processes(
     if config.balloon:
         result.unavailable = "self-ballooning guests run as threads only"
         return result
-    host = new_host(config, result)
-    if result.unavailable:
-        return result
     # Unix socket paths are short: the socket gets a directory of its own under /tmp.
-    with tempfile.TemporaryDirectory(prefix="tmem-wl-") as sockdir:
-        server = _serve(host, Path(sockdir) / "tmem.sock") if host is not None else None
+    with tempfile.TemporaryDirectory(prefix="tmem-wl-") as sockdir, _daemon(
+        config, Path(sockdir) / "tmem.sock", result
+    ) as (address, host):
+        if result.unavailable:
+            return result
         try:
             started = time.perf_counter()
-            guests = _Guests(prepared, config, server and server.address, workdir)
+            guests = _Guests(prepared, config, address, workdir)
             try:
                 _drive(guests, prepared, config, host, result, progress)
                 result.close(guests.results(), time.perf_counter() - started)
             finally:
                 guests.stop()
         finally:
-            if server is not None:
-                server.stop()
-                server.thread.join(10)
             for path in workdir.glob(f"{config.name}-*"):
                 path.unlink()
     return result
 
 
-def _serve(host: Any, socket: Path) -> Any:
-    """A daemon serving ``host`` on ``socket``, its loop in a thread (``.thread``)."""
-    from tmem.daemon.config import Config
-    from tmem.daemon.server import Server, run_in_thread
+@contextmanager
+def _daemon(
+    config: Configuration, socket: Path, result: ConfigResult
+) -> Iterator[tuple[str | None, Any]]:
+    """``tmem serve`` for ``config`` on ``socket``: yield its address and an admin handle.
 
-    server = Server(Config(socket=str(socket)), host=host)
-    server.thread = run_in_thread(server)
-    return server
+    Yields ``(None, None)`` for a configuration without tmem, and also when the
+    daemon cannot start, with ``result.unavailable`` saying why.
+    """
+    if not config.uses_tmem:
+        yield None, None
+        return
+    command = [sys.executable, "-m", "tmem", "serve", "--socket", str(socket)]
+    command += ["--capacity", str(config.host_bytes), "--log-level", "warning"]
+    command += ["--compress", config.compress or "none", "--dedup", config.dedup or "none"]
+    command += ["--host-policy", config.policy, "--idle-timeout", "0"]
+    for tier in config.tiers:
+        command += ["--tier", tier]
+    log = socket.with_name("tmem-serve.log")  # stderr to a file: a pipe could fill and block it
+    with log.open("w+") as err:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+        try:
+            admin = _admin_when_ready(proc, str(socket))
+            if admin is None:
+                proc.wait(10)
+                err.seek(0)
+                result.unavailable = err.read().strip() or "tmem serve did not start"
+                yield None, None
+                return
+            try:
+                yield str(socket), admin
+            finally:
+                admin.close()
+        finally:
+            _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop the daemon as its service manager would (SIGTERM), killing it if it hangs."""
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _admin_when_ready(proc: subprocess.Popen[bytes], socket: str) -> Any:
+    """An admin handle once the daemon answers, or None if it exited first."""
+    deadline = time.monotonic() + TIMEOUT
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            return tmem.admin(socket)
+        except tmem.ConnectionLost:
+            time.sleep(0.02)
+    return None
 
 
 def _drive(
@@ -83,10 +133,10 @@ def _drive(
     budget, expected = prepared.spec.step_pages, prepared.steps
     while True:
         guests.wait(guests.arrive)
-        result.sample(budget, list(guests.io), host.stats() if host is not None else None)
+        result.sample(budget, guests.io[:], host.stats() if host is not None else None)
         if progress is not None:
             progress(config.name, len(result.steps), max(expected, len(result.steps)))
-        if all(guests.done):
+        if all(guests.done[:]):
             guests.stop_flag.value = 1
         guests.wait(guests.leave)
         if guests.stop_flag.value:

@@ -33,7 +33,8 @@ from rich.table import Table
 
 from tmem.units import format_size
 from tmem.workload.ideal import ARRANGEMENTS, IDEAL, ideal_share
-from tmem.workload.runner import ConfigResult, WorkloadResult
+from tmem.workload.model import ConfigResult
+from tmem.workload.runner import WorkloadResult
 
 REFERENCE = "static"
 #: The I/O tmem saved is measured against this configuration when it ran.
