@@ -30,7 +30,14 @@ from tmem.errors import InvalidArgument, NoSuchClient
 from tmem.store.export import decode_export
 
 if TYPE_CHECKING:
-    from tmem.host import Host, HostClient
+    import threading
+    from collections.abc import Callable
+
+    from tmem.engine import Engine
+    from tmem.host import HostClient
+    from tmem.policy import ClientPolicy
+    from tmem.store import PageStore
+    from tmem.tier.demoter import TierSet
 
 #: The form of a PAGE record's data: the store's export (:mod:`tmem.store.export`).
 EXPORT_FORMAT = 1
@@ -53,14 +60,24 @@ class Export:
 class TransferMixin:
     """The export and import methods of :class:`tmem.Host`."""
 
-    def _transfer_init(self: Host) -> None:
+    if TYPE_CHECKING:  # what the host provides
+        lock: threading.Lock
+        engine: Engine
+        store: PageStore
+        tiers: TierSet | None
+        policies: dict[str, ClientPolicy]
+        _handles: dict[str, HostClient]
+        _left: Callable[[ClientState], None]
+        set_client: Callable[..., None]
+
+    def _transfer_init(self) -> None:
         self.exports: dict[str, Export] = {}
         self.parked: dict[str, ClientState] = {}  # name -> a client no connection has
         self.incoming: set[str] = set()  # parked names still being imported
 
     # --- export ----------------------------------------------------------
 
-    def export_begin(self: Host, name: str, shared: str = "refuse") -> dict[str, Any]:
+    def export_begin(self, name: str, shared: str = "refuse") -> dict[str, Any]:
         """Start exporting client ``name``: its header, and a first round of every page.
 
         ``shared="skip"`` leaves shared pools out; ``"refuse"`` (for migration)
@@ -88,7 +105,7 @@ class TransferMixin:
                 client._track(export.dirty)
             return self._export_header(name, export)
 
-    def _export_header(self: Host, name: str, export: Export) -> dict[str, Any]:
+    def _export_header(self, name: str, export: Export) -> dict[str, Any]:
         state = export.state
         policy = self.policies.get(name)
         return {
@@ -106,7 +123,7 @@ class TransferMixin:
             "pending": len(export.todo),
         }
 
-    def export_round(self: Host, name: str) -> dict[str, Any]:
+    def export_round(self, name: str) -> dict[str, Any]:
         """Start the next round: the handles changed since the last one; the header again."""
         with self.lock:
             export = self._export(name)
@@ -114,7 +131,7 @@ class TransferMixin:
             export.dirty.clear()
             return self._export_header(name, export)
 
-    def export_pages(self: Host, name: str, max_bytes: int = CHUNK_BYTES) -> list[Record]:
+    def export_pages(self, name: str, max_bytes: int = CHUNK_BYTES) -> list[Record]:
         """The next records of this round, about ``max_bytes`` of data; [] when it is done."""
         out: list[Record] = []
         size = 0
@@ -127,7 +144,7 @@ class TransferMixin:
                     size += len(record[5]) + 64
         return out
 
-    def _records_for(self: Host, export: Export, key: Key) -> list[Record]:
+    def _records_for(self, export: Export, key: Key) -> list[Record]:
         pool_id, oid, index = key
         state = export.state
         pool = state.pools.get(pool_id)
@@ -139,13 +156,13 @@ class TransferMixin:
             return [flush, *(self._page_record(state, pool_id, o, i) for o, i in pages)]
         return [self._page_record(state, pool_id, oid, index)]
 
-    def _page_record(self: Host, state: ClientState, pool_id: int, oid: int, index: int) -> Record:
+    def _page_record(self, state: ClientState, pool_id: int, oid: int, index: int) -> Record:
         ref = page_ref(self.engine, state, pool_id, oid, index)
         if ref < 0:
             return (RECORD_FLUSH_PAGE, pool_id, oid, index, 0, b"")
         return (RECORD_PAGE, pool_id, oid, index, EXPORT_FORMAT, self.store.export(ref))
 
-    def export_end(self: Host, name: str, release: bool = False) -> None:
+    def export_end(self, name: str, release: bool = False) -> None:
         """Stop exporting; with ``release`` the client's pages leave this host (it moved)."""
         with self.lock:
             export = self.exports.pop(name, None)
@@ -157,7 +174,7 @@ class TransferMixin:
                 self.engine.remove_client(export.state)
                 self._left(export.state)
 
-    def _export(self: Host, name: str) -> Export:
+    def _export(self, name: str) -> Export:
         export = self.exports.get(name)
         if export is None:
             raise InvalidArgument(f"client {name!r} is not being exported")
@@ -167,7 +184,7 @@ class TransferMixin:
 
     # --- import ----------------------------------------------------------
 
-    def import_begin(self: Host, header: dict[str, Any]) -> None:
+    def import_begin(self, header: dict[str, Any]) -> None:
         """Make the client of ``header`` here, parked, with its pools and policy; pages follow."""
         name = header.get("name")
         with self.lock:
@@ -186,7 +203,7 @@ class TransferMixin:
             self.import_end(name, commit=False)
             raise
 
-    def import_pools(self: Host, header: dict[str, Any]) -> None:
+    def import_pools(self, header: dict[str, Any]) -> None:
         """Make the parked client's pools those of ``header``: create new ones, drop gone ones."""
         with self.lock:
             state = self._incoming(header.get("name"))
@@ -198,7 +215,7 @@ class TransferMixin:
                             int(pool["page_size"]))  # fmt: skip
             state.next_pool_id = max(state.next_pool_id, int(header["next_pool_id"]))
 
-    def import_pages(self: Host, name: str, records: list[Record]) -> dict[str, int]:
+    def import_pages(self, name: str, records: list[Record]) -> dict[str, int]:
         """Apply records to the parked client ``name``; counts of pages stored and refused."""
         stored = refused = 0
         engine = self.engine
@@ -219,7 +236,7 @@ class TransferMixin:
                     raise InvalidArgument(f"unknown record kind {kind}")
         return {"stored": stored, "refused": refused}
 
-    def import_end(self: Host, name: str, commit: bool) -> None:
+    def import_end(self, name: str, commit: bool) -> None:
         """Finish an import: the client may now connect (commit), or it is dropped (abort)."""
         with self.lock:
             state = self._incoming(name)
@@ -229,17 +246,17 @@ class TransferMixin:
                 self.engine.remove_client(state)
                 self._left(state)
 
-    def _incoming(self: Host, name: Any) -> ClientState:
+    def _incoming(self, name: Any) -> ClientState:
         if name not in self.incoming:
             raise InvalidArgument(f"no import of client {name!r} is under way")
         return self.parked[name]
 
-    def parked_names(self: Host) -> list[str]:
+    def parked_names(self) -> list[str]:
         """Clients restored here that no connection has claimed yet."""
         with self.lock:
             return sorted(self.parked)
 
-    def drop_parked(self: Host, name: str) -> None:
+    def drop_parked(self, name: str) -> None:
         """Free a parked client and its pages (nobody came back for them)."""
         with self.lock:
             state = self.parked.pop(name, None)

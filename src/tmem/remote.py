@@ -41,6 +41,7 @@ from tmem.errors import (
 from tmem.sockets import default_socket
 from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError, transfer
 from tmem.wire import messages as msg
+from tmem.wire.frames import HEADER
 
 #: Page bytes sent (or asked for) per batch frame; two frames are kept in flight.
 BATCH_BYTES = 1 << 20
@@ -306,7 +307,7 @@ class RemoteClient:
         pages: bool,
     ) -> None:
         """Send each chunk's frame, keeping two in flight; fill ``results`` from replies."""
-        chan, in_flight = self._chan, deque[list[int]]()
+        chan, in_flight = self._chan, deque[tuple[list[Any], list[int]]]()
         try:
             for frame, positions in chunks:
                 chan.send(frame)
@@ -434,8 +435,9 @@ class RemoteAdmin:
             body = transfer.encode_import(name, records)
         except WireError as exc:
             raise InvalidArgument(str(exc)) from None
-        frame = msg.HEADER.pack(Op.IMPORT_PAGES, 0, 0, len(body)) + body
-        return msg.decode_json(self._chan.call(frame, Op.IMPORT_PAGES))  # type: ignore[no-any-return]
+        frame = HEADER.pack(Op.IMPORT_PAGES, 0, 0, len(body)) + body
+        counts: dict[str, int] = msg.decode_json(self._chan.call(frame, Op.IMPORT_PAGES))
+        return counts
 
     def import_end(self, name: str, commit: bool) -> None:
         """Let the client connect (commit), or drop what was imported (abort)."""

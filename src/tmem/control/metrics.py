@@ -153,8 +153,8 @@ def client_families(clients: dict[str, dict[str, Any]]) -> Iterator[Any]:
             family.add_metric([name], float(client[key]))
         if client["cap"] is not None:
             cap.add_metric([name], client["cap"])
-        for key, family in counters:
-            family.add_metric([name], client[key])
+        for key, counter in counters:
+            counter.add_metric([name], client[key])
         for reason in REJECT_REASONS:
             refused.add_metric([name, reason], client.get("reject_" + reason, 0))
     yield from gauges.values()

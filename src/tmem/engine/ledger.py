@@ -101,12 +101,12 @@ class Ledger:
 
     def _apply_capacity(self, capacity: Any) -> None:
         """Check and set the capacity, and the calm limit that follows from it."""
-        self.capacity = check_capacity(capacity)
+        size = self.capacity = check_capacity(capacity)
         # Below this usage no put needs eviction or meets the persistent share rule.
-        self.calm_limit = capacity - capacity // PERSISTENT_HEADROOM
-        self.ghost_limit = max(16, int(capacity // _NOMINAL_PAGE * GHOST_FRACTION))
-        self.decay_every = max(64, capacity // _NOMINAL_PAGE)
-        self.idle_ops = max(IDLE_OPERATIONS, 2 * capacity // _NOMINAL_PAGE)
+        self.calm_limit = size - size // PERSISTENT_HEADROOM
+        self.ghost_limit = max(16, int(size // _NOMINAL_PAGE * GHOST_FRACTION))
+        self.decay_every = max(64, size // _NOMINAL_PAGE)
+        self.idle_ops = max(IDLE_OPERATIONS, 2 * size // _NOMINAL_PAGE)
 
     def set_capacity(self, capacity: int) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""

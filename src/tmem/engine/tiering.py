@@ -152,7 +152,7 @@ def pick_demotions(engine: Engine, max_pages: int, max_bytes: int) -> list[Candi
 
 
 def _oldest(table: PageTable, head: int, n: int) -> list[int]:
-    out = []
+    out: list[int] = []
     pid = table.next[head]
     while pid != head and len(out) < n:
         out.append(pid)

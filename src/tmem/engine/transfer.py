@@ -12,7 +12,9 @@ from tmem.engine.core import Engine
 from tmem.engine.state import ClientState
 
 
-def handles(engine: Engine, client: ClientState, pool_id: int, oid: int | None = None) -> list:
+def handles(
+    engine: Engine, client: ClientState, pool_id: int, oid: int | None = None
+) -> list[tuple[int, int]]:
     """Every ``(oid, index)`` stored in the client's pool (of object ``oid`` only, if given)."""
     pool = engine.pool_of(client, pool_id)
     if oid is not None:

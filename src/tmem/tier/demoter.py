@@ -67,7 +67,9 @@ class TierSet:
         self.lock = lock
         self.tiers = list(tiers)
         attach_tiers(engine, [tier.index_bytes_per_page for tier in self.tiers])
-        self.latency = [collections.deque(maxlen=LATENCY_SAMPLES) for _ in self.tiers]
+        self.latency: list[collections.deque[int]] = [
+            collections.deque(maxlen=LATENCY_SAMPLES) for _ in self.tiers
+        ]
         self.fetches = [0] * len(self.tiers)
         self.steps = 0
         self._stop = threading.Event()

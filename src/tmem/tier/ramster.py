@@ -31,7 +31,7 @@ import secrets
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
@@ -234,7 +234,8 @@ class ClusterTier:
                 cluster = self._connect()
             if cluster is not None:
                 try:
-                    value = cluster.get(key)
+                    # Replies are not decoded (decode_responses is off): bytes.
+                    value = cast("bytes | None", cluster.get(key))
                 except (RedisError, RedisClusterException, OSError) as exc:
                     with self.lock:
                         self._down(exc)
@@ -242,7 +243,7 @@ class ClusterTier:
                     if value is None:
                         with self.lock:
                             self.counters["lost"] += 1
-                    return value  # type: ignore[no-any-return]
+                    return value
             if time.monotonic() + pause > deadline:
                 break
             with self.lock:

@@ -339,9 +339,11 @@ class SsdTier:
         try:
             self._flush()
         except OSError:
+            opened = self.open
+            assert opened is not None  # the segment the records were moved into
             for slot, old in moved:  # the old copies are still on disk: keep using them
-                self.live[self.open] -= self.length[slot]
-                self.keep[self.open] -= self.length[slot]
+                self.live[opened] -= self.length[slot]
+                self.keep[opened] -= self.length[slot]
                 self.off[slot] = old
                 self.live[victim] += self.length[slot]
                 self.keep[victim] += self.length[slot]

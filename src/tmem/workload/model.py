@@ -128,7 +128,7 @@ class ConfigResult:
 def new_host(config: Configuration, result: ConfigResult) -> Any:
     """The host of ``config`` (None for no tmem); None with ``result.unavailable`` set if
     the host cannot be built."""
-    if not config.uses_tmem:
+    if config.host_bytes is None:  # no tmem
         return None
     try:
         return tmem.Host(

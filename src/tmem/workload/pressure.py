@@ -86,7 +86,7 @@ def fill_host(client: Any, target: int, admin: Any, timeout: float = 30.0) -> in
 
 def competitor(mib: int, step_mib: int, every: float, hold: float) -> None:
     """Allocate ``mib`` MiB, ``step_mib`` at a time every ``every`` seconds; hold; free."""
-    chunks = []
+    chunks: list[bytearray] = []
     while len(chunks) * step_mib < mib:
         chunk = bytearray(step_mib << 20)
         for offset in range(0, len(chunk), PAGE):
