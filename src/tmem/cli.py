@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import click
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 import tmem
 from tmem.control.commands import COMMANDS as CONTROL_COMMANDS
-from tmem.daemon.command import serve
+from tmem.daemon.command import INTERRUPTED, serve
 from tmem.errors import TmemError
 from tmem.mount_command import mount_command
 from tmem.units import format_size, parse_size
@@ -32,7 +33,18 @@ class Size(click.ParamType):
 SIZE = Size()
 
 
-@click.group()
+class _Tmem(click.Group):
+    """The ``tmem`` group: Ctrl-C ends any command with status 130, as shells expect."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(INTERRUPTED)
+
+
+@click.group(cls=_Tmem, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(tmem.__version__, prog_name="tmem")
 def main() -> None:
     """Transcendent memory: lend spare RAM to many clients, page by page."""

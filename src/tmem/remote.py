@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import threading
 import uuid as _uuid
 from collections import deque
-from collections.abc import Iterable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable
+from typing import Any, NoReturn, TypeVar
 
 from tmem.api import (
     DEFAULT_PAGE_SIZE,
@@ -54,6 +55,7 @@ _MAX_MOVES = 3
 # plain ints: an IntEnum member costs a lookup and a conversion on every call
 _PUT, _GET, _HELLO = int(Op.PUT), int(Op.GET), int(Op.HELLO)
 _encode_put, _encode_handle_op = msg.encode_put, msg.encode_handle_op
+_T = TypeVar("_T")
 
 
 def parse_address(address: str | None) -> tuple[int, Any]:
@@ -217,14 +219,18 @@ class Channel:
 class RemoteClient:
     """A client of a tmem daemon; implements :class:`tmem.api.Client`.
 
-    Like a socket, one client serves one thread at a time; connect one client
-    per thread (each under its own name) to use the daemon from several.
+    Threads may share one client: each call (a whole batch included) holds
+    the connection's lock until its answer is read, so calls from several
+    threads take turns and never get each other's answers.  For calls that
+    run side by side, connect one client per thread, each under its own name.
+    The iterable given to a batch must not call the same client.
     """
 
     def __init__(
         self, address: str | None, name: str, token: str | None = None, timeout: float | None = None
     ) -> None:
         self._chan = Channel(address, name, ROLE_CLIENT, token, timeout)
+        self._lock = threading.Lock()  # one request and its reply at a time on the connection
         self.name = self._chan.name  # as the daemon registered it
         self._page_sizes: dict[int, int] = {}
 
@@ -236,68 +242,77 @@ class RemoteClient:
         page_size: int = DEFAULT_PAGE_SIZE,
     ) -> int:
         """Create (or join, for a shared uuid) a pool; return its id."""
-        page_size = check_page_size(page_size)
-        if uuid is not None:
-            check_uuid(uuid)
-        frame = msg.encode_new_pool(bool(persistent), bool(shared), uuid, page_size)
-        pool = msg.decode_pool(self._chan.call(frame, Op.NEW_POOL))
-        self._page_sizes[pool] = page_size
-        return pool
+        with self._lock:
+            page_size = check_page_size(page_size)
+            if uuid is not None:
+                check_uuid(uuid)
+            frame = msg.encode_new_pool(bool(persistent), bool(shared), uuid, page_size)
+            pool = msg.decode_pool(self._chan.call(frame, Op.NEW_POOL))
+            self._page_sizes[pool] = page_size
+            return pool
 
     def destroy_pool(self, pool: int) -> None:
         """Leave the pool; its pages go once no client is left in it."""
-        self._chan.call(msg.encode_pool_op(Op.DESTROY_POOL, _pool(pool)), Op.DESTROY_POOL)
-        self._page_sizes.pop(pool, None)
+        with self._lock:
+            self._chan.call(msg.encode_pool_op(Op.DESTROY_POOL, _pool(pool)), Op.DESTROY_POOL)
+            self._page_sizes.pop(pool, None)
 
     def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
         """Copy ``data`` in; True if stored, False if the host refused it."""
-        oid, index = _handle(pool, oid, index)
-        body = self._chan.call(_encode_put(pool, oid, index, as_page(data)), _PUT)
-        try:
-            return msg.decode_answer(body)
-        except WireError as exc:
-            self._chan.close()  # the daemon broke the protocol: the stream is out of step
-            raise ProtocolError(f"bad put reply: {exc}") from None
+        with self._lock:
+            oid, index = _handle(pool, oid, index)
+            body = self._chan.call(_encode_put(pool, oid, index, as_page(data)), _PUT)
+            try:
+                return msg.decode_answer(body)
+            except WireError as exc:
+                self._chan.close()  # the daemon broke the protocol: the stream is out of step
+                raise ProtocolError(f"bad put reply: {exc}") from None
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
-        oid, index = _handle(pool, oid, index)
-        body = self._chan.call(_encode_handle_op(_GET, pool, oid, index), _GET)
-        return bytes(body) if body else None
+        with self._lock:
+            oid, index = _handle(pool, oid, index)
+            body = self._chan.call(_encode_handle_op(_GET, pool, oid, index), _GET)
+            return bytes(body) if body else None
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:
         """Forget the page; later gets miss."""
-        oid, index = _handle(pool, oid, index)
-        frame = msg.encode_handle_op(Op.FLUSH_PAGE, _pool(pool), oid, index)
-        self._chan.call(frame, Op.FLUSH_PAGE)
+        with self._lock:
+            oid, index = _handle(pool, oid, index)
+            frame = msg.encode_handle_op(Op.FLUSH_PAGE, _pool(pool), oid, index)
+            self._chan.call(frame, Op.FLUSH_PAGE)
 
     def flush_object(self, pool: int, oid: int) -> None:
         """Forget every page of the object."""
-        oid, _ = _handle(pool, oid, 0)
-        self._chan.call(msg.encode_flush_object(_pool(pool), oid), Op.FLUSH_OBJECT)
+        with self._lock:
+            oid, _ = _handle(pool, oid, 0)
+            self._chan.call(msg.encode_flush_object(_pool(pool), oid), Op.FLUSH_OBJECT)
 
     def stats(self) -> Stats:
         """This client's counters, with each pool's under ``"pools"``."""
-        return _int_pool_keys(
-            msg.decode_json(self._chan.call(msg.encode_json_op(Op.STATS, None), Op.STATS))
-        )
+        with self._lock:
+            return _int_pool_keys(
+                msg.decode_json(self._chan.call(msg.encode_json_op(Op.STATS, None), Op.STATS))
+            )
 
     def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order; a bool per page (see the Client API)."""
-        self._chan.check_open()
-        results: list[Any] = []
-        chunks = _put_chunks(_pool(pool), pages, results, self._chan.max_body)
-        self._run_batches(chunks, Op.PUT_PAGES, results, False)
-        return settle_batch(results, errors)
+        with self._lock:
+            self._chan.check_open()
+            results: list[Any] = []
+            chunks = _put_chunks(_pool(pool), pages, results, self._chan.max_body)
+            self._run_batches(chunks, Op.PUT_PAGES, results, False)
+            return settle_batch(results, errors)
 
     def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
         """Get each ``(oid, index)`` in order; bytes or None per page (see the Client API)."""
-        self._chan.check_open()
-        results: list[Any] = []
-        per_frame = max(1, BATCH_BYTES // self._page_sizes.get(pool, DEFAULT_PAGE_SIZE))
-        chunks = _get_chunks(_pool(pool), handles, results, per_frame)
-        self._run_batches(chunks, Op.GET_PAGES, results, True)
-        return settle_batch(results, errors)
+        with self._lock:
+            self._chan.check_open()
+            results: list[Any] = []
+            per_frame = max(1, BATCH_BYTES // self._page_sizes.get(pool, DEFAULT_PAGE_SIZE))
+            chunks = _get_chunks(_pool(pool), handles, results, per_frame)
+            self._run_batches(chunks, Op.GET_PAGES, results, True)
+            return settle_batch(results, errors)
 
     def _run_batches(
         self,
@@ -333,7 +348,8 @@ class RemoteClient:
 
     def close(self) -> None:
         """Leave the daemon: private pools and their pages are released when this returns."""
-        self._chan.bye()
+        with self._lock:
+            self._chan.bye()
 
     def __enter__(self) -> RemoteClient:
         return self
@@ -346,27 +362,36 @@ class RemoteClient:
 
 
 class RemoteAdmin:
-    """Administration of a daemon's host; implements :class:`tmem.api.Admin`."""
+    """Administration of a daemon's host; implements :class:`tmem.api.Admin`.
+
+    Threads may share it as they share a :class:`RemoteClient`: calls take turns.
+    """
 
     def __init__(
         self, address: str | None, token: str | None = None, timeout: float | None = None
     ) -> None:
         self._chan = Channel(address, "admin", ROLE_ADMIN, token, timeout)
+        self._lock = threading.Lock()  # one request and its reply at a time on the connection
 
-    def _call(self, op: int, args: dict[str, Any]) -> memoryview:
-        return self._chan.call(msg.encode_json_op(op, args), op)
+    def _call(self, op: int, args: dict[str, Any], decode: Callable[[memoryview], _T]) -> _T:
+        """Send a request; its reply as ``decode`` reads it (before another call may run)."""
+        return self._frame(msg.encode_json_op(op, args), op, decode)
+
+    def _frame(self, frame: bytes, op: int, decode: Callable[[memoryview], _T]) -> _T:
+        with self._lock:
+            return decode(self._chan.call(frame, op))
 
     def authorize_shared(self, client: str, uuid: _uuid.UUID) -> None:
         """Allow ``client`` to create or join the shared pool ``uuid``."""
-        self._call(Op.AUTHORIZE_SHARED, _shared_args(client, uuid))
+        self._call(Op.AUTHORIZE_SHARED, _shared_args(client, uuid), _nothing)
 
     def revoke_shared(self, client: str, uuid: _uuid.UUID) -> None:
         """Withdraw that right; the client leaves the pool now if it is in it."""
-        self._call(Op.REVOKE_SHARED, _shared_args(client, uuid))
+        self._call(Op.REVOKE_SHARED, _shared_args(client, uuid), _nothing)
 
     def set_capacity(self, capacity: int) -> None:
         """Change the bytes the host may spend; ephemeral pages are evicted to fit."""
-        self._call(Op.SET_CAPACITY, {"capacity": capacity})
+        self._call(Op.SET_CAPACITY, {"capacity": capacity}, _nothing)
 
     def set_client(
         self,
@@ -387,11 +412,11 @@ class RemoteAdmin:
             args["compress"] = compress
         if frozen is not None:
             args["frozen"] = frozen
-        self._call(Op.SET_CLIENT, args)
+        self._call(Op.SET_CLIENT, args, _nothing)
 
     def stats(self) -> Stats:
         """Host totals, capacity, ratios and every client's counters."""
-        out = msg.decode_json(self._call(Op.HOST_STATS, {}))
+        out: Stats = self._call(Op.HOST_STATS, {}, msg.decode_json)
         for client in out.get("clients", {}).values():
             _int_pool_keys(client)
         return out
@@ -399,7 +424,7 @@ class RemoteAdmin:
     # --- save, restore, migration (see tmem.host_transfer) ------------------
 
     def _transfer(self, action: str, **args: Any) -> Any:
-        return msg.decode_json(self._call(Op.TRANSFER, {"action": action, **args}))
+        return self._call(Op.TRANSFER, {"action": action, **args}, msg.decode_json)
 
     def export_begin(self, name: str, shared: str = "refuse") -> dict[str, Any]:
         """Start exporting client ``name``: its header; a first round of every page."""
@@ -411,11 +436,7 @@ class RemoteAdmin:
 
     def export_pages(self, name: str, max_bytes: int = 2 << 20) -> list[Record]:
         """The next records of this round; [] when it is done."""
-        body = self._call(Op.EXPORT_PAGES, {"name": name, "max_bytes": max_bytes})
-        try:
-            return list(transfer.decode_records(body))
-        except WireError as exc:
-            raise ProtocolError(str(exc)) from None
+        return self._call(Op.EXPORT_PAGES, {"name": name, "max_bytes": max_bytes}, _records)
 
     def export_end(self, name: str, release: bool = False) -> None:
         """Stop exporting; with ``release`` the client's pages leave the daemon."""
@@ -436,7 +457,7 @@ class RemoteAdmin:
         except WireError as exc:
             raise InvalidArgument(str(exc)) from None
         frame = HEADER.pack(Op.IMPORT_PAGES, 0, 0, len(body)) + body
-        counts: dict[str, int] = msg.decode_json(self._chan.call(frame, Op.IMPORT_PAGES))
+        counts: dict[str, int] = self._frame(frame, Op.IMPORT_PAGES, msg.decode_json)
         return counts
 
     def import_end(self, name: str, commit: bool) -> None:
@@ -461,17 +482,31 @@ class RemoteAdmin:
 
     def reload(self) -> dict[str, Any]:
         """Make the daemon read its configuration again (as SIGHUP does); what it applied."""
-        return msg.decode_json(self._call(Op.RELOAD, {}))  # type: ignore[no-any-return]
+        applied: dict[str, Any] = self._call(Op.RELOAD, {}, msg.decode_json)
+        return applied
 
     def close(self) -> None:
         """Close the administrative connection."""
-        self._chan.bye()
+        with self._lock:
+            self._chan.bye()
 
     def __enter__(self) -> RemoteAdmin:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _nothing(body: memoryview) -> None:
+    """The reading of a reply that carries nothing."""
+
+
+def _records(body: memoryview) -> list[Record]:
+    """The transfer records of an EXPORT_PAGES reply; ProtocolError if they do not decode."""
+    try:
+        return list(transfer.decode_records(body))
+    except WireError as exc:
+        raise ProtocolError(str(exc)) from None
 
 
 def connect(

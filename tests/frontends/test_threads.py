@@ -3,31 +3,13 @@
 from __future__ import annotations
 
 import random
-import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.threads import run_threads
 from tmem.frontends import CleanCache, Frontswap
 
 PS = 4096
-
-
-def run_threads(work: Callable[[int], None], n: int = 4) -> None:
-    errors: list[BaseException] = []
-
-    def guarded(i: int) -> None:
-        try:
-            work(i)
-        except BaseException as exc:  # reported to the test below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=guarded, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors
 
 
 def test_threads_reading_one_cache_see_the_files_bytes(tmp_path: Path, client: Any) -> None:
