@@ -128,6 +128,8 @@ class CleanCache:
         self.page_size = check_page_size(page_size)
         self.lock = threading.RLock()
         self._pools: dict[int, tuple[int, bool]] = {}  # st_dev -> (pool id, shared)
+        #: pool id -> the guard of its calls (made once: it guards every tmem call)
+        self._guards: dict[int, host_lost] = {}
         self._files: dict[tuple[int, int], FileRecord] = {}
         self._lru: OrderedDict[tuple[int, int, int], tuple[FileRecord, bytes]] = OrderedDict()
         self._counts = dict.fromkeys(COUNTERS, 0)
@@ -153,6 +155,7 @@ class CleanCache:
                 return self._pools[dev][1]
             pool, shared = self._new_pool(shared_uuid)
             self._pools[dev] = (pool, shared)
+            self._guards[pool] = host_lost(self._lose_pool, pool)
             for rec in self._files.values():
                 if rec.dev == dev:
                     rec.pool, rec.shared = pool, shared
@@ -276,7 +279,7 @@ class CleanCache:
         rec.pages.clear()
         if rec.pool is not None:
             self._counts["invalidates"] += 1
-            with host_lost(self._lose_pool, rec.pool):
+            with self._guards[rec.pool]:
                 self._tmem.flush_object(rec.pool, rec.oid)
 
     def _own_change(self, rec: FileRecord, st: os.stat_result) -> None:
@@ -288,7 +291,7 @@ class CleanCache:
         rec.remember(st)
         if rec.shared and rec.pool is not None and not rec.at_generation():
             self._counts["invalidates"] += 1
-            with host_lost(self._lose_pool, rec.pool):
+            with self._guards[rec.pool]:
                 self._tmem.flush_object(rec.pool, rec.oid)
             rec.new_generation()
 
@@ -320,7 +323,7 @@ class CleanCache:
             return hit[1]
         page = None
         if rec.pool is not None:
-            with host_lost(self._lose_pool, rec.pool):
+            with self._guards[rec.pool]:
                 page = self._tmem.get_page(rec.pool, rec.oid, index)
             counts["succ_gets" if page is not None else "failed_gets"] += 1
         if page is None:
@@ -348,7 +351,7 @@ class CleanCache:
             if victim.pool is not None:
                 self._counts["puts"] += 1
                 ok = False
-                with host_lost(self._lose_pool, victim.pool):
+                with self._guards[victim.pool]:
                     ok = self._tmem.put_page(victim.pool, victim.oid, victim_index, data)
                 if not ok:
                     self._counts["failed_puts"] += 1
@@ -386,7 +389,7 @@ class CleanCache:
                 return  # a private ephemeral page lives in one place: tmem has no copy
         if rec.pool is not None:
             self._counts["invalidates"] += 1
-            with host_lost(self._lose_pool, rec.pool):
+            with self._guards[rec.pool]:
                 self._tmem.flush_page(rec.pool, rec.oid, index)
         if hit is None and hi - lo == ps:
             self._insert(rec, index, bytes(chunk))
@@ -414,13 +417,13 @@ class CleanCache:
         assert rec.pool is not None
         if end - first > _FLUSH_RANGE_LIMIT:
             self._counts["invalidates"] += 1
-            with host_lost(self._lose_pool, rec.pool):
+            with self._guards[rec.pool]:
                 self._tmem.flush_object(rec.pool, rec.oid)
             return
         for index in range(first, end):
             if rec.shared or index not in rec.pages:
                 self._counts["invalidates"] += 1
-                with host_lost(self._lose_pool, rec.pool):
+                with self._guards[rec.pool]:
                     self._tmem.flush_page(rec.pool, rec.oid, index)
                 if rec.pool is None:
                     return

@@ -119,6 +119,7 @@ class Frontswap:
         self._sums = array("Q", bytes(8 * slots)) if verify else None
         self._lost: set[int] = set()
         self._counts = dict.fromkeys(COUNTERS, 0)
+        self._guard = host_lost(self._host_lost)  # made once: it guards every tmem call
         self._cursor = 0
         # Stores in order, oldest first, as (slot, store number); an entry is
         # stale once its slot was stored again or left tmem.
@@ -289,7 +290,7 @@ class Frontswap:
                     if self.pool is None:
                         break
                     client, pool = self._tmem()
-                    with host_lost(self._host_lost):
+                    with self._guard:
                         client.flush_object(pool, oid)
             self._in_tmem.clear_all()
             self._in_file.clear_all()
@@ -359,7 +360,7 @@ class Frontswap:
         if self.client is None or self.pool is None:
             return None
         stats: Stats = {}
-        with host_lost(self._host_lost):
+        with self._guard:
             stats = self.client.stats()
         over = stats.get("persistent_over")
         return over if isinstance(over, int) else None
@@ -445,21 +446,21 @@ class Frontswap:
         """Offer the slot's page to tmem; False if refused or the host is gone."""
         client, pool = self._tmem()
         stored = False
-        with host_lost(self._host_lost):
+        with self._guard:
             stored = client.put_page(pool, *_handle(slot), data)
         return stored
 
     def _flush(self, slot: int) -> None:
         """Flush the slot's page from tmem."""
         client, pool = self._tmem()
-        with host_lost(self._host_lost):
+        with self._guard:
             client.flush_page(pool, *_handle(slot))
 
     def _get(self, slot: int) -> bytes | None:
         """The slot's page from tmem, or None if it is gone or not the page stored."""
         client, pool = self._tmem()
         page = None
-        with host_lost(self._host_lost):
+        with self._guard:
             page = client.get_page(pool, *_handle(slot))
         if page is None or self._sums is None:
             return page

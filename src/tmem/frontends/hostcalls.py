@@ -25,7 +25,8 @@ class host_lost:  # noqa: N801 -- a context manager named like contextlib.suppre
         with host_lost(self._lose_pool, pool):
             page = client.get_page(pool, oid, index)
 
-    A class rather than a generator: it guards every tmem call of the frontends.
+    A class rather than a generator, and reusable: a frontend makes its guards
+    once and enters them around every tmem call (``with self._guard:``).
     """
 
     __slots__ = ("_on_lost", "_args")
