@@ -320,12 +320,15 @@ class HostClient:
             self._check_open()
             if pool not in state.pools:  # one error for the whole batch, made once
                 return settle_batch(_failed(self._engine, state, pool, pages), errors)
+            append = results.append
             for item in pages:
                 try:
-                    oid, index, data = batch_item(item, 3)
-                    results.append(put(state, pool, oid, index, data))
+                    if type(item) is not tuple or len(item) != 3:
+                        item = batch_item(item, 3)
+                    oid, index, data = item
+                    append(put(state, pool, oid, index, data))
                 except TmemError as exc:
-                    results.append(exc)
+                    append(exc)
         return settle_batch(results, errors)
 
     def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
@@ -339,15 +342,18 @@ class HostClient:
             self._check_open()
             if pool not in state.pools:
                 return settle_batch(_failed(self._engine, state, pool, handles), errors)
+            append = results.append
             for item in handles:
                 try:
-                    oid, index = batch_item(item, 2)
+                    if type(item) is not tuple or len(item) != 2:
+                        item = batch_item(item, 2)
+                    oid, index = item
                     data = get(state, pool, oid, index)
                     if data.__class__ is Fetch:
                         data = self._tiers.fetch(state, data)  # type: ignore[union-attr,arg-type]
-                    results.append(data)
+                    append(data)
                 except TmemError as exc:
-                    results.append(exc)
+                    append(exc)
         return settle_batch(results, errors)
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:

@@ -335,6 +335,16 @@ def _failed_batch(count: int, exc: TmemError) -> list[Any]:
 
 
 def _batch_reply(results: list[Any], pages: list[bytes]) -> list[Any]:
+    """The reply to a batch: a code per result (True, bytes: yes; False, None: no; an
+    error: its code), the first error's message, and the pages of the hits."""
+    if pages:  # gets; no error if every result that is not a page is a miss
+        if results.count(None) + len(pages) == len(results):
+            return msg.encode_batch_reply(bytes([r is not None for r in results]), "", pages)
+    else:
+        try:  # puts; without an error, a list of True and False is the codes themselves
+            return msg.encode_batch_reply(bytes(results), "", pages)
+        except TypeError:
+            pass
     codes = bytes(map(_item_code, results))
     first = next((r for r in results if isinstance(r, TmemError)), None)
     return msg.encode_batch_reply(codes, str(first or ""), pages)

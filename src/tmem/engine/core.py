@@ -90,6 +90,7 @@ class Engine(Ledger):
         client.weight = check_weight(weight)
         client.cap = check_cap(cap)
         self.clients[name] = client
+        self.floors_due = 0
         return client
 
     def remove_client(self, client: ClientState) -> None:
@@ -104,6 +105,7 @@ class Engine(Ledger):
         self.store.forget_client(client.cid)
         client.live = False
         del self.clients[client.name]
+        self.floors_due = 0
 
     def client(self, name: str) -> ClientState:
         """The live client called ``name``."""
@@ -123,6 +125,7 @@ class Engine(Ledger):
         client = self.client(name)
         if weight is not None:
             client.weight = check_weight(weight)
+            self.floors_due = 0
         if cap is not ...:
             client.cap = check_cap(cap)
             self.shrink_to_cap(client)
@@ -252,27 +255,29 @@ class Engine(Ledger):
                 ):
                     return self._replace(client, pool, old, data)
                 self._remove(old, pool)  # a duplicate put flushes the old page, whatever follows
+                pages = objs.get(oid)  # that may have removed the emptied object
         if client.frozen:
             return self._reject(client, pool, "frozen")
-        owner, store = pool.owner, self.store
-        ref = store.put(data, pool.persistent, owner.cid)
+        owner, store, persistent = pool.owner, self.store, pool.persistent
+        ref = store.put(data, persistent, owner.cid)
         if ref < 0:
             return self._reject(client, pool, "store")
         cost = store.charge(ref) + PAGE_METADATA_BYTES
-        poor = not pool.persistent and store.poor(ref)
+        poor = not persistent and store.poor(ref)
         # ref's bytes already count in the store's; only its metadata is to come
         if not self.calm(owner, PAGE_METADATA_BYTES):
-            reason = self.make_room(owner, pool.persistent, cost, poor)
+            reason = self.make_room(owner, persistent, cost, poor)
             if reason == "poor":  # it would displace better pages: the store refuses it
                 store.refuse(ref)
                 return self._reject(client, pool, "store")
             if reason is not None:
                 store.free(ref)
                 return self._reject(client, pool, reason)
-        table = self.table
+            pages = objs.get(oid)  # eviction may have emptied and removed the object
+        table, tiering = self.table, self.tiering
         pid = table.alloc(ref, cost, pool.uid, oid, index)
-        table.ver[pid] = self.tiering.next_version()
-        pages = objs.get(oid)  # eviction may have emptied and removed the object
+        tiering.version += 1  # next_version(), inline
+        table.ver[pid] = tiering.version
         if pages is None:
             pages = objs[oid] = {}
         pages[index] = pid
@@ -280,7 +285,7 @@ class Engine(Ledger):
         if poor:
             self._file_poor(owner, pid)
         else:
-            table.append(self.tiering.cold if pool.persistent else owner.lru, pid)
+            table.append(tiering.cold if persistent else owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True

@@ -36,6 +36,11 @@ DEFAULT_RESERVE = 0.5
 #: is twice as many operations as the capacity holds pages, and at least this
 #: (measured on the workload benchmark: 4,096 read 8% more in frontswap).
 IDLE_OPERATIONS = 1 << 16
+#: While pages are evicted, floors are set again once per this fraction of
+#: ``idle_ops`` (a 256th: 256 operations at least), and at once when a client
+#: comes or goes or the capacity or a weight changes.  Setting them walks
+#: every client; a client that wakes up waits that long for its floor.
+FLOOR_REFRESH_SHIFT = 8
 #: Ghost entries each client keeps, as a fraction of the pages the capacity holds.
 GHOST_FRACTION = 1 / 20
 #: Pages the capacity holds, for sizing ghosts and utility decay (4 KiB pages).
@@ -54,6 +59,8 @@ class Ledger:
     tiering: TierState
     #: Below this usage no put needs make_room (see :meth:`calm`).
     calm_limit: int
+    #: make_room sets the floors again once the operation count reaches this.
+    floors_due: int
 
     def __init__(
         self,
@@ -107,6 +114,7 @@ class Ledger:
         self.ghost_limit = max(16, int(size // _NOMINAL_PAGE * GHOST_FRACTION))
         self.decay_every = max(64, size // _NOMINAL_PAGE)
         self.idle_ops = max(IDLE_OPERATIONS, 2 * size // _NOMINAL_PAGE)
+        self.floors_due = 0  # floors are set again at the next eviction
 
     def set_capacity(self, capacity: int) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""
@@ -232,7 +240,8 @@ class Ledger:
         if persistent and self.over_persistent_share(owner, cost):
             return "share"
         if need > 0:
-            self.set_floors()
+            if self.ops >= self.floors_due:
+                self.set_floors()
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
                     return "capacity"
@@ -299,6 +308,7 @@ class Ledger:
     def set_floors(self) -> None:
         """Give every active client its floor: its weighted share of ``reserve`` of the
         capacity; idle clients get none."""
+        self.floors_due = self.ops + (self.idle_ops >> FLOOR_REFRESH_SHIFT)
         reserved, total = self.reserve * self.capacity, self._active_weight()
         for client in self.clients.values():
             client.floor = int(reserved * client.weight / total) if self.active(client) else 0

@@ -170,9 +170,7 @@ class CompressedStore:
             meta |= INDEXED
         h = table.alloc(meta | order_bits(n))
         size = len(stored)
-        loc = pool.alloc(size, h)
-        pool.write(loc, stored)
-        table.loc[h] = loc
+        loc = table.loc[h] = pool.store(stored, h)
         table.clen[h] = size
         footprint = self.row_bytes + OWNER_BYTES + SLOT_SIZE[loc & CLASS_MASK]
         if key >= 0:
@@ -241,19 +239,16 @@ class CompressedStore:
 
         Metadata is the handle row, the pool's owner entry and, for an indexed
         page, its share of the dedup index at the index's target load.
+        ``used_bytes`` counts all but that share (it counts the index table
+        at its real size).
         """
-        if self.table.meta[ref] & INDEXED:
-            return self._footprint(ref) + INDEX_ENTRY_BYTES
-        return self._footprint(ref)
-
-    def _footprint(self, ref: int) -> int:
-        """The page's slot and rows, without its share of the dedup index.
-
-        ``used_bytes`` counts these, and the index table at its real size.
-        """
-        if self.table.meta[ref] & CODEC_MASK == SAME:
-            return self.row_bytes
-        return self.row_bytes + OWNER_BYTES + SLOT_SIZE[self.table.loc[ref] & CLASS_MASK]
+        table = self.table
+        meta = table.meta[ref]
+        if meta & CODEC_MASK == SAME:
+            cost = self.row_bytes
+        else:
+            cost = self.row_bytes + OWNER_BYTES + SLOT_SIZE[table.loc[ref] & CLASS_MASK]
+        return cost + INDEX_ENTRY_BYTES if meta & INDEXED else cost
 
     def free(self, ref: int) -> None:
         """Drop one reference; the content goes with its last reference."""
@@ -263,8 +258,9 @@ class CompressedStore:
         table.refs[ref] = refs
         if refs:
             return
-        self.used_bytes -= self._footprint(ref)
         meta = table.meta[ref]
+        # its footprint: the index table's own size is counted apart (see the module)
+        self.used_bytes -= self.charge(ref) - (INDEX_ENTRY_BYTES if meta & INDEXED else 0)
         codec = meta & CODEC_MASK
         n = page_size_of(meta)
         self.orig_data_size -= n

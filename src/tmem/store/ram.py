@@ -29,9 +29,12 @@ class RamStore:
         if arena is None:
             arena = self._arenas[cls] = SlotArena(1 << cls)
         slot = arena.alloc()
-        arena.write(slot, data)
+        # arena.write, inline: a put is the hot path, and a slot here is a whole page
+        chunk, pos = divmod(slot, arena.per_chunk)
+        start = pos << cls
+        arena.chunks[chunk][start : start + size] = data
         self.pages += 1
-        self.used_bytes += 1 << cls
+        self.used_bytes += size
         return slot << _CLASS_BITS | cls
 
     def get(self, ref: int) -> bytes:

@@ -23,8 +23,10 @@ the middle of a burst of frees (an object flush, a client leaving, eviction)
 is often freed a moment later, so the move was wasted.  A class waits until
 :data:`DEFER_OPS` store operations pass with no free in it; only a class whose
 holes pass half its slots (:data:`HARD_FRACTION`) is compacted at once, and
-then just below that bound.  Due classes are taken emptiest first, at most
-:data:`COMPACT_BATCH` moves per call.  Holes at the top cost no move: they are
+then down to :data:`HARD_TARGET` (a batch of moves and one release per
+crossing, not a move and an ``madvise`` for every free past the bound).  Due
+classes are taken emptiest first, at most :data:`COMPACT_BATCH` moves per
+call.  Holes at the top cost no move: they are
 trimmed and given back as soon as they appear, so a store emptied completely
 returns its memory without moving anything.
 """
@@ -49,6 +51,8 @@ DEFER_OPS = 1024
 CHECK_EVERY = 32
 #: Holes beyond this fraction of a class's slots are compacted at once, deferred or not.
 HARD_FRACTION = 0.5
+#: ... and then down to this fraction (at most :data:`COMPACT_BATCH` moves a call).
+HARD_TARGET = 0.375
 _CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
 #: Bytes of the owner entry each slot has (handles are below 2**31).
 OWNER_BYTES = 4
@@ -183,9 +187,9 @@ class ZsPool:
         self.objects_moved = 0
         self.bytes_compacted = 0
 
-    def alloc(self, size: int, handle: int) -> int:
-        """Reserve room for ``size`` bytes owned by ``handle``; return its location."""
-        index = CLASS_OF[size]
+    def store(self, data: bytes | memoryview, handle: int) -> int:
+        """Copy ``data`` into a new object owned by ``handle``; return its location."""
+        index = CLASS_OF[len(data)]
         cls = self.classes.get(index)
         if cls is None:
             cls = self.classes[index] = SizeClass(index)
@@ -193,7 +197,11 @@ class ZsPool:
         ops = self.ops = self.ops + 1
         if self.pending and not ops & (CHECK_EVERY - 1):
             self.compact_due()
-        return cls.alloc(handle) << CLASS_BITS | index
+        slot = cls.alloc(handle)
+        chunk, pos = divmod(slot, cls.per_chunk)
+        start = pos * cls.slot_size
+        cls.chunks[chunk][start : start + len(data)] = data
+        return slot << CLASS_BITS | index
 
     def write(self, loc: int, data: bytes | memoryview) -> None:
         """Copy ``data`` to the start of the object at ``loc``."""
@@ -220,7 +228,7 @@ class ZsPool:
         if holes * cls.slot_size > OS_PAGE and holes > self.compact_fraction * cls.top:
             self.pending[index] = ops
             if holes > HARD_FRACTION * cls.top:
-                self._compact_class(cls, COMPACT_BATCH, int(HARD_FRACTION * cls.top))
+                self._compact_class(cls, COMPACT_BATCH, int(HARD_TARGET * cls.top))
         if self.pending and not ops & (CHECK_EVERY - 1):
             self.compact_due()
 
