@@ -140,3 +140,35 @@ def test_clean_offers_make_tmem_a_victim_cache_of_the_swap_cache(tmp_path: Path)
         assert swap.load(0) == page(0) and swap.stats()["swap_reads"] == reads + 1
         assert not swap.offer(5, page(5))  # the file holds nothing for slot 5: no offer
         assert swap.stats()["clean_stored"] == 1
+
+
+def test_a_refused_store_moves_up_to_two_oldest_pages_to_the_swap_file(tmp_path: Path) -> None:
+    host = tmem.Host(64 * (PS + 160), compress=None)
+    with Frontswap(host.connect("first"), tmp_path / "a", slots=100) as first:
+        for slot in range(64):  # alone, it fills the host
+            first.store(slot, page(slot))
+        with Frontswap(host.connect("late"), tmp_path / "b", slots=10) as late:
+            late.store(0, page(1000))  # refused, but now two clients are active
+            first.store(64, page(64))  # over its target: two pages out, and still refused
+            assert first.stats()["written_back"] == 2 and first.holds_in_file(64)
+            assert [first.holds_in_file(s) for s in range(3)] == [True, True, False]
+            first.store(65, page(65))  # below the host's headroom again: one out, one in
+            assert first.stats()["written_back"] == 3 and not first.holds_in_file(65)
+            assert first.stats()["tmem_pages"] == 62
+            assert first.load(65) == page(65) and first.stats()["swap_reads"] == 0
+            assert late.stats()["failed_stores"] == 1
+
+
+def test_a_clean_offer_to_a_full_host_replaces_the_oldest_page(tmp_path: Path) -> None:
+    host = tmem.Host(8 * (PS + 160), compress=None)
+    with Frontswap(host.connect("vm"), tmp_path / "swap", slots=40) as swap:
+        host.set_client("vm", frozen=True)
+        swap.store(20, page(20))  # refused: only the swap file holds it
+        host.set_client("vm", frozen=False)
+        for slot in range(8):  # the host is full of this area's pages
+            swap.store(slot, page(slot))
+        assert swap.offer(20, page(20))  # the oldest page made room for it
+        assert swap.holds_in_file(0) and swap.stats()["written_back"] == 1
+        reads = swap.stats()["swap_reads"]
+        assert swap.load(20) == page(20) and swap.stats()["swap_reads"] == reads
+        assert swap.load(0) == page(0) and swap.stats()["swap_reads"] == reads + 1

@@ -266,10 +266,7 @@ class Engine(Ledger):
         poor = not persistent and store.poor(ref)
         # ref's bytes already count in the store's; only its metadata is to come
         if not self.calm(owner, PAGE_METADATA_BYTES):
-            reason = self.make_room(owner, persistent, cost, poor)
-            if reason == "poor":  # it would displace better pages: the store refuses it
-                store.refuse(ref)
-                return self._reject(client, pool, "store")
+            reason = self.make_room(owner, persistent, cost)
             if reason is not None:
                 store.free(ref)
                 return self._reject(client, pool, reason)

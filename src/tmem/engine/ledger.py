@@ -201,9 +201,7 @@ class Ledger:
             <= self.calm_limit
         )
 
-    def make_room(
-        self, owner: ClientState, persistent: bool, cost: int, poor: bool = False
-    ) -> str | None:
+    def make_room(self, owner: ClientState, persistent: bool, cost: int) -> str | None:
         """Evict until a new page of ``cost`` bytes fits; None, or the reason it cannot.
 
         The page's data is already in the store (and in :attr:`used`); only
@@ -214,12 +212,13 @@ class Ledger:
         * **capacity**: persistent pages are never evicted, so a put that only
           they block is refused.
         * **share**: see :meth:`over_persistent_share`.
-        * ephemeral pages kept raw because they compress poorly go first,
-          oldest first, whoever holds them; a ``poor`` page itself may only
-          displace such pages (``"poor"`` when it would displace better ones);
         * a persistent put takes its owner's own ephemeral pages first; after
           those, and for every ephemeral put, ``choose_client`` picks whose
-          page goes (with floors set for the clients now active).
+          page goes (with floors set for the clients now active), and that
+          client's pages kept raw because they compress poorly go before its
+          others (:func:`least_recent`).  A poorly compressible page is
+          admitted like any other: refusing it read more on the workload
+          benchmark (docs/workload.md).
         * at most :data:`MAX_EVICTIONS_PER_PUT` evictions (bounded work).
         """
         # A cap bounds all a client holds: in RAM and in the tiers below it.
@@ -245,11 +244,7 @@ class Ledger:
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
                     return "capacity"
-                if self.poor:
-                    victim = self._poorest()
-                elif poor:
-                    return "poor"
-                elif persistent and owner.eph_bytes > 0:
+                if persistent and owner.eph_bytes > 0:
                     victim = owner
                 else:
                     victim = self.choose_client(self.clients.values(), owner, cost)
@@ -313,10 +308,6 @@ class Ledger:
         for client in self.clients.values():
             client.floor = int(reserved * client.weight / total) if self.active(client) else 0
 
-    def _poorest(self) -> ClientState:
-        """A client holding ephemeral pages kept raw for compressing poorly."""
-        return next(c for c in self.clients.values() if c.poor_pages > 0)
-
     def record_ghost(self, client: ClientState, key: tuple[int, int, int]) -> None:
         """Remember that the page at ``key`` was evicted from ``client``."""
         ghosts = client.ghosts
@@ -352,5 +343,4 @@ class Ledger:
         """Evict ephemeral pages, ``choose_client`` first, until the host fits its capacity."""
         self.set_floors()
         while self.used > self.capacity and self.eph_used > 0:
-            victim = self._poorest() if self.poor else None
-            self.evict_from(victim or self.choose_client(self.clients.values(), None, 0))
+            self.evict_from(self.choose_client(self.clients.values(), None, 0))

@@ -77,6 +77,10 @@ COUNTERS: tuple[str, ...] = (
     "corrupt_pages",
 )
 
+#: Pages moved to the swap file (oldest first) at most per refused store or offer
+#: before giving up (two: one to make room, one more for a client over its target).
+WRITEBACK_PER_STORE = 2
+
 _SWIZ_BITS = 4
 _SWIZ_MASK = (1 << _SWIZ_BITS) - 1
 
@@ -150,17 +154,10 @@ class Frontswap:
         with self.lock:
             self._check_open()
             self._lost.discard(slot)
-            if self.pool is not None and self._put(slot, data):
+            if self.pool is not None and self._put_making_room(slot, data):
                 return self._stored_in_tmem(slot, data)
             # A rejected duplicate put already flushed the old page in tmem.
             self._in_tmem.clear(slot)
-            if (
-                self._writeback
-                and self._write_back_oldest()
-                and self.pool is not None
-                and self._put(slot, data)
-            ):
-                return self._stored_in_tmem(slot, data)
             if self.client is not None:
                 self._counts["failed_stores"] += 1
             self._write_file(slot, data)
@@ -181,7 +178,7 @@ class Frontswap:
             if self.pool is None or self._in_tmem[slot] or not self._in_file[slot]:
                 return False
             self._counts["clean_offers"] += 1
-            if not self._put(slot, data):
+            if not self._put_making_room(slot, data):
                 return False
             if self._sums is not None:
                 self._sums[slot] = xxhash.xxh3_64_intdigest(data)
@@ -204,6 +201,23 @@ class Frontswap:
             if self._in_tmem[slot] and self._in_file[slot]:
                 self._flush(slot)
                 self._in_tmem.clear(slot)
+
+    def _put_making_room(self, slot: int, data: bytes) -> bool:
+        """Put the page in tmem; if refused (and ``writeback``), move this area's oldest
+        pages to the swap file, up to :data:`WRITEBACK_PER_STORE`, retrying after each.
+
+        The newest page is worth more than the oldest; a client that the host
+        refuses for being over its persistent target gives back more than it
+        takes, so it shrinks toward the target as it stores.
+        """
+        if self._put(slot, data):
+            return True
+        for _ in range(WRITEBACK_PER_STORE if self._writeback else 0):
+            if not self._write_back_oldest() or self.pool is None:
+                return False
+            if self._put(slot, data):
+                return True
+        return False
 
     def _stored_in_tmem(self, slot: int, data: bytes) -> None:
         if self._sums is not None:
