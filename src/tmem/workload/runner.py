@@ -146,10 +146,16 @@ def run_workload(
     spec: WorkloadSpec,
     traces_directory: Path | None = None,
     progress: Progress | None = None,
+    ideal: dict[str, list[int]] | None = None,
 ) -> WorkloadResult:
-    """Prepare once, then run each chosen configuration in turn in a temporary directory."""
+    """Prepare once, then run each chosen configuration in turn in a temporary directory.
+
+    ``ideal`` is the simulation of an earlier run of the same guests and sizes
+    (it depends on nothing else); without it, it is simulated here.
+    """
     prepared = prepare(spec, traces_directory)
-    ideal = prepared.simulate_ideal()
+    if ideal is None:
+        ideal = prepared.simulate_ideal()
     run = run_configuration_processes if spec.processes else run_configuration
     try:
         with tempfile.TemporaryDirectory(prefix="tmem-workload-") as tmp:
