@@ -47,9 +47,7 @@ INTERRUPTED = 128 + signal.SIGINT
 @click.option("--admin-uids", help="Comma-separated user ids allowed to administer [own uid].")
 @click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
 @click.option("--max-connections", help="Connections open at once, all peers together [1024].")
-@click.option(
-    "--max-connections-per-peer", help="Connections of one uid, token or address [64]."
-)
+@click.option("--max-connections-per-peer", help="Connections of one uid, token or address [64].")
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option(
     "--state-dir",
@@ -73,11 +71,16 @@ INTERRUPTED = 128 + signal.SIGINT
     type=click.Choice(["utility", "share"]),
     help="Whose ephemeral page goes when the host is full [utility].",
 )
+@click.option(
+    "--host-reserve",
+    help="With host-policy utility: fraction of the capacity kept as floors [0.5].",
+)
 def serve(config_file: str | None, **options: Any) -> None:
     """Run a tmem host for other processes (Unix socket) and machines (TCP)."""
     from tmem.daemon.server import Server  # the loop is only needed when serving
 
     options["tier"] = options["tier"] or None  # none given: the file's, if any
+
     def loader() -> _config.Config:
         return _config.load(config_file, **options)
 

@@ -4,8 +4,10 @@ Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``,
 ``max-connections-per-peer``, ``hello-timeout``, ``idle-timeout``,
-``max-pools``, ``log-level``, ``tier`` (a list in the file; ``--tier`` given
-once per tier), ``metrics``, ``state-dir``; ``capacity = "auto"`` with
+``max-pools``, ``log-level``, ``host-policy`` (``utility`` or ``share``: who gives
+up memory when the host is full, see ``docs/operations.md``), ``host-reserve``
+(the fraction of the capacity kept as floors by weight), ``tier`` (a list in
+the file; ``--tier`` given once per tier), ``metrics``, ``state-dir``; ``capacity = "auto"`` with
 ``capacity-floor``, ``capacity-ceiling`` and ``autosize`` (see
 :mod:`tmem.daemon.autosize`); and in the file only, ``[clients.NAME]`` tables of client
 policies (``weight``, ``cap``, ``compress``, ``frozen``; see :mod:`tmem.policy`).
@@ -21,6 +23,8 @@ from typing import Any
 
 from tmem.control import HostTunables
 from tmem.daemon.autosize import autosize_settings
+from tmem.engine.ledger import DEFAULT_RESERVE
+from tmem.engine.victims import POLICIES
 from tmem.errors import InvalidArgument
 from tmem.policy import ClientPolicy, policies_from_config
 from tmem.sockets import default_socket
@@ -62,6 +66,8 @@ class Config:
     tier: tuple[str, ...] = ()
     #: whose ephemeral page goes when the host is full (tmem.Host's ``policy``)
     host_policy: str = "utility"
+    #: the fraction of the capacity kept as floors by weight (tmem.Host's ``reserve``)
+    host_reserve: float = DEFAULT_RESERVE
     #: Set when ``capacity`` is ``"auto"``: the host sizes itself (``capacity`` is then the floor).
     autosize: HostTunables | None = None
 
@@ -161,6 +167,19 @@ def _tiers(value: Any) -> tuple[str, ...]:
     return tuple(sorted(items, key=lambda item: not item.startswith("ssd:")))
 
 
+def _policy(value: Any) -> str:
+    if value not in POLICIES:
+        raise InvalidArgument(f"host-policy {value!r} is not one of {', '.join(POLICIES)}")
+    return str(value)
+
+
+def _reserve(value: Any) -> float:
+    fraction = float(value)
+    if not 0 <= fraction <= 1:
+        raise InvalidArgument(f"host-reserve {value!r} is not a fraction in [0, 1]")
+    return fraction
+
+
 def _level(value: Any) -> str:
     level = str(value).lower()
     if level not in ("debug", "info", "warning", "error"):
@@ -184,6 +203,8 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "idle_timeout": _idle,
     "max_pools": _count,
     "log_level": _level,
+    "host_policy": _policy,
+    "host_reserve": _reserve,
     "clients": policies_from_config,
     "tier": _tiers,
     "metrics": parse_tcp,

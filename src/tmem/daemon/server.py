@@ -131,6 +131,7 @@ class Server:
             dedup=config.dedup,
             tiers=config.tier,
             policy=config.host_policy,
+            reserve=config.host_reserve,
         )
         if config.state_dir is not None:
             restore_state(self.host, config.state_dir)
