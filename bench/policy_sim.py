@@ -13,16 +13,23 @@ them (no metadata, no compression), under
 * the order within a client: ``lru``, ``mru`` (the newest page goes, the
   classic answer to loops), ``s3fifo`` (S3-FIFO for an exclusive cache: new
   pages in a small FIFO of a tenth, pages found in the ghost list in the
-  main FIFO).
+  main FIFO), ``bip`` (the bimodal insertion of Qureshi et al., ISCA '07: a
+  new page goes in at the evicting end, one in 32 at the other, against
+  loops larger than the cache).
 
-Prints disk reads (cleancache) per mix and policy; lower is better.
+Prints disk reads (cleancache) per mix and policy; lower is better.  With
+``--opt``, also Belady's OPT: one clairvoyant cache of all the memory (private
+and spare) that evicts the page used furthest in the future and keeps no page
+never used again, in both scenarios -- a bound no policy can beat.
 
-    python bench/policy_sim.py [--mix default ...]
+    python bench/policy_sim.py [--mix default ...] [--opt]
 """
 
 from __future__ import annotations
 
 import argparse
+import heapq
+import random
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -52,6 +59,8 @@ POLICIES = {
     "utility r0.75 g0.05/lru": Policy("utility", reserve=0.75, ghost=0.05),
     "share/mru": Policy(order="mru"),
     "share/s3fifo": Policy(order="s3fifo"),
+    "share/bip": Policy(order="bip"),
+    "utility r0.5 g0.05/bip": Policy("utility", order="bip", reserve=0.5, ghost=0.05),
 }
 
 
@@ -66,6 +75,7 @@ class Sim:
         self.utility = [0.0] * n
         self.active = [False] * n
         self.ghost_limit = max(1, int(size * policy.ghost))
+        self.random = random.Random(0)
 
     def held(self, c: int) -> int:
         return len(self.main[c]) + len(self.small[c])
@@ -107,6 +117,8 @@ class Sim:
             self.small[c][key] = self.clock
         else:
             self.main[c][key] = self.clock
+            if self.policy.order == "bip" and self.random.random() >= 1 / 32:
+                self.main[c].move_to_end(key, last=False)  # next to go
         self.used += 1
 
     def get(self, c: int, key: int) -> bool:
@@ -160,9 +172,44 @@ def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) 
     return reads
 
 
+def belady(guests: list[GuestRefs], size: int, scenario: str) -> int:
+    """Reads of one clairvoyant cache of ``size`` pages (Belady's OPT, with bypass)."""
+    events = [
+        ((g, page), write)
+        for g, first, count, write in schedule(guests, 512)
+        for page in range(first, first + count)
+    ]  # a guest's leaving needs no event: its pages are never used again
+    never = len(events)
+    following = [never] * len(events)
+    last: dict[tuple[int, int], int] = {}
+    for i in range(len(events) - 1, -1, -1):
+        following[i] = last.get(events[i][0], never)
+        last[events[i][0]] = i
+    swap = scenario == "frontswap"
+    cache: dict[tuple[int, int], int] = {}  # page -> its next use
+    heap: list[tuple[int, tuple[int, int]]] = []  # (-next use, page); stale entries skipped
+    seen: set[tuple[int, int]] = set()
+    reads = 0
+    for i, (key, write) in enumerate(events):
+        if key not in cache and not (write and not swap) and (not swap or key in seen):
+            reads += 1  # cleancache writes go through; frontswap's first touch is free
+        seen.add(key)
+        cache.pop(key, None)
+        if following[i] == never:
+            continue
+        cache[key] = following[i]
+        heapq.heappush(heap, (-following[i], key))
+        while len(cache) > size:
+            use, victim = heapq.heappop(heap)
+            if cache.get(victim) == -use:
+                del cache[victim]
+    return reads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mix", action="append", choices=list(MIXES))
+    parser.add_argument("--opt", action="store_true", help="also Belady's OPT (a bound)")
     args = parser.parse_args()
     for name in args.mix or list(MIXES):
         mix = MIXES[name]
@@ -176,6 +223,11 @@ def main() -> None:
         for label, policy in POLICIES.items():
             reads = simulate(guests, mix.private_pages, spare, policy)
             print(f"{name}\t{label}\t{reads}", flush=True)
+        if args.opt:
+            size = len(guests) * mix.private_pages + spare
+            for scenario in ("cleancache", "frontswap"):
+                reads = belady(guests, size, scenario)
+                print(f"{name}\tOPT, one cache of all memory ({scenario})\t{reads}", flush=True)
 
 
 if __name__ == "__main__":

@@ -18,12 +18,15 @@ slot records that a page is in tmem and one that the swap file holds it.
   :meth:`~Frontswap.start_selfshrink` runs it every interval in a thread.
 * **Clean offers** (:meth:`~Frontswap.offer`): a page whose swap-file copy is
   still current may be offered to tmem when it is evicted again, so tmem is a
-  victim cache of the swap cache; refused offers cost nothing.
+  victim cache of the swap cache; a refused offer makes room as a refused
+  store does (below) and is tried again, and costs nothing if still refused.
 * **Writeback of the oldest page** (``writeback=True``, the default), as
   zswap does when its pool is full: when tmem refuses a page, the oldest page
-  this area holds in tmem is moved to the swap file and the store is tried
-  once more, so tmem keeps the most recently swapped-out pages instead of the
-  first ones, and a client past its share of the host gives room back.
+  this area holds in tmem is moved to the swap file (a flush if the file
+  still holds it) and the store is tried again, up to
+  :data:`WRITEBACK_PER_STORE` times, so tmem keeps the most recently
+  swapped-out pages instead of the first ones, and a client past its share
+  of the host gives back more room than it takes.
 * **Write-behind** (``write_behind=True``): a thread copies each page stored in
   tmem to the swap file too, so losing the host loses nothing once
   :meth:`~Frontswap.sync` has returned.
@@ -166,10 +169,12 @@ class Frontswap:
         """Offer tmem a clean copy of a page the swap file already holds; True if it took it.
 
         For a page read back from the swap file and evicted again unchanged:
-        tmem becomes a victim cache of the swap cache.  A refusal costs
-        nothing (no writeback, no swap write: the file keeps its copy); the
-        copy joins the pages in tmem, oldest first, and moving it out later
-        (writeback, self-shrinking) is a flush, not a write.
+        tmem becomes a victim cache of the swap cache.  A refused offer moves
+        this area's oldest pages to the swap file and tries again, as a
+        refused store does: without that, tmem kept the pages it took first
+        and read more than a static split (docs/workload.md).  The copy joins
+        the pages in tmem, oldest first, and moving it out later (writeback,
+        self-shrinking) is a flush, not a write.
         """
         slot = self._check_slot(slot)
         data = self._check_page(page)

@@ -1,0 +1,60 @@
+"""The host policy's goals, checked on saved runs of ``bench/workload.py --json-out FILE``.
+
+For every mix and scenario in the files, one row: plain tmem's reads against
+static and its share of the ideal's gain (goal: at least 100%), the
+configuration that reads most against static (goal: none above 1), and each
+compressed configuration's reads against plain tmem's (goal: none above 1).
+All figures are the medians the files hold; nothing is measured here.
+
+    python bench/workload_goals.py FILE.json [FILE.json ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+#: Configurations that compress pages (their reads are compared with plain tmem's).
+COMPRESSED = ("tmem-lz4", "tmem-zstd")
+
+
+def row(key: str, table: dict[str, dict[str, Any]]) -> str:
+    """One Markdown row of the goals for ``key`` ("MIX SCENARIO")."""
+    ran = {name: f for name, f in table.items() if not name.startswith("sim:")}
+    plain = ran["tmem"]
+    worst = max(
+        (n for n in ran if n not in ("private", "static")), key=lambda n: ran[n]["disk_reads"]
+    )
+    compressed = ", ".join(
+        f"{name.removeprefix('tmem-')} {ran[name]['disk_reads'] / plain['disk_reads']:.3f}"
+        for name in COMPRESSED
+        if name in ran
+    )
+    mix, scenario = key.rsplit(" ", 1)
+    return (
+        f"| {mix} | {scenario} | {plain['reads_vs_static']:.3f} "
+        f"| {100 * plain['ideal_share']:.0f}% "
+        f"| {worst} {ran[worst]['reads_vs_static']:.3f} | {compressed} |"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("files", nargs="+")
+    args = parser.parse_args(argv)
+    print(
+        "| mix | scenario | tmem reads vs static | tmem share of ideal "
+        "| most reads vs static | compressed reads vs tmem |"
+    )
+    print("| --- | --- | ---: | ---: | --- | --- |")
+    for path in args.files:
+        with open(path) as f:
+            saved = json.load(f)
+        for key, table in saved.items():
+            if key != "direct_read_us":
+                print(row(key, table))
+
+
+if __name__ == "__main__":
+    main()
