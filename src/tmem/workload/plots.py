@@ -63,6 +63,7 @@ def _disk_reads(plt: Any, summary: dict[str, Any], ran: list[dict[str, Any]], pa
                 label=entry["name"],
                 ls=style,
                 lw=width,
+                zorder=3 - width / 4,  # thinner lines on top: equal lines stay visible
             )
         ideal = summary.get("ideal", {}).get("global_lru")
         if ideal:
