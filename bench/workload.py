@@ -156,6 +156,12 @@ def markdown(scenario: str, table: dict[str, dict[str, float]], disk_us: float |
     return "\n".join(lines)
 
 
+def save(path: str, results: dict[str, Any]) -> None:
+    """Write ``results`` as JSON to ``path``."""
+    with open(path, "w") as out:
+        json.dump(results, out, indent=1)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -173,7 +179,7 @@ def main(argv: list[str] | None = None) -> None:
         help="frontswap: what a page read back from the swap file does (see tmem bench workload)",
     )
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--json-out", help="also write the JSON to this file")
+    parser.add_argument("--json-out", help="also write the JSON to this file, after every run")
     args = parser.parse_args(argv)
     scenarios = SCENARIOS if args.scenario == "both" else (args.scenario,)
     mixes = list(MIXES) if args.mix == "all" else [args.mix]
@@ -202,10 +208,9 @@ def main(argv: list[str] | None = None) -> None:
                 result = run_workload(rotated, ideal=ideal)
                 ideal = result.ideal
                 runs.append(figures(summarize(result)))
-            results[f"{mix_name} {scenario}"] = medians(runs)
-    if args.json_out:
-        with open(args.json_out, "w") as out:
-            json.dump({"direct_read_us": disk_us, **results}, out, indent=1)
+                results[f"{mix_name} {scenario}"] = medians(runs)
+                if args.json_out:  # after every run: a run cut short keeps what it measured
+                    save(args.json_out, {"direct_read_us": disk_us, "runs": i + 1, **results})
     if args.json:
         print(json.dumps({"direct_read_us": disk_us, **results}, indent=1))
     else:

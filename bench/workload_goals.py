@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         with open(path) as f:
             saved = json.load(f)
         for key, table in saved.items():
-            if key != "direct_read_us":
+            if isinstance(table, dict):
                 print(row(key, table))
 
 
