@@ -4,7 +4,9 @@ For every mix and scenario in the files, one row: plain tmem's reads against
 static and its share of the ideal's gain (goal: at least 100%), the
 configuration that reads most against static (goal: none above 1), and each
 compressed configuration's reads against plain tmem's (goal: none above 1).
-All figures are the medians the files hold; nothing is measured here.
+All figures are the medians the files hold (``runs``: how many runs a file
+cut short holds; ``-`` for a finished file of an older bench); nothing is
+measured here.
 
     python bench/workload_goals.py FILE.json [FILE.json ...]
 """
@@ -19,7 +21,7 @@ from typing import Any
 COMPRESSED = ("tmem-lz4", "tmem-zstd")
 
 
-def row(key: str, table: dict[str, dict[str, Any]]) -> str:
+def row(key: str, table: dict[str, dict[str, Any]], runs: Any) -> str:
     """One Markdown row of the goals for ``key`` ("MIX SCENARIO")."""
     ran = {name: f for name, f in table.items() if not name.startswith("sim:")}
     plain = ran["tmem"]
@@ -33,7 +35,7 @@ def row(key: str, table: dict[str, dict[str, Any]]) -> str:
     )
     mix, scenario = key.rsplit(" ", 1)
     return (
-        f"| {mix} | {scenario} | {plain['reads_vs_static']:.3f} "
+        f"| {mix} | {scenario} | {runs} | {plain['reads_vs_static']:.3f} "
         f"| {100 * plain['ideal_share']:.0f}% "
         f"| {worst} {ran[worst]['reads_vs_static']:.3f} | {compressed} |"
     )
@@ -44,16 +46,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("files", nargs="+")
     args = parser.parse_args(argv)
     print(
-        "| mix | scenario | tmem reads vs static | tmem share of ideal "
+        "| mix | scenario | runs | tmem reads vs static | tmem share of ideal "
         "| most reads vs static | compressed reads vs tmem |"
     )
-    print("| --- | --- | ---: | ---: | --- | --- |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- |")
     for path in args.files:
         with open(path) as f:
             saved = json.load(f)
         for key, table in saved.items():
             if isinstance(table, dict):
-                print(row(key, table))
+                print(row(key, table, saved.get("runs", "-")))
 
 
 if __name__ == "__main__":
