@@ -9,8 +9,11 @@ a persistent pool and checks every page it gets back.  For each attack it
 reports what the attacker sent, the daemon's peak resident memory
 (``/proc/PID/status``) against its capacity, the well-behaved client's p50/p99
 round trip during the attack against the same client idle (measured just
-before, in the same run), and the pages it lost or got wrong.  The last row is
-a structured fuzz run (``--fuzz-seconds``): valid frames of every op, mutated.
+before, in the same run), and the pages it lost or got wrong.  The failing-batch
+attack sends maximum-size batches that name an unknown pool in turn with valid
+batches of the same size on the same connection, and reports both medians and
+their ratio.  The last row is a structured fuzz run (``--fuzz-seconds``): valid
+frames of every op, mutated.  The daemon is started by ``bench/serving.py``.
 
 The attackers run at nice 10: on a small machine their own CPU use would
 otherwise slow the well-behaved client whatever the daemon did, and what is
@@ -30,14 +33,16 @@ import os
 import random
 import signal
 import socket
+import statistics
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import serving
 
 import tmem
 from tmem.units import parse_size
@@ -64,10 +69,9 @@ class Daemon:
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        cmd = [sys.executable, "-m", "tmem.cli", "serve", "--socket", self.path,
-               "--capacity", str(capacity), "--compress", "none", "--dedup", "none",
-               "--tcp", f"127.0.0.1:{port}", "--token-file", tokens,
-               "--log-level", "warning"]  # fmt: skip
+        options = ["--capacity", str(capacity), "--compress", "none", "--dedup", "none",
+                   "--tcp", f"127.0.0.1:{port}", "--token-file", tokens,
+                   "--log-level", "warning"]  # fmt: skip
 
         def limit() -> None:
             if nofile is not None:
@@ -76,17 +80,9 @@ class Daemon:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
         self.log = open(os.path.join(workdir, "daemon.log"), "w+")  # noqa: SIM115
-        self.proc = subprocess.Popen(cmd, stderr=self.log, preexec_fn=limit)
+        self.proc = serving.start(self.path, *options, stderr=self.log, preexec_fn=limit)
         self.unix = "unix:" + self.path
         self.tcp = f"tcp://127.0.0.1:{port}"
-        for _ in range(400):
-            with contextlib.suppress(OSError, tmem.TmemError):
-                tmem.admin(self.unix).close()
-                return
-            if self.proc.poll() is not None:
-                raise RuntimeError("tmem serve exited")
-            time.sleep(0.05)
-        raise RuntimeError("tmem serve did not start")
 
     def resident(self) -> int:
         with open(f"/proc/{self.proc.pid}/status") as fh:
@@ -238,20 +234,39 @@ def attack_small_objects(addr: dict[str, str], stop: Any) -> int:
     return sent
 
 
-def attack_failing_batches(addr: dict[str, str], stop: Any) -> int:
-    """Maximum-size PUT_PAGES batches whose every item names an unknown pool."""
+def attack_failing_batches(addr: dict[str, str], stop: Any) -> dict[str, Any]:
+    """Maximum-size PUT_PAGES batches whose every item names an unknown pool, in turn
+    with valid batches of the same size (the reference), on one connection."""
     sock = _raw(addr["tcp"])
-    sock.sendall(msg.encode_hello("failing", token=CLIENT_TOKEN))
-    count = ((4 << 20) + (64 << 10) - msg.BATCH.size) // (msg.ITEM.size + 512)
-    frame = b"".join(msg.encode_put_pages(99, 512, [(i, 0, bytes(512)) for i in range(count)]))
-    decoder, sent = Decoder(), 0
-    while not stop.is_set():
+    decoder = Decoder()
+
+    def ask(frame: bytes) -> float:
+        started = time.perf_counter()
         sock.sendall(frame)
-        sent += 1
         while decoder.next_frame() is None:  # one in flight, as a client would
             decoder.received(sock.recv_into(decoder.recv_buffer()))
+        return time.perf_counter() - started
+
+    ask(msg.encode_hello("failing", token=CLIENT_TOKEN))
+    ask(msg.encode_new_pool(False, False, None, 512))  # pool 0: the valid batches' pool
+    count = ((4 << 20) + (64 << 10) - msg.BATCH.size) // (msg.ITEM.size + 512)
+    items = [(i, 0, bytes(512)) for i in range(count)]
+    frames = {
+        "failing": b"".join(msg.encode_put_pages(99, 512, items)),
+        "valid": b"".join(msg.encode_put_pages(0, 512, items)),
+    }
+    times: dict[str, list[float]] = {"failing": [], "valid": []}
+    while not stop.is_set():
+        order = list(frames) if len(times["failing"]) % 2 else list(frames)[::-1]
+        for kind in order:
+            times[kind].append(ask(frames[kind]))
     sock.close()
-    return sent
+    return {
+        "sent": len(times["failing"]),
+        "items": count,
+        "failing_ms": statistics.median(times["failing"]) * 1e3,
+        "valid_ms": statistics.median(times["valid"]) * 1e3,
+    }
 
 
 def attack_names(addr: dict[str, str], stop: Any) -> int:
@@ -266,6 +281,34 @@ def attack_names(addr: dict[str, str], stop: Any) -> int:
                 thief.put_page(pool, 1, 0, b"stolen".ljust(PAGE, b"!"))  # would be a wrong page
             thief.close()
     return tries
+
+
+def attack_transfers(addr: dict[str, str], stop: Any) -> int:
+    """Token holders that each hold a maximum-size frame, half of them sending it but its
+    last byte, half asking for a maximum-size reply and reading none of it."""
+    frame = (4 << 20) + (64 << 10)
+    upload = HEADER.pack(Op.PUT_PAGES, 0, 0, frame) + bytes(frame - 1)
+    count = frame // (PAGE + 1) - 1
+    held, sent = [], 0
+    while not stop.is_set() and len(held) < 48:
+        with contextlib.suppress(OSError):
+            sock = _raw(addr["tcp"])
+            hello = msg.encode_hello(f"transfer{sent}", token=CLIENT_TOKEN)
+            if sent % 2:
+                data = hello + upload
+            else:
+                data = hello + msg.encode_new_pool(True, False, None, PAGE)
+                data += msg.encode_put(0, 1, 1, bytes(PAGE))
+                data += msg.encode_get_pages(0, [(1, 1)] * count) * 2
+            sock.setblocking(False)
+            with contextlib.suppress(BlockingIOError):  # what the daemon takes now
+                sock.send(data)
+            held.append(sock)
+            sent += 1
+    stop.wait()
+    for sock in held:
+        sock.close()
+    return sent
 
 
 def _fuzz_frames() -> list[bytes]:
@@ -328,6 +371,7 @@ ATTACKS: dict[str, tuple[str, Callable[[dict[str, str], Any], int]]] = {
     "6 metadata (512 B, 1 page/object)": ("pages put", attack_small_objects),
     "7 failing batches": ("max-size failing batches", attack_failing_batches),
     "8 names borrowed over TCP": ("takeover attempts", attack_names),
+    "large transfers from many clients": ("connections", attack_transfers),
 }
 
 
@@ -436,7 +480,9 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             time.sleep(min(1.0, seconds / 4))  # let the attack build up
             during = good.round_trips(seconds)
             stop.set()
-            sent = result.get(timeout=120)
+            sent, extra = result.get(timeout=120), {}
+            if isinstance(sent, dict):  # figures of its own beside the count
+                extra, sent = sent, sent.pop("sent")
             proc.join(60)
             sampling.set()
             sampler.join()
@@ -446,7 +492,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 peak_rss=max(peak), idle_p50=_pct(idle, 0.5), idle_p99=_pct(idle, 0.99),
                 p50=_pct(during, 0.5), p99=_pct(during, 0.99), lost=lost, wrong=wrong,
                 log_lines=daemon.log_lines() - lines, daemon_cpu=daemon.cpu() - cpu,
-                alive=daemon.proc.poll() is None,
+                alive=daemon.proc.poll() is None, extra=extra,
             )  # fmt: skip
             rows.append(row)
             _print_row(row)
@@ -480,10 +526,23 @@ def main() -> None:
     load = os.getloadavg()
     print(f"capacity {args.capacity / MiB:.0f} MiB, {args.seconds:.0f} s per attack, "
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")  # fmt: skip
-    print("| attack | sent | peak RSS MiB | over capacity MiB | idle p50/p99 µs "
-          "| during p50/p99 µs | p99 / idle p99 | lost / wrong | log lines | daemon CPU s |")
+    print(
+        "| attack | sent | peak RSS MiB | over capacity MiB | idle p50/p99 µs "
+        "| during p50/p99 µs | p99 / idle p99 | lost / wrong | log lines | daemon CPU s |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    run(args)
+    rows = run(args)
+    for row in rows:
+        extra = row["extra"]
+        if "failing_ms" in extra:
+            print(
+                f"{row['attack']}: a failing batch of {extra['items']} items took"
+                f" {extra['failing_ms']:.1f} ms, a valid batch of the same size"
+                f" {extra['valid_ms']:.1f} ms (medians of {row['sent']} each, alternating);"
+                f" failing / valid = {extra['failing_ms'] / extra['valid_ms']:.2f};"
+                f" other client p50/p99 {row['p50']:.0f} / {row['p99']:.0f} µs during,"
+                f" {row['idle_p50']:.0f} / {row['idle_p99']:.0f} µs idle"
+            )
     load = os.getloadavg()
     print(f"load average after: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
 

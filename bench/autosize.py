@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import serving
+
 import tmem
 from tmem.units import format_size, parse_size
 from tmem.workload.cgroups import CgroupUnavailable, MemoryCgroup, command_in
@@ -57,20 +59,6 @@ def rss(pid: int) -> int:
     return 0
 
 
-def wait_socket(path: str, proc: subprocess.Popen, timeout: float = 30.0) -> None:
-    """Wait until the daemon answers on ``path``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"tmem serve exited with {proc.returncode}")
-        if os.path.exists(path):
-            with contextlib.suppress(tmem.ConnectionLost):
-                tmem.admin("unix:" + path).close()  # type: ignore[attr-defined]
-                return
-        time.sleep(0.05)
-    raise RuntimeError("tmem serve did not start")
-
-
 def one_run(auto: bool, limit: int, fill: int, compete: int, tmp: Path) -> dict[str, Any]:
     """One arrangement, in fresh cgroups; its figures."""
     ceiling = fill + (16 << 20)
@@ -88,13 +76,13 @@ def one_run(auto: bool, limit: int, fill: int, compete: int, tmp: Path) -> dict[
             if auto
             else ["--capacity", str(ceiling)]
         )  # fmt: skip
-        serve = [sys.executable, "-m", "tmem.cli", "serve", "--socket", sock, "--compress",
-                 "none", *sizing]  # fmt: skip
         log_path = tmp / ("auto.log" if auto else "fixed.log")
         with open(log_path, "w") as log:
-            daemon = subprocess.Popen(command_in(daemon_group, serve), stderr=log)
+            daemon = serving.start(
+                sock, "--compress", "none", *sizing,
+                wrap=lambda argv: command_in(daemon_group, argv), stderr=log,
+            )  # fmt: skip
         try:
-            wait_socket(sock, daemon)
             client = tmem.connect("unix:" + sock, name="filler")
             admin = tmem.admin("unix:" + sock)
             held = fill_host(client, fill, admin, timeout=60)

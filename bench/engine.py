@@ -17,7 +17,10 @@ pages, flushes them all, and prints what the machine sees before, full and
 after: the process's RssAnon and RssShmem, the system's Shmem and
 MemAvailable.  ``--scale`` prints user CPU per put, get and flush for pool
 sizes from 10k pages up (512-byte pages, so that 2.5M pages fit in 1.3 GiB).
-``--metadata`` prints resident bytes per page beyond its data.
+``--metadata`` prints, for every page size and object shape (one page or 64
+per object, random 192-bit object ids or sequential small ones), the resident bytes a page
+adds beyond its data against what the host charges for it, and the same per
+empty pool.
 
     python bench/engine.py [--pages 20000] [--rounds 7] [--memory] [--scale] [--json]
 """
@@ -278,35 +281,85 @@ def scale(sizes: list[int], repeats: int) -> dict[str, object]:
 
 METADATA_PROBE = textwrap.dedent(
     """
-    import gc, json, os, sys, psutil, tmem
-    n, kind = int(sys.argv[1]), sys.argv[2]
-    base = os.urandom(4096)
+    import gc, json, os, random, sys, psutil, tmem
+    n, page_size, per_object, oid_bits = (int(a) for a in sys.argv[1:5])
+    rng = random.Random(1)
+    base = os.urandom(page_size)
+    host = tmem.Host(capacity=1 << 40, compress=None)
+    client = host.connect("bench")
+    pool = client.new_pool(persistent=True, page_size=page_size)
+    count = n // per_object + 1  # random ids, or 0, 1, 2, ... for oid_bits 0
+    oids = [rng.getrandbits(oid_bits) for _ in range(count)] if oid_bits else range(count)
+    first = 1000 if per_object > 1 else 0  # indexes past the interpreter's cached ints
     proc = psutil.Process()
     gc.collect()
-    before = proc.memory_info().rss
-    if kind == "host":
-        host = tmem.Host(capacity=n * 8192, compress=None)
-        client = host.connect("bench")
-        pool = client.new_pool(persistent=True)
-        for i in range(n):
-            client.put_page(pool, i >> 6, i & 63, i.to_bytes(8, "little") + base[8:])
-        assert host.stats()["pages"] == n
-    else:
-        store = {}
-        for i in range(n):
-            store[(0, i >> 6, i & 63)] = i.to_bytes(8, "little") + base[8:]
-    print(json.dumps((proc.memory_info().rss - before) / n - 4096))
+    before, charged = proc.memory_info().rss, host.stats()["bytes"]
+    for i in range(n):
+        oid = int(str(oids[i // per_object]))  # a fresh int, as the wire decoder makes
+        page = i.to_bytes(8, "little") + base[8:]
+        assert client.put_page(pool, oid, first + i % per_object, page)
+    gc.collect()
+    grown, charged = proc.memory_info().rss - before, host.stats()["bytes"] - charged
+    print(json.dumps([grown / n - page_size, charged / n - page_size]))
     """
 )
 
+POOL_PROBE = textwrap.dedent(
+    """
+    import gc, json, sys, psutil, tmem
+    n = int(sys.argv[1])
+    host = tmem.Host(capacity=1 << 40, compress=None)
+    clients = [host.connect(f"c{i}") for i in range(8)]
+    proc = psutil.Process()
+    gc.collect()
+    before = proc.memory_info().rss
+    for i in range(n):
+        clients[i % 8].new_pool(persistent=bool(i & 1))
+    gc.collect()
+    print(json.dumps([(proc.memory_info().rss - before) / n, host.stats()["bytes"] / n]))
+    """
+)
 
-def metadata_per_page(n: int, kind: str) -> float:
-    """Resident bytes grown per stored page beyond its 4096 data bytes, in a fresh process."""
-    out = subprocess.run(
-        [sys.executable, "-c", METADATA_PROBE, str(n), kind],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return json.loads(out.stdout)
+#: (page size, pages per object, bits of random object ids or 0 for 0, 1, 2, ...)
+#: measured by ``--metadata``.
+METADATA_SHAPES = [
+    (page, per_object, bits)
+    for page in (512, 4096, 65536)
+    for per_object in (1, 64)
+    for bits in (192, 0)
+]
+
+
+def metadata(repeats: int = 3) -> dict[str, Any]:
+    """Resident and charged bytes per page beyond its data, for every shape, and per
+    empty pool; each figure the median of ``repeats`` fresh processes."""
+
+    def probe(code: str, *args: int) -> list[float]:
+        out = subprocess.run(
+            [sys.executable, "-c", code, *map(str, args)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout)
+
+    shapes = []
+    for page, per_object, bits in METADATA_SHAPES:
+        n = min(400_000, (256 << 20) // page)  # 256 MiB of data, or 400,000 pages
+        runs = [probe(METADATA_PROBE, n, page, per_object, bits) for _ in range(repeats)]
+        shapes.append(
+            {
+                "page_size": page, "pages_per_object": per_object, "oid_bits": bits,
+                "resident": statistics.median(r[0] for r in runs),
+                "charged": statistics.median(r[1] for r in runs),
+            }
+        )  # fmt: skip
+    pools = [probe(POOL_PROBE, 100_000) for _ in range(repeats)]
+    return {
+        "shapes": shapes,
+        "pool": {
+            "resident": statistics.median(p[0] for p in pools),
+            "charged": statistics.median(p[1] for p in pools),
+        },
+    }
 
 
 def main() -> None:
@@ -330,10 +383,7 @@ def main() -> None:
         sizes = [int(s) for s in args.scale_sizes.split(",")]
         report["scale"] = scale(sizes, 3)
     if args.metadata:
-        report["metadata_bytes_per_page"] = {
-            k: statistics.median(metadata_per_page(100_000, k) for _ in range(3))
-            for k in ("host", "dict")
-        }
+        report["metadata"] = metadata()
     report["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -369,12 +419,17 @@ def main() -> None:
                 f"  get {r['get']:.2f} ({r['get_vs_first']:.2f}x)"
                 f"  flush {r['flush']:.2f} ({r['flush_vs_first']:.2f}x)"
             )
-    if "metadata_bytes_per_page" in report:
-        meta = report["metadata_bytes_per_page"]
-        print(
-            "resident bytes per page beyond its data:"
-            f" host {meta['host']:.0f}, dict {meta['dict']:.0f}"
-        )
+    if "metadata" in report:
+        meta = report["metadata"]
+        print("bytes per page beyond its data: resident (RSS) / charged by the host")
+        for row in meta["shapes"]:
+            ids = f"random {row['oid_bits']}-bit" if row["oid_bits"] else "sequential"
+            print(
+                f"  {row['page_size']:>6} B pages, {row['pages_per_object']:>2} per object,"
+                f" {ids:>14} ids: {row['resident']:6.0f} / {row['charged']:4.0f}"
+            )
+        pool = meta["pool"]
+        print(f"per empty pool: {pool['resident']:.0f} / {pool['charged']:.0f}")
 
 
 if __name__ == "__main__":

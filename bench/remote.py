@@ -38,6 +38,7 @@ from typing import Any
 import tmem
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import serving  # noqa: E402
 from floor import FloorStore  # noqa: E402
 
 PAGE = 4096
@@ -66,18 +67,6 @@ def _unix_open(path: str) -> bool:
     return True
 
 
-def _tmem_command(path: str) -> list[str]:
-    serve = ["serve", "--socket", path, "--capacity", "2G", "--compress", "none"]
-    return [sys.executable, "-m", "tmem.cli", *serve, "--log-level", "warning"]
-
-
-def _tmem_ready(path: str) -> bool:
-    if not os.path.exists(path):
-        return False
-    tmem.admin("unix:" + path).close()
-    return True
-
-
 def _redis_command(path: str) -> list[str]:
     return ["redis-server", "--port", "0", "--unixsocket", path, "--unixsocketperm", "777",
             "--save", "", "--appendonly", "no", "--loglevel", "warning"]  # fmt: skip
@@ -102,8 +91,8 @@ def servers(workdir: str) -> Iterator[dict[str, Any]]:
     os.chmod(workdir, 0o777)  # memcached, run as nobody under root, creates its socket here
     try:
         path = os.path.join(workdir, "tmem.sock")
-        procs.append(subprocess.Popen(_tmem_command(path)))
-        _wait(lambda: _tmem_ready(path), "tmem serve", procs[-1])
+        options = ["--capacity", "2G", "--compress", "none", "--log-level", "warning"]
+        procs.append(serving.start(path, *options))
         out["tmem"] = "unix:" + path
         for name, binary, command in (
             ("floor", sys.executable, _floor_command),

@@ -8,9 +8,8 @@ import uuid
 import pytest
 
 import tmem
-
-PAGE = 4096
-COST = PAGE + 160  # an uncompressed page plus the engine's per-page metadata
+from tests.charges import COST, PAGE, room_for
+from tmem.engine import POOL_METADATA_BYTES
 
 
 def page(n: int, size: int = PAGE) -> bytes:
@@ -308,18 +307,18 @@ def test_joining_with_a_different_kind_is_refused(host):
 
 
 def test_host_never_holds_more_than_its_capacity(make_host):
-    host = make_host(20 * COST, compress=None)
+    host = make_host(room_for(20), compress=None)
     client = host.connect("vm1")
     pool = client.new_pool()
     for i in range(100):
         assert client.put_page(pool, 1, i, page(i))
-        assert host.admin.stats()["bytes"] <= 20 * COST
+        assert host.admin.stats()["bytes"] <= room_for(20)
     assert client.stats()["evictions"] == 80
     assert client.stats()["pages"] == 20
 
 
 def test_ephemeral_eviction_takes_the_least_recently_used(make_host):
-    host = make_host(10 * COST, compress=None)
+    host = make_host(room_for(10), compress=None)
     client = host.connect("vm1")
     pool = client.new_pool()
     for i in range(15):
@@ -329,7 +328,7 @@ def test_ephemeral_eviction_takes_the_least_recently_used(make_host):
 
 
 def test_a_shared_ephemeral_get_makes_the_page_the_most_recently_used(make_host):
-    host = make_host(10 * COST, compress=None)
+    host = make_host(room_for(10), compress=None)
     shared = uuid.uuid4()
     host.admin.authorize_shared("vm1", shared)
     client = host.connect("vm1")
@@ -344,7 +343,7 @@ def test_a_shared_ephemeral_get_makes_the_page_the_most_recently_used(make_host)
 
 
 def test_persistent_pages_are_never_evicted_and_excess_puts_are_refused(make_host):
-    host = make_host(10 * COST, compress=None)
+    host = make_host(room_for(10), compress=None)
     client = host.connect("vm1")
     pool = client.new_pool(persistent=True)
     accepted = [i for i in range(15) if client.put_page(pool, 1, i, page(i))]
@@ -355,7 +354,7 @@ def test_persistent_pages_are_never_evicted_and_excess_puts_are_refused(make_hos
 
 
 def test_persistent_put_evicts_own_ephemeral_pages_first(make_host):
-    host = make_host(10 * COST, compress=None)
+    host = make_host(room_for(10, objects=3, pools=3), compress=None)
     a, b = host.connect("a"), host.connect("b", weight=1)
     ea, eb, pa = a.new_pool(), b.new_pool(), a.new_pool(persistent=True)
     for i in range(3):
@@ -367,7 +366,7 @@ def test_persistent_put_evicts_own_ephemeral_pages_first(make_host):
 
 
 def test_persistent_put_then_evicts_the_client_most_over_its_share(make_host):
-    host = make_host(10 * COST, compress=None)
+    host = make_host(room_for(10, objects=3, pools=3), compress=None)
     a, b, c = host.connect("a"), host.connect("b"), host.connect("c")
     eb, ec, pa = b.new_pool(), c.new_pool(), a.new_pool(persistent=True)
     for i in range(3):
@@ -379,7 +378,7 @@ def test_persistent_put_then_evicts_the_client_most_over_its_share(make_host):
 
 
 def test_ephemeral_memory_is_shared_by_weight_under_contention(make_host):
-    host = make_host(40 * COST, compress=None)
+    host = make_host(room_for(40, objects=2, pools=2), compress=None)
     light, heavy = host.connect("light", weight=1), host.connect("heavy", weight=3)
     pl, ph = light.new_pool(), heavy.new_pool()
     for i in range(400):
@@ -391,11 +390,12 @@ def test_ephemeral_memory_is_shared_by_weight_under_contention(make_host):
 
 def test_cap_bounds_what_a_client_holds(make_host):
     host = make_host(100 * COST, compress=None)
-    client = host.connect("vm1", cap=5 * COST)
+    cap = room_for(5, objects=1, pools=2)
+    client = host.connect("vm1", cap=cap)
     eph, pers = client.new_pool(), client.new_pool(persistent=True)
     for i in range(20):
         assert client.put_page(eph, 1, i, page(i))
-    assert client.stats()["bytes"] <= 5 * COST and client.stats()["pages"] == 5
+    assert client.stats()["bytes"] <= cap and client.stats()["pages"] == 5
     accepted = sum(client.put_page(pers, 1, i, page(i)) for i in range(8))
     assert accepted == 5 and client.stats()["reject_cap"] == 3
     assert all(client.get_page(eph, 1, i) is None for i in range(20))
@@ -415,13 +415,14 @@ def test_lowering_a_cap_evicts_only_ephemeral_pages(make_host):
 
 
 def test_shrinking_capacity_evicts_ephemeral_first_and_keeps_persistent(make_host):
-    host = make_host(40 * COST, compress=None)
+    host = make_host(room_for(40, objects=2, pools=2), compress=None)
     client = host.connect("vm1")
     eph, pers = client.new_pool(), client.new_pool(persistent=True)
     for i in range(20):
         assert client.put_page(pers, 1, i, page(i))
         assert client.put_page(eph, 1, i, page(i))
-    host.admin.set_capacity(10 * COST)
+    # room for ten pages in two objects: the nine left below and one of a new object
+    host.admin.set_capacity(room_for(10, objects=2, pools=2))
     assert all(client.get_page(eph, 1, i) is None for i in range(20))
     assert all(client.get_page(pers, 1, i) == page(i) for i in range(20))
     assert client.put_page(pers, 2, 0, page(1)) is False
@@ -431,11 +432,11 @@ def test_shrinking_capacity_evicts_ephemeral_first_and_keeps_persistent(make_hos
 
 
 def test_growing_capacity_accepts_more_pages(make_host):
-    host = make_host(2 * COST, compress=None)
+    host = make_host(room_for(2), compress=None)
     client = host.connect("vm1")
     pool = client.new_pool(persistent=True)
     assert [client.put_page(pool, 1, i, page(i)) for i in range(3)] == [True, True, False]
-    host.admin.set_capacity(3 * COST)
+    host.admin.set_capacity(room_for(3))
     assert client.put_page(pool, 1, 2, page(2))
 
 
@@ -512,7 +513,8 @@ COUNTERS = (
 
 
 def test_statistics_count_every_operation(make_host):
-    host = make_host(3 * COST, compress=None)
+    capacity = room_for(3, objects=2, pools=2)
+    host = make_host(capacity, compress=None)
     client = host.connect("vm1")
     eph, pers = client.new_pool(), client.new_pool(persistent=True)
     for i in range(2):
@@ -528,14 +530,15 @@ def test_statistics_count_every_operation(make_host):
     stats = client.stats()
     assert all(name in stats for name in COUNTERS)
     expected = dict(puts=7, succ_puts=6, failed_puts=1, gets=2, succ_gets=1, flushes=1)
-    expected.update(flush_objects=1, evictions=3, pages=0, bytes=0)
+    # nothing stored is left to pay for: only the two pools
+    expected.update(flush_objects=1, evictions=3, pages=0, bytes=2 * POOL_METADATA_BYTES)
     assert {k: stats[k] for k in expected} == expected
     pools = stats["pools"]
     assert pools[eph]["evictions"] == 3 and pools[eph]["puts"] == 3
     assert pools[pers]["succ_puts"] == 3 and pools[pers]["failed_puts"] == 1
     assert all(name in pools[pers] for name in COUNTERS)
     totals = host.admin.stats()
-    assert totals["puts"] == 7 and totals["capacity"] == 3 * COST
+    assert totals["puts"] == 7 and totals["capacity"] == capacity
     assert {"compression_ratio", "dedup_ratio", "clients"} <= set(totals)
 
 
@@ -552,7 +555,8 @@ def test_host_statistics_add_up_over_clients(host):
 
 
 def test_a_client_past_its_share_leaves_the_last_room_to_others(make_host):
-    host = make_host(64 * COST, compress=None)
+    # room for 64 pages in four objects (two of a's and two of b's)
+    host = make_host(room_for(64, objects=4, pools=2), compress=None)
     a, b = host.connect("a"), host.connect("b")
     pa, pb = a.new_pool(persistent=True), b.new_pool(persistent=True)
     held_a = sum(a.put_page(pa, 1, i, page(i)) for i in range(64))

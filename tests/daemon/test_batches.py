@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import tmem
+from tests.charges import room_for
 
 PAGE = 4096
 
@@ -55,7 +56,7 @@ def test_a_batch_on_an_unknown_pool_raises_no_such_pool(make_host):
 
 
 def test_a_batch_refused_for_room_answers_false_per_page(make_host):
-    host = make_host(3 * (PAGE + 160), compress=None)
+    host = make_host(room_for(3), compress=None)
     client = host.connect("vm1")
     pool = client.new_pool(persistent=True)
     results = client.put_pages(pool, [(1, i, page(i)) for i in range(5)])

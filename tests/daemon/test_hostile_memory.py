@@ -3,11 +3,13 @@ the hello, whatever it sends or leaves unread (resident memory from /proc)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import time
 
 import tmem
-from tmem.wire import HEADER, Op
+from tmem.wire import DEFAULT_MAX_BODY, HEADER, Op
 from tmem.wire import messages as msg
 
 from .hostile import PAGE, frames_until_closed, page, raw, settle
@@ -80,3 +82,84 @@ def test_one_request_cannot_ask_for_a_reply_larger_than_a_frame(serve_process):
     assert grown < 24 * MiB, f"one batch grew the daemon by {grown}"
     # a batch within the bound is served
     assert client.get_pages(pool, [(1, 1)] * 200) == [page(1)] * 200
+
+
+def _send_some(sock: socket.socket, data: bytes) -> int:
+    """Send what the socket takes of ``data`` now, without waiting."""
+    sock.setblocking(False)
+    sent = 0
+    with contextlib.suppress(BlockingIOError):
+        while sent < len(data):
+            sent += sock.send(data[sent : sent + (256 << 10)])
+    return sent
+
+
+ATTACKER_TOKEN = "a" * 32
+GOOD_TOKEN = "g" * 32
+
+
+def _tcp_daemon(serve_process, tmp_path, *options: str) -> tuple[int, str, str]:
+    """A ``tmem serve`` on Unix and TCP (two client tokens): its pid and both addresses."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"client {ATTACKER_TOKEN} bad\nclient {GOOD_TOKEN} good\n")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proc, address = serve_process(
+        "--tcp", f"127.0.0.1:{port}", "--token-file", str(tokens), *options
+    )  # fmt: skip
+    return proc.pid, address, f"tcp://127.0.0.1:{port}"
+
+
+def test_all_connections_together_hold_at_most_the_transfer_budget(serve_process, tmp_path):
+    budget = 32 * MiB
+    pid, _, tcp = _tcp_daemon(
+        serve_process, tmp_path, "--capacity", "16M", "--compress", "none",
+        "--transfer-budget", str(budget),
+    )  # fmt: skip
+    good = tmem.connect(tcp, name="good", token=GOOD_TOKEN)
+    pool = good.new_pool(persistent=True)
+    assert good.put_page(pool, 1, 1, page(1))
+    before = settle(pid)
+    frame = DEFAULT_MAX_BODY
+    uploads, readers = [], []
+    for n in range(20):  # each sends all but the last byte of a frame as large as allowed
+        sock = raw(tcp)
+        sock.sendall(msg.encode_hello(f"up{n}", token=ATTACKER_TOKEN))
+        _send_some(sock, HEADER.pack(Op.PUT_PAGES, 0, 0, frame) + bytes(frame - 1))
+        uploads.append(sock)
+    for n in range(20):  # each asks for a reply as large as allowed and reads none of it
+        sock = raw(tcp)
+        sock.sendall(msg.encode_hello(f"down{n}", token=ATTACKER_TOKEN))
+        sock.sendall(msg.encode_new_pool(True, False, None, PAGE))
+        sock.sendall(msg.encode_put(0, 1, 1, page(1)))
+        count = frame // (PAGE + 1) - 1
+        _send_some(sock, msg.encode_get_pages(0, [(1, 1)] * count) * 2)
+        readers.append(sock)
+    grown = settle(pid, 1.0) - before
+    # 40 connections of up to 8 MiB each without the budget; with it, the budget
+    # and each connection's small buffers (32 KiB in, up to 100 KiB out)
+    bound = budget + 40 * (160 << 10) + 8 * MiB
+    assert grown < bound, f"40 large transfers grew the daemon by {grown / MiB:.1f} MiB"
+    # a well-behaved client's small requests need no grant: it is served meanwhile
+    assert good.put_page(pool, 1, 2, page(2)) and good.get_page(pool, 1, 2) == page(2)
+    for sock in uploads + readers:
+        sock.close()
+    # the grants go round: a batch waits only until the attackers are gone
+    assert good.get_pages(pool, [(1, 1), (1, 2)]) == [page(1), page(2)]
+
+
+def test_the_administrator_never_waits_for_the_transfer_budget(serve_process, tmp_path):
+    _, address, tcp = _tcp_daemon(
+        serve_process, tmp_path, "--capacity", "16M", "--transfer-budget", "13M"
+    )  # one grant in all
+    client = tmem.connect(address, name="vm1")
+    pool = client.new_pool(persistent=True)
+    assert client.put_page(pool, 1, 1, page(1))
+    hog = raw(tcp)  # takes the only grant, and holds it sending the rest of its frame
+    hog.sendall(msg.encode_hello("hog", token=ATTACKER_TOKEN))
+    _send_some(hog, HEADER.pack(Op.PUT_PAGES, 0, 0, DEFAULT_MAX_BODY) + bytes(1 << 20))
+    time.sleep(0.3)
+    admin = tmem.admin(address, timeout=5)
+    assert admin.stats()["pages"] == 1  # a reply that needs a grant, answered at once
+    hog.close()

@@ -26,6 +26,7 @@ from hypothesis.stateful import (
 )
 
 import tmem
+from tmem.engine import PAGE_METADATA_BYTES
 
 #: Host options the model runs under; every store configuration belongs here.
 STORE_OPTIONS: list[dict] = [
@@ -68,7 +69,7 @@ class EngineModel(RuleBasedStateMachine):
 
     @initialize(capacity=st.integers(0, 60))
     def start(self, capacity: int) -> None:
-        self.host = tmem.Host(capacity * (PAGE + 160), **self.options)
+        self.host = tmem.Host(capacity * (PAGE + PAGE_METADATA_BYTES), **self.options)
         self.host.authorize_shared("a", SHARED)
         self.host.authorize_shared("b", SHARED)
         self.clients = {name: self.host.connect(name) for name in CLIENTS}
@@ -148,11 +149,11 @@ class EngineModel(RuleBasedStateMachine):
 
     @rule(capacity=st.integers(0, 60))
     def set_capacity(self, capacity: int) -> None:
-        self.host.set_capacity(capacity * (PAGE + 160))
+        self.host.set_capacity(capacity * (PAGE + PAGE_METADATA_BYTES))
 
     @rule(client=st.sampled_from(CLIENTS), cap=st.none() | st.integers(0, 30), w=st.integers(1, 4))
     def set_client(self, client: str, cap: int | None, w: int) -> None:
-        cap_bytes = None if cap is None else cap * (PAGE + 160)
+        cap_bytes = None if cap is None else cap * (PAGE + PAGE_METADATA_BYTES)
         self.host.set_client(client, weight=w, cap=cap_bytes)
 
     @rule(client=st.sampled_from(CLIENTS), frozen=st.booleans())

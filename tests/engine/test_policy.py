@@ -8,10 +8,11 @@ import os
 import pytest
 
 import tmem
+from tests.charges import COST, PAGE, room_for
 from tmem.engine import ledger
 
-PAGE = 4096
-COST = PAGE + 160  # a raw page and its metadata
+#: Two clients' 40 pages, each client's in one object of one pool.
+CAPACITY = room_for(40, objects=2, pools=2)
 
 
 def fill(client, pool, first: int, count: int, data: bytes = b"x" * PAGE) -> None:
@@ -20,7 +21,7 @@ def fill(client, pool, first: int, count: int, data: bytes = b"x" * PAGE) -> Non
 
 
 def test_memory_moves_to_the_client_whose_evicted_pages_are_missed_and_floors_hold():
-    host = tmem.Host(40 * COST, compress=None, policy="utility", reserve=0.5)
+    host = tmem.Host(CAPACITY, compress=None, policy="utility", reserve=0.5)
     a, b = host.connect("a"), host.connect("b")
     pa, pb = a.new_pool(), b.new_pool()
     fill(a, pa, 0, 20)
@@ -30,13 +31,13 @@ def test_memory_moves_to_the_client_whose_evicted_pages_are_missed_and_floors_ho
     assert b.stats()["utility"] > 0 and a.stats()["utility"] == 0
     fill(b, pb, 21, 40)  # a's memory goes to b, down to a's floor and no further
     floor = a.stats()["ephemeral_floor"]
-    assert floor == int(0.5 * 40 * COST / 2)
+    assert floor == int(0.5 * CAPACITY / 2)
     assert a.stats()["ephemeral_bytes"] == floor // COST * COST
     assert b.stats()["pages"] == 40 - floor // COST
 
 
 def test_the_older_policy_splits_evenly_whatever_is_missed():
-    host = tmem.Host(40 * COST, compress=None, policy="share")
+    host = tmem.Host(CAPACITY, compress=None, policy="share")
     a, b = host.connect("a"), host.connect("b")
     pa, pb = a.new_pool(), b.new_pool()
     fill(a, pa, 0, 20)
@@ -49,7 +50,7 @@ def test_the_older_policy_splits_evenly_whatever_is_missed():
 
 def test_idle_clients_have_no_floor_and_no_persistent_share(monkeypatch):
     monkeypatch.setattr(ledger, "IDLE_OPERATIONS", 50)  # a while, shortened
-    host = tmem.Host(40 * COST, compress=None)
+    host = tmem.Host(CAPACITY, compress=None)
     a, b = host.connect("a"), host.connect("b")
     c = host.connect("c")  # connected, never calls
     pa, pb = a.new_pool(persistent=True), b.new_pool()
@@ -57,11 +58,11 @@ def test_idle_clients_have_no_floor_and_no_persistent_share(monkeypatch):
     fill(b, pb, 0, 100)  # past 80 operations (twice the pages): c is idle
     a.get_page(pa, 1, 0)
     assert not c.stats()["active"] and a.stats()["active"]
-    assert b.stats()["ephemeral_floor"] == int(ledger.DEFAULT_RESERVE * 40 * COST / 2)
+    assert b.stats()["ephemeral_floor"] == int(ledger.DEFAULT_RESERVE * CAPACITY / 2)
     assert c.stats()["ephemeral_floor"] == 0
-    assert a.stats()["persistent_target"] == 40 * COST // 2
+    assert a.stats()["persistent_target"] == CAPACITY // 2
     c.get_page(c.new_pool(), 1, 1)  # c wakes up: three share the host
-    assert a.stats()["persistent_target"] == 40 * COST // 3
+    assert a.stats()["persistent_target"] == CAPACITY // 3
 
 
 def test_a_poorly_compressible_page_is_kept_while_there_is_room_and_goes_first():
@@ -105,16 +106,18 @@ def test_a_compressed_host_keeps_what_a_plain_one_keeps_while_it_has_room():
 
 
 def test_a_lone_client_may_fill_the_host_and_is_over_its_target_once_another_is_active():
-    host = tmem.Host(20 * COST, compress=None)
+    capacity = room_for(20, objects=2, pools=2)  # a's 20 pages and room for b's pool
+    host = tmem.Host(capacity, compress=None)
     a = host.connect("a")
     pa = a.new_pool(persistent=True)
     fill(a, pa, 0, 20)  # alone: its target is the whole host
-    assert a.stats()["persistent_target"] == 20 * COST and a.stats()["persistent_over"] == 0
+    assert a.stats()["persistent_target"] == capacity and a.stats()["persistent_over"] == 0
     b = host.connect("b")
     pb = b.new_pool(persistent=True)
     assert not b.put_page(pb, 1, 0, b"y" * PAGE)  # nothing a may evict: refused...
-    assert a.stats()["persistent_target"] == 10 * COST
-    assert a.stats()["persistent_over"] == 10 * COST  # ...and the host says a is over
+    assert a.stats()["persistent_target"] == capacity // 2
+    over = a.stats()["bytes"] - capacity // 2
+    assert over > 9 * COST and a.stats()["persistent_over"] == over  # ...and a is over
     for i in range(10):  # what frontswap's self-shrinking does, toward the target
         a.flush_page(pa, 1, i)
     assert a.stats()["persistent_over"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import tmem
+from tests.charges import room_for
 
 
 def test_a_refused_overwrite_flushes_the_old_page_and_counts_one_refusal():
@@ -38,15 +39,14 @@ def test_overwrites_keep_the_charges_exact():
 
 
 def test_an_overwritten_ephemeral_page_becomes_the_most_recently_used():
-    page = 4096 + 160
-    host = tmem.Host(3 * page, compress=None)
+    host = tmem.Host(room_for(3), compress=None)
     client = host.connect("vm1")
     pool = client.new_pool(shared=False)
     for i in range(3):
         assert client.put_page(pool, 1, i, bytes([i]) * 4096)
-    host.set_capacity(100 * page)  # far from the limits: the in-place path
+    host.set_capacity(room_for(100))  # far from the limits: the in-place path
     assert client.put_page(pool, 1, 0, b"z" * 4096)
-    host.set_capacity(3 * page)
+    host.set_capacity(room_for(3))
     assert client.put_page(pool, 1, 3, b"y" * 4096)  # evicts the oldest: index 1
     assert client.get_page(pool, 1, 1) is None
     assert client.get_page(pool, 1, 0) == b"z" * 4096

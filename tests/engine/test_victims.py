@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tests.charges import COST, PAGE, room_for
 from tmem.api import OP_COUNTERS
-from tmem.engine import PAGE_METADATA_BYTES, Engine
+from tmem.engine import OBJECT_METADATA_BYTES, Engine
 from tmem.engine.state import ClientState, Counters
 from tmem.engine.victims import most_over
 from tmem.store import make_store
 
-PAGE = 4096
-COST = PAGE + PAGE_METADATA_BYTES
-
 
 def _full_engine(choose_client=most_over) -> tuple[Engine, ClientState, ClientState]:
-    engine = Engine(make_store(None, None), 4 * COST, choose_client=choose_client)
+    capacity = room_for(4, objects=3, pools=2)  # and a third object to come
+    engine = Engine(make_store(None, None), capacity, choose_client=choose_client)
     a, b = engine.add_client("a"), engine.add_client("b", weight=3)
     pa, pb = engine.new_pool(a), engine.new_pool(b)
     for i in range(2):
@@ -40,8 +39,8 @@ def test_the_engine_evicts_from_the_client_its_choice_function_names():
     engine, a, b = _full_engine(heaviest_weight)
     assert engine.put(b, 0, 2, 0, b"x" * PAGE)
     assert (a.evictions, b.evictions) == (0, 1)
-    assert asked == [(b, COST)]
-    engine.set_capacity(2 * COST)  # shrinking asks with no putter
+    assert asked == [(b, COST + OBJECT_METADATA_BYTES)]  # a page of a new object
+    engine.set_capacity(room_for(2, objects=2, pools=2))  # shrinking asks with no putter
     assert asked[1:] == [(None, 0)] * 2 and b.evictions == 3
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import tmem
+from tests.charges import room_for
 from tmem.frontends import Frontswap, SelfShrink
 
 PS = 4096
@@ -92,8 +93,8 @@ def test_the_selfshrink_thread_empties_an_idle_frontswap(tmp_path: Path, client:
 def test_a_client_over_its_persistent_target_shrinks_toward_it_oldest_first(
     tmp_path: Path,
 ) -> None:
-    cost = PS + 160
-    host = tmem.Host(64 * cost, compress=None)
+    # room for 64 pages of each guest's 16 objects (frontswap's swizzle) and pools
+    host = tmem.Host(room_for(64, objects=32, pools=2), compress=None)
     first = Frontswap(host.connect("first"), tmp_path / "a", slots=100)
     try:
         for slot in range(64):  # alone, it fills the host
@@ -122,7 +123,7 @@ def test_a_client_over_its_persistent_target_shrinks_toward_it_oldest_first(
 
 
 def test_clean_offers_make_tmem_a_victim_cache_of_the_swap_cache(tmp_path: Path) -> None:
-    host = tmem.Host(8 * (PS + 160), compress=None)
+    host = tmem.Host(room_for(8, objects=8), compress=None)
     with Frontswap(host.connect("vm"), tmp_path / "swap", slots=40) as swap:
         host.set_client("vm", frozen=True)
         for slot in range(4):  # refused: written to the swap file

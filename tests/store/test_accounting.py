@@ -10,6 +10,7 @@ import pytest
 
 import tmem
 from tests.store.kinds import page_of
+from tmem.engine import OBJECT_METADATA_BYTES, PAGE_METADATA_BYTES, POOL_METADATA_BYTES
 
 #: Fixed slack for the measurement: the interpreter's own allocations, arrays'
 #: spare room after growth, and each size class's first partly used OS page.
@@ -81,7 +82,15 @@ def test_a_full_host_never_reports_more_than_its_capacity_under_churn():
             client.flush_page(pers, 1, rng.randrange(600))
         stats = host.stats()
         assert stats["bytes"] <= capacity
-        assert stats["bytes"] == host.store.used_bytes + 160 * stats["pages"]
+        objects = sum(
+            p["objects"] for c in stats["clients"].values() for p in c["pools"].values()
+        )
+        assert stats["bytes"] == (
+            host.store.used_bytes
+            + PAGE_METADATA_BYTES * stats["pages"]
+            + OBJECT_METADATA_BYTES * objects
+            + POOL_METADATA_BYTES * stats["pools"]
+        )
     assert host.stats()["evictions"] > 0
 
 

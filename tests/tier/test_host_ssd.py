@@ -10,6 +10,7 @@ import time
 import pytest
 
 import tmem
+from tests.charges import COST, room_for
 from tmem.engine.tiering import complete_demotions, pick_demotions
 from tmem.tier.demoter import HIGH_WATERMARK
 from tmem.tier.ssd import SsdTier
@@ -140,15 +141,19 @@ def test_every_removal_reaches_the_tier(make):
 
 def test_tier_bytes_count_against_the_cap(make):
     host, tier = make(capacity=4 << 20, compress=None)
-    client = host.connect("vm1", cap=20 * (PAGE + 160))
+    cap = room_for(20)
+    client = host.connect("vm1", cap=cap)
     pool = client.new_pool(persistent=True)
     stored = sum(client.put_page(pool, 1, i, page(i)) for i in range(30))
     assert stored == 20
     host.demote(all_pages=True)
     stats = client.stats()
     assert stats["tier_bytes"] >= 20 * PAGE and stats["bytes"] < 20 * 200
-    assert client.put_page(pool, 2, 0, page(0)) is False  # RAM is empty, the cap is not
-    assert client.stats()["reject_cap"] == 11
+    # RAM is empty, the cap is not: only what the tier bytes leave of it
+    room = (cap - stats["bytes"] - stats["tier_bytes"]) // COST
+    assert room < 5
+    assert sum(client.put_page(pool, 1, 20 + i, page(i)) for i in range(5)) == room
+    assert client.stats()["reject_cap"] == 10 + 5 - room
 
 
 def test_ephemeral_pages_the_ssd_drops_leave_the_host_too(make):

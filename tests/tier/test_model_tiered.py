@@ -21,6 +21,7 @@ from hypothesis.stateful import initialize, invariant, rule
 
 import tmem
 from tests.engine.test_model import CLIENTS, PAGE, SHARED, EngineModel, ModelPool  # noqa: F401
+from tmem.engine import PAGE_METADATA_BYTES
 
 _cluster = None
 
@@ -45,7 +46,10 @@ class TieredModel(EngineModel):
             assert _cluster is not None
             tier = _cluster.spec
         self.host = tmem.Host(
-            capacity * (PAGE + 160), tiers=[tier], demote_in_background=False, **self.options
+            capacity * (PAGE + PAGE_METADATA_BYTES),
+            tiers=[tier],
+            demote_in_background=False,
+            **self.options,
         )
         self.host.authorize_shared("a", SHARED)
         self.host.authorize_shared("b", SHARED)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import pytest
 
+from tmem.engine import POOL_METADATA_BYTES
 from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec
 from tmem.workload.content import ContentMap
 from tmem.workload.errors import WorkloadError
@@ -77,8 +78,8 @@ def test_every_guest_holds_pages_of_the_host_at_some_time(cleancache):
     assert len(samples) == len(tmem["timeline"]["accesses"]) == len(tmem["timeline"]["disk_reads"])
     for guest in range(len(GUESTS)):
         assert max(sample[guest] for sample in samples) > 0
-    # The late guest holds nothing before it starts.
-    assert samples[0][2] == 0
+    # The late guest holds no page before it starts: at most its pool's record.
+    assert samples[0][2] <= POOL_METADATA_BYTES
 
 
 def test_every_page_reference_is_resident_first_touched_in_tmem_or_read_from_swap(frontswap):

@@ -48,6 +48,10 @@ INTERRUPTED = 128 + signal.SIGINT
 @click.option("--max-frame", help="Largest frame body accepted [4M+64K].")
 @click.option("--max-connections", help="Connections open at once, all peers together [1024].")
 @click.option("--max-connections-per-peer", help="Connections of one uid, token or address [64].")
+@click.option(
+    "--transfer-budget",
+    help="Buffers for large frames and replies, all connections together [64M].",
+)
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option(
     "--state-dir",

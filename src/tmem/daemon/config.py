@@ -3,7 +3,7 @@
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``,
-``max-connections-per-peer``, ``hello-timeout``, ``idle-timeout``,
+``max-connections-per-peer``, ``transfer-budget``, ``hello-timeout``, ``idle-timeout``,
 ``max-pools``, ``log-level``, ``host-policy`` (``utility`` or ``share``: who gives
 up memory when the host is full, see ``docs/operations.md``), ``host-reserve``
 (the fraction of the capacity kept as floors by weight), ``tier`` (a list in
@@ -55,6 +55,8 @@ class Config:
     max_frame: int = DEFAULT_MAX_BODY
     max_connections: int = 1024
     max_connections_per_peer: int = 64
+    #: Bytes of large-transfer buffers, all connections together (see tmem.daemon.budget).
+    transfer_budget: int = 64 << 20
     hello_timeout: float = 10.0
     idle_timeout: float = 300.0
     max_pools: int = 256
@@ -199,6 +201,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "max_frame": _positive,
     "max_connections": _count,
     "max_connections_per_peer": _count,
+    "transfer_budget": parse_size,
     "hello_timeout": _seconds,
     "idle_timeout": _idle,
     "max_pools": _count,

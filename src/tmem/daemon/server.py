@@ -6,11 +6,13 @@ so pipelined requests cost one read and one write per batch of frames.
 
 What a peer can make the daemon hold is bounded (``docs/operations.md``,
 "Limits"): before its hello a connection has a 4 KiB buffer and frames longer
-than a hello are refused at their header; after it, a connection whose unsent
-replies exceed :data:`OUT_LIMIT` is not read from until they drain, buffers
-grown for large frames are given back once the connection goes quiet, and
-connections are limited in all, per peer (uid, token or address) and in time
-(``hello-timeout``, ``idle-timeout``), with slots kept for the administrator.
+than a hello are refused at their header; after it, a connection keeps small
+buffers, and larger ones (a large frame in, large replies out) only under a
+grant of the daemon-wide ``transfer-budget`` (:mod:`tmem.daemon.budget`); a
+connection whose unsent replies reach its limit is not read from until they
+drain, and connections are limited in all, per peer (uid, token or address)
+and in time (``hello-timeout``, ``idle-timeout``), with slots kept for the
+administrator.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from tmem.control.metrics import HostCollector, LatencyRecorder, serve_metrics
 from tmem.control.state import restore_state, save_state
 from tmem.daemon.auth import Authenticator, Identity, read_token_file
 from tmem.daemon.autosize import make_autosizer
+from tmem.daemon.budget import SMALL_OUT, SMALL_QUEUE, TransferBudget, granted_out
 from tmem.daemon.config import Config
 from tmem.daemon.dispatch import Dispatcher, Session, error_frame
 from tmem.daemon.notify import notify
@@ -45,8 +48,6 @@ from tmem.wire.frames import OutBuffer
 from tmem.wire.messages import MAX_HELLO_BODY
 
 log = logging.getLogger("tmem.daemon")
-#: Unsent reply bytes at which a connection stops being read.
-OUT_LIMIT = 8 << 20
 #: A connection's receive buffer before its hello (the longest hello fits).
 HELLO_BUFFER = 4 << 10
 #: Buffer sizes of a connection after its hello; they grow for large frames
@@ -54,6 +55,8 @@ HELLO_BUFFER = 4 << 10
 BASE_IN = 32 << 10
 BASE_OUT = 4 << 10
 SHRINK_AFTER = 1.0
+#: Requests whose reply may be larger than a page: answered only under a grant.
+LARGE_REPLIES = frozenset({Op.GET_PAGES, Op.STATS, Op.HOST_STATS, Op.TRANSFER, Op.EXPORT_PAGES})
 #: Connection slots only administrative Unix peers may take (at most a quarter).
 ADMIN_RESERVE = 4
 #: Descriptors the daemon keeps for itself beside its connections.
@@ -76,13 +79,16 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "decoder", "out", "session", "events", "closed", "eof", "opened", "last",
+        "grant", "waiting",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
         self.sock = sock
         self.fd = sock.fileno()
         self.decoder = Decoder(MAX_HELLO_BODY, initial=HELLO_BUFFER)
-        self.out = OutBuffer(BASE_OUT)
+        self.out = OutBuffer(BASE_OUT, limit=SMALL_OUT)
+        self.grant = 0  # bytes of the transfer budget it holds (0 or one grant)
+        self.waiting = False  # for a grant: it is neither read nor answered
         self.session = session
         self.events = _IN
         self.closed = False
@@ -151,6 +157,7 @@ class Server:
         self.max_connections = fit_descriptors(config.max_connections)
         self.reserve = min(ADMIN_RESERVE, self.max_connections // 4)
         self.conns: dict[int, Connection] = {}
+        self.budget = TransferBudget(config.transfer_budget, config.max_frame)
         self.per_peer: dict[str, int] = {}
         self.throttle = Throttle()
         self._next_sweep = 0.0
@@ -292,9 +299,12 @@ class Server:
                 )
                 self._close(conn)
             elif quiet >= SHRINK_AFTER:
-                conn.decoder.shrink(BASE_IN)
-                if not conn.out.queued and conn.out.capacity > BASE_OUT:
-                    conn.out = OutBuffer(BASE_OUT)
+                if conn.grant:
+                    self._release(conn)
+                else:
+                    conn.decoder.shrink(BASE_IN)
+                    if not conn.out.queued and conn.out.capacity > BASE_OUT:
+                        conn.out = OutBuffer(BASE_OUT, limit=SMALL_OUT)
 
     @staticmethod
     def _may_expire(conn: Connection) -> bool:
@@ -484,6 +494,9 @@ class Server:
 
     def _read(self, conn: Connection) -> None:
         decoder = conn.decoder
+        if not conn.grant and decoder.wanted() > BASE_IN and not self._take_grant(conn):
+            self._send(conn)  # a frame larger than its buffer waits for a grant, unread
+            return
         try:
             n = conn.sock.recv_into(decoder.recv_buffer())
         except (BlockingIOError, InterruptedError):
@@ -500,14 +513,43 @@ class Server:
 
     def _process(self, conn: Connection) -> None:
         """Answer every whole frame buffered (while replies fit), then send."""
-        out = conn.out
         more = True
         while more and not conn.closed:
             more = self._answer(conn)
             self._send(conn)
-            more = more and out.queued < OUT_LIMIT
-        if conn.eof and not conn.closed and not out.queued and not more:
+            more = more and conn.out.queued < self._queue_limit(conn)
+        if conn.closed or conn.waiting or conn.out.queued or more:
+            return
+        if conn.eof:
             self._close(conn)
+        elif conn.grant and self.budget.waiting and not conn.decoder.buffered:
+            self._release(conn)  # others wait: its grant goes as soon as it is done
+
+    def _queue_limit(self, conn: Connection) -> int:
+        """Unsent reply bytes at which ``conn`` stops being answered and read."""
+        return self.config.max_frame if conn.grant else SMALL_QUEUE
+
+    def _take_grant(self, conn: Connection) -> bool:
+        """Give ``conn`` a grant of the transfer budget, or False: it waits for one."""
+        # an administrator's connection (counted under no key) never waits
+        if not self.budget.take(conn, overdraw=conn.session.key is None):
+            return False
+        conn.out.limit = granted_out(self.config.max_frame)
+        return True
+
+    def _release(self, conn: Connection) -> None:
+        """Shrink the buffers of ``conn`` and give its grant to whoever waits for one."""
+        conn.decoder.shrink(BASE_IN)
+        if conn.decoder.capacity > BASE_IN or conn.out.queued:
+            return  # something pending still needs the room (the next sweep tries again)
+        conn.out = OutBuffer(BASE_OUT, limit=SMALL_OUT)
+        self._wake(self.budget.give_back(conn))
+
+    def _wake(self, granted: list[Any]) -> None:
+        """Connections that waited for a grant and now have one: answer and read them."""
+        for conn in granted:
+            conn.out.limit = granted_out(self.config.max_frame)
+            self._resumed.append(conn)
 
     def _answer(self, conn: Connection) -> bool:
         """Answer buffered frames until none is left (False) or replies fill up (True)."""
@@ -515,7 +557,7 @@ class Server:
         dispatch = self.dispatcher.dispatch
         max_frame = self.config.max_frame
         try:
-            while out.queued < OUT_LIMIT:
+            while out.queued < self._queue_limit(conn):
                 if session.held:  # a migration holds this client: its requests wait
                     return False
                 try:
@@ -528,6 +570,10 @@ class Server:
                 if frame is None:
                     return False
                 op, _status, tag, body = frame
+                large = op in LARGE_REPLIES and session.greeted
+                if large and not conn.grant and not self._take_grant(conn):
+                    decoder.unget()  # answered once a grant is free
+                    return False
                 dispatch(session, op, tag, body, out)  # on WireError it queued the error
                 if session.done:
                     raise _Goodbye
@@ -560,7 +606,7 @@ class Server:
                 self._close(conn)
                 return
         queued = out.queued
-        reading = queued < OUT_LIMIT and not conn.session.held
+        reading = queued < self._queue_limit(conn) and not conn.session.held and not conn.waiting
         if conn.eof:
             want = _OUT if queued else 0
         else:
@@ -575,6 +621,8 @@ class Server:
         conn.closed = True
         self.conns.pop(conn.fd, None)
         self._uncount(conn.session)
+        if conn.grant or conn.waiting:
+            self._wake(self.budget.give_back(conn))
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(conn.fd)
         conn.sock.close()

@@ -1,5 +1,10 @@
 """The pure tmem engine: pools, objects, pages, coherency, eviction and accounting."""
 
-from tmem.engine.core import PAGE_METADATA_BYTES, Engine
+from tmem.engine.core import (
+    OBJECT_METADATA_BYTES,
+    PAGE_METADATA_BYTES,
+    POOL_METADATA_BYTES,
+    Engine,
+)
 
-__all__ = ["Engine", "PAGE_METADATA_BYTES"]
+__all__ = ["Engine", "OBJECT_METADATA_BYTES", "PAGE_METADATA_BYTES", "POOL_METADATA_BYTES"]

@@ -34,7 +34,14 @@ from tmem.api import (
     check_uuid,
     check_weight,
 )
-from tmem.engine.ledger import DEFAULT_RESERVE, MAX_EVICTIONS_PER_PUT, PAGE_METADATA_BYTES, Ledger
+from tmem.engine.ledger import (
+    DEFAULT_RESERVE,
+    MAX_EVICTIONS_PER_PUT,
+    OBJECT_METADATA_BYTES,
+    PAGE_METADATA_BYTES,
+    POOL_METADATA_BYTES,
+    Ledger,
+)
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.tiering import Fetch, TierState, tier_stats
 from tmem.engine.victims import ClientChoice
@@ -179,6 +186,9 @@ class Engine(Ledger):
         self.pools[pool.uid] = pool
         if shared:
             self.shared[key] = pool
+        self._charge_meta(pool, POOL_METADATA_BYTES)
+        if self.used > self.capacity:  # ephemeral pages make room for it
+            self.shrink_to_capacity()
         return self._attach(client, pool)
 
     def _join(self, client: ClientState, pool: Pool, persistent: bool, page_size: int) -> int:
@@ -218,6 +228,7 @@ class Engine(Ledger):
             for pid in list(pages.values()):
                 self._drop(pid, pool)
         pool.objs.clear()
+        self._charge_meta(pool, -pool.meta)  # its objects' and its own
         del self.pools[pool.uid]
         if pool.uuid is not None:
             del self.shared[pool.uuid]
@@ -265,8 +276,17 @@ class Engine(Ledger):
         cost = store.charge(ref) + PAGE_METADATA_BYTES
         poor = not persistent and store.poor(ref)
         # ref's bytes already count in the store's; only its metadata is to come
-        if not self.calm(owner, PAGE_METADATA_BYTES):
-            reason = self.make_room(owner, persistent, cost)
+        meta = PAGE_METADATA_BYTES  # and its object's, if the put makes one
+        if pages is None:
+            meta += OBJECT_METADATA_BYTES
+        if not self.calm(owner, meta):
+            owed = cost + meta - PAGE_METADATA_BYTES  # all the put charges the owner
+            reason = self.make_room(owner, persistent, owed, meta)
+            if reason is None and pages is not None and oid not in objs:
+                # eviction took the object's last page: its metadata is to come again
+                meta += OBJECT_METADATA_BYTES
+                owed += OBJECT_METADATA_BYTES
+                reason = self.make_room(owner, persistent, owed, meta)
             if reason is not None:
                 store.free(ref)
                 return self._reject(client, pool, reason)
@@ -277,6 +297,7 @@ class Engine(Ledger):
         table.ver[pid] = tiering.version
         if pages is None:
             pages = objs[oid] = {}
+            self._charge_meta(pool, OBJECT_METADATA_BYTES)
         pages[index] = pid
         self._charge(pool, 1, cost)
         if poor:
@@ -317,6 +338,8 @@ class Engine(Ledger):
                 table.append(owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
+        if self.used > self.capacity:  # a store may charge more than a page (an index grew)
+            self.shrink_to_capacity()
         return True
 
     def _file_poor(self, owner: ClientState, pid: int) -> None:
@@ -400,6 +423,7 @@ class Engine(Ledger):
             if pid is not None:
                 if not pages:
                     del pool.objs[oid]
+                    self._charge_meta(pool, -OBJECT_METADATA_BYTES)
                 self._drop(pid, pool)  # inline rather than _remove: flush is a hot path
 
     def flush_object(self, client: ClientState, pool_id: int, oid: int) -> None:
@@ -410,6 +434,7 @@ class Engine(Ledger):
         pool.flush_objects += 1
         pages = pool.objs.pop(oid, None)
         if pages:
+            self._charge_meta(pool, -OBJECT_METADATA_BYTES)
             for pid in pages.values():
                 self._drop(pid, pool)
 
@@ -446,6 +471,8 @@ class Engine(Ledger):
             persistent_bytes=charged - self.eph_used,
             charged_bytes=charged,
             metadata_bytes_per_page=PAGE_METADATA_BYTES,
+            metadata_bytes_per_object=OBJECT_METADATA_BYTES,
+            metadata_bytes_per_pool=POOL_METADATA_BYTES,
             pools=len(self.pools),
             tiering=tier_stats(self),
             policy=self.policy,
@@ -460,4 +487,10 @@ def no_such_pool(client: ClientState, pool_id: Any) -> NoSuchPool:
     return NoSuchPool(f"client {client.name!r} has no pool {pool_id!r}")
 
 
-__all__ = ["Engine", "MAX_EVICTIONS_PER_PUT", "PAGE_METADATA_BYTES"]
+__all__ = [
+    "Engine",
+    "MAX_EVICTIONS_PER_PUT",
+    "OBJECT_METADATA_BYTES",
+    "PAGE_METADATA_BYTES",
+    "POOL_METADATA_BYTES",
+]

@@ -2,7 +2,9 @@
 
 Every page is charged once (:meth:`Ledger._charge`) to its pool, to the pool's
 owner and to the host, at the bytes its store reference holds plus
-:data:`PAGE_METADATA_BYTES`.  The limits on those charges -- a client's cap,
+:data:`PAGE_METADATA_BYTES`; every object and every pool is charged once
+(:meth:`Ledger._charge_meta`) at :data:`OBJECT_METADATA_BYTES` and
+:data:`POOL_METADATA_BYTES`.  The limits on those charges -- a client's cap,
 the host's capacity, the persistent share -- are the rules of
 :meth:`Ledger.make_room`, which puts consult only when :meth:`Ledger.calm`
 says a limit is near.  Which client and which page give way is victim choice,
@@ -23,8 +25,17 @@ from tmem.store.base import PageStore
 if TYPE_CHECKING:
     from tmem.engine.tiering import TierState
 
-#: Bytes charged per stored page for the engine's own metadata (measured by bench/engine.py).
-PAGE_METADATA_BYTES = 160
+# What the engine's own records cost, measured as resident memory by
+# ``bench/engine.py --metadata`` for every page size and object shape (see
+# docs/internals.md) and rounded up.
+#: Bytes charged per stored page: its slots in the page table (with the arrays'
+#: growth slack, its version included), its page id and index in its object's
+#: dict, and its own copy of a 192-bit object id.
+PAGE_METADATA_BYTES = 272
+#: Bytes charged per object: the pool's entry for its id and the dict of its pages.
+OBJECT_METADATA_BYTES = 256
+#: Bytes charged per pool: its record, its dicts and the host's and client's entries.
+POOL_METADATA_BYTES = 768
 #: One put evicts at most this many pages (bounded work per call).
 MAX_EVICTIONS_PER_PUT = 256
 #: Persistent pages of clients past their weighted share stop at 1/32 below capacity.
@@ -91,15 +102,22 @@ class Ledger:
         self.pools: dict[int, Pool] = {}  # uid -> pool, for eviction
         self.eph_used = 0  # bytes charged for ephemeral pages
         self.pages = 0  # pages stored, each charged PAGE_METADATA_BYTES of metadata
+        self.meta_used = 0  # bytes charged for objects and pools (see _charge_meta)
 
     @property
     def used(self) -> int:
-        """Real bytes held for pages: the store's bytes in use plus per-page metadata.
+        """Real bytes held for pages: the store's bytes in use plus the metadata of
+        pages, objects and pools.
 
-        Clients are charged per page they hold (``charged``); content the store
-        shares between pages (deduplication) is counted once here.
+        Clients are charged per page, object and pool they hold (``charged``);
+        content the store shares between pages (deduplication) is counted once here.
         """
-        return self.store.used_bytes + PAGE_METADATA_BYTES * self.pages + self.tiering.tier_index
+        return (
+            self.store.used_bytes
+            + PAGE_METADATA_BYTES * self.pages
+            + self.meta_used
+            + self.tiering.tier_index
+        )
 
     @property
     def charged(self) -> int:
@@ -123,10 +141,13 @@ class Ledger:
 
     def reassign(self, pool: Pool, owner: ClientState) -> None:
         """Charge a shared pool's pages to ``owner`` instead of its current owner."""
-        pages, nbytes, old = pool.pages, pool.bytes, pool.owner
+        pages, meta, old = pool.pages, pool.meta, pool.owner
+        nbytes = pool.bytes - meta
         self._charge(pool, -pages, -nbytes)
+        self._charge_meta(pool, -meta)
         pool.owner = owner
         self._charge(pool, pages, nbytes)
+        self._charge_meta(pool, meta)
         table = self.table
         for objpages in pool.objs.values():
             for pid in objpages.values():
@@ -149,6 +170,7 @@ class Ledger:
         del pages[table.index[pid]]
         if not pages:
             del pool.objs[oid]
+            self._charge_meta(pool, -OBJECT_METADATA_BYTES)
         self._drop(pid, pool)
 
     def _drop(self, pid: int, pool: Pool) -> None:
@@ -183,6 +205,18 @@ class Ledger:
             owner.eph_bytes += nbytes
             self.eph_used += nbytes
 
+    def _charge_meta(self, pool: Pool, nbytes: int) -> None:
+        """Charge ``nbytes`` of object or pool metadata (negative: a refund) to the pool,
+        its owner and the host.
+
+        Never ephemeral bytes, even in an ephemeral pool: evicting a page frees its
+        object's metadata only with the object's last page, and a pool's never.
+        """
+        pool.meta += nbytes
+        pool.bytes += nbytes
+        pool.owner.bytes += nbytes
+        self.meta_used += nbytes
+
     # --- making room -----------------------------------------------------
 
     def calm(self, owner: ClientState, extra: int) -> bool:
@@ -196,16 +230,20 @@ class Ledger:
             owner.cap is None
             and self.store.used_bytes
             + PAGE_METADATA_BYTES * self.pages
+            + self.meta_used
             + self.tiering.tier_index
             + extra
             <= self.calm_limit
         )
 
-    def make_room(self, owner: ClientState, persistent: bool, cost: int) -> str | None:
+    def make_room(
+        self, owner: ClientState, persistent: bool, cost: int, meta: int = PAGE_METADATA_BYTES
+    ) -> str | None:
         """Evict until a new page of ``cost`` bytes fits; None, or the reason it cannot.
 
         The page's data is already in the store (and in :attr:`used`); only
-        its metadata is still to come.  The rules, in order:
+        ``meta``, its metadata (and its new object's), is still to come;
+        ``cost`` is all the put charges ``owner``.  The rules, in order:
 
         * **cap**: a client over its cap (RAM and tier bytes) loses its own least recently used
           ephemeral pages; if its persistent pages alone pass the cap, no.
@@ -233,10 +271,10 @@ class Ledger:
                     break
             else:
                 return "cap"
-        need = self.used + PAGE_METADATA_BYTES - self.capacity
+        need = self.used + meta - self.capacity
         if need > self.eph_used:
             return "capacity"
-        if persistent and self.over_persistent_share(owner, cost):
+        if persistent and self.over_persistent_share(owner, cost, meta):
             return "share"
         if need > 0:
             if self.ops >= self.floors_due:
@@ -249,13 +287,15 @@ class Ledger:
                 else:
                     victim = self.choose_client(self.clients.values(), owner, cost)
                 self.evict_from(victim)
-                if self.used + PAGE_METADATA_BYTES <= self.capacity:
+                if self.used + meta <= self.capacity:
                     break
             else:
                 return "capacity"
         return None
 
-    def over_persistent_share(self, owner: ClientState, cost: int) -> bool:
+    def over_persistent_share(
+        self, owner: ClientState, cost: int, meta: int = PAGE_METADATA_BYTES
+    ) -> bool:
         """True if persistent pages nearly fill the host and ``owner`` holds past its share.
 
         Persistent pages cannot be evicted, so without this rule the first
@@ -266,7 +306,7 @@ class Ledger:
         back to its swap file, give room back to those under their share.
         """
         # As in make_room, the new page's data already counts in ``used``.
-        persistent_after = self.used + PAGE_METADATA_BYTES - self.eph_used
+        persistent_after = self.used + meta - self.eph_used
         if persistent_after <= self.calm_limit:
             return False
         return owner.bytes - owner.eph_bytes + cost > self.persistent_target(owner)

@@ -54,6 +54,7 @@ class Pool(Counters):
         "objs",
         "pages",
         "bytes",
+        "meta",
         "members",
     )
 
@@ -78,7 +79,8 @@ class Pool(Counters):
         self.destructive_get = not persistent and not shared
         self.objs: dict[int, dict[int, int]] = {}
         self.pages = 0
-        self.bytes = 0
+        self.bytes = 0  # its pages' charges and ``meta``
+        self.meta = 0  # bytes charged for its objects and for the pool itself
         self.members: dict[ClientState, int] = {}  # client -> its pool id for this pool
 
     def describe(self) -> dict[str, Any]:

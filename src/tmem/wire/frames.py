@@ -60,6 +60,7 @@ class Decoder:
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
+        self._last = 0  # where the frame next_frame returned last began
 
     @property
     def buffered(self) -> int:
@@ -169,8 +170,12 @@ class Decoder:
         stop = start + HEADER_SIZE + length
         if stop > self._end:
             return None
-        self._start = stop
+        self._last, self._start = start, stop
         return op, status, tag, self._view[start + HEADER_SIZE : stop]
+
+    def unget(self) -> None:
+        """Put back the frame :meth:`next_frame` returned last (nothing else called since)."""
+        self._start = self._last
 
 
 class OutBuffer:
@@ -181,8 +186,9 @@ class OutBuffer:
     default) between replies.
     """
 
-    def __init__(self, size: int = 64 << 10, keep: int = KEEP_OUT) -> None:
+    def __init__(self, size: int = 64 << 10, keep: int = KEEP_OUT, limit: int = 1 << 62) -> None:
         self.keep = keep
+        self.limit = limit  # growth doubles the buffer, not past this (unless a write needs it)
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
         self._start = 0
@@ -226,7 +232,7 @@ class OutBuffer:
     def _make_room(self, n: int) -> None:
         pending = self._end - self._start
         if pending + n > len(self._buf):
-            new = bytearray(max(2 * len(self._buf), pending + n))
+            new = bytearray(max(min(2 * len(self._buf), self.limit), pending + n))
             new[:pending] = self._view[self._start : self._end]
             self._buf, self._view = new, memoryview(new)
         else:
