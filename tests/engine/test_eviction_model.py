@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tmem
+from tests.charges import room_for
 
 PAGE = 4096
 HANDLES = 16
@@ -34,7 +35,7 @@ OPS = st.lists(
 @settings(max_examples=50, deadline=None)
 @given(ops=OPS)
 def test_the_pages_evicted_are_the_ones_a_reference_lru_with_poor_pages_first_names(ops):
-    host = tmem.Host(3 * (PAGE + 160), compress="lz4")
+    host = tmem.Host(room_for(3), compress="lz4")
     shared = uuid.uuid4()  # a shared pool: its gets keep the page and make it most recent
     host.authorize_shared("vm", shared)
     client = host.connect("vm")

@@ -144,7 +144,8 @@ def test_clean_offers_make_tmem_a_victim_cache_of_the_swap_cache(tmp_path: Path)
 
 
 def test_a_refused_store_moves_up_to_two_oldest_pages_to_the_swap_file(tmp_path: Path) -> None:
-    host = tmem.Host(64 * (PS + 160), compress=None)
+    # room for 64 pages of each guest's 16 objects (frontswap's swizzle) and pools
+    host = tmem.Host(room_for(64, objects=32, pools=2), compress=None)
     with Frontswap(host.connect("first"), tmp_path / "a", slots=100) as first:
         for slot in range(64):  # alone, it fills the host
             first.store(slot, page(slot))
@@ -161,7 +162,7 @@ def test_a_refused_store_moves_up_to_two_oldest_pages_to_the_swap_file(tmp_path:
 
 
 def test_a_clean_offer_to_a_full_host_replaces_the_oldest_page(tmp_path: Path) -> None:
-    host = tmem.Host(8 * (PS + 160), compress=None)
+    host = tmem.Host(room_for(8, objects=8), compress=None)
     with Frontswap(host.connect("vm"), tmp_path / "swap", slots=40) as swap:
         host.set_client("vm", frozen=True)
         swap.store(20, page(20))  # refused: only the swap file holds it
