@@ -301,11 +301,18 @@ class HostClient:
         self._acquire()
         try:
             data = self._get(self._state, pool, oid, index)
-            if data.__class__ is Fetch:
-                return self._tiers.fetch(self._state, data)  # type: ignore[union-attr,arg-type]
-            return data  # type: ignore[return-value]
         finally:
             self._release()
+        if data.__class__ is Fetch:  # in a tier: read outside the lock
+            return self._fetch(data, pool, oid, index)  # type: ignore[arg-type]
+        return data  # type: ignore[return-value]
+
+    def _fetch(self, fetch: Fetch, pool: int, oid: int, index: int) -> bytes | None:
+        """Finish a get of a demoted page (see :meth:`TierSet.fetch`)."""
+        state = self._state
+        return self._tiers.fetch(  # type: ignore[union-attr]
+            state, fetch, lambda: self._get(state, pool, oid, index)
+        )
 
     def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order, under one lock; True/False per page.
@@ -338,6 +345,7 @@ class HostClient:
         """
         get, state = self._engine.get, self._state
         results: list[Any] = []
+        fetches: list[tuple[int, Fetch, int, int]] = []  # pages in a tier, read after
         with self._lock:
             self._check_open()
             if pool not in state.pools:
@@ -350,10 +358,15 @@ class HostClient:
                     oid, index = item
                     data = get(state, pool, oid, index)
                     if data.__class__ is Fetch:
-                        data = self._tiers.fetch(state, data)  # type: ignore[union-attr,arg-type]
+                        fetches.append((len(results), data, oid, index))  # type: ignore[arg-type]
                     append(data)
                 except TmemError as exc:
                     append(exc)
+        for at, fetch, oid, index in fetches:  # outside the lock, as get_page does
+            try:
+                results[at] = self._fetch(fetch, pool, oid, index)
+            except TmemError as exc:
+                results[at] = exc
         return settle_batch(results, errors)
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:

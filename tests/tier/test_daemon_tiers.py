@@ -58,7 +58,9 @@ def test_pages_overflow_ram_into_the_ssd_then_the_cluster_and_come_back(serve, t
             assert put_patiently(client, pool, 1, i, page(i)), i
         tiers = admin.stats()["tiers"]
         assert [t["tier"] for t in tiers] == ["ssd", "redis"]
-        assert tiers[0]["host_pages"] > 100 and tiers[1]["host_pages"] > 100
+        # A page of about 2 KiB compressed takes a whole block of the log (no record
+        # straddles two): 512K of SSD hold about a hundred.
+        assert tiers[0]["host_pages"] > 50 and tiers[1]["host_pages"] > 100
         assert all(client.get_page(pool, 1, i) == page(i) for i in range(500))
         stats = client.stats()
         assert stats["promotions"] > 0 and stats["tier_failures"] == 0

@@ -200,3 +200,28 @@ def test_compaction_keeps_every_live_page_whatever_the_record_sizes(tier, seed):
     assert tier.stats()["compactions"] > 20
     for t, (loc, item) in live.items():
         assert tier.load(loc, t) == item.payload
+
+
+def test_no_record_that_fits_a_block_straddles_two_and_a_load_reads_one_block(tier):
+    rng = random.Random(7)
+    sizes = [rng.choice([2100, 1000, 300, 3900, 5000, rng.randrange(1, 4064)]) for _ in range(60)]
+    items = [Demotion(i + 1, i, rng.randbytes(size), True) for i, size in enumerate(sizes)]
+    locs = tier.store(items)
+    assert None not in locs
+    for item, loc in zip(items, locs, strict=True):
+        off, n = tier.off[loc], tier.length[loc]
+        first, last = off // 4096, (off + n - 1) // 4096
+        before = tier.stats()["bytes_read"]
+        assert tier.load(loc, item.tag) == item.payload
+        read = tier.stats()["bytes_read"] - before
+        if n <= 4096:
+            assert first == last and read == 4096
+        else:  # a longer record starts at a block and reads only its own blocks
+            assert off % 4096 == 0 and read == (last - first + 1) * 4096
+
+
+def test_small_records_share_blocks(tier):
+    before = tier.stats()["bytes_written"]
+    tier.store([Demotion(i + 1, i, blob(i, 1000), False) for i in range(90)])
+    # Three records of 1032 bytes fit in a block: 30 blocks, not 90.
+    assert tier.stats()["bytes_written"] - before <= 31 * 4096

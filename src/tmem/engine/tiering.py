@@ -2,7 +2,7 @@
 
 The host moves bytes between its RAM store and its tiers; the engine decides
 which pages go, records where each one is, and keeps every rule of the
-contract reaching them.  The steps, all called under the host's lock:
+contract reaching them.  The steps, each called under the host's lock:
 
 1. :func:`pick_demotions` chooses the coldest pages (the oldest persistent
    pages in put order, and the least recently used ephemeral pages of the
@@ -14,9 +14,12 @@ contract reaching them.  The steps, all called under the host's lock:
    location.  A page flushed or overwritten meanwhile is not moved; its tier
    copy goes on the garbage list for the host to free.
 4. A get of a demoted page returns a :class:`Fetch` instead of bytes; the host
-   loads the page from its tier and hands it to :func:`promote`, which
-   applies the get's rules (a private ephemeral get takes the page) and
-   brings the page back to RAM when it fits without evicting anything.
+   loads the page from its tier outside the lock, and under it again checks
+   that the page is :func:`unchanged` (else the get is asked again: a put or
+   flush that ran meanwhile wins), applies the get's rules with
+   :func:`finish_get` (a private ephemeral get takes the page) and brings
+   the page back to RAM with :func:`bring_back` when it fits without
+   evicting anything (at once, or soon after in the background).
 
 Accounting: a demoted page is charged nothing in RAM (``cost`` 0: eviction
 weighs RAM, which it no longer holds); its bytes in the tier are counted per
@@ -199,35 +202,63 @@ def complete_demotions(
     return refused
 
 
-def promote(engine: Engine, client: ClientState, fetch: Fetch, blob: bytes | None) -> bytes | None:
-    """Finish a get of a demoted page with what its tier returned (None: the tier lost it).
+def unchanged(engine: Engine, fetch: Fetch) -> bool:
+    """Whether the page a fetch was for is still that version, in that tier.
 
-    The page comes back to RAM if it fits without evicting anything and
-    within its owner's cap; otherwise it is served from the tier and stays
-    there.  A private ephemeral get takes the page, wherever it is.
+    Versions are never reused, so a page flushed, overwritten, promoted or
+    evicted while its tier copy was being read fails this test.
     """
-    table, state, pool, pid = engine.table, engine.tiering, fetch.pool, fetch.pid
-    if blob is None:
+    table = engine.table
+    pid = fetch.pid
+    return table.ver[pid] == fetch.tag and table.tier[pid] == fetch.tier + 1
+
+
+def retract_get(client: ClientState, fetch: Fetch) -> None:
+    """Undo the counts of a get that will be asked again (its page changed meanwhile)."""
+    client.gets -= 1
+    fetch.pool.gets -= 1
+
+
+def finish_get(engine: Engine, client: ClientState, fetch: Fetch, found: bool) -> bool:
+    """Apply a get's rules to a page its tier returned (``found``) or lost.
+
+    A lost page is a miss from now on (get-get); a private ephemeral get takes
+    the page.  Returns True if the page should come back to RAM
+    (:func:`bring_back`).  The page must be :func:`unchanged`.
+    """
+    state, pool, pid = engine.tiering, fetch.pool, fetch.pid
+    if not found:
         state.counters["tier_lost"] += 1
         engine._remove(pid, pool)  # get-get: once missed, the handle stays empty
-        return None
-    data = decode_export(blob)
+        return False
     state.counters["tier_hits"] += 1
     client.succ_gets += 1
     pool.succ_gets += 1
     if pool.destructive_get:
         engine._remove(pid, pool)
-        return data
+        return False
+    return True
+
+
+def bring_back(engine: Engine, fetch: Fetch, blob: bytes) -> bool:
+    """Move a fetched page back to RAM if it is :func:`unchanged` and fits.
+
+    It must fit without evicting anything and within its owner's cap;
+    otherwise it stays in its tier (and is served from there).
+    """
+    if not unchanged(engine, fetch):
+        return False
+    table, state, pool, pid = engine.table, engine.tiering, fetch.pool, fetch.pid
     owner, store = pool.owner, engine.store
     ref = store.adopt(blob, pool.persistent, owner.cid)
     if ref < 0:
-        return data
+        return False
     cost = store.charge(ref) + PAGE_METADATA_BYTES
     index = state.index_bytes[fetch.tier]
     held_after = owner.bytes + owner.tier_bytes - table.tlen[pid] + cost
     if engine.used - index > engine.capacity or (owner.cap is not None and held_after > owner.cap):
         store.free(ref)  # no room in RAM: serve it from the tier, where it stays
-        return data
+        return False
     state.forget(table, pid, owner)
     table.unlink(pid)
     table.cost[pid] = cost
@@ -236,6 +267,15 @@ def promote(engine: Engine, client: ClientState, fetch: Fetch, blob: bytes | Non
     table.append(state.cold if pool.persistent else owner.lru, pid)
     owner.promotions += 1
     state.counters["promotions"] += 1
+    return True
+
+
+def promote(engine: Engine, client: ClientState, fetch: Fetch, blob: bytes | None) -> bytes | None:
+    """Finish a get of a demoted page with what its tier returned (None: the tier lost it),
+    bringing the page back to RAM at once when it fits."""
+    data = None if blob is None else decode_export(blob)
+    if finish_get(engine, client, fetch, blob is not None):
+        bring_back(engine, fetch, blob)  # type: ignore[arg-type]
     return data
 
 

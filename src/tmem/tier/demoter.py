@@ -10,10 +10,17 @@ Steps continue until usage is down to :data:`LOW_WATERMARK`.  Each step also
 frees tier copies no page refers to any more, and forgets pages a tier
 dropped on its own.
 
-A get of a demoted page is finished by :meth:`TierSet.fetch`, synchronously,
-under the host's lock: one load from the tier, then the engine's rules.  A
-tier that cannot answer makes an ephemeral get miss and a persistent get
-raise :class:`tmem.TierError` (the page stays where it is).
+A get of a demoted page is finished by :meth:`TierSet.fetch`, synchronously
+but **outside the host's lock**: one load from the tier, then, under the lock,
+the engine's rules, provided the page is still the version that was read; if
+a put or flush changed it meanwhile, that call wins and the get is asked
+again (:data:`FETCH_ATTEMPTS` times, then once more under the lock).  So a
+slow tier stalls only the gets that need it.  A tier that cannot answer
+makes an ephemeral get miss and a persistent get raise
+:class:`tmem.TierError` (the page stays where it is).  Bringing the page
+back to RAM is left to the background thread (at most
+:data:`PENDING_PROMOTIONS` waiting), off the get's path; without that
+thread it is done at once.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import collections
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tmem.engine import Engine
@@ -31,15 +38,19 @@ from tmem.engine.tiering import (
     Candidate,
     Fetch,
     attach_tiers,
+    bring_back,
     complete_demotions,
+    finish_get,
     forget_dropped,
     note_failure,
     pick_demotions,
-    promote,
+    retract_get,
     take_garbage,
     trim_demoted,
+    unchanged,
 )
-from tmem.errors import TierError
+from tmem.errors import TierError, TmemError
+from tmem.store.export import decode_export
 from tmem.tier.base import Demotion, Tier
 
 log = logging.getLogger("tmem.tier")
@@ -55,6 +66,10 @@ IDLE_WAIT = 0.005
 REFUSED_WAIT = 0.5
 #: Fetch latencies kept per tier for the percentiles in ``stats()``.
 LATENCY_SAMPLES = 4096
+#: Times a get is asked again when its page changed while its tier copy was read.
+FETCH_ATTEMPTS = 3
+#: Fetched pages waiting to be brought back to RAM by the thread, at most.
+PENDING_PROMOTIONS = 1024
 
 
 class TierSet:
@@ -72,32 +87,88 @@ class TierSet:
         ]
         self.fetches = [0] * len(self.tiers)
         self.steps = 0
+        self.pending: collections.deque[tuple[Fetch, bytes]] = collections.deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="tmem-demoter", daemon=True)
             self._thread.start()
 
-    # --- promotion (called under the host's lock) ---------------------------------
+    # --- promotion (called without the host's lock) --------------------------------
 
-    def fetch(self, client: ClientState, fetch: Fetch) -> bytes | None:
-        """Finish a get of a demoted page: load it from its tier, apply the get's rules."""
+    def fetch(self, client: ClientState, fetch: Fetch, again: Callable[[], Any]) -> bytes | None:
+        """Finish a get of a demoted page: load it outside the lock, then apply the get's
+        rules if the page did not change meanwhile.
+
+        ``again`` asks the engine's get again (under the lock): a put or flush that
+        changed the page while it was read wins, and the get answers what it left.
+        """
+        for _ in range(FETCH_ATTEMPTS):
+            loaded = self._load(fetch)
+            with self.lock:
+                if unchanged(self.engine, fetch):
+                    return self._finish(client, fetch, *loaded)
+                retract_get(client, fetch)
+                result = again()
+            if result.__class__ is not Fetch:
+                return result  # type: ignore[no-any-return]
+            fetch = result
+        with self.lock:  # the page changed on every try: read it under the lock this once
+            retract_get(client, fetch)
+            result = again()
+            if result.__class__ is not Fetch:
+                return result  # type: ignore[no-any-return]
+            return self._finish(client, result, *self._load(result))
+
+    def _load(self, fetch: Fetch) -> tuple[bytes | None, bytes | None, TmemError | None]:
+        """The page's export, the page, or the tier's error (timed and counted)."""
         tier = self.tiers[fetch.tier]
         start = time.perf_counter_ns()
         try:
             blob = tier.load(fetch.loc, fetch.tag)
-        except TierError:
-            note_failure(self.engine, client, fetch)
-            if fetch.pool.persistent:
-                raise
-            return None
+            return blob, None if blob is None else decode_export(blob), None
+        except TmemError as exc:  # a tier error, or a blob that does not decode
+            return None, None, exc
         finally:
             self.latency[fetch.tier].append(time.perf_counter_ns() - start)
             self.fetches[fetch.tier] += 1
-        if blob is None and fetch.pool.persistent:
-            note_failure(self.engine, client, fetch)
-            raise TierError(f"the {tier.name} tier has lost a persistent page")
-        return promote(self.engine, client, fetch, blob)
+
+    def _finish(
+        self,
+        client: ClientState,
+        fetch: Fetch,
+        blob: bytes | None,
+        data: bytes | None,
+        error: TmemError | None,
+    ) -> bytes | None:
+        """The get's rules for a loaded page (under the lock; the page is unchanged)."""
+        engine = self.engine
+        if error is None and blob is None and fetch.pool.persistent:
+            error = TierError(f"the {self.tiers[fetch.tier].name} tier has lost a persistent page")
+        if error is not None:
+            note_failure(engine, client, fetch)
+            if fetch.pool.persistent:
+                raise error
+            return None
+        if finish_get(engine, client, fetch, blob is not None):
+            if self._thread is not None and len(self.pending) < PENDING_PROMOTIONS:
+                self.pending.append((fetch, blob))  # type: ignore[arg-type]
+            else:
+                bring_back(engine, fetch, blob)  # type: ignore[arg-type]
+        return data
+
+    def promote_pending(self) -> int:
+        """Bring fetched pages back to RAM, one per hold of the lock; how many were looked at."""
+        n = 0
+        while self.pending:
+            with self.lock:
+                if not self.pending:
+                    break
+                fetch, blob = self.pending.popleft()
+                bring_back(self.engine, fetch, blob)
+            n += 1
+            time.sleep(0)  # let a get waiting for the interpreter run
+        return n
 
     # --- demotion -------------------------------------------------------------------
 
@@ -160,6 +231,7 @@ class TierSet:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
+                self.promote_pending()
                 moved = self.step()
             except Exception:  # the demoter must outlive any one failure
                 log.exception("demotion step failed")
@@ -194,6 +266,8 @@ class TierSet:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+            self._thread = None  # promotions are done at once from now on
+        self.promote_pending()
         for tier in self.tiers:
             tier.close()
 

@@ -6,9 +6,12 @@ Like memcached's extstore and zram's writeback device:
   at a time; its image is kept in a page-aligned buffer and each batch of
   demoted pages is written with one large ``pwrite`` of whole 4 KiB blocks.
 * Every record is a 32-byte header (version, key, slot, length, checksum,
-  flags) and the exported page.  A load reads the blocks that hold one record
-  and checks its header and checksum against what the index expects, so a
-  stale or torn record is never returned.
+  flags) and the exported page.  A record that fits in a 4 KiB block never
+  straddles two (a batch is packed largest first into the blocks it opens,
+  first fit), and a longer one starts at a block, so a load is one aligned
+  read of the fewest blocks (one for most pages) into a preallocated aligned
+  buffer.  It checks the header and checksum against what the index
+  expects, so a stale or torn record is never returned.
 * The index in RAM is one row per page (offset, length, version, flags:
   :data:`INDEX_BYTES_PER_PAGE` bytes), counted in the host's metadata.
 * When the last free segment but one is taken, the sealed segment with the
@@ -51,6 +54,10 @@ BLOCK = 4096
 #: Index row per page: offset (8), length (4), version (8), flags (1).
 INDEX_BYTES_PER_PAGE = 21
 _PERSISTENT = 1
+#: Blocks a load reads at most through a view made in advance (a 64 KiB page and its header).
+_MAX_BLOCKS = 17
+#: Blocks with room left that placement looks at (bounded work per record).
+_MAX_BINS = 32
 _FREE, _OPEN, _SEALED = 0, 1, 2
 _NIL = -1
 _checksum = xxhash.xxh32_intdigest
@@ -63,6 +70,10 @@ def _round_up(n: int, to: int = BLOCK) -> int:
 def default_segment_size(size: int) -> int:
     """An eighth of the file, between 128 KiB and 4 MiB, in whole blocks."""
     return max(128 << 10, min(4 << 20, size // 8 // BLOCK * BLOCK))
+
+
+class _NoRoom(Exception):
+    """Compaction's records do not fit in one segment once placed in blocks."""
 
 
 class SsdTier:
@@ -114,7 +125,11 @@ class SsdTier:
         self.cursor = 0  # next record's place in the open segment
         self.flushed = 0  # the open segment is on disk up to here
         self.buf = mmap.mmap(-1, seg)  # the open segment's image, page-aligned
-        self.rbuf = mmap.mmap(-1, seg)  # reads and compaction
+        self.rbuf = mmap.mmap(-1, seg)  # reads and compaction, page-aligned
+        # Views of the first k blocks of rbuf, made once: a load reads into one of them.
+        self._rviews = [memoryview(self.rbuf)[: k * BLOCK] for k in range(_MAX_BLOCKS + 1)]
+        # Blocks of the unwritten part of the open segment with room left: [place, room].
+        self._bins: list[list[int]] = []
         self.failed: str | None = None
         self._dropped: list[tuple[int, int]] = []
         self.pages = 0
@@ -219,12 +234,14 @@ class SsdTier:
             if self.failed is not None:
                 self.counters["refused"] += len(batch)
                 return [None] * len(batch)
-            out: list[int | None] = []
+            out: list[int | None] = [None] * len(batch)
             new: list[int] = []
+            # Largest first: small records then fill the room the large ones leave in blocks.
+            order = sorted(range(len(batch)), key=lambda i: -len(batch[i].payload))
             try:
-                for item in batch:
-                    slot = self._append(item)
-                    out.append(slot)
+                for i in order:
+                    slot = self._append(batch[i])
+                    out[i] = slot
                     if slot is not None:
                         new.append(slot)
                 self._flush()
@@ -243,27 +260,57 @@ class SsdTier:
         if n > self.seg:
             return None
         for _ in range(self.nseg):
-            if self.open is not None and self.cursor + n <= self.seg:
+            pos = None if self.open is None else self._place(n)
+            if pos is not None:
                 break
             if not self._next_segment():
                 return None
         else:
             return None
         slot = self._alloc_slot()
-        self._put_record(slot, item.tag, item.key, item.payload, item.persistent)
+        self._put_record(slot, pos, item.tag, item.key, item.payload, item.persistent)
         self.pages += 1
         self.bytes += len(item.payload)
         return slot
 
-    def _put_record(self, slot: int, tag: int, key: int, payload: Any, persistent: bool) -> None:
-        """Copy a record into the open segment's image at the cursor and index it."""
+    def _place(self, n: int) -> int | None:
+        """Where a record of ``n`` bytes goes in the open segment; None if it does not fit.
+
+        A record that fits in a block goes into the first block of this write with
+        room for it, or starts a new block; a longer one starts a new block.  So no
+        record of up to a block straddles two, and a load reads the fewest blocks.
+        """
+        if n <= BLOCK:
+            for room in self._bins:
+                if room[1] >= n:
+                    pos = room[0]
+                    room[0] += n
+                    room[1] -= n
+                    if room[1] <= HEADER.size:
+                        self._bins.remove(room)
+                    return pos
+        start = _round_up(self.cursor)
+        end = start + n
+        if end > self.seg:
+            return None
+        stop = _round_up(end)
+        self.buf[start:stop] = bytes(stop - start)  # a scan meets zeros after the last record
+        self.cursor = end
+        if stop - end > HEADER.size:
+            if len(self._bins) >= _MAX_BINS:
+                del self._bins[0]
+            self._bins.append([end, stop - end])
+        return start
+
+    def _put_record(
+        self, slot: int, pos: int, tag: int, key: int, payload: Any, persistent: bool
+    ) -> None:
+        """Copy a record into the open segment's image at ``pos`` and index it."""
         n = HEADER.size + len(payload)
         flags = _PERSISTENT if persistent else 0
-        pos = self.cursor
         assert self.open is not None
         HEADER.pack_into(self.buf, pos, tag, key, slot, len(payload), _checksum(payload), flags)
         self.buf[pos + HEADER.size : pos + n] = payload
-        self.cursor = pos + n
         self.off[slot] = self.open * self.seg + pos
         self.length[slot] = n
         self.tag[slot] = tag
@@ -276,12 +323,10 @@ class SsdTier:
         """Write the open segment's image from the last write to the cursor, in blocks."""
         if self.open is None or self.cursor == self.flushed:
             return
-        # At least a header's worth of zeros after the last record: a scan of the
-        # segment reads a zero version there and skips to the next block.
-        end = min(_round_up(self.cursor + HEADER.size), self.seg)
-        self.buf[self.cursor : end] = bytes(end - self.cursor)
+        end = _round_up(self.cursor)  # the blocks were zeroed as they were opened
         self._write(memoryview(self.buf)[self.flushed : end], self.open * self.seg + self.flushed)
         self.flushed = self.cursor = end
+        self._bins.clear()
 
     def _next_segment(self) -> bool:
         """Seal the open segment and open another, compacting when one free is left."""
@@ -301,6 +346,7 @@ class SsdTier:
         self.state[seg] = _OPEN
         self.open = seg
         self.cursor = self.flushed = 0
+        self._bins.clear()
 
     def _compact(self) -> bool:
         """Rewrite the best sealed segment's persistent records into the last free one."""
@@ -314,42 +360,37 @@ class SsdTier:
         if self.keep[victim] > self.seg - self.seg // 8:
             return False  # nothing would give back enough: the tier is full
         image = bytes(self._read(victim * self.seg, self.end[victim]))
+        keep, dropped = self._scan(victim, image)
         self._open_segment(self.free_segs.pop())
         moved: list[tuple[int, int]] = []  # (slot, old offset) until the write succeeds
-        dropped: list[int] = []
-        pos = 0
         base = victim * self.seg
-        while pos + HEADER.size <= len(image):
-            tag, key, slot, length, _, flags = HEADER.unpack_from(image, pos)
-            if tag == 0:  # padding up to the next block
-                pos = _round_up(pos + 1)
-                continue
-            n = HEADER.size + length
-            if self._holds(slot, tag) and self.off[slot] == base + pos:
-                if flags & _PERSISTENT:
-                    moved.append((slot, base + pos))
-                    self.live[victim] -= n
-                    self.keep[victim] -= n
-                    payload = image[pos + HEADER.size : pos + n]
-                    self._put_record(slot, tag, key, payload, True)
-                else:
-                    dropped.append(slot)
-                    self._dropped.append((key, tag))
-            pos += n
         try:
+            for pos, n in sorted(keep, key=lambda rec: -rec[1]):  # largest first, as in store
+                tag, key, slot, length, _, _ = HEADER.unpack_from(image, pos)
+                new = self._place(n)
+                if new is None:  # padding made the records longer than a segment
+                    raise _NoRoom
+                moved.append((slot, base + pos))
+                self._put_record(slot, new, tag, key, image[pos + HEADER.size : pos + n], True)
+                self.live[victim] -= n
+                self.keep[victim] -= n
             self._flush()
-        except OSError:
+        except (OSError, _NoRoom) as exc:
             opened = self.open
             assert opened is not None  # the segment the records were moved into
             for slot, old in moved:  # the old copies are still on disk: keep using them
-                self.live[opened] -= self.length[slot]
-                self.keep[opened] -= self.length[slot]
+                n = self.length[slot]
+                self.live[opened] -= n
+                self.keep[opened] -= n
                 self.off[slot] = old
-                self.live[victim] += self.length[slot]
-                self.keep[victim] += self.length[slot]
-            del self._dropped[len(self._dropped) - len(dropped) :]
-            raise
-        for slot in dropped:
+                self.live[victim] += n
+                self.keep[victim] += n
+            if isinstance(exc, OSError):
+                raise
+            self._close_empty_open()
+            return False
+        for slot, key in dropped:
+            self._dropped.append((key, self.tag[slot]))
             self._release_slot(slot)
         self.counters["compactions"] += 1
         self.counters["relocated"] += len(moved)
@@ -358,6 +399,39 @@ class SsdTier:
         self.state[victim] = _FREE
         self.free_segs.insert(0, victim)
         return True
+
+    def _scan(self, seg: int, image: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+        """The live records of a segment's image: ``(place, length)`` of the persistent
+        ones and ``(slot, key)`` of the ephemeral ones."""
+        keep: list[tuple[int, int]] = []
+        dropped: list[tuple[int, int]] = []
+        base = seg * self.seg
+        pos = 0
+        while pos + HEADER.size <= len(image):
+            room = BLOCK - pos % BLOCK
+            if room < HEADER.size:  # too short for a record: the block ends in zeros
+                pos += room
+                continue
+            tag, key, slot, length, _, flags = HEADER.unpack_from(image, pos)
+            if tag == 0:  # zeros up to the next block
+                pos += room
+                continue
+            n = HEADER.size + length
+            if self._holds(slot, tag) and self.off[slot] == base + pos:
+                if flags & _PERSISTENT:
+                    keep.append((pos, n))
+                else:
+                    dropped.append((slot, key))
+            pos += n
+        return keep, dropped
+
+    def _close_empty_open(self) -> None:
+        """Give the open segment, which holds nothing, back to the free ones."""
+        assert self.open is not None and self.live[self.open] == 0
+        self.state[self.open] = _FREE
+        self.free_segs.append(self.open)
+        self.open = None
+        self._bins.clear()
 
     def _fail(self, exc: OSError) -> None:
         self.failed = f"{type(exc).__name__}: {exc}"
@@ -368,22 +442,42 @@ class SsdTier:
             self.open = None
 
     def load(self, loc: int, tag: int) -> bytes | None:
-        """The payload of version ``tag`` at slot ``loc``; None if not held; TierError if bad."""
+        """The payload of version ``tag`` at slot ``loc``; None if not held; TierError if bad.
+
+        One aligned read of the blocks that hold the record (one block for a
+        record of up to 4 KiB) into a buffer made in advance.
+        """
         with self.lock:
-            if not self._holds(loc, tag):
+            if not (0 <= loc < len(self.tag) and tag > 0 and self.tag[loc] == tag):
                 return None
+            off = self.off[loc]
+            n = self.length[loc]
+            start = off - off % BLOCK
+            blocks = (off + n - start + BLOCK - 1) // BLOCK
+            view = self._rviews[blocks] if blocks <= _MAX_BLOCKS else self._rview(blocks)
             self.counters["loads"] += 1
             try:
-                record = self._read(self.off[loc], self.length[loc])
+                got = os.preadv(self.fd, [view], start)
+                if not self.direct:
+                    os.posix_fadvise(self.fd, start, len(view), os.POSIX_FADV_DONTNEED)
             except OSError as exc:
                 self.counters["load_failures"] += 1
                 raise TierError(f"SSD tier read failed: {exc}") from None
-            rtag, _key, slot, length, check, _flags = HEADER.unpack_from(record)
-            payload = bytes(record[HEADER.size :])
-            if (rtag, slot, length) != (tag, loc, len(payload)) or _checksum(payload) != check:
+            self.counters["bytes_read"] += got
+            at = off - start
+            rtag, _key, slot, length, check, _flags = HEADER.unpack_from(view, at)
+            payload = bytes(view[at + HEADER.size : at + n])
+            if (
+                got < at + n
+                or (rtag, slot, length) != (tag, loc, n - HEADER.size)
+                or _checksum(payload) != check
+            ):
                 self.counters["load_failures"] += 1
                 raise TierError(f"SSD tier record {loc} fails its checks")
             return payload
+
+    def _rview(self, blocks: int) -> memoryview:
+        return memoryview(self.rbuf)[: blocks * BLOCK]
 
     def free(self, pages: Sequence[tuple[int, int]]) -> None:
         """Forget each ``(slot, version)`` still held; its bytes are reclaimed by compaction."""
@@ -426,5 +520,7 @@ class SsdTier:
                 self.fd = -1
                 if os.path.isfile(self.path):
                     os.unlink(self.path)
+            for view in self._rviews:
+                view.release()
             self.buf.close()
             self.rbuf.close()
