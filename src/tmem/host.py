@@ -292,9 +292,12 @@ class HostClient:
         """Copy ``data`` in; True if stored, False if the host refused it."""
         self._acquire()
         try:
-            return self._put(self._state, pool, oid, index, data)
+            stored = self._put(self._state, pool, oid, index, data)
         finally:
             self._release()
+        if self._tiers is not None:
+            self._tiers.assist()
+        return stored
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
@@ -336,6 +339,8 @@ class HostClient:
                     append(put(state, pool, oid, index, data))
                 except TmemError as exc:
                     append(exc)
+        if self._tiers is not None:
+            self._tiers.assist()
         return settle_batch(results, errors)
 
     def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:

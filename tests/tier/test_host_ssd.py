@@ -65,7 +65,28 @@ def test_background_demotion_keeps_ram_below_the_watermark_and_pages_come_back(m
     assert stats["tiering"]["demotions"] >= 100
     assert stats["tiers"][0]["host_pages"] >= 100
     assert all(client.get_page(pool, 1, i) == page(i) for i in range(200))
+    deadline = time.monotonic() + 10  # the thread brings fetched pages back to RAM
+    while host.stats()["tiering"]["promotions"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert host.stats()["tiering"]["promotions"] > 0
+    with host.lock:
+        charges_add_up(host)
+
+
+def test_puts_demote_when_the_background_cannot_keep_up(make):
+    # No thread here: only the puts themselves can make room by demoting, and they must,
+    # or the host evicts its ephemeral pages to make room.
+    host, tier = make()
+    host.tiers.assisting = True
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=False, shared=False)
+    for i in range(300):  # about 6 times what RAM holds
+        assert client.put_page(pool, 1, i, page(i)), i
+    stats = host.stats()
+    assert stats["tiering"]["demotions"] >= 200
+    assert stats["evictions"] < 50
+    assert host.tiers.assists > 0
+    assert sum(client.get_page(pool, 1, i) == page(i) for i in range(300)) >= 250
     charges_add_up(host)
 
 

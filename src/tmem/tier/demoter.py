@@ -61,6 +61,10 @@ HIGH_WATERMARK = 0.85
 LOW_WATERMARK = 0.70
 #: Pages one step demotes at most (bounded work under the lock).
 STEP_PAGES = 256
+#: Past this share of the capacity the background thread is not keeping up: a put
+#: runs a demotion step itself (as Linux's direct reclaim helps kswapd), so that
+#: cold pages go down to a tier rather than being evicted to make room.
+ASSIST_WATERMARK = 0.95
 #: Seconds between looks at the watermark while idle, and after a step that moved nothing.
 IDLE_WAIT = 0.005
 REFUSED_WAIT = 0.5
@@ -87,6 +91,11 @@ class TierSet:
         ]
         self.fetches = [0] * len(self.tiers)
         self.steps = 0
+        self.assists = 0  # steps run by puts
+        #: Whether puts help demotion (:meth:`assist`); with background demotion only, so
+        #: that a host without it demotes only when asked.
+        self.assisting = background
+        self._stepping = threading.Lock()  # one step at a time: two would pick the same pages
         self.pending: collections.deque[tuple[Fetch, bytes]] = collections.deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -172,11 +181,29 @@ class TierSet:
 
     # --- demotion -------------------------------------------------------------------
 
+    def assist(self) -> int:
+        """After a put: one demotion step in the caller's thread if RAM is past
+        :data:`ASSIST_WATERMARK` and no step is running; the pages moved."""
+        engine = self.engine
+        if not self.assisting or engine.used <= engine.capacity * ASSIST_WATERMARK:
+            return 0  # (usage read without the lock: a hint)
+        if not self._stepping.acquire(blocking=False):
+            return 0  # a step is under way; it makes the room
+        try:
+            self.assists += 1
+            return self._step(False)
+        finally:
+            self._stepping.release()
+
     def step(self, force: bool = False) -> int:
         """One bounded round of housekeeping and demotion; the number of pages moved.
 
         With ``force`` the coldest pages are demoted even below the watermark.
         """
+        with self._stepping:
+            return self._step(force)
+
+    def _step(self, force: bool) -> int:
         engine = self.engine
         with self.lock:
             for number, tier in enumerate(self.tiers):

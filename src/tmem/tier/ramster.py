@@ -17,6 +17,11 @@ each key to the primary that owns its slot and follows failovers.
   same connection: its persistent pages count as stored only once a replica
   confirmed them, so losing one machine loses no persistent page.  Pages
   not confirmed are refused (they stay in RAM) and their keys deleted.
+* A get asks the primary that owns the batch's slot directly, over that
+  node's own connection (the ``hiredis`` parser where installed): one
+  command, one round trip, none of the cluster client's per-command routing.
+  A reply that the slot moved (failover, resharding) makes the tier re-read
+  the map of slots, as any failure does.
 * A get that meets a failing or failing-over node retries with backoff for
   up to ``fetch_timeout`` seconds, then raises :class:`tmem.TierError`.  An
   unreachable cluster is reported unhealthy at once: the host stops demoting
@@ -234,8 +239,9 @@ class ClusterTier:
                 cluster = self._connect()
             if cluster is not None:
                 try:
+                    node = cluster.get_node_from_key(key)
                     # Replies are not decoded (decode_responses is off): bytes.
-                    value = cast("bytes | None", cluster.get(key))
+                    value = cast("bytes | None", cluster.get_redis_connection(node).get(key))
                 except (RedisError, RedisClusterException, OSError) as exc:
                     with self.lock:
                         self._down(exc)
