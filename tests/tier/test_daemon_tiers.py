@@ -95,3 +95,52 @@ def test_a_bad_tier_is_refused_with_a_message(tmp_path, tier):
     )  # fmt: skip
     assert run.returncode != 0
     assert "tier" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_tier_metrics_scraped_equal_stats(serve, tmp_path):
+    from tests.control.test_metrics import scrape
+
+    address = serve("--capacity", "256K", "--tier", f"ssd:{tmp_path}:4M",
+                    "--metrics", "127.0.0.1:0")  # fmt: skip
+    client = tmem.connect(address, name="vm1")
+    admin = tmem.admin(address)
+    try:
+        pool = client.new_pool(persistent=True)
+        for i in range(300):
+            assert put_patiently(client, pool, 1, i, page(i)), i
+        assert all(client.get_page(pool, 1, i) == page(i) for i in range(0, 300, 3))
+        deadline = time.monotonic() + 10  # promotions finish in the background
+        while admin.stats()["tiering"]["promotions"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for _ in range(100):  # read a quiet host
+            before = admin.stats()
+            metrics = scrape(before["daemon"]["metrics"])
+            after = admin.stats()
+            if before["tiering"] == after["tiering"] and before["tiers"] == after["tiers"]:
+                break
+            time.sleep(0.05)
+        tiering, [ssd], vm1 = after["tiering"], after["tiers"], after["clients"]["vm1"]
+        assert tiering["demotions"] > 100 and tiering["promotions"] > 0
+        assert vm1["tier_pages"] > 0
+        for key in ("demotions", "promotions", "tier_hits", "tier_lost", "tier_failures",
+                    "tier_dropped", "demotions_refused", "demotions_stale"):  # fmt: skip
+            assert metrics[(f"tmem_{key}_total", ())] == tiering[key], key
+        labels = (("kind", "ssd"), ("tier", "0"))
+        assert metrics[("tmem_tier_pages", labels)] == ssd["host_pages"] > 0
+        assert metrics[("tmem_tier_bytes", labels)] == ssd["host_bytes"] > 0
+        assert metrics[("tmem_tier_healthy", labels)] == 1
+        assert metrics[("tmem_tier_fetches_total", labels)] == ssd["fetches"] > 50
+        assert metrics[("tmem_tier_load_failures_total", labels)] == ssd["load_failures"] == 0
+        assert metrics[("tmem_tier_written_bytes_total", labels)] == ssd["bytes_written"] > 0
+        for quantile, key in (("0.5", "fetch_p50_us"), ("0.99", "fetch_p99_us")):
+            sample = ("tmem_tier_fetch_seconds", tuple(sorted((*labels, ("quantile", quantile)))))
+            assert metrics[sample] == pytest.approx(ssd[key] / 1e6) and ssd[key] > 0
+        who = (("client", "vm1"),)
+        assert metrics[("tmem_client_tier_pages", who)] == vm1["tier_pages"]
+        assert metrics[("tmem_client_tier_bytes", who)] == vm1["tier_bytes"]
+        assert metrics[("tmem_client_demotions_total", who)] == vm1["demotions"] > 0
+        assert metrics[("tmem_client_promotions_total", who)] == vm1["promotions"]
+        assert metrics[("tmem_client_tier_failures_total", who)] == vm1["tier_failures"] == 0
+    finally:
+        client.close()
+        admin.close()

@@ -101,7 +101,9 @@ class HostCollector(Collector):
         """One scrape: every family, from one reading of the statistics."""
         stats = self.stats()
         yield from host_families(stats)
+        yield from tier_families(stats)
         yield from client_families(stats["clients"])
+        yield from client_tier_families(stats["clients"])
         yield from pool_families(stats["clients"])
         if self.latency is not None:
             yield self.latency.family()
@@ -129,6 +131,83 @@ def host_families(stats: dict[str, Any]) -> Iterator[Any]:
     for reason in REJECT_REASONS:
         refused.add_metric([reason], stats.get("reject_" + reason, 0))
     yield refused
+
+
+#: host-wide tier counter (``stats()["tiering"]``) -> metric name stem, meaning
+TIER_COUNTERS: tuple[tuple[str, str, str], ...] = (
+    ("demotions", "demotions", "pages moved from RAM down to a tier"),
+    ("promotions", "promotions", "pages brought back from a tier to RAM"),
+    ("tier_hits", "tier_hits", "gets served from a tier"),
+    ("tier_lost", "tier_lost", "gets of pages a tier no longer held"),
+    ("tier_failures", "tier_failures", "gets a tier could not answer in time"),
+    ("tier_dropped", "tier_dropped", "ephemeral pages a tier dropped on its own"),
+    ("demotions_refused", "demotions_refused", "pages a tier refused to take"),
+    ("demotions_stale", "demotions_stale", "pages changed while being written to a tier"),
+)
+#: per-client tier figure -> metric name, meaning, whether a counter (else a gauge)
+CLIENT_TIER: tuple[tuple[str, str, str, bool], ...] = (
+    ("tier_pages", "tmem_client_tier_pages", "Pages of a client that tiers below RAM hold", False),
+    ("tier_bytes", "tmem_client_tier_bytes", "Bytes of a client that tiers below RAM hold", False),
+    ("demotions", "tmem_client_demotions", "A client's pages moved down to a tier", True),
+    ("promotions", "tmem_client_promotions", "A client's pages brought back to RAM", True),
+    ("tier_failures", "tmem_client_tier_failures", "A client's gets a tier failed", True),
+)
+
+
+def tier_families(stats: dict[str, Any]) -> Iterator[Any]:
+    """Tiers below RAM: host-wide counters, and pages, bytes, health, fetches and fetch
+    latency per tier (label ``tier``: its place, ``kind``: ``ssd`` or ``redis``)."""
+    tiering = stats.get("tiering") or {}
+    for key, stem, doc in TIER_COUNTERS:
+        yield CounterMetricFamily(f"tmem_{stem}", f"Host total of {doc}", value=tiering.get(key, 0))
+    labels = ["tier", "kind"]
+    gauges = {
+        "host_pages": GaugeMetricFamily("tmem_tier_pages", "Pages a tier holds", labels=labels),
+        "host_bytes": GaugeMetricFamily(
+            "tmem_tier_bytes", "Bytes (as stored) a tier holds", labels=labels
+        ),
+    }
+    healthy = GaugeMetricFamily("tmem_tier_healthy", "1 if a tier takes pages", labels=labels)
+    counters = {
+        "fetches": CounterMetricFamily("tmem_tier_fetches", "Gets read from a tier", labels=labels),
+        "load_failures": CounterMetricFamily(
+            "tmem_tier_load_failures", "Loads a tier failed", labels=labels
+        ),
+        "bytes_written": CounterMetricFamily(
+            "tmem_tier_written_bytes", "Bytes written to a tier (SSD wear)", labels=labels
+        ),
+    }
+    latency = GaugeMetricFamily(
+        "tmem_tier_fetch_seconds",
+        "Latency of a tier's recent fetches (the last 4096), by quantile",
+        labels=[*labels, "quantile"],
+    )
+    for place, tier in enumerate(stats.get("tiers") or ()):
+        values = [str(place), tier["tier"]]
+        for key, family in gauges.items():
+            family.add_metric(values, tier[key])
+        healthy.add_metric(values, 1.0 if tier["healthy"] else 0.0)
+        for key, counter in counters.items():
+            counter.add_metric(values, tier.get(key, 0))
+        for quantile, key in (("0.5", "fetch_p50_us"), ("0.99", "fetch_p99_us")):
+            if tier.get(key) is not None:
+                latency.add_metric([*values, quantile], tier[key] / 1e6)
+    yield from gauges.values()
+    yield healthy
+    yield from counters.values()
+    yield latency
+
+
+def client_tier_families(clients: dict[str, dict[str, Any]]) -> Iterator[Any]:
+    """Per-client figures of the tiers below RAM."""
+    families = [
+        (key, (CounterMetricFamily if counter else GaugeMetricFamily)(name, doc, labels=["client"]))
+        for key, name, doc, counter in CLIENT_TIER
+    ]
+    for name, client in sorted(clients.items()):
+        for key, family in families:
+            family.add_metric([name], client.get(key, 0))
+    yield from (family for _, family in families)
 
 
 def client_families(clients: dict[str, dict[str, Any]]) -> Iterator[Any]:
