@@ -21,7 +21,7 @@ what a host with a quarter of its RAM and tiers for the rest still saves.
    one's, and the figure is each one's share of what the full host avoids.
 
     python bench/tiers.py [--pages 2000] [--runs 5] [--workload-runs 1]
-                          [--dir DIR] [--no-workload] [--json]
+                          [--dir DIR] [--no-workload] [--processes] [--json]
 """
 
 from __future__ import annotations
@@ -171,7 +171,9 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
     return out
 
 
-def workload_runs(runs: int, directory: str, cluster: LocalCluster) -> dict[str, Any]:
+def workload_runs(
+    runs: int, directory: str, cluster: LocalCluster, processes: bool = False
+) -> dict[str, Any]:
     spare = parse_size(DEFAULT_SPARE)
     quarter = spare // 4
     ssd = f"ssd:{directory}:{max(spare, 4 << 20)}"
@@ -180,7 +182,11 @@ def workload_runs(runs: int, directory: str, cluster: LocalCluster) -> dict[str,
         private_pages=DEFAULT_PRIVATE_PAGES,
         spare_bytes=spare,
         scenario="cleancache",
+        processes=processes,
     )
+    run = run_configuration
+    if processes:  # each guest a process, a client of a daemon serving the host (and its tiers)
+        from tmem.workload.processes import run_configuration_processes as run
     m = spec.private_pages
     static_pages = m + spare // len(spec.guests) // spec.page_size
     configs = [
@@ -199,7 +205,7 @@ def workload_runs(runs: int, directory: str, cluster: LocalCluster) -> dict[str,
             order = configs[:2] + order[r % len(order) :] + order[: r % len(order)]
             print(f"workload run {r + 1} of {runs}", file=sys.stderr)
             with tempfile.TemporaryDirectory(prefix="tmem-bench-workload-") as tmp:
-                results = [run_configuration(prepared, c, Path(tmp)) for c in order]
+                results = [run(prepared, c, Path(tmp)) for c in order]
             summary = summarize(WorkloadResult(spec, prepared.describe(), results))
             reads = {c["name"]: c["total"]["disk_reads"] for c in summary["configurations"]}
             hosts = {c["name"]: c.get("host") or {} for c in summary["configurations"]}
@@ -262,12 +268,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workload-runs", type=int, default=1)
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="the SSD tier's disk")
     parser.add_argument("--no-workload", action="store_true")
+    parser.add_argument("--processes", action="store_true", help="workload guests as processes")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     cluster = LocalCluster()
     try:
         lat = latency_runs(args.runs, args.pages, args.dir, cluster)
-        work = None if args.no_workload else workload_runs(args.workload_runs, args.dir, cluster)
+        work = None
+        if not args.no_workload:
+            work = workload_runs(args.workload_runs, args.dir, cluster, args.processes)
     finally:
         cluster.stop()
     load = os.getloadavg()

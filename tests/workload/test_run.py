@@ -197,3 +197,26 @@ def test_offering_clean_pages_to_tmem_saves_swap_reads_and_swap_io():
     row = offered["guests"][0]
     parts = row["private_hits"] + row["first_touches"] + row["tmem_hits"]
     assert parts + row["disk_reads"] == row["reads"] == reads + writes
+
+
+def test_guests_as_processes_reach_the_host_s_tiers_and_the_tiers_are_released(tmp_path):
+    from tmem.workload.processes import run_configuration_processes
+
+    tier_dir = tmp_path / "ssd"
+    tier_dir.mkdir()
+    two = WorkloadSpec(
+        guests=(GuestSpec.parse(GUESTS[0]), GuestSpec.parse(GUESTS[1])),
+        private_pages=32,
+        spare_bytes=256 << 10,
+        step_pages=256,
+        processes=True,
+    )
+    config = Configuration("tmem-quarter+ssd", 32, 64 << 10, tiers=(f"ssd:{tier_dir}:4M",))
+    prepared = prepare(two)
+    try:
+        result = run_configuration_processes(prepared, config, tmp_path)
+    finally:
+        prepared.content.corpus.close()
+    assert not result.unavailable
+    assert result.host["demotions"] > 0 and result.host["tier_hits"] > 0
+    assert list(tier_dir.iterdir()) == []  # the host was closed: its log is gone

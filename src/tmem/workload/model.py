@@ -177,4 +177,7 @@ def host_summary(stats: dict[str, Any]) -> dict[str, Any]:
     out.update({f"store_{k}": v for k, v in store.items() if k.startswith("reject_")})
     out["compression_ratio"] = stats.get("compression_ratio", 1.0)
     out["dedup_ratio"] = stats.get("dedup_ratio", 1.0)
+    tiering = stats.get("tiering") or {}
+    if stats.get("tiers"):  # a host with tiers below RAM
+        out.update({key: tiering.get(key, 0) for key in ("demotions", "tier_hits")})
     return out
