@@ -9,7 +9,10 @@ what a host with a quarter of its RAM and tiers for the rest still saves.
    is done by the host's background thread, off the get's path).  The
    reference is an uncached 4 KiB read (``O_DIRECT``) of the same pages,
    from a file on the same disk as the SSD tier written just before, in the
-   same order and loop as the gets, measured in the same run.
+   same order and loop as the gets, measured in the same run.  Beside it,
+   the floor under a cluster get: a plain ``GET`` of the same (lz4) page
+   from one primary with ``redis.Redis``.  The CPU time of the calling
+   thread per get (median) shows what the Python around the I/O costs.
    The five measurements rotate their order run by run; the figures are
    medians over runs.
 2. **Demotion throughput** to each tier: pages and MiB (as stored, compressed)
@@ -56,22 +59,29 @@ def page(i: int) -> bytes:
     return random.Random(i).randbytes(PAGE // 2) + bytes(PAGE // 2)
 
 
-def percentiles(samples_ns: list[int]) -> dict[str, float]:
+def percentiles(samples_ns: list[int], cpu_ns: list[int] | None = None) -> dict[str, float]:
+    """p50 and p99 of the latencies; with ``cpu_ns``, the median CPU time of this thread."""
     ordered = sorted(samples_ns)
     pick = lambda q: ordered[min(len(ordered) - 1, int(q * len(ordered)))] / 1000  # noqa: E731
-    return {"p50_us": pick(0.50), "p99_us": pick(0.99)}
+    out = {"p50_us": pick(0.50), "p99_us": pick(0.99)}
+    if cpu_ns:
+        out["cpu_us"] = statistics.median(cpu_ns) / 1000
+    return out
 
 
-def timed_gets(client: Any, pool: int, n: int, seed: int) -> list[int]:
+def timed_gets(client: Any, pool: int, n: int, seed: int) -> dict[str, float]:
+    """Get every page once in a shuffled order: latency percentiles and CPU per get."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    out = []
+    out, cpu = [], []
+    clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for i in order:
-        start = time.perf_counter_ns()
+        start, cpu_start = clock(), cpu_clock()
         data = client.get_page(pool, 1, i)
-        out.append(time.perf_counter_ns() - start)
+        cpu.append(cpu_clock() - cpu_start)
+        out.append(clock() - start)
         assert data == page(i), f"page {i} came back wrong"
-    return out
+    return percentiles(out, cpu)
 
 
 def in_ram(compress: str | None, n: int, seed: int) -> dict[str, float]:
@@ -80,7 +90,7 @@ def in_ram(compress: str | None, n: int, seed: int) -> dict[str, float]:
     pool = client.new_pool(persistent=True)
     for i in range(n):
         assert client.put_page(pool, 1, i, page(i))
-    return percentiles(timed_gets(client, pool, n, seed))
+    return timed_gets(client, pool, n, seed)
 
 
 def in_tier(spec: str, n: int, seed: int) -> dict[str, float]:
@@ -101,7 +111,7 @@ def in_tier(spec: str, n: int, seed: int) -> dict[str, float]:
         seconds = time.perf_counter() - start
         stored = host.stats()["tiering"]["tier_bytes"][0]
         assert moved == n, f"only {moved} of {n} pages went down"
-        out = percentiles(timed_gets(client, pool, n, seed))
+        out = timed_gets(client, pool, n, seed)
         host.close()  # brings back the last fetched pages
         tiering = host.stats()["tiering"]
         assert tiering["tier_hits"] == n and tiering["promotions"] == n, tiering
@@ -130,19 +140,51 @@ def disk_reads(directory: str, n: int, seed: int) -> dict[str, float]:
         try:
             order = list(range(n))
             random.Random(seed).shuffle(order)
-            times = []
+            times, cpu = [], []
+            clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
             for i in order:
-                start = time.perf_counter_ns()
+                start, cpu_start = clock(), cpu_clock()
                 os.preadv(fd, [buf], i * PAGE)
                 data = buf[:]
-                times.append(time.perf_counter_ns() - start)
+                cpu.append(cpu_clock() - cpu_start)
+                times.append(clock() - start)
                 assert data == page(i), f"block {i} came back wrong"
         finally:
             os.close(fd)
             buf.close()
     finally:
         os.unlink(path)
-    return percentiles(times)
+    return percentiles(times, cpu)
+
+
+def redis_gets(cluster: LocalCluster, n: int, seed: int) -> dict[str, float]:
+    """The floor under a cluster get: one ``GET`` of a page as the tier stores it (lz4) from
+    one primary, with ``redis.Redis`` (hiredis where installed), in the same loop."""
+    import lz4.block
+    from redis.cluster import RedisCluster
+
+    keys = [f"bench:{{ref}}:{i}" for i in range(n)]  # one hash tag: one primary serves them
+    routing = RedisCluster(host="127.0.0.1", port=cluster.ports[0], socket_timeout=5)
+    client = routing.get_redis_connection(routing.get_node_from_key(keys[0]))
+    try:
+        pipe = client.pipeline(transaction=False)
+        for i, key in enumerate(keys):
+            pipe.set(key, lz4.block.compress(page(i)))
+        pipe.execute()
+        order = list(range(n))
+        random.Random(seed).shuffle(order)
+        times, cpu = [], []
+        clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
+        for i in order:
+            start, cpu_start = clock(), cpu_clock()
+            data = lz4.block.decompress(client.get(keys[i]))
+            cpu.append(cpu_clock() - cpu_start)
+            times.append(clock() - start)
+            assert data == page(i), f"key {i} came back wrong"
+    finally:
+        client.delete(*keys)
+        routing.close()
+    return percentiles(times, cpu)
 
 
 def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> dict[str, Any]:
@@ -153,6 +195,7 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
         "ssd_tier": lambda seed: in_tier(ssd, n, seed),
         "cluster_tier": lambda seed: in_tier(cluster.spec, n, seed),
         "disk_read": lambda seed: disk_reads(directory, n, seed),
+        "redis_get": lambda seed: redis_gets(cluster, n, seed),
     }
     names = list(kinds)
     per_run: list[dict[str, dict[str, float]]] = []
@@ -164,10 +207,12 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
     for name in names:
         keys = per_run[0][name]
         out[name] = {k: statistics.median(run[name][k] for run in per_run) for k in keys}
-    disk = out["disk_read"]
+    disk, plain = out["disk_read"], out["redis_get"]
     for name in ("ssd_tier", "cluster_tier"):
         out[name]["p50_vs_disk"] = out[name]["p50_us"] / disk["p50_us"]
         out[name]["p99_vs_disk"] = out[name]["p99_us"] / disk["p99_us"]
+    out["cluster_tier"]["p50_vs_redis_get"] = out["cluster_tier"]["p50_us"] / plain["p50_us"]
+    out["cluster_tier"]["p99_vs_redis_get"] = out["cluster_tier"]["p99_us"] / plain["p99_us"]
     return out
 
 
@@ -227,9 +272,9 @@ def workload_runs(
 
 def markdown(lat: dict[str, Any], work: dict[str, Any] | None) -> str:
     lines = [
-        "| page is | get p50 µs | get p99 µs | p50 ÷ disk read | p99 ÷ disk read "
+        "| page is | get p50 µs | get p99 µs | CPU µs | p50 ÷ disk read | p99 ÷ disk read "
         "| demotion pages/s | demotion MiB/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     labels = {
         "ram": "in RAM",
@@ -237,15 +282,21 @@ def markdown(lat: dict[str, Any], work: dict[str, Any] | None) -> str:
         "ssd_tier": "on the SSD tier",
         "cluster_tier": "on the Redis Cluster",
         "disk_read": "uncached 4 KiB disk read",
+        "redis_get": "plain GET from one primary",
     }
     for name, label in labels.items():
         f = lat[name]
-        cells = [f"{f['p50_us']:.1f}", f"{f['p99_us']:.1f}"]
+        cells = [f"{f['p50_us']:.1f}", f"{f['p99_us']:.1f}", f"{f.get('cpu_us', 0):.1f}"]
         cells += [f"{f[k]:.2f}" if k in f else "-" for k in ("p50_vs_disk", "p99_vs_disk")]
         cells += [
             f"{f[k]:.0f}" if k in f else "-" for k in ("demote_pages_per_s", "demote_mib_per_s")
         ]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    cluster = lat["cluster_tier"]
+    lines.append(
+        f"\ncluster get ÷ plain GET: p50 {cluster['p50_vs_redis_get']:.2f}, "
+        f"p99 {cluster['p99_vs_redis_get']:.2f}"
+    )
     if work:
         lines += [
             "",

@@ -74,6 +74,9 @@ LATENCY_SAMPLES = 4096
 FETCH_ATTEMPTS = 3
 #: Fetched pages waiting to be brought back to RAM by the thread, at most.
 PENDING_PROMOTIONS = 1024
+#: Promotions done per hold of the host's lock (bounded work under it); in a batch rather
+#: than one by one, so that the thread takes the interpreter from a get's path seldom.
+PROMOTIONS_PER_HOLD = 64
 
 
 class TierSet:
@@ -167,16 +170,16 @@ class TierSet:
         return data
 
     def promote_pending(self) -> int:
-        """Bring fetched pages back to RAM, one per hold of the lock; how many were looked at."""
+        """Bring fetched pages back to RAM, :data:`PROMOTIONS_PER_HOLD` per hold of the
+        lock; how many were looked at."""
         n = 0
-        while self.pending:
+        pending = self.pending
+        while pending:
             with self.lock:
-                if not self.pending:
-                    break
-                fetch, blob = self.pending.popleft()
-                bring_back(self.engine, fetch, blob)
-            n += 1
-            time.sleep(0)  # let a get waiting for the interpreter run
+                for _ in range(min(len(pending), PROMOTIONS_PER_HOLD)):
+                    fetch, blob = pending.popleft()
+                    bring_back(self.engine, fetch, blob)
+                    n += 1
         return n
 
     # --- demotion -------------------------------------------------------------------
