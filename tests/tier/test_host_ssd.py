@@ -237,3 +237,31 @@ def test_a_full_ssd_refuses_demotion_and_loses_nothing(make):
     assert len(accepted) * PAGE > 4 * SEG  # more than the log holds: RAM holds the rest
     assert all(client.get_page(pool, 1, i) == page(i) for i in accepted)
     charges_add_up(host)
+
+
+def test_a_late_promotion_never_brings_back_a_page_flushed_or_overwritten_meanwhile(make):
+    from tmem.engine.tiering import Fetch, bring_back
+
+    host, tier = make()
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    for i in range(3):
+        assert client.put_page(pool, 1, i, page(i))
+    host.demote(all_pages=True)
+    engine, state = host.engine, client._state
+    with host.lock:
+        fetches = [engine.get(state, pool, 1, i) for i in range(3)]
+    assert all(isinstance(f, Fetch) for f in fetches)
+    blobs = [tier.load(f.loc, f.tag) for f in fetches]
+    client.flush_page(pool, 1, 0)  # between the read and the promotion: these win
+    assert client.put_page(pool, 1, 1, page(100))
+    with host.lock:
+        assert not bring_back(engine, fetches[0], blobs[0])
+        assert not bring_back(engine, fetches[1], blobs[1])
+        assert bring_back(engine, fetches[2], blobs[2])  # unchanged: it comes back
+        charges_add_up(host)
+    assert client.get_page(pool, 1, 0) is None
+    assert client.get_page(pool, 1, 1) == page(100)
+    assert client.get_page(pool, 1, 2) == page(2)
+    stats = host.stats()
+    assert stats["pages"] == 2 and stats["tiering"]["promotions"] == 1
