@@ -6,11 +6,11 @@ Like memcached's extstore and zram's writeback device:
   at a time; its image is kept in a page-aligned buffer and each batch of
   demoted pages is written with one large ``pwrite`` of whole 4 KiB blocks.
 * Every record is a 32-byte header (version, key, slot, length, checksum,
-  flags) and the exported page.  A record that fits in a 4 KiB block never
-  straddles two (a batch is packed largest first into the blocks it opens,
-  first fit), and a longer one starts at a block, so a load is one aligned
-  read of the fewest blocks (one for most pages) into a preallocated aligned
-  buffer.  It checks the header and checksum against what the index
+  flags) and the exported page.  No record spans more 4 KiB blocks than its
+  length needs (one of up to a block never straddles two; a batch is packed
+  largest first into the blocks it opens, first fit), so a load is one
+  aligned read of the fewest blocks (one for most pages) into a preallocated
+  aligned buffer.  It checks the header and checksum against what the index
   expects, so a stale or torn record is never returned.
 * The index in RAM is one row per page (offset, length, version, flags:
   :data:`INDEX_BYTES_PER_PAGE` bytes), counted in the host's metadata.
@@ -276,30 +276,41 @@ class SsdTier:
     def _place(self, n: int) -> int | None:
         """Where a record of ``n`` bytes goes in the open segment; None if it does not fit.
 
-        A record that fits in a block goes into the first block of this write with
-        room for it, or starts a new block; a longer one starts a new block.  So no
-        record of up to a block straddles two, and a load reads the fewest blocks.
+        No record spans more blocks than its length needs: one of up to a block
+        never straddles two, so a load reads the fewest blocks.  A record that
+        fits in a block goes into the first block of this write with room for
+        it (first fit), else after the last record; a longer one goes after the
+        last record if it still spans the fewest blocks there, else at a block.
         """
+        cursor = self.cursor
+        off = cursor % BLOCK
+        room = BLOCK - off if off else 0  # left in the last block, after the last record
         if n <= BLOCK:
-            for room in self._bins:
-                if room[1] >= n:
-                    pos = room[0]
-                    room[0] += n
-                    room[1] -= n
-                    if room[1] <= HEADER.size:
-                        self._bins.remove(room)
+            if n <= room:
+                self.cursor = cursor + n
+                return cursor
+            for hole in self._bins:
+                if hole[1] >= n:
+                    pos = hole[0]
+                    hole[0] += n
+                    hole[1] -= n
+                    if hole[1] <= HEADER.size:
+                        self._bins.remove(hole)
                     return pos
-        start = _round_up(self.cursor)
+        start = cursor
+        if room and (room < HEADER.size or n <= BLOCK or (off + n - 1) // BLOCK > (n - 1) // BLOCK):
+            start = cursor + room  # at the next block: the rest of this one stays a hole
+            if room > HEADER.size:
+                if len(self._bins) >= _MAX_BINS:
+                    del self._bins[0]
+                self._bins.append([cursor, room])
         end = start + n
         if end > self.seg:
             return None
-        stop = _round_up(end)
-        self.buf[start:stop] = bytes(stop - start)  # a scan meets zeros after the last record
+        opened, stop = _round_up(cursor), _round_up(end)
+        if stop > opened:  # a scan meets zeros after the last record of a block
+            self.buf[opened:stop] = bytes(stop - opened)
         self.cursor = end
-        if stop - end > HEADER.size:
-            if len(self._bins) >= _MAX_BINS:
-                del self._bins[0]
-            self._bins.append([end, stop - end])
         return start
 
     def _put_record(
