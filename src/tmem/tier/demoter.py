@@ -118,8 +118,9 @@ class TierSet:
         for _ in range(FETCH_ATTEMPTS):
             loaded = self._load(fetch)
             with self.lock:
+                self._count(fetch, loaded[3])
                 if unchanged(self.engine, fetch):
-                    return self._finish(client, fetch, *loaded)
+                    return self._finish(client, fetch, *loaded[:3])
                 retract_get(client, fetch)
                 result = again()
             if result.__class__ is not Fetch:
@@ -130,20 +131,28 @@ class TierSet:
             result = again()
             if result.__class__ is not Fetch:
                 return result  # type: ignore[no-any-return]
-            return self._finish(client, result, *self._load(result))
+            blob, data, error, took = self._load(result)
+            self._count(result, took)
+            return self._finish(client, result, blob, data, error)
 
-    def _load(self, fetch: Fetch) -> tuple[bytes | None, bytes | None, TmemError | None]:
-        """The page's export, the page, or the tier's error (timed and counted)."""
+    def _load(
+        self, fetch: Fetch
+    ) -> tuple[bytes | None, bytes | None, TmemError | None, int]:
+        """The page's export, the page, or the tier's error; and the nanoseconds it took."""
         tier = self.tiers[fetch.tier]
         start = time.perf_counter_ns()
+        blob = data = error = None
         try:
             blob = tier.load(fetch.loc, fetch.tag)
-            return blob, None if blob is None else decode_export(blob), None
+            data = None if blob is None else decode_export(blob)
         except TmemError as exc:  # a tier error, or a blob that does not decode
-            return None, None, exc
-        finally:
-            self.latency[fetch.tier].append(time.perf_counter_ns() - start)
-            self.fetches[fetch.tier] += 1
+            blob, data, error = None, None, exc
+        return blob, data, error, time.perf_counter_ns() - start
+
+    def _count(self, fetch: Fetch, took: int) -> None:
+        """Record a fetch and its latency (under the host's lock, as :meth:`stats` reads)."""
+        self.latency[fetch.tier].append(took)
+        self.fetches[fetch.tier] += 1
 
     def _finish(
         self,
@@ -277,14 +286,18 @@ class TierSet:
     def stats(self) -> list[dict[str, Any]]:
         """Each tier's own figures, with the host's pages and bytes in it and fetch latency."""
         state = self.engine.tiering
+        with self.lock:  # gets record fetches under it
+            mine = [
+                (state.pages[n], state.bytes[n], self.fetches[n], sorted(self.latency[n]))
+                for n in range(len(self.tiers))
+            ]
         out = []
-        for number, tier in enumerate(self.tiers):
+        for tier, (pages, size, fetches, samples) in zip(self.tiers, mine, strict=True):
             figures = tier.stats()
-            samples = sorted(self.latency[number])
             figures.update(
-                host_pages=state.pages[number],
-                host_bytes=state.bytes[number],
-                fetches=self.fetches[number],
+                host_pages=pages,
+                host_bytes=size,
+                fetches=fetches,
                 fetch_p50_us=_percentile(samples, 0.50),
                 fetch_p99_us=_percentile(samples, 0.99),
             )
