@@ -38,6 +38,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +70,25 @@ def percentiles(samples_ns: list[int], cpu_ns: list[int] | None = None) -> dict[
     return out
 
 
-def timed_gets(client: Any, pool: int, n: int, seed: int) -> dict[str, float]:
-    """Get every page once in a shuffled order: latency percentiles and CPU per get."""
+def timed_reads(read: Callable[[int], bytes], n: int, seed: int, what: str) -> dict[str, float]:
+    """Read every page once with ``read(i)`` in a shuffled order, checking each: latency
+    percentiles and CPU per read. Every kind of read is timed by this one loop."""
     order = list(range(n))
     random.Random(seed).shuffle(order)
-    out, cpu = [], []
+    times, cpu = [], []
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for i in order:
         start, cpu_start = clock(), cpu_clock()
-        data = client.get_page(pool, 1, i)
+        data = read(i)
         cpu.append(cpu_clock() - cpu_start)
-        out.append(clock() - start)
-        assert data == page(i), f"page {i} came back wrong"
-    return percentiles(out, cpu)
+        times.append(clock() - start)
+        assert data == page(i), f"{what} {i} came back wrong"
+    return percentiles(times, cpu)
+
+
+def timed_gets(client: Any, pool: int, n: int, seed: int) -> dict[str, float]:
+    """Get every page once in a shuffled order: latency percentiles and CPU per get."""
+    return timed_reads(lambda i: client.get_page(pool, 1, i), n, seed, "page")
 
 
 def in_ram(compress: str | None, n: int, seed: int) -> dict[str, float]:
@@ -124,7 +131,7 @@ def in_tier(spec: str, n: int, seed: int) -> dict[str, float]:
 
 def disk_reads(directory: str, n: int, seed: int) -> dict[str, float]:
     """Uncached 4 KiB reads (``O_DIRECT``) of the same pages from a file in ``directory``,
-    written just before, in the same order and with the same check as :func:`timed_gets`:
+    written just before, in the same order and with the same check as :func:`timed_reads`:
     the read a get saves, in the same loop."""
     fd_path = tempfile.mkstemp(prefix="tmem-bench-disk-", dir=directory)
     os.close(fd_path[0])
@@ -137,24 +144,18 @@ def disk_reads(directory: str, n: int, seed: int) -> dict[str, float]:
             os.fsync(f.fileno())
         fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
         buf = mmap.mmap(-1, PAGE)
+
+        def read(i: int) -> bytes:
+            os.preadv(fd, [buf], i * PAGE)
+            return buf[:]
+
         try:
-            order = list(range(n))
-            random.Random(seed).shuffle(order)
-            times, cpu = [], []
-            clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
-            for i in order:
-                start, cpu_start = clock(), cpu_clock()
-                os.preadv(fd, [buf], i * PAGE)
-                data = buf[:]
-                cpu.append(cpu_clock() - cpu_start)
-                times.append(clock() - start)
-                assert data == page(i), f"block {i} came back wrong"
+            return timed_reads(read, n, seed, "block")
         finally:
             os.close(fd)
             buf.close()
     finally:
         os.unlink(path)
-    return percentiles(times, cpu)
 
 
 def redis_gets(cluster: LocalCluster, n: int, seed: int) -> dict[str, float]:
@@ -171,20 +172,10 @@ def redis_gets(cluster: LocalCluster, n: int, seed: int) -> dict[str, float]:
         for i, key in enumerate(keys):
             pipe.set(key, lz4.block.compress(page(i)))
         pipe.execute()
-        order = list(range(n))
-        random.Random(seed).shuffle(order)
-        times, cpu = [], []
-        clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
-        for i in order:
-            start, cpu_start = clock(), cpu_clock()
-            data = lz4.block.decompress(client.get(keys[i]))
-            cpu.append(cpu_clock() - cpu_start)
-            times.append(clock() - start)
-            assert data == page(i), f"key {i} came back wrong"
+        return timed_reads(lambda i: lz4.block.decompress(client.get(keys[i])), n, seed, "key")
     finally:
         client.delete(*keys)
         routing.close()
-    return percentiles(times, cpu)
 
 
 def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> dict[str, Any]:
