@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import time
 
@@ -163,3 +164,30 @@ def test_the_administrator_never_waits_for_the_transfer_budget(serve_process, tm
     admin = tmem.admin(address, timeout=5)
     assert admin.stats()["pages"] == 1  # a reply that needs a grant, answered at once
     hog.close()
+
+
+def test_connections_that_close_after_large_replies_leave_nothing_behind(serve_process, tmp_path):
+    # Peers each ask for a maximum-size GET_PAGES reply (4 MiB) and hang up: half once
+    # they have read it, half as soon as it starts to arrive.  Their buffers must go
+    # with them, not linger until the garbage collector's next full pass.
+    pid, _, tcp = _tcp_daemon(serve_process, tmp_path, "--capacity", "16M", "--compress", "none")
+    count = DEFAULT_MAX_BODY // (PAGE + 1) - 1
+    request = msg.encode_new_pool(True, False, None, PAGE) + msg.encode_put(0, 1, 1, page(1))
+    request += msg.encode_get_pages(0, [(1, 1)] * count)
+    before = settle(pid)
+    for n in range(24):
+        sock = raw(tcp)
+        sock.sendall(msg.encode_hello(f"gone{n}", token=ATTACKER_TOKEN) + request)
+        if n % 2:
+            select.select([sock], [], [], 10)  # the reply has started: hang up unread
+        else:
+            sock.shutdown(socket.SHUT_WR)
+            reply = frames_until_closed(sock)[-1]
+            assert reply[:2] == (Op.GET_PAGES, 0) and reply[2].endswith(page(1))
+        sock.close()
+    grown = settle(pid, 0.5) - before
+    # 24 connections with a 4 MiB reply each: what may stay is the allocator's slack
+    assert grown < 16 * MiB, f"24 closed connections left {grown / MiB:.1f} MiB behind"
+    good = tmem.connect(tcp, name="good", token=GOOD_TOKEN)
+    pool = good.new_pool(persistent=True)
+    assert good.put_page(pool, 1, 1, page(1)) and good.get_pages(pool, [(1, 1)]) == [page(1)]

@@ -59,8 +59,14 @@ class Session:
         self.resume: Callable[[], None] = _nothing  # the server serves it again
 
     def close(self) -> None:
-        """The connection is gone: the client leaves and its private pools are freed."""
+        """The connection is gone: the client leaves and its private pools are freed.
+
+        The server's ``resume`` hook goes too: it refers to the connection, which
+        refers to this session, and that cycle would keep the connection's buffers
+        until the garbage collector's next full pass.
+        """
         client, self.client = self.client, NO_CLIENT
+        self.resume = _nothing
         client.close()
 
 

@@ -626,6 +626,8 @@ class Server:
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(conn.fd)
         conn.sock.close()
+        conn.decoder.release()  # whatever still refers to the connection,
+        conn.out.release()  # its buffers go now
         conn.session.close()
 
 

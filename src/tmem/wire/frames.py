@@ -88,6 +88,12 @@ class Decoder:
             self._buf, self._view = new, memoryview(new)
             self._start, self._end = 0, pending
 
+    def release(self) -> None:
+        """Drop the buffer and whatever it holds (the connection is gone)."""
+        self._buf = bytearray(2 * HEADER_SIZE)
+        self._view = memoryview(self._buf)
+        self._start = self._end = self._last = 0
+
     def wanted(self) -> int:
         """The buffer size the next :meth:`recv_buffer` will need: its current
         size unless a frame being received needs more room."""
@@ -214,6 +220,12 @@ class OutBuffer:
         self._view[end:stop] = data
         self._end = stop
         self.queued = stop - self._start
+
+    def release(self) -> None:
+        """Drop the buffer and whatever is queued in it (the connection is gone)."""
+        self._buf = bytearray(0)
+        self._view = memoryview(self._buf)
+        self._start = self._end = self.queued = 0
 
     def pending(self) -> memoryview:
         """The queued bytes (a view, valid until the next write)."""
