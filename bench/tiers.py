@@ -13,8 +13,10 @@ what a host with a quarter of its RAM and tiers for the rest still saves.
    the floor under a cluster get: a plain ``GET`` of the same (lz4) page
    from one primary with ``redis.Redis``.  The CPU time of the calling
    thread per get (median) shows what the Python around the I/O costs.
-   The five measurements rotate their order run by run; the figures are
-   medians over runs.
+   The measurements rotate their order run by run; the figures are medians
+   over runs.  ``--cpus same`` runs this process (so the host's threads) and
+   every redis-server on CPU 0, ``--cpus split`` the redis-servers on CPU 0
+   and this process on CPU 1: every measurement runs under the same pinning.
 2. **Demotion throughput** to each tier: pages and MiB (as stored, compressed)
    per second of ``Host.demote``, in the same runs.
 3. **The workload** (``tmem bench workload``'s default mix, cleancache
@@ -25,6 +27,7 @@ what a host with a quarter of its RAM and tiers for the rest still saves.
 
     python bench/tiers.py [--pages 2000] [--runs 5] [--workload-runs 1]
                           [--dir DIR] [--no-workload] [--processes] [--json]
+                          [--cpus any|same|split]
 """
 
 from __future__ import annotations
@@ -78,10 +81,12 @@ def timed_reads(read: Callable[[int], bytes], n: int, seed: int, what: str) -> d
     times, cpu = [], []
     clock, cpu_clock = time.perf_counter_ns, time.thread_time_ns
     for i in order:
-        start, cpu_start = clock(), cpu_clock()
+        cpu_start = cpu_clock()  # a system call: kept out of the latency's window
+        start = clock()
         data = read(i)
+        end = clock()
         cpu.append(cpu_clock() - cpu_start)
-        times.append(clock() - start)
+        times.append(end - start)
         assert data == page(i), f"{what} {i} came back wrong"
     return percentiles(times, cpu)
 
@@ -176,6 +181,13 @@ def redis_gets(cluster: LocalCluster, n: int, seed: int) -> dict[str, float]:
     finally:
         client.delete(*keys)
         routing.close()
+
+
+def pin_cluster(cluster: LocalCluster, cpus: set[int]) -> None:
+    """Every thread of every redis-server of ``cluster`` on ``cpus``."""
+    for proc in cluster.procs.values():
+        for task in os.listdir(f"/proc/{proc.pid}/task"):
+            os.sched_setaffinity(int(task), cpus)
 
 
 def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> dict[str, Any]:
@@ -312,9 +324,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-workload", action="store_true")
     parser.add_argument("--processes", action="store_true", help="workload guests as processes")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--cpus",
+        choices=("any", "same", "split"),
+        default="any",
+        help="same: this process and every redis-server on CPU 0; split: redis on CPU 0, "
+        "this process on CPU 1; any: unpinned",
+    )
     args = parser.parse_args(argv)
+    if args.cpus != "any":  # before any thread starts: the host's threads inherit it
+        os.sched_setaffinity(0, {0} if args.cpus == "same" else {1})
     cluster = LocalCluster()
     try:
+        if args.cpus != "any":
+            pin_cluster(cluster, {0})
         lat = latency_runs(args.runs, args.pages, args.dir, cluster)
         work = None
         if not args.no_workload:
@@ -323,9 +346,10 @@ def main(argv: list[str] | None = None) -> None:
         cluster.stop()
     load = os.getloadavg()
     if args.json:
-        print(json.dumps({"latency": lat, "workload": work, "loadavg": load}, indent=1))
+        out = {"latency": lat, "workload": work, "loadavg": load, "cpus": args.cpus}
+        print(json.dumps(out, indent=1))
     else:
-        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}\n")
+        print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}, cpus {args.cpus}\n")
         print(markdown(lat, work))
 
 

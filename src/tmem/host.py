@@ -306,15 +306,21 @@ class HostClient:
             data = self._get(self._state, pool, oid, index)
         finally:
             self._release()
-        if data.__class__ is Fetch:  # in a tier: read outside the lock
-            return self._fetch(data, pool, oid, index)  # type: ignore[arg-type]
+        if data.__class__ is Fetch:  # in a tier: read outside the lock (see _fetch)
+            return self._tiers.fetch(  # type: ignore[union-attr]
+                self._state,
+                data,  # type: ignore[arg-type]
+                self._get,
+                pool,
+                oid,
+                index,
+            )
         return data  # type: ignore[return-value]
 
     def _fetch(self, fetch: Fetch, pool: int, oid: int, index: int) -> bytes | None:
         """Finish a get of a demoted page (see :meth:`TierSet.fetch`)."""
-        state = self._state
         return self._tiers.fetch(  # type: ignore[union-attr]
-            state, fetch, lambda: self._get(state, pool, oid, index)
+            self._state, fetch, self._get, pool, oid, index
         )
 
     def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:

@@ -65,6 +65,39 @@ def test_free_deletes_the_keys(tier):
     assert all(tier.load(loc, item.tag) is None for loc, item in zip(locs, items, strict=True))
 
 
+def _calls(cluster, command: str) -> int:
+    """How many times the cluster's primaries ran ``command`` so far."""
+    total = 0
+    for port in cluster.ports:
+        r = redis.Redis(host="127.0.0.1", port=port)
+        if r.info("replication")["role"] == "master":
+            total += r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0)
+    return total
+
+
+def test_free_unlinks_each_batchs_keys_in_one_command(tier, cluster):
+    # Three batches (three hash tags): freeing their pages costs three commands, not one per
+    # page, so a background thread freeing promoted pages takes little from the gets.
+    batches = [
+        [Demotion(3000 + 10 * b + i, i, blob(b * 10 + i), True) for i in range(5)]
+        for b in range(3)
+    ]
+    locs = [tier.store(items) for items in batches]
+    pages = tier.stats()["pages"]
+    unlinks, dels = _calls(cluster, "unlink"), _calls(cluster, "del")
+    freed = [
+        (loc, item.tag)
+        for items, where in zip(batches, locs, strict=True)
+        for item, loc in zip(items, where, strict=True)
+    ]
+    random.Random(1).shuffle(freed)  # the host frees pages in any order
+    tier.free(freed)
+    assert _calls(cluster, "unlink") - unlinks == 3
+    assert _calls(cluster, "del") == dels
+    assert tier.stats()["pages"] == pages - 15
+    assert all(tier.load(loc, tag) is None for loc, tag in freed)
+
+
 def test_a_host_demotes_to_the_cluster_and_every_rule_reaches_the_pages(cluster):
     host = tmem.Host(1 << 20, tiers=[cluster.spec], demote_in_background=False)
     try:

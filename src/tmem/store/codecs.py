@@ -53,7 +53,7 @@ class Codecs:
             ZSTD: zc.compress,
         }
         #: codec id -> decompress(buf, page_size) -> page
-        self.decompress: dict[int, Callable[[bytes, int], bytes]] = {
+        self.decompress: dict[int, Callable[[bytes | memoryview, int], bytes]] = {
             LZ4: lz4.block.decompress,  # (buf, uncompressed_size)
             ZSTD: zd.decompress,  # (buf, max_output_size)
         }

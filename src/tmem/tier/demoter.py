@@ -47,13 +47,13 @@ from tmem.engine.tiering import (
     retract_get,
     take_garbage,
     trim_demoted,
-    unchanged,
 )
 from tmem.errors import TierError, TmemError
 from tmem.store.export import decode_export
 from tmem.tier.base import Demotion, Tier
 
 log = logging.getLogger("tmem.tier")
+_clock = time.perf_counter_ns
 
 #: Demotion starts when the RAM store passes this share of the capacity...
 HIGH_WATERMARK = 0.85
@@ -74,9 +74,10 @@ LATENCY_SAMPLES = 4096
 FETCH_ATTEMPTS = 3
 #: Fetched pages waiting to be brought back to RAM by the thread, at most.
 PENDING_PROMOTIONS = 1024
-#: Promotions done per hold of the host's lock (bounded work under it); in a batch rather
-#: than one by one, so that the thread takes the interpreter from a get's path seldom.
-PROMOTIONS_PER_HOLD = 64
+#: Promotions done per hold of the host's lock (bounded work under it): a few, so that a
+#: get back from its I/O never waits long for the interpreter or the lock (the thread
+#: lets go of both between holds).
+PROMOTIONS_PER_HOLD = 8
 
 
 class TierSet:
@@ -87,7 +88,10 @@ class TierSet:
     ) -> None:
         self.engine = engine
         self.lock = lock
+        self._ver = engine.table.ver  # the same arrays for the table's whole life
+        self._tier_of = engine.table.tier
         self.tiers = list(tiers)
+        self._loads = [tier.load for tier in self.tiers]  # bound once: gets call them
         attach_tiers(engine, [tier.index_bytes_per_page for tier in self.tiers])
         self.latency: list[collections.deque[int]] = [
             collections.deque(maxlen=LATENCY_SAMPLES) for _ in self.tiers
@@ -108,27 +112,47 @@ class TierSet:
 
     # --- promotion (called without the host's lock) --------------------------------
 
-    def fetch(self, client: ClientState, fetch: Fetch, again: Callable[[], Any]) -> bytes | None:
+    def fetch(
+        self, client: ClientState, fetch: Fetch, get: Callable[..., Any], *handle: Any
+    ) -> bytes | None:
         """Finish a get of a demoted page: load it outside the lock, then apply the get's
         rules if the page did not change meanwhile.
 
-        ``again`` asks the engine's get again (under the lock): a put or flush that
-        changed the page while it was read wins, and the get answers what it left.
+        ``get(client, *handle)`` is the engine's get, asked again (under the lock)
+        when a put or flush changed the page while it was read: that call wins,
+        and the get answers what it left.  The load and its checks run in the
+        calling thread (no hand-off to another thread); bringing the page back
+        to RAM is only queued here.
         """
+        ver, where, lock = self._ver, self._tier_of, self.lock
         for _ in range(FETCH_ATTEMPTS):
-            loaded = self._load(fetch)
-            with self.lock:
-                self._count(fetch, loaded[3])
-                if unchanged(self.engine, fetch):
-                    return self._finish(client, fetch, *loaded[:3])
+            number = fetch.tier
+            start = _clock()
+            try:
+                blob = self._loads[number](fetch.loc, fetch.tag)
+                data = None if blob is None else decode_export(blob)
+                error = None
+            except TmemError as exc:  # a tier error, or a blob that does not decode
+                blob = data = None
+                error = exc
+            took = _clock() - start
+            lock.acquire()
+            try:
+                self.latency[number].append(took)
+                self.fetches[number] += 1
+                pid = fetch.pid
+                if ver[pid] == fetch.tag and where[pid] == number + 1:  # unchanged()
+                    return self._finish(client, fetch, blob, data, error)
                 retract_get(client, fetch)
-                result = again()
+                result = get(client, *handle)
+            finally:
+                lock.release()
             if result.__class__ is not Fetch:
                 return result  # type: ignore[no-any-return]
             fetch = result
-        with self.lock:  # the page changed on every try: read it under the lock this once
+        with lock:  # the page changed on every try: read it under the lock this once
             retract_get(client, fetch)
-            result = again()
+            result = get(client, *handle)
             if result.__class__ is not Fetch:
                 return result  # type: ignore[no-any-return]
             blob, data, error, took = self._load(result)
@@ -140,14 +164,14 @@ class TierSet:
     ) -> tuple[bytes | None, bytes | None, TmemError | None, int]:
         """The page's export, the page, or the tier's error; and the nanoseconds it took."""
         tier = self.tiers[fetch.tier]
-        start = time.perf_counter_ns()
+        start = _clock()
         blob = data = error = None
         try:
             blob = tier.load(fetch.loc, fetch.tag)
             data = None if blob is None else decode_export(blob)
         except TmemError as exc:  # a tier error, or a blob that does not decode
             blob, data, error = None, None, exc
-        return blob, data, error, time.perf_counter_ns() - start
+        return blob, data, error, _clock() - start
 
     def _count(self, fetch: Fetch, took: int) -> None:
         """Record a fetch and its latency (under the host's lock, as :meth:`stats` reads)."""
@@ -172,15 +196,17 @@ class TierSet:
                 raise error
             return None
         if finish_get(engine, client, fetch, blob is not None):
-            if self._thread is not None and len(self.pending) < PENDING_PROMOTIONS:
-                self.pending.append((fetch, blob))  # type: ignore[arg-type]
+            pending = self.pending
+            if self._thread is not None and len(pending) < PENDING_PROMOTIONS:
+                pending.append((fetch, blob))  # type: ignore[arg-type]
             else:
                 bring_back(engine, fetch, blob)  # type: ignore[arg-type]
         return data
 
     def promote_pending(self) -> int:
         """Bring fetched pages back to RAM, :data:`PROMOTIONS_PER_HOLD` per hold of the
-        lock; how many were looked at."""
+        lock, letting other threads have the interpreter between holds; how many were
+        looked at."""
         n = 0
         pending = self.pending
         while pending:
@@ -189,6 +215,7 @@ class TierSet:
                     fetch, blob = pending.popleft()
                     bring_back(self.engine, fetch, blob)
                     n += 1
+            time.sleep(0)  # a get back from its I/O waits for one hold at most, not for all
         return n
 
     # --- demotion -------------------------------------------------------------------
