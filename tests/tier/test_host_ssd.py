@@ -265,3 +265,41 @@ def test_a_late_promotion_never_brings_back_a_page_flushed_or_overwritten_meanwh
     assert client.get_page(pool, 1, 2) == page(2)
     stats = host.stats()
     assert stats["pages"] == 2 and stats["tiering"]["promotions"] == 1
+
+
+class CountingLock:
+    """The host's lock, counting how many times it was taken."""
+
+    def __init__(self, lock) -> None:
+        self.lock = lock
+        self.taken = 0
+
+    def __enter__(self):
+        self.lock.acquire()
+        self.taken += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.lock.release()
+
+
+def test_promotions_let_go_of_the_lock_every_few_pages(make):
+    # Gets queue their pages for promotion; the thread brings them back at most 8 per hold
+    # of the host's lock, so a get never waits long behind it.
+    host, tier = make(capacity=1 << 20)
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    n = 40
+    for i in range(n):
+        assert client.put_page(pool, 1, i, page(i))
+    assert host.demote(all_pages=True) == n
+    tiers = host.tiers
+    with host.lock:
+        fetches = [host.engine.get(client._state, pool, 1, i) for i in range(n)]
+    tiers.pending.extend((f, tier.load(f.loc, f.tag)) for f in fetches)
+    counting = tiers.lock = CountingLock(host.lock)
+    assert tiers.promote_pending() == n
+    assert counting.taken >= 5
+    assert host.stats()["tiering"]["promotions"] == n
+    assert all(client.get_page(pool, 1, i) == page(i) for i in range(n))
+    charges_add_up(host)

@@ -78,6 +78,9 @@ PENDING_PROMOTIONS = 1024
 #: get back from its I/O never waits long for the interpreter or the lock (the thread
 #: lets go of both between holds).
 PROMOTIONS_PER_HOLD = 8
+#: Seconds the thread sleeps between those holds: long enough for a thread that waits for the
+#: interpreter to take it (a zero sleep hands it back to this thread at once).
+PROMOTION_PAUSE = 50e-6
 
 
 class TierSet:
@@ -215,7 +218,7 @@ class TierSet:
                     fetch, blob = pending.popleft()
                     bring_back(self.engine, fetch, blob)
                     n += 1
-            time.sleep(0)  # a get back from its I/O waits for one hold at most, not for all
+            time.sleep(PROMOTION_PAUSE)  # a get back from its I/O waits for one hold at most
         return n
 
     # --- demotion -------------------------------------------------------------------

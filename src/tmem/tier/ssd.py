@@ -63,7 +63,8 @@ _NIL = -1
 #: The payload's checksum in a record: the low 32 bits of XXH3 (several times XXH32's speed).
 _checksum = xxhash.xxh3_64_intdigest
 _CHECK_MASK = 0xFFFFFFFF
-_unpack_header = HEADER.unpack_from
+#: The header's fields a load checks (version, slot, length, checksum), read in one go.
+_unpack_checked = struct.Struct("<Q8xIII4x").unpack_from
 _HEADER_SIZE = HEADER.size
 
 
@@ -483,8 +484,8 @@ class SsdTier:
                 counters["load_failures"] += 1
                 raise TierError(f"SSD tier read failed: {exc}") from None
             counters["bytes_read"] += got
-            rtag, _key, slot, length, check, _flags = _unpack_header(view, at)
-            payload = view[at + _HEADER_SIZE : end].tobytes()
+            rtag, slot, length, check = _unpack_checked(view, at)
+            payload = self.rbuf[at + _HEADER_SIZE : end]  # bytes, in one copy
         finally:
             self.lock.release()
         if (
