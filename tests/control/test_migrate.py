@@ -87,7 +87,7 @@ def test_a_client_that_keeps_working_follows_its_pages_to_the_new_host(serve_pro
 
         @rule(pool=st.integers(0, 1), oid=st.integers(0, 3), first=st.integers(0, 500))
         def batch(self, pool: int, oid: int, first: int) -> None:
-            handles = [(oid, i) for i in range(first, first + 40)]
+            handles = [(oid, i) for i in range(first, first + 100)]  # sliced by the daemon
             stored = self.client.put_pages(self.pools[pool], [(o, i, _data(i)) for o, i in handles])
             for (o, i), ok in zip(handles, stored, strict=True):
                 key = (self.pools[pool], o, i)

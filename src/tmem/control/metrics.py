@@ -57,16 +57,23 @@ class LatencyRecorder:
             counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
             self._sums[op] += seconds
 
-    def timed(self, dispatch: Callable[..., None]) -> Callable[..., None]:
-        """``dispatch`` (session, op, tag, body, out), timed into this recorder."""
+    def timed(self, dispatch: Callable[..., Any]) -> Callable[..., Any]:
+        """``dispatch`` (session, op, tag, body, out), timed into this recorder.  A batch
+        it returns (executed a slice at a time afterwards) gets the time so far in
+        ``spent``; whoever executes it observes the whole once it is done."""
         clock, observe = time.perf_counter, self.observe
 
-        def timed_dispatch(session: Any, op: int, tag: int, body: Any, out: Any) -> None:
+        def timed_dispatch(session: Any, op: int, tag: int, body: Any, out: Any) -> Any:
             start = clock()
+            batch = None
             try:
-                dispatch(session, op, tag, body, out)
+                batch = dispatch(session, op, tag, body, out)
             finally:
-                observe(op, clock() - start)
+                if batch is None:
+                    observe(op, clock() - start)
+                else:
+                    batch.spent = clock() - start
+            return batch
 
         return timed_dispatch
 

@@ -27,8 +27,12 @@ from tmem.wire.frames import OutBuffer
 log = logging.getLogger("tmem.daemon")
 _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 
-#: A request handler: the reply body, as bytes or as parts to send in order.
-Handler = Callable[["Session", memoryview], "bytes | list[Any]"]
+#: Batches of more items than this are executed a slice of this many at a time.
+SLICE_ITEMS = 64
+
+#: A request handler: the reply body, as bytes or as parts to send in order, or a
+#: batch to execute a slice at a time.
+Handler = Callable[["Session", memoryview], "bytes | list[Any] | Batch"]
 
 
 class _NoClient:
@@ -124,9 +128,11 @@ class Dispatcher:
 
     def dispatch(
         self, session: Session, op: int, tag: int, body: memoryview, out: OutBuffer
-    ) -> None:
+    ) -> Batch | None:
         """Execute one request; append its reply to ``out``.
 
+        A batch of more than :data:`SLICE_ITEMS` items is returned instead: the
+        caller executes it with :meth:`Batch.step`, which appends the reply.
         Raises WireError (after appending the error reply) if the frame breaks
         the protocol; the caller must then close the connection.
         """
@@ -144,15 +150,18 @@ class Dispatcher:
             out.write(error_frame(op, tag, exc))
             if not session.greeted:
                 raise WireError(f"hello refused: {exc}") from None
-            return
+            return None
         except WireError as exc:
             out.write(error_frame(op, tag, ProtocolError(str(exc))))
             raise
         if isinstance(reply, bytes):  # one write: joining a small reply costs less than two
             out.write(msg.encode_reply(op, tag, reply))
+        elif isinstance(reply, Batch):
+            reply.tag = tag
+            return reply
         else:  # a list of parts, written without joining them first
-            for part in msg.encode_reply_parts(op, tag, reply):
-                out.write(part)
+            _write_parts(out, op, tag, reply)
+        return None
 
     # --- hello -----------------------------------------------------------
 
@@ -218,6 +227,9 @@ class Dispatcher:
         except (NoSuchPool, InvalidArgument) as exc:  # others (Moved) answer the whole frame
             msg.check_put_pages_length(body)
             return _failed_batch(count, exc)
+        if count > SLICE_ITEMS:
+            msg.check_put_pages_length(body)
+            return Batch(Op.PUT_PAGES, pool, count, body, size)
         pool, items = msg.decode_put_pages(body)
         results = session.client.put_pages(pool, items, errors="return")
         return _batch_reply(results, [])
@@ -236,6 +248,9 @@ class Dispatcher:
                 f"a batch of {count} gets of {page_size}-byte pages could need a"
                 f" {reply}-byte reply; at most {self.max_body // (page_size + 1) - 1} per batch"
             )
+        if count > SLICE_ITEMS:
+            msg.check_get_pages_length(body)
+            return Batch(Op.GET_PAGES, pool, count, body, 0)
         pool, handles = msg.decode_get_pages(body)
         results = session.client.get_pages(pool, handles, errors="return")
         return _batch_reply(results, [r for r in results if type(r) is bytes])
@@ -322,6 +337,64 @@ class Dispatcher:
     def _import_pages(self, session: Session, body: memoryview) -> bytes:
         name, records = transfer.decode_import(body)
         return msg.encode_json(self.host.import_pages(name, records))
+
+
+class Batch:
+    """A PUT_PAGES or GET_PAGES executed :data:`SLICE_ITEMS` items at a time, so that
+    one large batch does not keep the daemon's only thread from its other clients.
+
+    Its items stay views into the connection's receive buffer: until the batch is
+    done, the server reads and answers nothing else of that connection, which so
+    still sees its requests executed one after the other, in order.  Other
+    clients' requests may run between two slices, as between two requests.
+    """
+
+    __slots__ = ("op", "tag", "pool", "count", "body", "page_size", "done", "results", "spent")
+
+    def __init__(self, op: int, pool: int, count: int, body: memoryview, page_size: int) -> None:
+        self.op = op
+        self.tag = 0
+        self.pool = pool
+        self.count = count
+        self.body = body
+        self.page_size = page_size
+        self.done = 0  # items executed
+        self.results: list[Any] = []
+        self.spent = 0.0  # seconds executing it so far (for the request metrics)
+
+    def step(self, session: Session, out: OutBuffer) -> bool:
+        """Execute the next slice; True once every item is done and the reply
+        (or an error that ends the whole batch, as ``Moved``) is in ``out``.
+
+        Raises WireError (after appending the error reply) as :meth:`Dispatcher.dispatch`.
+        """
+        first, last = self.done, min(self.count, self.done + SLICE_ITEMS)
+        try:
+            if self.op == Op.PUT_PAGES:
+                items = msg.put_pages_items(self.body, self.page_size, first, last)
+                self.results += session.client.put_pages(self.pool, items, errors="return")
+            else:
+                handles = msg.get_pages_items(self.body, first, last)
+                self.results += session.client.get_pages(self.pool, handles, errors="return")
+        except TmemError as exc:
+            out.write(error_frame(self.op, self.tag, exc))
+            return True
+        except WireError as exc:
+            out.write(error_frame(self.op, self.tag, ProtocolError(str(exc))))
+            raise
+        self.done = last
+        if last < self.count:
+            return False
+        results = self.results
+        pages = [r for r in results if type(r) is bytes] if self.op == Op.GET_PAGES else []
+        _write_parts(out, self.op, self.tag, _batch_reply(results, pages))
+        return True
+
+
+def _write_parts(out: OutBuffer, op: int, tag: int, parts: list[Any]) -> None:
+    """Append a reply given as parts, without joining them first."""
+    for part in msg.encode_reply_parts(op, tag, parts):
+        out.write(part)
 
 
 def _log_admin(session: Session, what: str, *args: Any) -> None:

@@ -28,6 +28,7 @@ import socket
 import stat
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -38,7 +39,7 @@ from tmem.daemon.auth import Authenticator, Identity, read_token_file
 from tmem.daemon.autosize import make_autosizer
 from tmem.daemon.budget import SMALL_OUT, SMALL_QUEUE, TransferBudget, granted_out
 from tmem.daemon.config import Config
-from tmem.daemon.dispatch import Dispatcher, Session, error_frame
+from tmem.daemon.dispatch import Batch, Dispatcher, Session, error_frame
 from tmem.daemon.notify import notify
 from tmem.daemon.reload import apply_policies, apply_reload
 from tmem.errors import LimitExceeded, TmemError
@@ -61,6 +62,8 @@ LARGE_REPLIES = frozenset({Op.GET_PAGES, Op.STATS, Op.HOST_STATS, Op.TRANSFER, O
 ADMIN_RESERVE = 4
 #: Descriptors the daemon keeps for itself beside its connections.
 SPARE_FDS = 32
+#: Seconds a large batch runs before the other connections are served again.
+BATCH_TURN = 0.001
 #: Seconds between two log lines about the same kind of peer misbehaviour.
 LOG_EVERY = 10.0
 _IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
@@ -79,7 +82,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "decoder", "out", "session", "events", "closed", "eof", "opened", "last",
-        "grant", "waiting",
+        "grant", "waiting", "batch", "stepping",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
@@ -89,6 +92,8 @@ class Connection:
         self.out = OutBuffer(BASE_OUT, limit=SMALL_OUT)
         self.grant = 0  # bytes of the transfer budget it holds (0 or one grant)
         self.waiting = False  # for a grant: it is neither read nor answered
+        self.batch: Batch | None = None  # a large batch under way: nothing else is read
+        self.stepping = False  # it is in the server's queue of batches under way
         self.session = session
         self.events = _IN
         self.closed = False
@@ -150,9 +155,11 @@ class Server:
         self.dispatcher.daemon_info = self.info
         self.started = time.time()
         self.metrics_url: str | None = None
+        self._observe: Callable[[int, float], None] | None = None  # request metrics
         self._metrics: Any = None
         self._reload_requested = False
         self._resumed: list[Connection] = []
+        self._batches: deque[Connection] = deque()  # connections with a batch to step
         self.autosizer = make_autosizer(self.host, config.autosize) if config.autosize else None
         self.max_connections = fit_descriptors(config.max_connections)
         self.reserve = min(ADMIN_RESERVE, self.max_connections // 4)
@@ -176,6 +183,7 @@ class Server:
     def _serve_metrics(self, address: tuple[str, int]) -> None:
         recorder = LatencyRecorder({int(op): op.name.lower() for op in Op})
         self.dispatcher.dispatch = recorder.timed(self.dispatcher.dispatch)  # type: ignore[method-assign]
+        self._observe = recorder.observe
         try:
             self._metrics, _ = serve_metrics(address, HostCollector(self._stats, recorder))
         except OSError:
@@ -251,6 +259,8 @@ class Server:
             while not self._stopping:
                 timers = conns or self._accept_resume
                 wait = max(0.0, self._next_sweep - time.monotonic()) if timers else -1
+                if self._batches:
+                    wait = 0  # look at the others, then the batches go on
                 for fd, events in poll(sizer.timeout(wait) if sizer else wait):
                     conn = conns.get(fd)
                     if conn is None:
@@ -266,6 +276,8 @@ class Server:
                     conn = self._resumed.pop()
                     if not conn.closed:
                         self._process(conn)
+                if self._batches:
+                    self._step_batches()
                 now = time.monotonic()
                 if now >= self._next_sweep:
                     self._sweep(now)
@@ -285,6 +297,8 @@ class Server:
         idle = self.config.idle_timeout
         for conn in list(self.conns.values()):
             session = conn.session
+            if conn.batch is not None:
+                continue  # busy, not idle: its buffers hold the batch
             if not session.greeted:
                 if now - conn.opened >= self.config.hello_timeout:
                     self.throttle.warning(
@@ -513,12 +527,15 @@ class Server:
 
     def _process(self, conn: Connection) -> None:
         """Answer every whole frame buffered (while replies fit), then send."""
+        if conn.batch is not None and not conn.stepping and not conn.session.held:
+            conn.stepping = True  # a held client's batch goes on once it is let go
+            self._batches.append(conn)
         more = True
         while more and not conn.closed:
             more = self._answer(conn)
             self._send(conn)
             more = more and conn.out.queued < self._queue_limit(conn)
-        if conn.closed or conn.waiting or conn.out.queued or more:
+        if conn.closed or conn.waiting or conn.out.queued or more or conn.batch is not None:
             return
         if conn.eof:
             self._close(conn)
@@ -558,7 +575,7 @@ class Server:
         max_frame = self.config.max_frame
         try:
             while out.queued < self._queue_limit(conn):
-                if session.held:  # a migration holds this client: its requests wait
+                if session.held or conn.batch is not None:  # its requests wait
                     return False
                 try:
                     frame = decoder.next_frame()
@@ -574,26 +591,60 @@ class Server:
                 if large and not conn.grant and not self._take_grant(conn):
                     decoder.unget()  # answered once a grant is free
                     return False
-                dispatch(session, op, tag, body, out)  # on WireError it queued the error
+                batch = dispatch(session, op, tag, body, out)  # on WireError it queued the error
+                if batch is not None:  # executed a slice at a time by _step_batches
+                    conn.batch, conn.stepping = batch, True
+                    self._batches.append(conn)
+                    return False
                 if session.done:
                     raise _Goodbye
                 if decoder.max_body != max_frame and session.greeted:
                     decoder.set_limit(max_frame, BASE_IN)  # the hello is done
-        except (WireError, _Goodbye) as exc:
-            if isinstance(exc, WireError):
-                self.throttle.warning(
-                    "protocol", "closing a connection of %s: %s", session.identity, exc
-                )
-            self._send(conn)
-            self._close(conn)
-            return False
-        except Exception:  # a fault of ours must not take the daemon down
-            log.exception("internal error; closing the connection")
-            out.write(error_frame(0, 0, TmemError("internal error in the daemon")))
-            self._send(conn)
-            self._close(conn)
+        except Exception as exc:
+            self._fail(conn, exc)
             return False
         return True
+
+    def _step_batches(self) -> None:
+        """Let each large batch under way run for :data:`BATCH_TURN`, in turn."""
+        clock = time.perf_counter
+        for _ in range(len(self._batches)):
+            conn = self._batches.popleft()
+            conn.stepping = False
+            batch = conn.batch
+            if conn.closed or batch is None or conn.session.held:
+                continue  # a held client's batch is queued again when it is let go
+            started = clock()
+            turn_ends = started + BATCH_TURN
+            try:
+                while not (done := batch.step(conn.session, conn.out)) and clock() < turn_ends:
+                    pass
+            except Exception as exc:
+                self._fail(conn, exc)
+                continue
+            conn.last = time.monotonic()
+            batch.spent += clock() - started
+            if done:
+                conn.batch = None
+                if self._observe is not None:
+                    self._observe(batch.op, batch.spent)
+                self._process(conn)  # sends the reply and answers what came after it
+            else:
+                conn.stepping = True
+                self._batches.append(conn)
+
+    def _fail(self, conn: Connection, exc: Exception) -> None:
+        """Close ``conn`` after a goodbye, a frame that breaks the protocol (its error
+        reply is queued) or a fault of ours, sending what is queued first."""
+        if isinstance(exc, WireError):
+            self.throttle.warning(
+                "protocol", "closing a connection of %s: %s", conn.session.identity, exc
+            )
+        elif not isinstance(exc, _Goodbye):  # a fault of ours must not take the daemon down
+            log.error("internal error; closing the connection", exc_info=exc)
+            conn.out.write(error_frame(0, 0, TmemError("internal error in the daemon")))
+        self._send(conn)
+        self._close(conn)
 
     def _send(self, conn: Connection) -> None:
         out = conn.out
@@ -606,7 +657,12 @@ class Server:
                 self._close(conn)
                 return
         queued = out.queued
-        reading = queued < self._queue_limit(conn) and not conn.session.held and not conn.waiting
+        reading = (
+            queued < self._queue_limit(conn)
+            and not conn.session.held
+            and not conn.waiting
+            and conn.batch is None
+        )
         if conn.eof:
             want = _OUT if queued else 0
         else:
@@ -619,6 +675,7 @@ class Server:
         if conn.closed:
             return
         conn.closed = True
+        conn.batch = None
         self.conns.pop(conn.fd, None)
         self._uncount(conn.session)
         if conn.grant or conn.waiting:

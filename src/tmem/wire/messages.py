@@ -303,13 +303,21 @@ def check_get_pages_length(body: memoryview) -> tuple[int, int]:
 def decode_put_pages(body: memoryview) -> tuple[int, list[tuple[int, int, memoryview]]]:
     """``(pool, [(oid, index, data), ...])`` of a PUT_PAGES body (views into it)."""
     pool, count, page_size = check_put_pages_length(body)
+    return pool, put_pages_items(body, page_size, 0, count)
+
+
+def put_pages_items(
+    body: memoryview, page_size: int, first: int, last: int
+) -> list[tuple[int, int, memoryview]]:
+    """Items ``first`` up to ``last`` of a PUT_PAGES body whose length was checked
+    (:func:`check_put_pages_length`), as :func:`decode_put_pages` gives them."""
     step = ITEM.size + page_size
     unpack, from_bytes = ITEM.unpack_from, int.from_bytes
     items = []
-    for pos in range(BATCH.size, len(body), step):
+    for pos in range(BATCH.size + first * step, BATCH.size + last * step, step):
         oid, index = unpack(body, pos)
         items.append((from_bytes(oid, "little"), index, body[pos + ITEM.size : pos + step]))
-    return pool, items
+    return items
 
 
 def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
@@ -323,11 +331,15 @@ def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
 
 def decode_get_pages(body: memoryview) -> tuple[int, list[tuple[int, int]]]:
     """``(pool, [(oid, index), ...])`` of a GET_PAGES body."""
-    pool, _ = check_get_pages_length(body)
-    return pool, [
-        (int.from_bytes(oid, "little"), index)
-        for oid, index in ITEM.iter_unpack(body[BATCH.size :])
-    ]
+    pool, count = check_get_pages_length(body)
+    return pool, get_pages_items(body, 0, count)
+
+
+def get_pages_items(body: memoryview, first: int, last: int) -> list[tuple[int, int]]:
+    """Handles ``first`` up to ``last`` of a GET_PAGES body whose length was checked
+    (:func:`check_get_pages_length`), as :func:`decode_get_pages` gives them."""
+    items = body[BATCH.size + first * ITEM.size : BATCH.size + last * ITEM.size]
+    return [(int.from_bytes(oid, "little"), index) for oid, index in ITEM.iter_unpack(items)]
 
 
 def encode_batch_reply(results: bytes | bytearray, message: str, pages: list[bytes]) -> list[Any]:
