@@ -15,7 +15,17 @@ them (no metadata, no compression), under
   pages in a small FIFO of a tenth, pages found in the ghost list in the
   main FIFO), ``bip`` (the bimodal insertion of Qureshi et al., ISCA '07: a
   new page goes in at the evicting end, one in 32 at the other, against
-  loops larger than the cache).
+  loops larger than the cache), ``reuse`` (bimodal insertion that knows
+  which pages were hit: a page hit in tmem lately -- the signal an
+  exclusive cache keeps, as in Gaur et al.'s trip counts, ISCA '11 -- goes
+  in at the top, a new page at the evicting end, one in 32 at the top),
+  ``adaptive`` (per client, set-dueling of ``lru`` and ``reuse`` as in
+  DIP: two shadow simulations of the client's keys, each as large as what
+  the client holds, count their misses (halved as utility is); ``reuse``
+  is used while its shadow misses ``margin`` fewer than ``lru``'s, and
+  back to ``lru`` when ``lru``'s misses ``margin`` fewer).  A page counts
+  as hit lately while it is among the client's last ``hits`` times the
+  capacity's pages hit.
 
 Prints disk reads (cleancache) per mix and policy; lower is better.  With
 ``--opt``, also Belady's OPT: one clairvoyant cache of all the memory (private
@@ -49,6 +59,8 @@ class Policy:
     order: str = "lru"
     reserve: float = 0.0
     ghost: float = 0.05
+    margin: float = 0.1
+    hits: float = 0.25
 
 
 POLICIES = {
@@ -61,7 +73,16 @@ POLICIES = {
     "share/s3fifo": Policy(order="s3fifo"),
     "share/bip": Policy(order="bip"),
     "utility r0.5 g0.05/bip": Policy("utility", order="bip", reserve=0.5, ghost=0.05),
+    "share/reuse": Policy(order="reuse"),
+    "share/adaptive": Policy(order="adaptive"),
+    "utility r0.5 g0.05/reuse": Policy("utility", order="reuse", reserve=0.5),
+    "utility r0.5 g0.05/adaptive": Policy("utility", order="adaptive", reserve=0.5),
+    "utility r0.5 g0.05/adaptive m0": Policy("utility", order="adaptive", reserve=0.5, margin=0),
+    "utility r0.75 g0.05/adaptive": Policy("utility", order="adaptive", reserve=0.75),
 }
+
+#: A new page goes in at the top one time in this many (bimodal insertion).
+BIMODAL = 32
 
 
 class Sim:
@@ -76,6 +97,12 @@ class Sim:
         self.active = [False] * n
         self.ghost_limit = max(1, int(size * policy.ghost))
         self.random = random.Random(0)
+        self.hits: list[OrderedDict[int, None]] = [OrderedDict() for _ in range(n)]
+        # adaptive: [lru, reuse] shadows of keys, their decayed misses, the order in use
+        self.shadows = [(OrderedDict(), OrderedDict()) for _ in range(n)]
+        self.misses = [[0.0, 0.0] for _ in range(n)]
+        self.reusing = [False] * n
+        self.new = [[0, 0] for _ in range(n)]  # new pages under reuse: in tmem, in the shadow
 
     def held(self, c: int) -> int:
         return len(self.main[c]) + len(self.small[c])
@@ -106,26 +133,66 @@ class Sim:
         self.evictions += 1
         if self.evictions % self.size == 0:
             self.utility = [u / 2 for u in self.utility]
+            self.misses = [[a / 2, b / 2] for a, b in self.misses]
+
+    def low(self, c: int, key: int, reuse: bool, shadow: bool = False) -> bool:
+        """True if ``key`` goes in at the evicting end (``reuse``: the reuse order; one new
+        page in BIMODAL goes in at the top, counted apart in the shadow, as the engine does)."""
+        if self.policy.order == "bip":
+            return self.random.random() >= 1 / BIMODAL
+        if reuse and key not in self.hits[c]:
+            self.new[c][shadow] += 1
+            return self.new[c][shadow] % BIMODAL != 0
+        return False
 
     def put(self, c: int, key: int) -> None:
         if self.size <= 0:
             return
         self.clock += 1
+        order = self.policy.order
+        if order == "adaptive":
+            size = self.held(c) + 1
+            for shadow, reuse in zip(self.shadows[c], (False, True), strict=True):
+                shadow[key] = None
+                if self.low(c, key, reuse, shadow=True):
+                    shadow.move_to_end(key, last=False)
+                while len(shadow) > size:
+                    shadow.popitem(last=False)
         if self.used >= self.size:
             self.evict(self.victim(c))
-        if self.policy.order == "s3fifo" and key not in self.ghosts[c]:
+        if order == "s3fifo" and key not in self.ghosts[c]:
             self.small[c][key] = self.clock
         else:
             self.main[c][key] = self.clock
-            if self.policy.order == "bip" and self.random.random() >= 1 / 32:
+            reuse = order == "reuse" or (order == "adaptive" and self.reusing[c])
+            if self.low(c, key, reuse):
                 self.main[c].move_to_end(key, last=False)  # next to go
         self.used += 1
 
+    def duel(self, c: int, key: int) -> None:
+        """Count the shadows' misses on a get of ``key``; switch order past the margin."""
+        misses = self.misses[c]
+        for i, shadow in enumerate(self.shadows[c]):
+            if shadow.pop(key, 1) is not None:
+                misses[i] += 1
+        lru, reuse = misses
+        if reuse < lru * (1 - self.policy.margin):
+            self.reusing[c] = True
+        elif lru < reuse * (1 - self.policy.margin):
+            self.reusing[c] = False
+
     def get(self, c: int, key: int) -> bool:
+        if self.policy.order == "adaptive":
+            self.duel(c, key)
         for queue in (self.small[c], self.main[c]):
             if key in queue:
                 del queue[key]
                 self.used -= 1
+                hits = self.hits[c]
+                hits[key] = None
+                hits.move_to_end(key)
+                if len(hits) > max(1, self.size * self.policy.hits):
+                    hits.popitem(last=False)
                 return True
         if key in self.ghosts[c]:
             del self.ghosts[c][key]
@@ -139,9 +206,12 @@ class Sim:
 
     def leave(self, c: int) -> None:
         self.used -= self.held(c)
-        for store in (self.main, self.small, self.ghosts):
+        for store in (self.main, self.small, self.ghosts, self.hits):
             store[c].clear()
+        for shadow in self.shadows[c]:
+            shadow.clear()
         self.utility[c], self.active[c] = 0.0, False
+        self.misses[c], self.reusing[c] = [0.0, 0.0], False
 
 
 def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) -> int:

@@ -3,7 +3,9 @@
 For every mix and scenario in the files, one row: plain tmem's reads against
 static and its share of the ideal's gain (goal: at least 100%), the
 configuration that reads most against static (goal: none above 1), and each
-compressed configuration's reads against plain tmem's (goal: none above 1).
+compressed configuration's reads against plain tmem's (goal: none above 1);
+and plain tmem's reads against ``tmem-lru``'s (the same host with plain LRU
+within each client: below 1 where the adaptive order pays).
 All figures are the medians the files hold (``runs``: how many runs a file
 cut short holds; ``-`` for a finished file of an older bench); nothing is
 measured here.
@@ -33,11 +35,13 @@ def row(key: str, table: dict[str, dict[str, Any]], runs: Any) -> str:
         for name in COMPRESSED
         if name in ran
     )
+    lru = ran.get("tmem-lru")
+    vs_lru = f"{plain['disk_reads'] / lru['disk_reads']:.3f}" if lru else "-"
     mix, scenario = key.rsplit(" ", 1)
     return (
         f"| {mix} | {scenario} | {runs} | {plain['reads_vs_static']:.3f} "
         f"| {100 * plain['ideal_share']:.0f}% "
-        f"| {worst} {ran[worst]['reads_vs_static']:.3f} | {compressed} |"
+        f"| {worst} {ran[worst]['reads_vs_static']:.3f} | {compressed} | {vs_lru} |"
     )
 
 
@@ -47,9 +51,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     print(
         "| mix | scenario | runs | tmem reads vs static | tmem share of ideal "
-        "| most reads vs static | compressed reads vs tmem |"
+        "| most reads vs static | compressed reads vs tmem | tmem reads vs tmem-lru |"
     )
-    print("| --- | --- | ---: | ---: | ---: | --- | --- |")
+    print("| --- | --- | ---: | ---: | ---: | --- | --- | ---: |")
     for path in args.files:
         with open(path) as f:
             saved = json.load(f)

@@ -52,7 +52,12 @@ class Host(TransferMixin):
     ``"utility"`` (each active client keeps its weighted share of ``reserve``
     of the capacity; above those floors the client whose lately evicted pages
     are missed least loses a page) or ``"share"`` (the client holding the most
-    bytes per unit of weight).  See docs/internals.md.
+    bytes per unit of weight).  ``order`` decides where a client's new page of
+    a private ephemeral pool goes on its list: ``"adaptive"`` (per client,
+    LRU or the *reuse* order that protects pages got lately and keeps part
+    of a loop too long for LRU, whichever shadow lists of its handles say
+    misses less) or ``"lru"`` (always the most recent end).  See
+    docs/internals.md.
     """
 
     def __init__(
@@ -65,11 +70,12 @@ class Host(TransferMixin):
         demote_in_background: bool = True,
         policy: str = "utility",
         reserve: float = DEFAULT_RESERVE,
+        order: str = "adaptive",
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)
         self.compress = compress
         self.engine = Engine(
-            self.store, _size(capacity, "capacity"), policy=policy, reserve=reserve
+            self.store, _size(capacity, "capacity"), policy=policy, reserve=reserve, order=order
         )
         self.lock = threading.Lock()
         #: client name -> the policy the administrator set for it

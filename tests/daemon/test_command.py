@@ -115,24 +115,29 @@ def test_the_host_policy_comes_from_the_settings_and_a_bad_one_stops_the_start(
 
 def test_the_operator_picks_the_host_policy_and_reserve_by_option_or_file(serve_process, tmp_path):
     _, address = serve_process(
-        "--capacity", "1M", "--host-policy", "share", "--host-reserve", "0.25"
-    )
+        "--capacity", "1M", "--host-policy", "share", "--host-reserve", "0.25",
+        "--host-order", "lru",
+    )  # fmt: skip
     with tmem.admin(address) as admin:
         stats = admin.stats()
-    assert stats["policy"] == "share" and stats["reserve"] == 0.25
+    assert stats["policy"] == "share" and stats["reserve"] == 0.25 and stats["order"] == "lru"
     config_file = tmp_path / "tmem.toml"
-    config_file.write_text('host-policy = "share"\nhost-reserve = 0.75\n')
+    config_file.write_text('host-policy = "share"\nhost-reserve = 0.75\nhost-order = "lru"\n')
     config = load(str(config_file))
-    assert (config.host_policy, config.host_reserve) == ("share", 0.75)
+    assert (config.host_policy, config.host_reserve, config.host_order) == ("share", 0.75, "lru")
     assert load(str(config_file), host_policy="utility").host_policy == "utility"
+    assert load(str(config_file), host_order="adaptive").host_order == "adaptive"
     assert (Config().host_policy, Config().host_reserve) == ("utility", 0.5)
-    for text in ('host-policy = "lru"\n', "host-reserve = 2\n"):
+    assert Config().host_order == "adaptive"
+    for text in ('host-policy = "lru"\n', "host-reserve = 2\n", 'host-order = "mru"\n'):
         config_file.write_text(text)
-        with pytest.raises(InvalidArgument, match="policy|reserve"):
+        with pytest.raises(InvalidArgument, match="policy|reserve|order"):
             load(str(config_file))
 
 
-@pytest.mark.parametrize("option", [("--host-policy", "lru"), ("--host-reserve", "1.5")])
+@pytest.mark.parametrize(
+    "option", [("--host-policy", "lru"), ("--host-reserve", "1.5"), ("--host-order", "mru")]
+)
 def test_serve_refuses_an_unknown_policy_or_reserve(tmp_path, option):
     run = subprocess.run(
         [sys.executable, "-m", "tmem.cli", "serve", "--socket", str(tmp_path / "s"), *option],

@@ -37,6 +37,8 @@ STORE_OPTIONS: list[dict] = [
     # every eviction policy too
     {"compress": "lz4", "dedup": "client", "policy": "share"},
     {"compress": None, "policy": "utility", "reserve": 0.0},
+    # and both orders within a client (the default is adaptive)
+    {"compress": "lz4", "order": "lru"},
 ]
 
 PAGE = 512

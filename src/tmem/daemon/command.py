@@ -80,6 +80,11 @@ INTERRUPTED = 128 + signal.SIGINT
     "--host-reserve",
     help="With host-policy utility: fraction of the capacity kept as floors [0.5].",
 )
+@click.option(
+    "--host-order",
+    type=click.Choice(["adaptive", "lru"]),
+    help="Where a client's new ephemeral page goes on its list [adaptive].",
+)
 def serve(config_file: str | None, **options: Any) -> None:
     """Run a tmem host for other processes (Unix socket) and machines (TCP)."""
     from tmem.daemon.server import Server  # the loop is only needed when serving

@@ -6,7 +6,8 @@ Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``max-connections-per-peer``, ``transfer-budget``, ``hello-timeout``, ``idle-timeout``,
 ``max-pools``, ``log-level``, ``host-policy`` (``utility`` or ``share``: who gives
 up memory when the host is full, see ``docs/operations.md``), ``host-reserve``
-(the fraction of the capacity kept as floors by weight), ``tier`` (a list in
+(the fraction of the capacity kept as floors by weight), ``host-order``
+(``adaptive`` or ``lru``: where a client's new ephemeral page goes on its list), ``tier`` (a list in
 the file; ``--tier`` given once per tier), ``metrics``, ``state-dir``; ``capacity = "auto"`` with
 ``capacity-floor``, ``capacity-ceiling`` and ``autosize`` (see
 :mod:`tmem.daemon.autosize`); and in the file only, ``[clients.NAME]`` tables of client
@@ -23,6 +24,7 @@ from typing import Any
 
 from tmem.control import HostTunables
 from tmem.daemon.autosize import autosize_settings
+from tmem.engine.insertion import ORDERS
 from tmem.engine.ledger import DEFAULT_RESERVE
 from tmem.engine.victims import POLICIES
 from tmem.errors import InvalidArgument
@@ -70,6 +72,8 @@ class Config:
     host_policy: str = "utility"
     #: the fraction of the capacity kept as floors by weight (tmem.Host's ``reserve``)
     host_reserve: float = DEFAULT_RESERVE
+    #: where a client's new ephemeral page goes on its list (tmem.Host's ``order``)
+    host_order: str = ORDERS[0]
     #: Set when ``capacity`` is ``"auto"``: the host sizes itself (``capacity`` is then the floor).
     autosize: HostTunables | None = None
 
@@ -175,6 +179,12 @@ def _policy(value: Any) -> str:
     return str(value)
 
 
+def _order(value: Any) -> str:
+    if value not in ORDERS:
+        raise InvalidArgument(f"host-order {value!r} is not one of {', '.join(ORDERS)}")
+    return str(value)
+
+
 def _reserve(value: Any) -> float:
     fraction = float(value)
     if not 0 <= fraction <= 1:
@@ -208,6 +218,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "log_level": _level,
     "host_policy": _policy,
     "host_reserve": _reserve,
+    "host_order": _order,
     "clients": policies_from_config,
     "tier": _tiers,
     "metrics": parse_tcp,

@@ -143,6 +143,7 @@ class Server:
             tiers=config.tier,
             policy=config.host_policy,
             reserve=config.host_reserve,
+            order=config.host_order,
         )
         if config.state_dir is not None:
             restore_state(self.host, config.state_dir)

@@ -13,7 +13,8 @@ duties are the contract of ``DESIGN.md`` section 1:
 * gets from private ephemeral pools are destructive (``Pool.destructive_get``);
   other gets of an ephemeral page make it its owner's most recently used;
 * which client and which page give way is victim choice
-  (:mod:`tmem.engine.victims`).
+  (:mod:`tmem.engine.victims`); where a client's new ephemeral page goes on
+  its list is its order (:mod:`tmem.engine.insertion`).
 
 Every refused put is counted under its reason (``reject_<reason>``).
 """
@@ -69,8 +70,9 @@ class Engine(Ledger):
         choose_client: ClientChoice | None = None,
         policy: str = "utility",
         reserve: float = DEFAULT_RESERVE,
+        order: str = "adaptive",
     ) -> None:
-        super().__init__(store, capacity, choose_client, policy, reserve)
+        super().__init__(store, capacity, choose_client, policy, reserve, order)
         self.tiering = TierState(self.table)  # pages below RAM
         self._refs = self.table.ref  # the same array for the table's whole life
         self._tier_of = self.table.tier
@@ -300,10 +302,20 @@ class Engine(Ledger):
             self._charge_meta(pool, OBJECT_METADATA_BYTES)
         pages[index] = pid
         self._charge(pool, 1, cost)
-        if poor:
-            self._file_poor(owner, pid)
+        if persistent:
+            table.append(tiering.cold, pid)
         else:
-            table.append(tiering.cold if persistent else owner.lru, pid)
+            last = (
+                pool.destructive_get
+                and self.adaptive
+                and owner.duel.put((pool.uid, oid, index), owner.eph_pages, self.shadow_mask)
+            )
+            if poor:
+                self._file_poor(owner, pid)
+            elif last:
+                table.prepend(owner.lru, pid)
+            else:
+                table.append(owner.lru, pid)
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
@@ -381,11 +393,15 @@ class Engine(Ledger):
         if pid is None:
             if self.track_ghosts and not pool.persistent:
                 self._ghost_hit(pool, oid, index)
+            if self.adaptive and pool.destructive_get:
+                pool.owner.duel.get((pool.uid, oid, index), False, self.hit_limit, self.shadow_mask)
             return None
         if self._tier_of[pid]:
             return Fetch(self.table, pid, pool)
         data = self.store.get(self._refs[pid])
         if pool.destructive_get:
+            if self.adaptive:
+                pool.owner.duel.get((pool.uid, oid, index), True, self.hit_limit, self.shadow_mask)
             self._remove(pid, pool)
         elif not pool.persistent:  # a hit on a shared ephemeral page makes it most recent
             owner = pool.owner
@@ -451,6 +467,7 @@ class Engine(Ledger):
             persistent_over=self.persistent_over(client),
             ephemeral_floor=client.floor,
             utility=round(client.utility, 3),
+            insertion="reuse" if client.duel.reusing else "lru",
             active=self.active(client),
         )
         return out
@@ -477,6 +494,7 @@ class Engine(Ledger):
             tiering=tier_stats(self),
             policy=self.policy,
             reserve=self.reserve,
+            order=self.order,
             clients={c.name: self.describe_client(c) for c in self.clients.values()},
         )
         return totals

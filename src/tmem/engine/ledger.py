@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tmem.api import check_capacity
+from tmem.engine.insertion import HIT_FRACTION, HIT_LIMIT, check_order, shadow_mask
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful
@@ -80,6 +81,7 @@ class Ledger:
         choose_client: ClientChoice | None = None,
         policy: str = "utility",
         reserve: float = DEFAULT_RESERVE,
+        order: str = "adaptive",
     ) -> None:
         if choose_client is None:
             if policy not in POLICIES:
@@ -91,6 +93,9 @@ class Ledger:
         self.choose_client = choose_client
         self.policy = next((k for k, v in POLICIES.items() if v is choose_client), "custom")
         self.reserve = float(reserve)
+        #: Where a private ephemeral pool's new page goes (:mod:`tmem.engine.insertion`).
+        self.order = check_order(order)
+        self.adaptive = self.order == "adaptive"
         #: Ghosts are kept, and their hits counted, only for a policy that reads them.
         self.track_ghosts = choose_client is least_useful
         self.ops = 0  # puts and gets so far: the engine's only clock
@@ -131,6 +136,8 @@ class Ledger:
         self.calm_limit = size - size // PERSISTENT_HEADROOM
         self.ghost_limit = max(16, int(size // _NOMINAL_PAGE * GHOST_FRACTION))
         self.decay_every = max(64, size // _NOMINAL_PAGE)
+        self.hit_limit = max(16, min(HIT_LIMIT, int(size // _NOMINAL_PAGE * HIT_FRACTION)))
+        self.shadow_mask = shadow_mask(size // _NOMINAL_PAGE)
         self.idle_ops = max(IDLE_OPERATIONS, 2 * size // _NOMINAL_PAGE)
         self.floors_due = 0  # floors are set again at the next eviction
 
@@ -203,6 +210,7 @@ class Ledger:
         self.pages += pages
         if not pool.persistent:
             owner.eph_bytes += nbytes
+            owner.eph_pages += pages
             self.eph_used += nbytes
 
     def _charge_meta(self, pool: Pool, nbytes: int) -> None:
@@ -353,11 +361,7 @@ class Ledger:
         ghosts = client.ghosts
         ghosts[key] = None
         if len(ghosts) > self.ghost_limit:
-            del ghosts[next(iter(ghosts))]
-        self.evictions += 1
-        if self.evictions % self.decay_every == 0:  # recent misses count most
-            for other in self.clients.values():
-                other.utility /= 2
+            ghosts.popitem(last=False)  # O(1); a dict's first key costs a scan past deleted ones
 
     def evict_from(self, client: ClientState) -> None:
         """Evict the ephemeral page of ``client`` that :func:`least_recent` picks."""
@@ -366,6 +370,11 @@ class Ledger:
         pool = self.pools[table.pool[pid]]
         if self.track_ghosts:
             self.record_ghost(client, (pool.uid, table.oid[pid], table.index[pid]))
+        self.evictions += 1
+        if self.evictions % self.decay_every == 0:  # recent misses count most
+            for other in self.clients.values():
+                other.utility /= 2
+                other.duel.decay()
         self._remove(pid, pool)
         pool.evictions += 1
         client.evictions += 1

@@ -102,6 +102,15 @@ class PageTable:
         self.next[pid] = head
         prev[head] = pid
 
+    def prepend(self, head: int, pid: int) -> None:
+        """Link ``pid`` as the least recently used entry of the list ``head`` (next to go)."""
+        nxt = self.next
+        first = nxt[head]
+        self.prev[first] = pid
+        nxt[pid] = first
+        self.prev[pid] = head
+        nxt[head] = pid
+
     def unlink(self, pid: int) -> None:
         """Take ``pid`` off whatever list it is on (a no-op if on none)."""
         prev, nxt = self.prev, self.next

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import uuid as _uuid
+from collections import OrderedDict
 from typing import Any
 
 from tmem.api import OP_COUNTERS, REJECT_REASONS
+from tmem.engine.insertion import Duel
 
 
 class Counters:
@@ -113,6 +115,7 @@ class ClientState(Counters):
         "pages",
         "bytes",
         "eph_bytes",
+        "eph_pages",
         "rejects",
         "live",
         "tier_pages",
@@ -124,6 +127,7 @@ class ClientState(Counters):
         "poor_pages",
         "ghosts",
         "utility",
+        "duel",
         "last_active",
         "floor",
     )
@@ -143,6 +147,7 @@ class ClientState(Counters):
         self.pages = 0
         self.bytes = 0
         self.eph_bytes = 0
+        self.eph_pages = 0
         self.rejects = dict.fromkeys(REJECT_REASONS, 0)
         self.live = True
         self.tier_pages = 0  # pages of its own that tiers below RAM hold
@@ -154,9 +159,11 @@ class ClientState(Counters):
         self.poor_lru = poor_lru
         self.poor_pages = 0
         #: Handles of recently evicted ephemeral pages (shadow entries), oldest first.
-        self.ghosts: dict[tuple[int, int, int], None] = {}
+        self.ghosts: OrderedDict[tuple[int, int, int], None] = OrderedDict()
         #: Misses that more memory would have saved lately (ghost hits, decayed).
         self.utility = 0.0
+        #: The adaptive order's state: pages got lately, shadows, the order in use.
+        self.duel = Duel()
         #: The engine's operation count at this client's last put or get.
         self.last_active = 0
         #: Ephemeral bytes this client keeps under contention (its guaranteed floor).

@@ -21,6 +21,7 @@ CONFIG_NAMES = (
     "static",
     "tmem",
     "tmem-share",
+    "tmem-lru",
     "tmem-lz4",
     "tmem-zstd",
     "tmem-dedup",
@@ -83,6 +84,7 @@ class Configuration:
     dedup: str | None = None
     tiers: tuple[str, ...] = ()  # stores below the host's RAM (tmem.Host's ``tiers``)
     policy: str = "utility"
+    order: str = "adaptive"  # where a client's new page goes on its list (tmem.Host's ``order``)
     balloon: bool = False  # self-ballooning guests, auto-sized host (tmem.workload.balloon)
 
     @property
@@ -151,6 +153,7 @@ def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
         Configuration("static", static_pages, None),
         Configuration("tmem", m, t),
         Configuration("tmem-share", m, t, policy="share"),
+        Configuration("tmem-lru", m, t, order="lru"),
         Configuration("tmem-lz4", m, t, compress="lz4"),
         Configuration("tmem-zstd", m, t, compress="zstd"),
         Configuration("tmem-dedup", m, t, dedup="host"),

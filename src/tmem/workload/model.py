@@ -137,6 +137,7 @@ def new_host(config: Configuration, result: ConfigResult) -> Any:
             dedup=config.dedup,
             tiers=config.tiers,
             policy=config.policy,
+            order=config.order,
         )
     except TmemError as exc:
         result.unavailable = str(exc)

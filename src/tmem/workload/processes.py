@@ -78,7 +78,8 @@ def _daemon(
     command = [sys.executable, "-m", "tmem", "serve", "--socket", str(socket)]
     command += ["--capacity", str(config.host_bytes), "--log-level", "warning"]
     command += ["--compress", config.compress or "none", "--dedup", config.dedup or "none"]
-    command += ["--host-policy", config.policy, "--idle-timeout", "0"]
+    command += ["--host-policy", config.policy, "--host-order", config.order]
+    command += ["--idle-timeout", "0"]
     for tier in config.tiers:
         command += ["--tier", tier]
     log = socket.with_name("tmem-serve.log")  # stderr to a file: a pipe could fill and block it
