@@ -6,7 +6,11 @@ random order, on a persistent pool: raw pages on a raw host, pages of the
 standard library's sources on an lz4 host) and a put and a get on an
 ephemeral pool of a full host (every put evicts a page; five clients
 connected), and frames through the daemon's dispatcher (no socket): single
-PUT and GET frames and batches of 256 pages, on a raw host.  The child
+PUT and GET frames and batches of 256 pages, on a raw host; and gets of
+pages demoted to the SSD tier (lz4 host; their promotion back to RAM, done
+at once by a host without its thread, counted too) beside the read each saves, an ``O_DIRECT`` 4 KiB
+``preadv`` into a buffer and a copy out of it (``ssd_tier_get``,
+``disk_read_4k``).  The child
 calls ``os.getppid()`` between phases, and callgrind dumps its counters
 there (``--dump-before=getppid``), so each phase's user-space instructions
 are counted apart; they are printed per operation (per page for batches).  The kernel's
@@ -135,6 +139,42 @@ CHILD = textwrap.dedent(
             mark(label)
         assert host.stats()["pages"] == n
 
+    def tiered(pages):
+        # A get of a page on the SSD tier (lz4) and its promotion back to RAM (at once: a
+        # host without its thread, whose wake-ups would depend on valgrind's pace),
+        # against the read it saves: O_DIRECT 4 KiB into a buffer.
+        import mmap, tempfile
+        where = tempfile.mkdtemp(prefix="tmem-instructions-")
+        host = tmem.Host(capacity=n * 6000, compress="lz4", dedup=None,
+                         tiers=[f"ssd:{where}:{max(64 << 20, 2 * n * 4096)}"],
+                         demote_in_background=False)
+        client = host.connect("bench")
+        pool = client.new_pool(persistent=True)
+        get = client.get_page
+        for i, data in enumerate(pages):
+            client.put_page(pool, i >> 6, i & 63, data)
+        assert host.demote(all_pages=True) == n
+        mark(None)
+        for i in order:
+            get(pool, i >> 6, i & 63)
+        mark("ssd_tier_get")
+        host.close()
+        path = os.path.join(where, "reference")
+        with open(path, "wb") as f:
+            f.write(b"".join(pages))
+            os.fsync(f.fileno())
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        buf = mmap.mmap(-1, 4096)
+        mark(None)
+        for i in order:
+            os.preadv(fd, [buf], i * 4096)
+            buf[:]
+        mark("disk_read_4k")
+        os.close(fd)
+        os.unlink(path)
+        os.rmdir(where)
+
+    tiered(text)
     ops(None, raw, "raw_")
     ops("lz4", text, "lz4_")
     evicting(None, raw, "evict_raw_")
