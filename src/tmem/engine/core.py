@@ -281,7 +281,16 @@ class Engine(Ledger):
         meta = PAGE_METADATA_BYTES  # and its object's, if the put makes one
         if pages is None:
             meta += OBJECT_METADATA_BYTES
-        if not self.calm(owner, meta):
+        # calm(owner, meta), inline: the test every put makes
+        if not (
+            owner.cap is None
+            and store.used_bytes
+            + PAGE_METADATA_BYTES * self.pages
+            + self.meta_used
+            + self.tiering.tier_index
+            + meta
+            <= self.calm_limit
+        ):
             owed = cost + meta - PAGE_METADATA_BYTES  # all the put charges the owner
             reason = self.make_room(owner, persistent, owed, meta)
             if reason is None and pages is not None and oid not in objs:
@@ -293,29 +302,38 @@ class Engine(Ledger):
                 store.free(ref)
                 return self._reject(client, pool, reason)
             pages = objs.get(oid)  # eviction may have emptied and removed the object
-        table, tiering = self.table, self.tiering
-        pid = table.alloc(ref, cost, pool.uid, oid, index)
+        tiering, table = self.tiering, self.table
         tiering.version += 1  # next_version(), inline
-        table.ver[pid] = tiering.version
+        if persistent:
+            pid = table.alloc(ref, cost, pool.uid, oid, index, tiering.version, tiering.cold)
+        else:
+            last = (  # the page counts in its owner's ephemeral pages (charged below)
+                pool.destructive_get
+                and self.adaptive
+                and owner.duel.put((pool.uid, oid, index), owner.eph_pages + 1, self.shadow_mask)
+            )
+            if poor:
+                pid = table.alloc(ref, cost, pool.uid, oid, index, tiering.version)
+                self._file_poor(owner, pid)
+            elif last:
+                pid = table.alloc(ref, cost, pool.uid, oid, index, tiering.version)
+                table.prepend(owner.lru, pid)
+            else:
+                pid = table.alloc(ref, cost, pool.uid, oid, index, tiering.version, owner.lru)
         if pages is None:
             pages = objs[oid] = {}
             self._charge_meta(pool, OBJECT_METADATA_BYTES)
         pages[index] = pid
-        self._charge(pool, 1, cost)
-        if persistent:
-            table.append(tiering.cold, pid)
-        else:
-            last = (
-                pool.destructive_get
-                and self.adaptive
-                and owner.duel.put((pool.uid, oid, index), owner.eph_pages, self.shadow_mask)
-            )
-            if poor:
-                self._file_poor(owner, pid)
-            elif last:
-                table.prepend(owner.lru, pid)
-            else:
-                table.append(owner.lru, pid)
+        # _charge(pool, 1, cost), inline
+        pool.pages += 1
+        pool.bytes += cost
+        owner.pages += 1
+        owner.bytes += cost
+        self.pages += 1
+        if not persistent:
+            owner.eph_bytes += cost
+            owner.eph_pages += 1
+            self.eph_used += cost
         client.succ_puts += 1
         pool.succ_puts += 1
         return True
@@ -388,11 +406,17 @@ class Engine(Ledger):
         client.gets += 1
         pool.gets += 1
         client.last_active = self.ops = self.ops + 1
-        pages = pool.objs.get(oid)
-        pid = None if pages is None else pages.get(index)
-        if pid is None:
+        objs = pool.objs
+        pages = objs.get(oid)
+        if pages is None or (pid := pages.get(index)) is None:
             if self.track_ghosts and not pool.persistent:
-                self._ghost_hit(pool, oid, index)
+                # A miss on a page evicted lately (a ghost hit): more memory would
+                # have saved it.
+                ghosts = pool.owner.ghosts
+                key = (pool.uid, oid, index)
+                if key in ghosts:
+                    del ghosts[key]
+                    pool.owner.utility += 1
             if self.adaptive and pool.destructive_get:
                 pool.owner.duel.get((pool.uid, oid, index), False, self.hit_limit, self.shadow_mask)
             return None
@@ -402,21 +426,18 @@ class Engine(Ledger):
         if pool.destructive_get:
             if self.adaptive:
                 pool.owner.duel.get((pool.uid, oid, index), True, self.hit_limit, self.shadow_mask)
-            self._remove(pid, pool)
+            # _remove(pid, pool), inline: we hold its object's pages already
+            del pages[index]
+            if not pages:
+                del objs[oid]
+                self._charge_meta(pool, -OBJECT_METADATA_BYTES)
+            self._drop(pid, pool)
         elif not pool.persistent:  # a hit on a shared ephemeral page makes it most recent
             owner = pool.owner
             self.table.touch(owner.poor_lru if pid in self.poor else owner.lru, pid)
         client.succ_gets += 1
         pool.succ_gets += 1
         return data
-
-    def _ghost_hit(self, pool: Pool, oid: int, index: int) -> None:
-        """A miss on a page evicted lately: more memory would have saved it."""
-        owner = pool.owner
-        key = (pool.uid, oid, index)
-        if key in owner.ghosts:
-            del owner.ghosts[key]
-            owner.utility += 1
 
     def flush_page(self, client: ClientState, pool_id: int, oid: int, index: int) -> None:
         """Forget the page at the handle (a no-op if there is none)."""

@@ -187,12 +187,23 @@ class Ledger:
             self.tiering.forget(table, pid, pool.owner)
         else:
             self.store.free(table.ref[pid])
-        self._charge(pool, -1, -table.cost[pid])
-        table.unlink(pid)  # from its owner's LRU, or the tiers' lists
-        if self.poor and pid in self.poor:
-            self.poor.discard(pid)
-            pool.owner.poor_pages -= 1
-        table.release(pid)
+        # _charge(pool, -1, -cost), inline: every flush, eviction and destructive get
+        cost = table.cost[pid]
+        owner = pool.owner
+        pool.pages -= 1
+        pool.bytes -= cost
+        owner.pages -= 1
+        owner.bytes -= cost
+        self.pages -= 1
+        if not pool.persistent:
+            owner.eph_bytes -= cost
+            owner.eph_pages -= 1
+            self.eph_used -= cost
+        poor = self.poor
+        if poor and pid in poor:
+            poor.discard(pid)
+            owner.poor_pages -= 1
+        table.free(pid)  # off its owner's LRU, or the tiers' lists, and released
 
     def _charge(self, pool: Pool, pages: int, nbytes: int) -> None:
         """Charge ``pages`` pages of ``nbytes`` (negative: a refund) to the pool, owner and host.
@@ -287,15 +298,24 @@ class Ledger:
         if need > 0:
             if self.ops >= self.floors_due:
                 self.set_floors()
+            store, tiering, capacity = self.store, self.tiering, self.capacity
+            choose, clients, evict = self.choose_client, self.clients.values(), self.evict_from
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
                     return "capacity"
                 if persistent and owner.eph_bytes > 0:
-                    victim = owner
+                    evict(owner)
                 else:
-                    victim = self.choose_client(self.clients.values(), owner, cost)
-                self.evict_from(victim)
-                if self.used + meta <= self.capacity:
+                    evict(choose(clients, owner, cost))
+                # self.used + meta <= capacity, inline
+                if (
+                    store.used_bytes
+                    + PAGE_METADATA_BYTES * self.pages
+                    + self.meta_used
+                    + tiering.tier_index
+                    + meta
+                    <= capacity
+                ):
                     break
             else:
                 return "capacity"
@@ -368,14 +388,21 @@ class Ledger:
         table = self.table
         pid = least_recent(table, client)
         pool = self.pools[table.pool[pid]]
+        oid, index = table.oid[pid], table.index[pid]
         if self.track_ghosts:
-            self.record_ghost(client, (pool.uid, table.oid[pid], table.index[pid]))
+            self.record_ghost(client, (pool.uid, oid, index))
         self.evictions += 1
         if self.evictions % self.decay_every == 0:  # recent misses count most
             for other in self.clients.values():
                 other.utility /= 2
                 other.duel.decay()
-        self._remove(pid, pool)
+        # _remove(pid, pool), inline: the put of a full host evicts a page
+        pages = pool.objs[oid]
+        del pages[index]
+        if not pages:
+            del pool.objs[oid]
+            self._charge_meta(pool, -OBJECT_METADATA_BYTES)
+        self._drop(pid, pool)
         pool.evictions += 1
         client.evictions += 1
 

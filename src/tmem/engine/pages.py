@@ -60,20 +60,33 @@ class PageTable:
         self._free = start
         self._size = end
 
-    def alloc(self, ref: int, cost: int, pool: int, oid: int, index: int) -> int:
-        """Take a free page id and record the page in it (not linked to any LRU)."""
+    def alloc(
+        self, ref: int, cost: int, pool: int, oid: int, index: int, ver: int = 0, head: int = _NIL
+    ) -> int:
+        """Take a free page id and record the page in it, with version ``ver``; link it
+        as the most recently used entry of the list ``head`` (on none if ``head`` is -1)."""
         pid = self._free
+        nxt = self.next
         if pid == _NIL:
             self._grow(max(1024, self._size // 2))
             pid = self._free
-        self._free = self.next[pid]
+        self._free = nxt[pid]
         self.ref[pid] = ref
         self.cost[pid] = cost
         self.pool[pid] = pool
         self.oid[pid] = oid
         self.index[pid] = index
-        self.prev[pid] = _NIL
-        self.next[pid] = _NIL
+        self.ver[pid] = ver
+        prev = self.prev
+        if head == _NIL:
+            prev[pid] = _NIL
+            nxt[pid] = _NIL
+        else:  # append(head, pid), inline: a put is the hot path
+            tail = prev[head]
+            nxt[tail] = pid
+            prev[pid] = tail
+            nxt[pid] = head
+            prev[head] = pid
         return pid
 
     def release(self, pid: int) -> None:
@@ -82,6 +95,21 @@ class PageTable:
         self.ver[pid] = 0
         self.tier[pid] = 0
         self.next[pid] = self._free
+        self._free = pid
+
+    def free(self, pid: int) -> None:
+        """Take ``pid`` off whatever list it is on and give it back (unlink, then release)."""
+        prev, nxt = self.prev, self.next
+        p = prev[pid]
+        if p != _NIL:
+            n = nxt[pid]
+            nxt[p] = n
+            prev[n] = p
+            prev[pid] = _NIL
+        self.oid[pid] = 0
+        self.ver[pid] = 0
+        self.tier[pid] = 0
+        nxt[pid] = self._free
         self._free = pid
 
     # --- LRU lists -------------------------------------------------------

@@ -10,15 +10,16 @@ client choice (``Engine(store, capacity, choose_client=...)``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState
 
-#: ``choose(clients, putter, cost)``: the client that gives up an ephemeral page.
+#: ``choose(clients, putter, cost)``: the client that gives up an ephemeral page
+#: (``clients`` may be iterated more than once).
 #: Only clients holding ephemeral bytes may be chosen; ``putter`` (None when no
 #: put is waiting) is about to be charged ``cost`` more bytes.
-ClientChoice = Callable[[Iterable[ClientState], "ClientState | None", int], ClientState]
+ClientChoice = Callable[[Collection[ClientState], "ClientState | None", int], ClientState]
 
 
 def most_over(clients: Iterable[ClientState], putter: ClientState | None, cost: int) -> ClientState:
@@ -42,7 +43,7 @@ def most_over(clients: Iterable[ClientState], putter: ClientState | None, cost: 
 
 
 def least_useful(
-    clients: Iterable[ClientState], putter: ClientState | None, cost: int
+    clients: Collection[ClientState], putter: ClientState | None, cost: int
 ) -> ClientState:
     """The client above its floor whose memory saves the fewest misses.
 
@@ -54,22 +55,26 @@ def least_useful(
     utility loses a page, ties going to the most bytes per unit of weight.
     When every client is within its floor, :func:`most_over` chooses.
     """
-    best, best_key = None, (0.0, 0.0)
-    held_all = []
+    # The lowest (utility, -held / weight), compared field by field: no tuple per client.
+    best, best_utility, best_ratio = None, 0.0, 0.0
     for client in clients:
         held = client.eph_bytes
         if held <= 0:
             continue
-        held_all.append(client)
         if client is putter:
             held += cost
         if held <= client.floor:
             continue
-        key = (client.utility, -held / client.weight)
-        if best is None or key < best_key:
-            best, best_key = client, key
-    if best is None:
-        return most_over(held_all, putter, cost)
+        utility = client.utility
+        ratio = -held / client.weight
+        if (
+            best is None
+            or utility < best_utility
+            or (utility == best_utility and ratio < best_ratio)
+        ):
+            best, best_utility, best_ratio = client, utility, ratio
+    if best is None:  # most_over skips clients that hold no ephemeral bytes itself
+        return most_over(clients, putter, cost)
     return best
 
 
