@@ -19,7 +19,10 @@ from __future__ import annotations
 
 from array import array
 
-_NIL = -1
+#: "No page": the free list's end and the links of a page on no list.  The
+#: arrays are unsigned because an unsigned item is stored without the
+#: argument parsing a signed one costs (about 170 instructions a store).
+_NIL = 0xFFFFFFFF
 
 
 class PageTable:
@@ -32,17 +35,17 @@ class PageTable:
 
     def __init__(self, initial: int = 1024) -> None:
         # 4-byte items where the values allow: page ids, pool ids and costs stay
-        # below 2**31, indexes below 2**32.
-        self.ref = array("q")
-        self.cost = array("i")
-        self.pool = array("i")
+        # below 2**32, indexes too.
+        self.ref = array("Q")
+        self.cost = array("I")
+        self.pool = array("I")
         self.index = array("I")
         self.oid: list[int] = []
-        self.prev = array("i")
-        self.next = array("i")
-        self.ver = array("q")
+        self.prev = array("I")
+        self.next = array("I")
+        self.ver = array("Q")
         self.tier = array("b")
-        self.tlen = array("i")
+        self.tlen = array("I")
         self._free = _NIL
         self._size = 0
         self._grow(initial)
@@ -64,7 +67,7 @@ class PageTable:
         self, ref: int, cost: int, pool: int, oid: int, index: int, ver: int = 0, head: int = _NIL
     ) -> int:
         """Take a free page id and record the page in it, with version ``ver``; link it
-        as the most recently used entry of the list ``head`` (on none if ``head`` is -1)."""
+        as the most recently used entry of the list ``head`` (by default on none)."""
         pid = self._free
         nxt = self.next
         if pid == _NIL:
@@ -116,7 +119,7 @@ class PageTable:
 
     def new_list(self) -> int:
         """Reserve a sentinel for an empty LRU list; return it."""
-        head = self.alloc(_NIL, 0, _NIL, 0, 0)
+        head = self.alloc(0, 0, _NIL, 0, 0)
         self.prev[head] = head
         self.next[head] = head
         return head
@@ -159,7 +162,7 @@ class PageTable:
     def oldest(self, head: int) -> int:
         """The least recently used page id of list ``head``, or -1 if it is empty."""
         pid = self.next[head]
-        return _NIL if pid == head else pid
+        return -1 if pid == head else pid
 
     def members(self, head: int) -> list[int]:
         """Page ids of list ``head`` from least to most recently used."""

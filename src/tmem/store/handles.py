@@ -35,9 +35,9 @@ class HandleTable:
 
     def __init__(self, dedup: bool, initial: int = 1024) -> None:
         self.loc = array("q")
-        self.clen = array("i")
+        self.clen = array("I")  # unsigned: stored without argument parsing (cheaper)
         self.meta = array("B")
-        self.refs = array("i")
+        self.refs = array("I")
         self.dedup = dedup
         self.cid = array("i")
         self.hlo = array("Q")
