@@ -30,9 +30,13 @@ them (no metadata, no compression), under
 Prints disk reads (cleancache) per mix and policy; lower is better.  With
 ``--opt``, also Belady's OPT: one clairvoyant cache of all the memory (private
 and spare) that evicts the page used furthest in the future and keeps no page
-never used again, in both scenarios -- a bound no policy can beat.
+never used again, in both scenarios -- a bound no policy can beat.  With
+``--engine``, also the same references replayed through real embedded hosts
+(``tmem.Host`` of the mix's spare bytes, raw pages, metadata charged) under
+each order within a client, one thread, so the engine's order is checked
+against the simulation with none of the benchmark's thread interleaving.
 
-    python bench/policy_sim.py [--mix default ...] [--opt]
+    python bench/policy_sim.py [--mix default ...] [--opt] [--engine]
 """
 
 from __future__ import annotations
@@ -42,7 +46,10 @@ import heapq
 import random
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import Any
 
+import tmem
+from tmem.engine.insertion import ORDERS
 from tmem.units import parse_size
 from tmem.workload.config import GuestSpec
 from tmem.workload.guest import GuestPages
@@ -242,6 +249,38 @@ def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) 
     return reads
 
 
+def replay_engine(guests: list[GuestRefs], private: int, spare_bytes: int, order: str) -> int:
+    """Cleancache disk reads of all guests with a real host of ``spare_bytes`` under ``order``."""
+    host = tmem.Host(spare_bytes, compress=None, dedup=None, order=order)
+    clients: dict[int, tuple[Any, int]] = {}
+    caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in guests]
+    page_data, reads = bytes(4096), 0
+    for g, first, count, write in schedule(guests, 512):
+        if g not in clients:
+            client = host.connect(f"guest{g}")
+            clients[g] = (client, client.new_pool())
+        client, pool = clients[g]
+        if count < 0:
+            client.close()
+            caches[g].clear()
+            continue
+        cache = caches[g]
+        for page in range(first, first + count):
+            if write:
+                if page in cache:
+                    continue
+                client.flush_page(pool, 1, page)
+            elif page in cache:
+                cache.move_to_end(page)
+                continue
+            elif client.get_page(pool, 1, page) is None:
+                reads += 1
+            cache[page] = None
+            if len(cache) > private:
+                client.put_page(pool, 1, cache.popitem(last=False)[0], page_data)
+    return reads
+
+
 def belady(guests: list[GuestRefs], size: int, scenario: str) -> int:
     """Reads of one clairvoyant cache of ``size`` pages (Belady's OPT, with bypass)."""
     events = [
@@ -280,6 +319,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mix", action="append", choices=list(MIXES))
     parser.add_argument("--opt", action="store_true", help="also Belady's OPT (a bound)")
+    parser.add_argument("--engine", action="store_true", help="also real hosts, per order")
     args = parser.parse_args()
     for name in args.mix or list(MIXES):
         mix = MIXES[name]
@@ -293,6 +333,10 @@ def main() -> None:
         for label, policy in POLICIES.items():
             reads = simulate(guests, mix.private_pages, spare, policy)
             print(f"{name}\t{label}\t{reads}", flush=True)
+        if args.engine:
+            for order in ORDERS:
+                reads = replay_engine(guests, mix.private_pages, parse_size(mix.spare), order)
+                print(f"{name}\tengine: utility r0.5 g0.05/{order}\t{reads}", flush=True)
         if args.opt:
             size = len(guests) * mix.private_pages + spare
             for scenario in ("cleancache", "frontswap"):
