@@ -7,7 +7,9 @@ capacity with a filler client's ephemeral pages, then runs each attack of
 while the well-behaved client does put-then-get round trips of 4 KiB pages in
 a persistent pool and checks every page it gets back.  For each attack it
 reports what the attacker sent, the daemon's peak resident memory
-(``/proc/PID/status``) against its capacity, the well-behaved client's p50/p99
+(``/proc/PID/status``) against its capacity, the machine's view beside it (the
+daemon's ``RssShmem``, the growth of the machine's ``Shmem`` and the drop of its
+``MemAvailable``, which other processes move too), the well-behaved client's p50/p99
 round trip during the attack against the same client idle (measured just
 before, in the same run), and the pages it lost or got wrong.  The failing-batch
 attack sends maximum-size batches that name an unknown pool in turn with valid
@@ -85,11 +87,19 @@ class Daemon:
         self.tcp = f"tcp://127.0.0.1:{port}"
 
     def resident(self) -> int:
-        with open(f"/proc/{self.proc.pid}/status") as fh:
-            for line in fh:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) * 1024
-        return 0
+        return self.memory()["VmRSS"]
+
+    def memory(self) -> dict[str, int]:
+        """The daemon's ``VmRSS`` and ``RssShmem``, and the machine's ``Shmem`` and
+        ``MemAvailable``, in bytes."""
+        found = dict.fromkeys(("VmRSS", "RssShmem", "Shmem", "MemAvailable"), 0)
+        for path in (f"/proc/{self.proc.pid}/status", "/proc/meminfo"):
+            with open(path) as fh:
+                for line in fh:
+                    key, _, value = line.partition(":")
+                    if key in found:
+                        found[key] = int(value.split()[0]) * 1024
+        return found
 
     def cpu(self) -> float:
         with open(f"/proc/{self.proc.pid}/stat") as fh:
@@ -444,10 +454,10 @@ def _fill(daemon: Daemon, capacity: int) -> tmem.RemoteClient:
     return filler
 
 
-def _sample(daemon: Daemon, peak: list[int], done: threading.Event) -> None:
-    """Append the daemon's resident memory every 50 ms until ``done``."""
+def _sample(daemon: Daemon, peak: list[dict[str, int]], done: threading.Event) -> None:
+    """Append the daemon's and the machine's memory every 50 ms until ``done``."""
     while not done.wait(0.05):
-        peak.append(daemon.resident())
+        peak.append(daemon.memory())
 
 
 def _pct(times: list[float], q: float) -> float:
@@ -473,7 +483,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             stop, result = ctx.Event(), ctx.Queue()
             proc = ctx.Process(target=_run_attack, args=(attack, addr, stop, result))
             lines, cpu = daemon.log_lines(), daemon.cpu()
-            peak, sampling = [daemon.resident()], threading.Event()
+            peak, sampling = [daemon.memory()], threading.Event()
             sampler = threading.Thread(target=_sample, args=(daemon, peak, sampling))
             proc.start()
             sampler.start()
@@ -489,7 +499,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             lost, wrong = good.lost_or_wrong()
             row = dict(
                 attack=name, unit=unit, sent=sent, capacity=args.capacity,
-                peak_rss=max(peak), idle_p50=_pct(idle, 0.5), idle_p99=_pct(idle, 0.99),
+                peak_rss=max(m["VmRSS"] for m in peak),
+                peak_rss_shmem=max(m["RssShmem"] for m in peak),
+                shmem_growth=max(m["Shmem"] for m in peak) - peak[0]["Shmem"],
+                available_drop=peak[0]["MemAvailable"] - min(m["MemAvailable"] for m in peak),
+                idle_p50=_pct(idle, 0.5), idle_p99=_pct(idle, 0.99),
                 p50=_pct(during, 0.5), p99=_pct(during, 0.99), lost=lost, wrong=wrong,
                 log_lines=daemon.log_lines() - lines, daemon_cpu=daemon.cpu() - cpu,
                 alive=daemon.proc.poll() is None, extra=extra,
@@ -508,7 +522,9 @@ def _print_row(row: dict[str, Any]) -> None:
         f"{row['peak_rss'] / MiB:.0f} | {(row['peak_rss'] - row['capacity']) / MiB:+.0f} | "
         f"{row['idle_p50']:.0f} / {row['idle_p99']:.0f} | {row['p50']:.0f} / {row['p99']:.0f} | "
         f"{row['p99'] / row['idle_p99']:.1f} | {row['lost']} / {row['wrong']} | "
-        f"{row['log_lines']} | {row['daemon_cpu']:.1f} |",
+        f"{row['log_lines']} | {row['daemon_cpu']:.1f} | "
+        f"{row['peak_rss_shmem'] / MiB:.0f} / {row['shmem_growth'] / MiB:+.0f} | "
+        f"{row['available_drop'] / MiB:.0f} |",
         flush=True,
     )
 
@@ -528,9 +544,10 @@ def main() -> None:
           f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")  # fmt: skip
     print(
         "| attack | sent | peak RSS MiB | over capacity MiB | idle p50/p99 µs "
-        "| during p50/p99 µs | p99 / idle p99 | lost / wrong | log lines | daemon CPU s |"
+        "| during p50/p99 µs | p99 / idle p99 | lost / wrong | log lines | daemon CPU s "
+        "| daemon RssShmem / machine Shmem MiB | MemAvailable drop MiB |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = run(args)
     for row in rows:
         extra = row["extra"]

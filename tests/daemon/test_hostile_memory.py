@@ -191,3 +191,43 @@ def test_connections_that_close_after_large_replies_leave_nothing_behind(serve_p
     good = tmem.connect(tcp, name="good", token=GOOD_TOKEN)
     pool = good.new_pool(persistent=True)
     assert good.put_page(pool, 1, 1, page(1)) and good.get_pages(pool, [(1, 1)]) == [page(1)]
+
+
+def test_a_connection_that_hangs_up_while_waiting_for_a_grant_is_dropped_at_once(
+    serve_process, tmp_path
+):
+    pid, address, tcp = _tcp_daemon(
+        serve_process, tmp_path, "--capacity", "16M", "--transfer-budget", "13M"
+    )  # one grant in all
+    hog = raw(tcp)  # takes the only grant, and keeps it by reading no reply
+    hog.sendall(
+        msg.encode_hello("hog", token=ATTACKER_TOKEN) + msg.encode_new_pool(True, False, None, PAGE)
+    )
+    hog.sendall(msg.encode_put(0, 1, 1, page(1)))
+    count = DEFAULT_MAX_BODY // (PAGE + 1) - 1
+    _send_some(hog, msg.encode_get_pages(0, [(1, 1)] * count) * 3)
+    admin = tmem.admin(address, timeout=10)
+    time.sleep(0.3)
+    open_before = admin.stats()["daemon"]["connections"]
+    waiters = []
+    for n in range(4):  # each has more of a frame than its small buffer holds: it waits
+        sock = raw(tcp)
+        sock.sendall(msg.encode_hello(f"w{n}", token=ATTACKER_TOKEN))
+        _send_some(sock, HEADER.pack(Op.PUT_PAGES, 0, 0, DEFAULT_MAX_BODY) + bytes(256 << 10))
+        waiters.append(sock)
+    time.sleep(0.3)
+    assert admin.stats()["daemon"]["connections"] == open_before + 4
+    cpu = _cpu_seconds(pid)
+    for sock in waiters:
+        sock.close()
+    time.sleep(1.0)
+    # gone at once, not kept (and polled in a loop) until the grant comes free
+    assert admin.stats()["daemon"]["connections"] == open_before
+    assert _cpu_seconds(pid) - cpu < 0.5, "the daemon spun on connections that were gone"
+    hog.close()
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -5,8 +5,11 @@ in, replies queued up to :data:`SMALL_QUEUE` out); that is the per-connection
 overhead of ``docs/operations.md``.  Anything larger -- receiving a frame
 longer than the small buffer holds, or answering a request whose reply may be
 large (a batch of gets, statistics, a transfer) -- needs a **grant**: a fixed
-share of the budget, enough for one frame of ``max-frame`` in and a queue of
-replies up to ``max-frame`` plus one more reply out.  A connection takes its
+share of the budget, enough for one frame of ``max-frame`` in, the pages of
+one reply in the making (a batch of gets runs a slice at a time, so several
+may be under way at once, one per connection) and out a queue of replies up
+to ``max-frame`` (a large reply is only started once at most
+:data:`SMALL_QUEUE` bytes are queued before it).  A connection takes its
 grant whole or waits for it, unread, in arrival order; it gives it back once it
 has nothing buffered and another connection is waiting, or after it has been
 quiet a while.  So the sum of all connections' buffers stays within the budget
@@ -32,14 +35,16 @@ READ_SLACK = 64 << 10
 
 
 def granted_out(max_frame: int) -> int:
-    """The send buffer of a connection with a grant: a queue of ``max_frame`` bytes
-    of replies and one more reply of up to a frame."""
-    return 2 * max_frame + SMALL_OUT
+    """The send buffer of a connection with a grant: small replies queued up to
+    ``max_frame`` bytes and one more of at most a page, or a reply of up to a frame
+    after at most :data:`SMALL_QUEUE` bytes."""
+    return max_frame + SMALL_OUT
 
 
 def grant_size(max_frame: int) -> int:
-    """Bytes one grant holds: a whole frame in, and :func:`granted_out` out."""
-    return max_frame + HEADER_SIZE + READ_SLACK + granted_out(max_frame)
+    """Bytes one grant holds: a whole frame in, one reply's pages in the making,
+    and :func:`granted_out` out."""
+    return max_frame + HEADER_SIZE + READ_SLACK + max_frame + granted_out(max_frame)
 
 
 def check_budget(budget: int, max_frame: int) -> int:

@@ -51,7 +51,7 @@ INTERRUPTED = 128 + signal.SIGINT
 @click.option("--max-connections-per-peer", help="Connections of one uid, token or address [64].")
 @click.option(
     "--transfer-budget",
-    help="Buffers for large frames and replies, all connections together [64M].",
+    help="Buffers for large frames and replies, all connections together [32M].",
 )
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option(

@@ -58,7 +58,7 @@ class Config:
     max_connections: int = 1024
     max_connections_per_peer: int = 64
     #: Bytes of large-transfer buffers, all connections together (see tmem.daemon.budget).
-    transfer_budget: int = 64 << 20
+    transfer_budget: int = 32 << 20
     hello_timeout: float = 10.0
     idle_timeout: float = 300.0
     max_pools: int = 256

@@ -29,6 +29,8 @@ _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 
 #: Batches of more items than this are executed a slice of this many at a time.
 SLICE_ITEMS = 64
+#: Replies up to this long are joined to their header before they are queued.
+_JOIN = 64 << 10
 
 #: A request handler: the reply body, as bytes or as parts to send in order, or a
 #: batch to execute a slice at a time.
@@ -154,8 +156,10 @@ class Dispatcher:
         except WireError as exc:
             out.write(error_frame(op, tag, ProtocolError(str(exc))))
             raise
-        if isinstance(reply, bytes):  # one write: joining a small reply costs less than two
+        if isinstance(reply, bytes) and len(reply) <= _JOIN:  # one write costs less than two
             out.write(msg.encode_reply(op, tag, reply))
+        elif isinstance(reply, bytes):  # a large reply is not copied into a frame first
+            _write_parts(out, op, tag, [reply])
         elif isinstance(reply, Batch):
             reply.tag = tag
             return reply

@@ -497,8 +497,10 @@ class Server:
         )
 
     def _ready(self, conn: Connection, events: int) -> None:
-        if conn.eof and events & _GONE:
-            self._close(conn)  # the peer is gone both ways: nothing more can be sent
+        if events & _GONE and (conn.eof or conn.waiting or conn.batch is not None):
+            # the peer is gone both ways: nothing more can be sent, so a batch under
+            # way or a request waiting for a grant is dropped, not executed for nobody
+            self._close(conn)
             return
         if events & _OUT:
             self._process(conn)
@@ -508,6 +510,8 @@ class Server:
             self._read(conn)  # reads the last bytes, then sees the end
 
     def _read(self, conn: Connection) -> None:
+        if conn.batch is not None:
+            return  # its items are views into the receive buffer: read once it is done
         decoder = conn.decoder
         if not conn.grant and decoder.wanted() > BASE_IN and not self._take_grant(conn):
             self._send(conn)  # a frame larger than its buffer waits for a grant, unread
@@ -531,12 +535,12 @@ class Server:
         if conn.batch is not None and not conn.stepping and not conn.session.held:
             conn.stepping = True  # a held client's batch goes on once it is let go
             self._batches.append(conn)
-        more = True
+        more = 1
         while more and not conn.closed:
             more = self._answer(conn)
             self._send(conn)
-            more = more and conn.out.queued < self._queue_limit(conn)
-        if conn.closed or conn.waiting or conn.out.queued or more or conn.batch is not None:
+            more = more if conn.out.queued < more else 0  # else sending resumes it
+        if conn.closed or conn.waiting or conn.out.queued or conn.batch is not None:
             return
         if conn.eof:
             self._close(conn)
@@ -548,7 +552,10 @@ class Server:
         return self.config.max_frame if conn.grant else SMALL_QUEUE
 
     def _take_grant(self, conn: Connection) -> bool:
-        """Give ``conn`` a grant of the transfer budget, or False: it waits for one."""
+        """Give ``conn`` a grant of the transfer budget (True at once if it holds
+        one), or False: it waits for one."""
+        if conn.grant:
+            return True
         # an administrator's connection (counted under no key) never waits
         if not self.budget.take(conn, overdraw=conn.session.key is None):
             return False
@@ -569,15 +576,16 @@ class Server:
             conn.out.limit = granted_out(self.config.max_frame)
             self._resumed.append(conn)
 
-    def _answer(self, conn: Connection) -> bool:
-        """Answer buffered frames until none is left (False) or replies fill up (True)."""
+    def _answer(self, conn: Connection) -> int:
+        """Answer buffered frames until none can be now (0) or replies fill up: then the
+        length the queue of replies must drain below for answering to go on."""
         out, decoder, session = conn.out, conn.decoder, conn.session
         dispatch = self.dispatcher.dispatch
         max_frame = self.config.max_frame
         try:
             while out.queued < self._queue_limit(conn):
                 if session.held or conn.batch is not None:  # its requests wait
-                    return False
+                    return 0
                 try:
                     frame = decoder.next_frame()
                     if frame is not None and frame[1]:
@@ -586,25 +594,28 @@ class Server:
                     out.write(error_frame(0, 0, exc))  # the frame's own header is not trusted
                     raise
                 if frame is None:
-                    return False
+                    return 0
                 op, _status, tag, body = frame
                 large = op in LARGE_REPLIES and session.greeted
-                if large and not conn.grant and not self._take_grant(conn):
+                if large and out.queued > SMALL_QUEUE:
+                    decoder.unget()  # a large reply starts after a short queue only
+                    return SMALL_QUEUE + 1
+                if large and not self._take_grant(conn):
                     decoder.unget()  # answered once a grant is free
-                    return False
+                    return 0
                 batch = dispatch(session, op, tag, body, out)  # on WireError it queued the error
                 if batch is not None:  # executed a slice at a time by _step_batches
                     conn.batch, conn.stepping = batch, True
                     self._batches.append(conn)
-                    return False
+                    return 0
                 if session.done:
                     raise _Goodbye
                 if decoder.max_body != max_frame and session.greeted:
                     decoder.set_limit(max_frame, BASE_IN)  # the hello is done
         except Exception as exc:
             self._fail(conn, exc)
-            return False
-        return True
+            return 0
+        return self._queue_limit(conn)
 
     def _step_batches(self) -> None:
         """Let each large batch under way run for :data:`BATCH_TURN`, in turn."""
