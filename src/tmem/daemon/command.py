@@ -55,6 +55,10 @@ INTERRUPTED = 128 + signal.SIGINT
 )
 @click.option("--hello-timeout", help="Seconds a new connection has for its hello [10].")
 @click.option(
+    "--grant-timeout",
+    help="Seconds a connection may hold a grant others wait for, reading no reply [10].",
+)
+@click.option(
     "--state-dir",
     type=click.Path(file_okay=False),
     help="Save persistent pages here on a clean stop; restore them at start [off].",

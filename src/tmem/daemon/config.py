@@ -3,7 +3,8 @@
 Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``,
-``max-connections-per-peer``, ``transfer-budget``, ``hello-timeout``, ``idle-timeout``,
+``max-connections-per-peer``, ``transfer-budget``, ``hello-timeout``,
+``idle-timeout``, ``grant-timeout``,
 ``max-pools``, ``log-level``, ``host-policy`` (``utility`` or ``share``: who gives
 up memory when the host is full, see ``docs/operations.md``), ``host-reserve``
 (the fraction of the capacity kept as floors by weight), ``host-order``
@@ -61,6 +62,8 @@ class Config:
     transfer_budget: int = 32 << 20
     hello_timeout: float = 10.0
     idle_timeout: float = 300.0
+    #: Seconds a connection may hold a grant others wait for while reading none of its replies.
+    grant_timeout: float = 10.0
     max_pools: int = 256
     log_level: str = "info"
     metrics: tuple[str, int] | None = None
@@ -214,6 +217,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "transfer_budget": parse_size,
     "hello_timeout": _seconds,
     "idle_timeout": _idle,
+    "grant_timeout": _seconds,
     "max_pools": _count,
     "log_level": _level,
     "host_policy": _policy,

@@ -82,7 +82,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "decoder", "out", "session", "events", "closed", "eof", "opened", "last",
-        "grant", "waiting", "batch", "stepping",
+        "grant", "waiting", "batch", "stepping", "drained",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
@@ -99,6 +99,7 @@ class Connection:
         self.closed = False
         self.eof = False  # the peer shut its sending side: answer what came, then close
         self.opened = self.last = time.monotonic()
+        self.drained = self.opened  # when its replies last moved (sent, or none queued)
 
 
 class Throttle:
@@ -298,6 +299,16 @@ class Server:
         idle = self.config.idle_timeout
         for conn in list(self.conns.values()):
             session = conn.session
+            if self._hoards(conn, now):
+                self.throttle.warning(
+                    "hoard",
+                    "closing a connection of %s: it holds a grant others wait for "
+                    "and has read none of its replies for %.0f s",
+                    session.identity,
+                    now - conn.drained,
+                )
+                self._close(conn)
+                continue
             if conn.batch is not None:
                 continue  # busy, not idle: its buffers hold the batch
             if not session.greeted:
@@ -320,6 +331,16 @@ class Server:
                     conn.decoder.shrink(BASE_IN)
                     if not conn.out.queued and conn.out.capacity > BASE_OUT:
                         conn.out = OutBuffer(BASE_OUT, limit=SMALL_OUT)
+
+    def _hoards(self, conn: Connection, now: float) -> bool:
+        """True when ``conn`` keeps a grant that others wait for while its replies
+        have not moved for ``grant-timeout`` (the peer reads nothing)."""
+        return (
+            bool(conn.grant)
+            and bool(self.budget.waiting)
+            and conn.out.queued > 0
+            and now - conn.drained >= self.config.grant_timeout
+        )
 
     @staticmethod
     def _may_expire(conn: Connection) -> bool:
@@ -660,15 +681,19 @@ class Server:
 
     def _send(self, conn: Connection) -> None:
         out = conn.out
+        sent = 0
         if out.queued:
             try:
-                out.consumed(conn.sock.send(out.pending()))
+                sent = conn.sock.send(out.pending())
             except (BlockingIOError, InterruptedError):
-                pass
+                sent = 0
             except OSError:
                 self._close(conn)
                 return
+            out.consumed(sent)
         queued = out.queued
+        if sent or not queued:
+            conn.drained = time.monotonic()
         reading = (
             queued < self._queue_limit(conn)
             and not conn.session.held
