@@ -45,6 +45,7 @@ import argparse
 import heapq
 import random
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -221,31 +222,49 @@ class Sim:
         self.misses[c], self.reusing[c] = [0.0, 0.0], False
 
 
-def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) -> int:
-    """Cleancache disk reads of all guests under ``policy``."""
-    sim = Sim(len(guests), spare, policy)
+def cleancache_calls(guests: list[GuestRefs], private: int) -> Iterator[tuple[int, str, int]]:
+    """The calls each guest's private LRU page cache of ``private`` pages makes on the
+    shared schedule, as ``(guest, call, page)``: ``start`` (the guest runs a step),
+    ``leave``, ``flush`` (a write to a page not cached), ``get`` (a miss; the page is
+    cached whatever the answer) and ``put`` (the page its cache evicted)."""
     caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in guests]
-    reads = 0
     for g, first, count, write in schedule(guests, 512):
-        sim.active[g] = True
+        yield g, "start", 0
         if count < 0:
-            sim.leave(g)
             caches[g].clear()
+            yield g, "leave", 0
             continue
         cache = caches[g]
         for page in range(first, first + count):
             if write:
                 if page in cache:
                     continue
-                sim.forget(g, page)
+                yield g, "flush", page
             elif page in cache:
                 cache.move_to_end(page)
                 continue
-            elif not sim.get(g, page):
-                reads += 1
+            else:
+                yield g, "get", page
             cache[page] = None
             if len(cache) > private:
-                sim.put(g, cache.popitem(last=False)[0])
+                yield g, "put", cache.popitem(last=False)[0]
+
+
+def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) -> int:
+    """Cleancache disk reads of all guests under ``policy``."""
+    sim = Sim(len(guests), spare, policy)
+    reads = 0
+    for g, call, page in cleancache_calls(guests, private):
+        if call == "start":
+            sim.active[g] = True
+        elif call == "leave":
+            sim.leave(g)
+        elif call == "flush":
+            sim.forget(g, page)
+        elif call == "get":
+            reads += not sim.get(g, page)
+        else:
+            sim.put(g, page)
     return reads
 
 
@@ -253,31 +272,22 @@ def replay_engine(guests: list[GuestRefs], private: int, spare_bytes: int, order
     """Cleancache disk reads of all guests with a real host of ``spare_bytes`` under ``order``."""
     host = tmem.Host(spare_bytes, compress=None, dedup=None, order=order)
     clients: dict[int, tuple[Any, int]] = {}
-    caches: list[OrderedDict[int, None]] = [OrderedDict() for _ in guests]
     page_data, reads = bytes(4096), 0
-    for g, first, count, write in schedule(guests, 512):
-        if g not in clients:
-            client = host.connect(f"guest{g}")
-            clients[g] = (client, client.new_pool())
-        client, pool = clients[g]
-        if count < 0:
-            client.close()
-            caches[g].clear()
+    for g, call, page in cleancache_calls(guests, private):
+        if call == "start":
+            if g not in clients:
+                client = host.connect(f"guest{g}")
+                clients[g] = (client, client.new_pool())
             continue
-        cache = caches[g]
-        for page in range(first, first + count):
-            if write:
-                if page in cache:
-                    continue
-                client.flush_page(pool, 1, page)
-            elif page in cache:
-                cache.move_to_end(page)
-                continue
-            elif client.get_page(pool, 1, page) is None:
-                reads += 1
-            cache[page] = None
-            if len(cache) > private:
-                client.put_page(pool, 1, cache.popitem(last=False)[0], page_data)
+        client, pool = clients[g]
+        if call == "leave":
+            client.close()
+        elif call == "flush":
+            client.flush_page(pool, 1, page)
+        elif call == "get":
+            reads += client.get_page(pool, 1, page) is None
+        else:
+            client.put_page(pool, 1, page, page_data)
     return reads
 
 
