@@ -4,6 +4,7 @@ each connection's buffers can be looked at)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 
@@ -14,21 +15,29 @@ from tmem.wire import messages as msg
 
 from .hostile import PAGE, is_closed, page, raw
 
+#: GET_PAGES of about 2 MiB of replies: one page named again and again.
+GETS = msg.encode_get_pages(0, [(1, 1)] * (DEFAULT_MAX_BODY // (PAGE + 1) // 2))
 
-def test_a_connection_that_reads_nothing_holds_no_more_than_its_grant(start_daemon):
-    server = start_daemon(capacity=16 << 20)
-    sock = raw(server.address)
+
+def greedy(address: str, *requests: bytes) -> socket.socket:
+    """A connection that puts page 1 in a pool of its own, then sends ``requests``
+    (those the socket takes at once) and reads none of the replies."""
+    sock = raw(address)
     sock.sendall(msg.encode_hello("greedy") + msg.encode_new_pool(True, False, None, PAGE))
     sock.sendall(msg.encode_put(0, 1, 1, page(1)))
-    half = DEFAULT_MAX_BODY // (PAGE + 1) // 2  # GET_PAGES of about 2 MiB of replies
-    gets = msg.encode_get_pages(0, [(1, 1)] * half)
-    small = msg.encode_handle_op(Op.GET, 0, 1, 1) * 8
     sock.setblocking(False)
-    for request in (gets, small, gets, small, gets):  # none of the replies is read
+    for request in requests:
         try:
             sock.send(request)
         except BlockingIOError:
             break
+    return sock
+
+
+def test_a_connection_that_reads_nothing_holds_no_more_than_its_grant(start_daemon):
+    server = start_daemon(capacity=16 << 20)
+    small = msg.encode_handle_op(Op.GET, 0, 1, 1) * 8
+    sock = greedy(server.address, GETS, small, GETS, small, GETS)
     time.sleep(0.5)
     (conn,) = [c for c in server.conns.values() if c.session.greeted]
     max_frame = server.config.max_frame
@@ -47,16 +56,7 @@ def test_a_connection_that_keeps_a_grant_others_wait_for_and_reads_nothing_is_cl
     server = start_daemon(  # no peer administers: nobody may overdraw the budget
         capacity=16 << 20, transfer_budget=grant_size(max_frame), grant_timeout=0.5, admin_uids=[]
     )
-    sock = raw(server.address)
-    sock.sendall(msg.encode_hello("greedy") + msg.encode_new_pool(True, False, None, PAGE))
-    sock.sendall(msg.encode_put(0, 1, 1, page(1)))
-    gets = msg.encode_get_pages(0, [(1, 1)] * (DEFAULT_MAX_BODY // (PAGE + 1) // 2))
-    sock.setblocking(False)
-    for _ in range(4):  # replies of about 2 MiB each, none of them read
-        try:
-            sock.send(gets)
-        except BlockingIOError:
-            break
+    sock = greedy(server.address, *[GETS] * 4)
     time.sleep(0.3)
     assert [c.grant for c in server.conns.values() if c.session.greeted] == [
         grant_size(max_frame)

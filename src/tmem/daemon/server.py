@@ -686,7 +686,7 @@ class Server:
             try:
                 sent = conn.sock.send(out.pending())
             except (BlockingIOError, InterruptedError):
-                sent = 0
+                pass
             except OSError:
                 self._close(conn)
                 return
