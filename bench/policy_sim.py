@@ -36,7 +36,15 @@ never used again, in both scenarios -- a bound no policy can beat.  With
 each order within a client, one thread, so the engine's order is checked
 against the simulation with none of the benchmark's thread interleaving.
 
-    python bench/policy_sim.py [--mix default ...] [--opt] [--engine]
+``--scenario frontswap`` does the same for swapped anonymous memory: each
+guest's resident pages (LRU) put every page they page out into tmem and get
+each page faulted back (exclusive); the simulated policies stand for how the
+host could split persistent memory and order each client's pages, and
+``--engine`` runs real :class:`~tmem.frontends.Frontswap` areas (writeback
+order and host order both ``ORDER``, self-shrinking each step) on real hosts
+and prints swap reads.
+
+    python bench/policy_sim.py [--mix default ...] [--scenario S] [--opt] [--engine]
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from __future__ import annotations
 import argparse
 import heapq
 import random
+import tempfile
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -51,6 +60,7 @@ from typing import Any
 
 import tmem
 from tmem.engine.insertion import ORDERS
+from tmem.frontends import Frontswap
 from tmem.units import parse_size
 from tmem.workload.config import GuestSpec
 from tmem.workload.guest import GuestPages
@@ -250,11 +260,40 @@ def cleancache_calls(guests: list[GuestRefs], private: int) -> Iterator[tuple[in
                 yield g, "put", cache.popitem(last=False)[0]
 
 
-def simulate(guests: list[GuestRefs], private: int, spare: int, policy: Policy) -> int:
-    """Cleancache disk reads of all guests under ``policy``."""
+def frontswap_calls(guests: list[GuestRefs], private: int) -> Iterator[tuple[int, str, int]]:
+    """The calls each guest's ``private`` resident pages (LRU) make on the shared
+    schedule, as :func:`cleancache_calls` says them: ``get`` (a fault of a page used
+    before: from tmem or the swap file) and ``put`` (the page paged out; clean or not,
+    it goes to tmem, as a store or a clean offer)."""
+    resident: list[OrderedDict[int, None]] = [OrderedDict() for _ in guests]
+    seen: list[set[int]] = [set() for _ in guests]
+    for g, first, count, _write in schedule(guests, 512):
+        yield g, "start", 0
+        if count < 0:
+            resident[g].clear()
+            yield g, "leave", 0
+            continue
+        pages = resident[g]
+        for page in range(first, first + count):
+            if page in pages:
+                pages.move_to_end(page)
+                continue
+            if page in seen[g]:
+                yield g, "get", page
+            seen[g].add(page)
+            pages[page] = None
+            if len(pages) > private:
+                yield g, "put", pages.popitem(last=False)[0]
+
+
+def simulate(
+    guests: list[GuestRefs], private: int, spare: int, policy: Policy, scenario: str = "cleancache"
+) -> int:
+    """Disk (cleancache) or swap (frontswap) reads of all guests under ``policy``."""
     sim = Sim(len(guests), spare, policy)
     reads = 0
-    for g, call, page in cleancache_calls(guests, private):
+    calls = frontswap_calls if scenario == "frontswap" else cleancache_calls
+    for g, call, page in calls(guests, private):
         if call == "start":
             sim.active[g] = True
         elif call == "leave":
@@ -288,6 +327,78 @@ def replay_engine(guests: list[GuestRefs], private: int, spare_bytes: int, order
             reads += client.get_page(pool, 1, page) is None
         else:
             client.put_page(pool, 1, page, page_data)
+    return reads
+
+
+def frontswap_steps(
+    guests: list[GuestRefs], step_pages: int = 512
+) -> Iterator[tuple[int, list[tuple[int, int, bool]] | None]]:
+    """The runner's steps in one thread: ``(guest, requests)`` for each running guest's
+    step of about ``step_pages`` page accesses, in turn, and ``(guest, None)`` when a
+    guest's slice ends."""
+    position, left, k = [0] * len(guests), [True] * len(guests), 0
+    while any(left):
+        for g, refs in enumerate(guests):
+            if not left[g] or k * step_pages < refs.delay:
+                continue
+            requests, touched = [], 0
+            while touched < step_pages and position[g] < len(refs.starts):
+                i = position[g]
+                requests.append((refs.starts[i], refs.counts[i], bool(refs.writes[i])))
+                touched += refs.counts[i]
+                position[g] = i + 1
+            yield g, requests
+            if position[g] >= len(refs.starts):
+                left[g] = False
+                yield g, None
+        k += 1
+
+
+def replay_frontswap(guests: list[GuestRefs], private: int, spare_bytes: int, order: str) -> int:
+    """Swap reads of all guests with a real host of ``spare_bytes`` and real
+    :class:`~tmem.frontends.Frontswap` areas with writeback order ``order`` (host order
+    the same), as the workload's ``SwapGuest`` does: ``private`` resident pages (LRU),
+    exclusive loads, clean pages offered again, one self-shrinking interval a step."""
+    host = tmem.Host(spare_bytes, compress=None, dedup=None, order=order)
+    data, reads = bytes(4096), 0
+    areas: dict[int, tuple[Frontswap, OrderedDict[int, None], set[int]]] = {}
+    with tempfile.TemporaryDirectory(prefix="tmem-policy-sim-") as tmp:
+        for g, requests in frontswap_steps(guests):
+            if g not in areas:
+                slots = max(s + c for s, c in zip(guests[g].starts, guests[g].counts, strict=True))
+                swap = Frontswap(host.connect(f"guest{g}"), f"{tmp}/{g}", slots, order=order)
+                areas[g] = swap, OrderedDict(), set()
+            swap, resident, swapped = areas[g]
+            if requests is None:
+                swap.close()
+                continue
+            for first, count, write in requests:
+                for page in range(first, first + count):
+                    if page in resident:
+                        resident.move_to_end(page)
+                    elif page in swapped:
+                        loads = swap.stats()["loads"]
+                        swap.load(page)
+                        if swap.stats()["loads"] == loads:
+                            reads += 1
+                        elif swap.holds_in_file(page):
+                            swap.drop_from_tmem(page)
+                        else:
+                            swap.invalidate(page)
+                            swapped.discard(page)
+                    if page not in resident:
+                        resident[page] = None
+                        if len(resident) > private:
+                            victim = resident.popitem(last=False)[0]
+                            if victim in swapped:
+                                swap.offer(victim, data)
+                            else:
+                                swap.store(victim, data)
+                                swapped.add(victim)
+                    if write and page in swapped:
+                        swapped.discard(page)
+                        swap.invalidate(page)
+            swap.selfshrink_step()
     return reads
 
 
@@ -330,6 +441,7 @@ def main() -> None:
     parser.add_argument("--mix", action="append", choices=list(MIXES))
     parser.add_argument("--opt", action="store_true", help="also Belady's OPT (a bound)")
     parser.add_argument("--engine", action="store_true", help="also real hosts, per order")
+    parser.add_argument("--scenario", choices=("cleancache", "frontswap"), default="cleancache")
     args = parser.parse_args()
     for name in args.mix or list(MIXES):
         mix = MIXES[name]
@@ -341,11 +453,12 @@ def main() -> None:
             guests.append(GuestRefs(layout.starts, trace.counts, trace.writes, spec.delay))
         spare = parse_size(mix.spare) // 4096
         for label, policy in POLICIES.items():
-            reads = simulate(guests, mix.private_pages, spare, policy)
+            reads = simulate(guests, mix.private_pages, spare, policy, args.scenario)
             print(f"{name}\t{label}\t{reads}", flush=True)
         if args.engine:
+            replay = replay_frontswap if args.scenario == "frontswap" else replay_engine
             for order in ORDERS:
-                reads = replay_engine(guests, mix.private_pages, parse_size(mix.spare), order)
+                reads = replay(guests, mix.private_pages, parse_size(mix.spare), order)
                 print(f"{name}\tengine: utility r0.5 g0.05/{order}\t{reads}", flush=True)
         if args.opt:
             size = len(guests) * mix.private_pages + spare

@@ -152,3 +152,34 @@ def test_poorly_compressible_pages_go_first_within_the_client_the_policy_chooses
     assert a.stats()["evictions"] == 1
     assert a.get_page(pa, 1, 1) is None  # ...and its poor page goes before its older one
     assert a.get_page(pa, 1, 0) is not None
+
+
+def test_a_client_within_its_target_refused_keeps_the_others_told_they_are_over():
+    capacity = room_for(20, objects=2, pools=2)
+    host = tmem.Host(capacity, compress=None)
+    a = host.connect("a")
+    pa = a.new_pool(persistent=True)
+    fill(a, pa, 0, 20)  # alone: the whole host
+    b = host.connect("b")
+    pb = b.new_pool(persistent=True)
+    assert not b.put_page(pb, 1, 0, b"y" * PAGE)  # within its target, refused: pressure
+    a.flush_page(pa, 1, 0)  # the host has room again, below where the share rule starts...
+    over = a.stats()["bytes"] - capacity // 2
+    assert over > 0 and a.stats()["persistent_over"] == over  # ...and a is still told
+    host_pages = capacity // COST
+    for i in range(max(1024, host_pages) + 1):  # a while later with no refusal: quiet
+        b.get_page(pb, 1, 1000 + i)
+    assert a.stats()["persistent_over"] == 0
+
+
+def test_a_client_without_pools_holds_no_share():
+    host = tmem.Host(CAPACITY, compress=None)
+    a = host.connect("a")
+    fill(a, a.new_pool(persistent=True), 0, 10)
+    b = host.connect("b")  # connected, no pool: it can hold nothing
+    assert a.stats()["persistent_target"] == CAPACITY
+    pb = b.new_pool()
+    b.get_page(pb, 1, 0)
+    assert a.stats()["persistent_target"] == CAPACITY // 2
+    b.destroy_pool(pb)  # a guest whose job ended
+    assert a.stats()["persistent_target"] == CAPACITY

@@ -11,6 +11,7 @@ import pytest
 import tmem
 from tests.charges import room_for
 from tmem.frontends import Frontswap, SelfShrink
+from tmem.frontends.frontswap import TARGET_SHRINK_PART
 
 PS = 4096
 
@@ -105,7 +106,7 @@ def test_a_client_over_its_persistent_target_shrinks_toward_it_oldest_first(
         try:
             late.store(0, page(1000))  # refused: the host is full of first's pages
             assert late.stats()["failed_stores"] == 1
-            assert first.selfshrink_step() == 64 // 20  # at most 1/hysteresis a step
+            assert first.selfshrink_step() == 64 // TARGET_SHRINK_PART  # at most that a step
             for step in range(1, 40):  # the late guest uses the room first gives back
                 late.store(step, page(1000 + step))
                 first.selfshrink_step()

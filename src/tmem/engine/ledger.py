@@ -101,6 +101,7 @@ class Ledger:
         self.ops = 0  # puts and gets so far: the engine's only clock
         self.evictions = 0
         self.poor: set[int] = set()  # page ids kept raw for compressing poorly
+        self.pressure_until = 0  # persistent_over speaks until the clock reaches this
         self._apply_capacity(capacity)
         self.table = PageTable()
         self.clients: dict[str, ClientState] = {}  # live clients by name
@@ -140,6 +141,7 @@ class Ledger:
         self.shadow_mask = shadow_mask(size // _NOMINAL_PAGE)
         self.idle_ops = max(IDLE_OPERATIONS, 2 * size // _NOMINAL_PAGE)
         self.floors_due = 0  # floors are set again at the next eviction
+        self.pressure_ops = max(1024, size // _NOMINAL_PAGE)
 
     def set_capacity(self, capacity: int) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""
@@ -292,6 +294,8 @@ class Ledger:
                 return "cap"
         need = self.used + meta - self.capacity
         if need > self.eph_used:
+            if persistent:
+                self.persistent_refused(owner, cost)
             return "capacity"
         if persistent and self.over_persistent_share(owner, cost, meta):
             return "share"
@@ -342,9 +346,10 @@ class Ledger:
     # --- shares: active clients, floors, persistent targets ---------------
 
     def active(self, client: ClientState) -> bool:
-        """True if ``client`` made a put or get in the host's last ``idle_ops``
-        operations (see :data:`IDLE_OPERATIONS`)."""
-        return self.ops - client.last_active <= self.idle_ops
+        """True if ``client`` has a pool and made a put or get in the host's last
+        ``idle_ops`` operations (see :data:`IDLE_OPERATIONS`); a client without pools
+        can hold nothing."""
+        return bool(client.pools) and self.ops - client.last_active <= self.idle_ops
 
     def _active_weight(self, client: ClientState | None = None) -> int:
         """The weights of the active clients (and of ``client``, active or not)."""
@@ -361,10 +366,17 @@ class Ledger:
         """
         return self.capacity * client.weight // self._active_weight(client)
 
+    def persistent_refused(self, owner: ClientState, cost: int) -> None:
+        """A persistent put of ``owner`` found the host full: if ``owner`` is within its
+        target, the clients over theirs are told so for a while (see persistent_over)."""
+        if owner.bytes - owner.eph_bytes + cost <= self.persistent_target(owner):
+            self.pressure_until = self.ops + self.pressure_ops
+
     def persistent_over(self, client: ClientState) -> int:
         """Bytes of persistent pages ``client`` holds above its target while persistent
-        pages nearly fill the host (0 while the host has room for them)."""
-        if self.used - self.eph_used <= self.calm_limit:
+        pages nearly fill the host or a client within its target was refused lately
+        (0 otherwise)."""
+        if self.used - self.eph_used <= self.calm_limit and self.ops >= self.pressure_until:
             return 0
         return max(0, client.bytes - client.eph_bytes - self.persistent_target(client))
 

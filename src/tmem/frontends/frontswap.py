@@ -27,6 +27,13 @@ slot records that a page is in tmem and one that the swap file holds it.
   :data:`WRITEBACK_PER_STORE` times, so tmem keeps the most recently
   swapped-out pages instead of the first ones, and a client past its share
   of the host gives back more room than it takes.
+* **Writeback order** (``order``): which page is "oldest".  ``"lru"`` writes
+  back in the order pages were stored.  ``"adaptive"`` (the default) chooses
+  per area, by set-dueling, between that and the *reuse* order of the
+  host's ephemeral pools (:mod:`tmem.engine.insertion`): a page loaded back
+  from tmem lately goes in as the newest, any other page as the next to be
+  written back (one in 32 as the newest), so a loop of pages longer than
+  what tmem holds keeps part of itself in tmem instead of none.
 * **Write-behind** (``write_behind=True``): a thread copies each page stored in
   tmem to the swap file too, so losing the host loses nothing once
   :meth:`~Frontswap.sync` has returned.
@@ -59,6 +66,7 @@ from tmem.frontends.bitmap import Bitmap
 from tmem.frontends.errors import EmptySlot, PagesLost
 from tmem.frontends.hostcalls import check_count, destroy_quietly, host_lost
 from tmem.frontends.selfshrink import SelfShrink
+from tmem.setdueling import HIT_FRACTION, HIT_LIMIT, Duel, shadow_mask
 
 #: The counters :meth:`Frontswap.stats` reports besides the page counts.
 COUNTERS: tuple[str, ...] = (
@@ -83,6 +91,12 @@ COUNTERS: tuple[str, ...] = (
 #: Pages moved to the swap file (oldest first) at most per refused store or offer
 #: before giving up (two: one to make room, one more for a client over its target).
 WRITEBACK_PER_STORE = 2
+
+#: Writeback orders (see the module's docstring); the first is the default.
+WRITEBACK_ORDERS: tuple[str, ...] = ("adaptive", "lru")
+#: Toward the host's target, at most this part of the pages held moves per interval
+#: (Linux's 1/hysteresis, a twentieth, read 6% more on the default mix replayed).
+TARGET_SHRINK_PART = 4
 
 _SWIZ_BITS = 4
 _SWIZ_MASK = (1 << _SWIZ_BITS) - 1
@@ -112,6 +126,7 @@ class Frontswap:
         verify: bool = True,
         writeback: bool = True,
         shrink_to_target: bool = True,
+        order: str = "adaptive",
     ) -> None:
         self.slots = check_count("slots", slots)
         self.page_size = check_page_size(page_size)
@@ -131,6 +146,13 @@ class Frontswap:
         # Stores in order, oldest first, as (slot, store number); an entry is
         # stale once its slot was stored again or left tmem.
         self._writeback = writeback
+        if order not in WRITEBACK_ORDERS:
+            raise InvalidArgument(f"order {order!r} must be one of {', '.join(WRITEBACK_ORDERS)}")
+        self.order = order
+        self._duel = Duel() if self.order == "adaptive" else None
+        self._duel_mask = shadow_mask(slots)
+        self._hit_limit = max(16, min(HIT_LIMIT, int(slots * HIT_FRACTION)))
+        self._decay_at = 0  # write-backs until the duel's misses are halved
         self._order: deque[tuple[int, int]] = deque()
         self._stored_at = array("Q", bytes(8 * slots))
         self._stores = 0
@@ -237,10 +259,15 @@ class Frontswap:
             self._changed.notify_all()
 
     def _remember(self, slot: int) -> None:
-        """Note that ``slot`` is now the newest page in tmem."""
+        """Note that ``slot`` is now in tmem: the newest page, or under the *reuse* order
+        the next to be written back (see ``order``)."""
         self._stores += 1
         self._stored_at[slot] = self._stores
-        self._order.append((slot, self._stores))
+        duel = self._duel
+        if duel is not None and duel.put((0, 0, slot), self._in_tmem.count, self._duel_mask):
+            self._order.appendleft((slot, self._stores))
+        else:
+            self._order.append((slot, self._stores))
         if len(self._order) > 2 * self._in_tmem.count + 1024:  # drop stale entries
             self._order = deque(e for e in self._order if self._is_current(*e))
 
@@ -253,6 +280,11 @@ class Frontswap:
             slot, stored_at = self._order.popleft()
             if self._is_current(slot, stored_at) and self._move_to_file(slot):
                 self._counts[counter] += 1
+                if self._duel is not None:
+                    self._decay_at -= 1
+                    if self._decay_at <= 0:  # recent loads count most
+                        self._duel.decay()
+                        self._decay_at = max(64, self._in_tmem.count)
                 return True
         return False
 
@@ -267,12 +299,19 @@ class Frontswap:
                 page = self._get(slot)
                 if page is not None:
                     self._counts["loads"] += 1
+                    self._duel_load(slot, True)
                     return page
                 self._page_missing(slot)
             if self._in_file[slot]:
+                self._duel_load(slot, False)
                 self._counts["swap_reads"] += 1
                 return self._read_file(slot)
             raise EmptySlot(f"swap slot {slot} holds no page")
+
+    def _duel_load(self, slot: int, hit: bool) -> None:
+        """A load of ``slot`` (``hit``: from tmem) replayed in the adaptive order's shadows."""
+        if self._duel is not None and self._writeback:
+            self._duel.get((0, 0, slot), hit, self._hit_limit, self._duel_mask)
 
     def _page_missing(self, slot: int) -> None:
         """A page marked in tmem did not come back: fall back to the file or report it lost."""
@@ -360,7 +399,7 @@ class Frontswap:
         When the host publishes a persistent target for this client and says it
         is over it (``persistent_over`` in the client's stats), the oldest pages
         in tmem move to the swap file toward the target, at most
-        ``1/hysteresis`` of the pages held per interval (at least one).
+        ``1/TARGET_SHRINK_PART`` of the pages held per interval (at least one).
         Otherwise Linux's policy applies: shrink once tmem use stops growing.
         """
         over = self._host_says_over() if self.shrink_to_target else None
@@ -391,7 +430,7 @@ class Frontswap:
                 return 0
             self._counts["selfshrink_steps"] += 1
             per_page = max(1, self._pool_bytes() // held)
-            pages = min(-(-over // per_page), max(1, held // self.selfshrink.hysteresis))
+            pages = min(-(-over // per_page), max(1, held // TARGET_SHRINK_PART))
         moved = 0
         for _ in range(pages):
             with self.lock:

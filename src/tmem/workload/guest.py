@@ -252,7 +252,8 @@ class SwapGuest(Guest):
     of frontswap's self-shrinking policy, which moves pages from tmem to the
     swap file once the guest's tmem use stops growing (Linux's
     frontswap-selfshrink), so that tmem is not held forever by whoever
-    filled it first.
+    filled it first.  ``order`` is frontswap's writeback order (``adaptive`` or
+    ``lru``; :class:`~tmem.frontends.frontswap.Frontswap`).
     """
 
     IO_COUNTER = "swap_reads"
@@ -268,6 +269,7 @@ class SwapGuest(Guest):
         page_size: int = 4096,
         selfshrink: bool = False,
         swap_cache: str = "offer",
+        order: str = "adaptive",
     ) -> None:
         from tmem.frontends.frontswap import Frontswap
 
@@ -279,7 +281,7 @@ class SwapGuest(Guest):
         self.keep_swap_copy = swap_cache != "drop"
         self.offer_clean = swap_cache == "offer" and client is not None
         slots = len(layout.pages)
-        self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size)
+        self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size, order=order)
         self.resident: OrderedDict[int, bytes] = OrderedDict()
         self.swapped: set[int] = set()  # pages whose swap copy is current
         self.faults = 0

@@ -162,6 +162,7 @@ def make_guest(
             spec.page_size,
             selfshrink=spec.selfshrink,
             swap_cache=spec.swap_cache,
+            order=config.order,  # tmem-lru: LRU in the host and in frontswap's writeback
         )
     path = workdir / f"{config.name}-{name}.disk"
     return CacheGuest(
