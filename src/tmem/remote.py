@@ -54,7 +54,7 @@ _U32 = 1 << 32
 _MAX_MOVES = 3
 # plain ints: an IntEnum member costs a lookup and a conversion on every call
 _PUT, _GET, _HELLO = int(Op.PUT), int(Op.GET), int(Op.HELLO)
-_encode_put, _encode_handle_op = msg.encode_put, msg.encode_handle_op
+_encode_put_head, _encode_handle_op = msg.encode_put_head, msg.encode_handle_op
 _T = TypeVar("_T")
 
 
@@ -137,15 +137,19 @@ class Channel:
             raise ConnectionLost(f"moved more than {_MAX_MOVES} times in a row; last to {moved}")
         self._open(moved.address)
 
-    def call(self, frame: bytes, op: int) -> memoryview:
-        """Send one request and return its reply body (valid until the next call)."""
+    def call(self, frame: bytes | list[Any], op: int) -> memoryview:
+        """Send one request (a frame, or a list of its parts, sent gathered) and return
+        its reply body (valid until the next call)."""
         sock, decoder = self.sock, self.decoder
         if sock is None:
             raise ConnectionLost("the connection to the daemon is closed")
         try:
-            sock.sendall(frame)
+            if frame.__class__ is list:
+                _send_parts(sock, frame)  # type: ignore[arg-type]
+            else:
+                sock.sendall(frame)  # type: ignore[arg-type]
             if not decoder.buffered:  # the usual case: the whole reply in one read
-                decoder.received(sock.recv_into(decoder.recv_buffer()))
+                decoder.read_from(sock)
         except OSError as exc:
             self._lost(exc)
         except BaseException:
@@ -167,9 +171,7 @@ class Channel:
         if sock is None:
             raise ConnectionLost("the connection to the daemon is closed")
         try:
-            sent = sock.sendmsg(parts)
-            if sent < sum(map(len, parts)):  # rare: a signal cut the send short
-                sock.sendall(b"".join(parts)[sent:])
+            _send_parts(sock, parts)
         except OSError as exc:
             self._lost(exc)
 
@@ -261,7 +263,8 @@ class RemoteClient:
         """Copy ``data`` in; True if stored, False if the host refused it."""
         with self._lock:
             oid, index = _handle(pool, oid, index)
-            body = self._chan.call(_encode_put(pool, oid, index, as_page(data)), _PUT)
+            page = as_page(data)
+            body = self._chan.call(_encode_put_head(pool, oid, index, len(page)) + page, _PUT)
             try:
                 return msg.decode_answer(body)
             except WireError as exc:
@@ -495,6 +498,13 @@ class RemoteAdmin:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _send_parts(sock: socket.socket, parts: list[Any]) -> None:
+    """Send a frame given as parts, gathered by the kernel rather than joined here."""
+    sent = sock.sendmsg(parts)
+    if sent < sum(map(len, parts)):  # rare: a signal or a full socket cut the send short
+        sock.sendall(b"".join(parts)[sent:])
 
 
 def _nothing(body: memoryview) -> None:

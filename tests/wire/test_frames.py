@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -98,14 +100,31 @@ def test_garbage_gives_frames_or_wire_error_and_nothing_else(data, limit):
         pass
 
 
-@given(st.lists(st.one_of(st.binary(max_size=100), st.integers(0, 300)), max_size=60))
+@given(
+    st.lists(
+        st.one_of(
+            st.binary(max_size=100),
+            st.integers(0, 300),
+            st.lists(st.binary(max_size=70), max_size=5),
+            st.tuples(st.binary(max_size=9), st.binary(max_size=100)),
+        ),
+        max_size=60,
+    )
+)
 def test_the_output_buffer_sends_everything_written_in_order(steps):
-    """Writes and partial sends (integers: bytes the socket took) in any order."""
+    """Writes (of one buffer, of parts, of a frame's head and body) and partial
+    sends (integers: bytes the socket took) in any order."""
     out, written, sent = OutBuffer(size=16), bytearray(), bytearray()
     for step in steps:
         if isinstance(step, bytes):
             out.write(step)
             written += step
+        elif isinstance(step, list):
+            out.write_parts(step)
+            written += b"".join(step)
+        elif isinstance(step, tuple):
+            out.write_frame(*step)
+            written += step[0] + step[1]
         else:
             take = bytes(out.pending()[:step])
             out.consumed(len(take))
@@ -113,3 +132,23 @@ def test_the_output_buffer_sends_everything_written_in_order(steps):
         assert len(out) == len(written) - len(sent)
     sent += out.pending()
     assert sent == written
+
+
+def test_reads_and_sends_go_through_the_socket_in_order():
+    """``Decoder.read_from`` and ``OutBuffer.send_to``: what one sends, the other frames."""
+    left, right = socket.socketpair()
+    with left, right:
+        out, decoder = OutBuffer(size=16), Decoder()
+        frames = [encode_frame(op, bytes([op]) * op * 100) for op in range(1, 6)]
+        out.write_parts(frames[:2])
+        out.write_frame(frames[2][:8], frames[2][8:])
+        out.write(frames[3] + frames[4])
+        while out.queued:
+            out.send_to(left)
+        left.shutdown(socket.SHUT_WR)
+        while decoder.read_from(right):
+            pass
+        got = list(iter(decoder.next_frame, None))
+    assert [(op, bytes(body)) for op, _s, _t, body in got] == [
+        (op, bytes([op]) * op * 100) for op in range(1, 6)
+    ]

@@ -11,6 +11,7 @@ closes the connection after sending the error reply.
 from __future__ import annotations
 
 import logging
+import struct
 import uuid as _uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,19 +23,26 @@ from tmem.host import Host
 from tmem.host_transfer import CHUNK_BYTES
 from tmem.wire import ADMIN_OPS, VERSION, Op, WireError, transfer
 from tmem.wire import messages as msg
-from tmem.wire.frames import OutBuffer
+from tmem.wire.frames import HEADER, OutBuffer
 
 log = logging.getLogger("tmem.daemon")
 _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 
 #: Batches of more items than this are executed a slice of this many at a time.
 SLICE_ITEMS = 64
-#: Replies up to this long are joined to their header before they are queued.
+#: Replies up to this long are queued with their header at once; longer ones in parts.
 _JOIN = 64 << 10
+_HEAD = HEADER.pack
 
 #: A request handler: the reply body, as bytes or as parts to send in order, or a
 #: batch to execute a slice at a time.
 Handler = Callable[["Session", memoryview], "bytes | list[Any] | Batch"]
+#: A handler of a single-page request of a greeted session (the daemon's hot path):
+#: ``(session, tag, body, out)``; it queues its reply or error reply in ``out`` itself.
+QuickHandler = Callable[["Session", int, memoryview, OutBuffer], None]
+#: A PUT reply: header and the answer byte, packed at once.
+_ANSWER = struct.Struct("<BBHIB").pack
+_PUT, _GET, _FLUSH_PAGE = int(Op.PUT), int(Op.GET), int(Op.FLUSH_PAGE)
 
 
 class _NoClient:
@@ -80,6 +88,15 @@ def _nothing() -> None:
     pass
 
 
+def refuse(op: int, tag: int, exc: TmemError | WireError, out: OutBuffer) -> None:
+    """Queue the error reply to a request that raised ``exc``; re-raise a WireError
+    (the frame broke the protocol: the caller closes the connection)."""
+    if isinstance(exc, WireError):
+        out.write(error_frame(op, tag, ProtocolError(str(exc))))
+        raise exc
+    out.write(error_frame(op, tag, exc))
+
+
 def error_frame(op: int, tag: int, exc: BaseException) -> bytes:
     """The reply frame for an error: its status code (ProtocolError's if not a TmemError)."""
     code = exc.code if isinstance(exc, TmemError) else ProtocolError.code
@@ -105,9 +122,6 @@ class Dispatcher:
         self.handlers: dict[int, Handler] = {
             Op.NEW_POOL: self._new_pool,
             Op.DESTROY_POOL: self._destroy_pool,
-            Op.PUT: self._put,
-            Op.GET: self._get,
-            Op.FLUSH_PAGE: self._flush_page,
             Op.FLUSH_OBJECT: self._flush_object,
             Op.STATS: self._stats,
             Op.PUT_PAGES: self._put_pages,
@@ -122,6 +136,12 @@ class Dispatcher:
             Op.TRANSFER: self._transfer,
             Op.EXPORT_PAGES: self._export_pages,
             Op.IMPORT_PAGES: self._import_pages,
+        }
+        #: single-page requests, answered without building a reply first
+        self.quick: dict[int, QuickHandler] = {
+            _PUT: self._put,
+            _GET: self._get,
+            _FLUSH_PAGE: self._flush_page,
         }
         self.transfers = Transfers(host)
         #: the server's hooks: re-read the configuration; describe the daemon
@@ -138,6 +158,9 @@ class Dispatcher:
         Raises WireError (after appending the error reply) if the frame breaks
         the protocol; the caller must then close the connection.
         """
+        if session.greeted and (quick := self.quick.get(op)) is not None:
+            quick(session, tag, body, out)
+            return None
         try:
             if session.greeted:
                 handler = self.handlers.get(op)
@@ -148,16 +171,13 @@ class Dispatcher:
                 reply = handler(session, body)
             else:
                 reply = self.hello(session, op, body)
-        except TmemError as exc:
-            out.write(error_frame(op, tag, exc))
+        except (TmemError, WireError) as exc:
+            refuse(op, tag, exc, out)
             if not session.greeted:
                 raise WireError(f"hello refused: {exc}") from None
             return None
-        except WireError as exc:
-            out.write(error_frame(op, tag, ProtocolError(str(exc))))
-            raise
-        if isinstance(reply, bytes) and len(reply) <= _JOIN:  # one write costs less than two
-            out.write(msg.encode_reply(op, tag, reply))
+        if reply.__class__ is bytes and len(reply) <= _JOIN:  # the usual case: a page or less
+            out.write_frame(_HEAD(op, 0, tag, len(reply)), reply)
         elif isinstance(reply, bytes):  # a large reply is not copied into a frame first
             _write_parts(out, op, tag, [reply])
         elif isinstance(reply, Batch):
@@ -203,16 +223,32 @@ class Dispatcher:
         session.client.destroy_pool(msg.decode_pool(body))
         return b""
 
-    def _put(self, session: Session, body: memoryview) -> bytes:
-        return msg.encode_answer(session.client.put_page(*msg.decode_put(body)))
+    def _put(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
+        try:
+            stored = session.client.put_page(*msg.decode_put(body))
+        except (TmemError, WireError) as exc:
+            refuse(_PUT, tag, exc, out)
+            return
+        out.write(_ANSWER(_PUT, 0, tag, 1, msg.ITEM_YES if stored else msg.ITEM_NO))
 
-    def _get(self, session: Session, body: memoryview) -> bytes:
-        pool, oid, index = msg.decode_handle(body)
-        return session.client.get_page(pool, oid, index) or b""
+    def _get(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
+        try:
+            page = session.client.get_page(*msg.decode_handle(body))
+        except (TmemError, WireError) as exc:
+            refuse(_GET, tag, exc, out)
+            return
+        if page is None:  # a miss: an empty reply
+            out.write(_HEAD(_GET, 0, tag, 0))
+        else:
+            out.write_frame(_HEAD(_GET, 0, tag, len(page)), page)
 
-    def _flush_page(self, session: Session, body: memoryview) -> bytes:
-        session.client.flush_page(*msg.decode_handle(body))
-        return b""
+    def _flush_page(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
+        try:
+            session.client.flush_page(*msg.decode_handle(body))
+        except (TmemError, WireError) as exc:
+            refuse(_FLUSH_PAGE, tag, exc, out)
+            return
+        out.write(_HEAD(_FLUSH_PAGE, 0, tag, 0))
 
     def _flush_object(self, session: Session, body: memoryview) -> bytes:
         session.client.flush_object(*msg.decode_object(body))
@@ -380,12 +416,9 @@ class Batch:
             else:
                 handles = msg.get_pages_items(self.body, first, last)
                 self.results += session.client.get_pages(self.pool, handles, errors="return")
-        except TmemError as exc:
-            out.write(error_frame(self.op, self.tag, exc))
+        except (TmemError, WireError) as exc:
+            refuse(self.op, self.tag, exc, out)
             return True
-        except WireError as exc:
-            out.write(error_frame(self.op, self.tag, ProtocolError(str(exc))))
-            raise
         self.done = last
         if last < self.count:
             return False
@@ -397,8 +430,7 @@ class Batch:
 
 def _write_parts(out: OutBuffer, op: int, tag: int, parts: list[Any]) -> None:
     """Append a reply given as parts, without joining them first."""
-    for part in msg.encode_reply_parts(op, tag, parts):
-        out.write(part)
+    out.write_parts(msg.encode_reply_parts(op, tag, parts))
 
 
 def _log_admin(session: Session, what: str, *args: Any) -> None:
@@ -421,6 +453,8 @@ def _batch_reply(results: list[Any], pages: list[bytes]) -> list[Any]:
     """The reply to a batch: a code per result (True, bytes: yes; False, None: no; an
     error: its code), the first error's message, and the pages of the hits."""
     if pages:  # gets; no error if every result that is not a page is a miss
+        if len(pages) == len(results):  # every one a hit
+            return msg.encode_batch_reply(bytes([msg.ITEM_YES]) * len(results), "", pages)
         if results.count(None) + len(pages) == len(results):
             return msg.encode_batch_reply(bytes([r is not None for r in results]), "", pages)
     else:

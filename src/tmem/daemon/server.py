@@ -161,6 +161,8 @@ class Server:
         self._metrics: Any = None
         self._reload_requested = False
         self._resumed: list[Connection] = []
+        #: single-page requests answered straight from the loop (Dispatcher.quick)
+        self._quick = self.dispatcher.quick
         self._batches: deque[Connection] = deque()  # connections with a batch to step
         self.autosizer = make_autosizer(self.host, config.autosize) if config.autosize else None
         self.max_connections = fit_descriptors(config.max_connections)
@@ -170,6 +172,8 @@ class Server:
         self.per_peer: dict[str, int] = {}
         self.throttle = Throttle()
         self._next_sweep = 0.0
+        #: when the loop's last wait ended: the time of reads and sends (no clock per request)
+        self._now = time.monotonic()
         self._accept_resume = 0.0  # while accepting is paused (out of descriptors): until when
         self._accept_backoff = 0.0
         self.listeners: dict[int, tuple[socket.socket, str]] = {}
@@ -185,6 +189,7 @@ class Server:
     def _serve_metrics(self, address: tuple[str, int]) -> None:
         recorder = LatencyRecorder({int(op): op.name.lower() for op in Op})
         self.dispatcher.dispatch = recorder.timed(self.dispatcher.dispatch)  # type: ignore[method-assign]
+        self._quick = {}  # every request goes through the timed dispatch
         self._observe = recorder.observe
         try:
             self._metrics, _ = serve_metrics(address, HostCollector(self._stats, recorder))
@@ -263,7 +268,9 @@ class Server:
                 wait = max(0.0, self._next_sweep - time.monotonic()) if timers else -1
                 if self._batches:
                     wait = 0  # look at the others, then the batches go on
-                for fd, events in poll(sizer.timeout(wait) if sizer else wait):
+                ready = poll(sizer.timeout(wait) if sizer else wait)
+                self._now = time.monotonic()
+                for fd, events in ready:
                     conn = conns.get(fd)
                     if conn is None:
                         if fd in self.listeners:
@@ -538,17 +545,15 @@ class Server:
             self._send(conn)  # a frame larger than its buffer waits for a grant, unread
             return
         try:
-            n = conn.sock.recv_into(decoder.recv_buffer())
+            n = decoder.read_from(conn.sock)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             self._close(conn)
             return
-        conn.last = time.monotonic()
+        conn.last = self._now
         if n == 0:  # the peer shut its side: answer what it sent, then close
             conn.eof = True
-        else:
-            decoder.received(n)
         self._process(conn)
 
     def _process(self, conn: Connection) -> None:
@@ -601,10 +606,10 @@ class Server:
         """Answer buffered frames until none can be now (0) or replies fill up: then the
         length the queue of replies must drain below for answering to go on."""
         out, decoder, session = conn.out, conn.decoder, conn.session
-        dispatch = self.dispatcher.dispatch
+        dispatch, quick_ops = self.dispatcher.dispatch, self._quick
         max_frame = self.config.max_frame
-        try:
-            while out.queued < self._queue_limit(conn):
+        try:  # the queue's limit is _queue_limit's, inline: this loop runs per request
+            while out.queued < (max_frame if conn.grant else SMALL_QUEUE):
                 if session.held or conn.batch is not None:  # its requests wait
                     return 0
                 try:
@@ -617,6 +622,9 @@ class Server:
                 if frame is None:
                     return 0
                 op, _status, tag, body = frame
+                if session.greeted and (quick := quick_ops.get(op)) is not None:
+                    quick(session, tag, body, out)  # a single page: no hello, batch or grant
+                    continue
                 large = op in LARGE_REPLIES and session.greeted
                 if large and out.queued > SMALL_QUEUE:
                     decoder.unget()  # a large reply starts after a short queue only
@@ -684,18 +692,17 @@ class Server:
         sent = 0
         if out.queued:
             try:
-                sent = conn.sock.send(out.pending())
+                sent = out.send_to(conn.sock)
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
                 self._close(conn)
                 return
-            out.consumed(sent)
         queued = out.queued
         if sent or not queued:
-            conn.drained = time.monotonic()
+            conn.drained = self._now
         reading = (
-            queued < self._queue_limit(conn)
+            queued < (self.config.max_frame if conn.grant else SMALL_QUEUE)  # _queue_limit
             and not conn.session.held
             and not conn.waiting
             and conn.batch is None

@@ -11,6 +11,7 @@ and :meth:`Decoder.received`, frames come out of :meth:`Decoder.next_frame`.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 #: op, status, tag, body length.
 HEADER = struct.Struct("<BBHI")
@@ -97,6 +98,8 @@ class Decoder:
     def wanted(self) -> int:
         """The buffer size the next :meth:`recv_buffer` will need: its current
         size unless a frame being received needs more room."""
+        if self._start == self._end:  # the usual case: nothing pending, the whole buffer
+            return len(self._buf)
         need, pending = self._need()
         if len(self._buf) - self._end >= max(self._reserve(), need - pending):
             return len(self._buf)
@@ -147,6 +150,17 @@ class Decoder:
         else:
             self._buf[:pending] = self._view[self._start : self._end]
         self._start, self._end = 0, pending
+
+    def read_from(self, sock: Any) -> int:
+        """Read once from ``sock`` (``recv_into``) into :meth:`recv_buffer`; the count
+        read (0: the peer shut its side).  The socket's errors propagate."""
+        if self._start == self._end:  # the usual case: an empty buffer, read from its start
+            self._start = self._end = 0
+            n: int = sock.recv_into(self._view)
+        else:
+            n = sock.recv_into(self.recv_buffer())
+        self._end += n
+        return n
 
     def received(self, n: int) -> None:
         """Record that ``n`` bytes were written into the last :meth:`recv_buffer`."""
@@ -226,6 +240,42 @@ class OutBuffer:
         self._buf = bytearray(0)
         self._view = memoryview(self._buf)
         self._start = self._end = self.queued = 0
+
+    def write_frame(self, head: bytes, body: bytes | memoryview) -> None:
+        """Queue a frame's ``head`` and then its ``body``, with no joined copy of both."""
+        end = self._end
+        mid = end + len(head)
+        stop = mid + len(body)
+        if stop > len(self._buf):
+            self._make_room(stop - end)
+            end = self._end
+            mid = end + len(head)
+            stop = mid + len(body)
+        view = self._view
+        view[end:mid] = head
+        view[mid:stop] = body
+        self._end = stop
+        self.queued = stop - self._start
+
+    def write_parts(self, parts: list[Any]) -> None:
+        """Queue each of ``parts`` in order (making room once for all of them)."""
+        total = sum(map(len, parts))
+        if self._end + total > len(self._buf):
+            self._make_room(total)
+        view, end = self._view, self._end
+        for part in parts:
+            stop = end + len(part)
+            view[end:stop] = part
+            end = stop
+        self._end = end
+        self.queued = end - self._start
+
+    def send_to(self, sock: Any) -> int:
+        """Send what is queued with one ``sock.send`` and forget what went; the bytes
+        sent.  The socket's errors (BlockingIOError included) propagate."""
+        sent: int = sock.send(self._view[self._start : self._end])
+        self.consumed(sent)
+        return sent
 
     def pending(self) -> memoryview:
         """The queued bytes (a view, valid until the next write)."""

@@ -67,6 +67,8 @@ POOL = struct.Struct("<I")
 NEW_POOL = struct.Struct("<BI16s")  # flags, page size, uuid
 BATCH = struct.Struct("<III")  # pool, count, page size (0 for gets)
 ITEM = struct.Struct("<24sI")  # oid, index
+#: A batch item read as integers: the object id's three 64-bit words, then the index.
+_ITEM_WORDS = struct.Struct("<QQQI")
 MESSAGE = struct.Struct("<I")  # length of a batch reply's error message
 PERSISTENT, SHARED, HAS_UUID = 1, 2, 4
 #: An error reply's message is cut to this many bytes.
@@ -221,8 +223,12 @@ _OBJECT_FRAME = struct.Struct("<BBHII24s")
 
 def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> bytes:
     """A PUT request frame: handle then the page."""
-    head = _HANDLE_FRAME.pack(_PUT, 0, 0, HANDLE.size + len(data), pool, oid_bytes(oid), index)
-    return head + data
+    return encode_put_head(pool, oid, index, len(data)) + data
+
+
+def encode_put_head(pool: int, oid: int, index: int, length: int) -> bytes:
+    """A PUT request frame up to its page of ``length`` bytes (sent after it, not joined)."""
+    return _HANDLE_FRAME.pack(_PUT, 0, 0, HANDLE.size + length, pool, oid_bytes(oid), index)
 
 
 def encode_handle_op(op: int, pool: int, oid: int, index: int) -> bytes:
@@ -235,20 +241,28 @@ def encode_flush_object(pool: int, oid: int) -> bytes:
     return _OBJECT_FRAME.pack(Op.FLUSH_OBJECT, 0, 0, OBJECT.size, pool, oid_bytes(oid))
 
 
+#: A handle read as integers: pool, the object id's three 64-bit words (least
+#: significant first), index; no 24-byte string is made for the usual small id.
+_HANDLE_WORDS = struct.Struct("<IQQQI")
+
+
 def decode_put(body: memoryview) -> tuple[int, int, int, memoryview]:
     """``(pool, oid, index, data)`` of a PUT body; ``data`` is a view into it."""
-    if len(body) < HANDLE.size:
-        raise WireError("put shorter than a handle")
-    pool, oid, index = HANDLE.unpack_from(body)
-    return pool, int.from_bytes(oid, "little"), index, body[HANDLE.size :]
+    try:
+        pool, low, mid, high, index = _HANDLE_WORDS.unpack_from(body)
+    except struct.error:
+        raise WireError("put shorter than a handle") from None
+    oid = low | mid << 64 | high << 128 if mid or high else low
+    return pool, oid, index, body[HANDLE.size :]
 
 
 def decode_handle(body: memoryview) -> tuple[int, int, int]:
     """``(pool, oid, index)`` of a GET or FLUSH_PAGE body."""
-    if len(body) != HANDLE.size:
-        raise WireError(f"handle body is {len(body)} bytes, not {HANDLE.size}")
-    pool, oid, index = HANDLE.unpack(body)
-    return pool, int.from_bytes(oid, "little"), index
+    try:
+        pool, low, mid, high, index = _HANDLE_WORDS.unpack(body)
+    except struct.error:
+        raise WireError(f"handle body is {len(body)} bytes, not {HANDLE.size}") from None
+    return pool, low | mid << 64 | high << 128 if mid or high else low, index
 
 
 def decode_object(body: memoryview) -> tuple[int, int]:
@@ -312,11 +326,13 @@ def put_pages_items(
     """Items ``first`` up to ``last`` of a PUT_PAGES body whose length was checked
     (:func:`check_put_pages_length`), as :func:`decode_put_pages` gives them."""
     step = ITEM.size + page_size
-    unpack, from_bytes = ITEM.unpack_from, int.from_bytes
-    items = []
+    unpack, size = _ITEM_WORDS.unpack_from, ITEM.size
+    items: list[tuple[int, int, memoryview]] = []
+    append = items.append
     for pos in range(BATCH.size + first * step, BATCH.size + last * step, step):
-        oid, index = unpack(body, pos)
-        items.append((from_bytes(oid, "little"), index, body[pos + ITEM.size : pos + step]))
+        low, mid, high, index = unpack(body, pos)
+        oid = low | mid << 64 | high << 128 if mid or high else low
+        append((oid, index, body[pos + size : pos + step]))
     return items
 
 
@@ -339,7 +355,10 @@ def get_pages_items(body: memoryview, first: int, last: int) -> list[tuple[int, 
     """Handles ``first`` up to ``last`` of a GET_PAGES body whose length was checked
     (:func:`check_get_pages_length`), as :func:`decode_get_pages` gives them."""
     items = body[BATCH.size + first * ITEM.size : BATCH.size + last * ITEM.size]
-    return [(int.from_bytes(oid, "little"), index) for oid, index in ITEM.iter_unpack(items)]
+    return [
+        (low | mid << 64 | high << 128 if mid or high else low, index)
+        for low, mid, high, index in _ITEM_WORDS.iter_unpack(items)
+    ]
 
 
 def encode_batch_reply(results: bytes | bytearray, message: str, pages: list[bytes]) -> list[Any]:
