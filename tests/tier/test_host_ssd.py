@@ -303,3 +303,39 @@ def test_promotions_let_go_of_the_lock_every_few_pages(make):
     assert host.stats()["tiering"]["promotions"] == n
     assert all(client.get_page(pool, 1, i) == page(i) for i in range(n))
     charges_add_up(host)
+
+
+def test_while_gets_of_demoted_pages_come_promotions_and_frees_wait(make, monkeypatch):
+    # The thread keeps out of the gets' way: while they come it promotes nothing until more
+    # than BUSY_PROMOTIONS wait, then one page per hold of the lock, and frees no tier copy
+    # until more than BUSY_GARBAGE wait; once they pause it does both in full.
+    import tmem.tier.demoter as demoter
+
+    monkeypatch.setattr(demoter, "BUSY_NS", 60 * 10**9)  # "coming" for this whole test
+    monkeypatch.setattr(demoter, "BUSY_PROMOTIONS", 10)
+    host, tier = make(capacity=1 << 20)
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    n = 40
+    for i in range(n):
+        assert client.put_page(pool, 1, i, page(i))
+    assert host.demote(all_pages=True) == n
+    tiers = host.tiers
+    with host.lock:
+        fetches = [host.engine.get(client._state, pool, 1, i) for i in range(n)]
+    tiers.pending.extend((f, tier.load(f.loc, f.tag)) for f in fetches)
+    counting = tiers.lock = CountingLock(host.lock)
+    tiers.last_fetch = time.perf_counter_ns()  # a get began just now
+    assert tiers.promote_pending(defer=True) == n - 10  # down to BUSY_PROMOTIONS...
+    assert counting.taken == n - 10  # ...one per hold
+    assert len(tiers.pending) == 10
+    tiers.step(defer=True)
+    assert tier.stats()["pages"] == n  # the promoted pages' copies are not freed yet
+    assert len(host.engine.tiering.garbage) == n - 10
+    tiers.last_fetch = 0  # the gets paused
+    assert tiers.promote_pending(defer=True) == 10
+    tiers.step(defer=True)
+    assert tier.stats()["pages"] == 0 and not host.engine.tiering.garbage
+    assert host.stats()["tiering"]["promotions"] == n
+    assert all(client.get_page(pool, 1, i) == page(i) for i in range(n))
+    charges_add_up(host)

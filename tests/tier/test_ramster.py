@@ -79,8 +79,7 @@ def test_free_unlinks_each_batchs_keys_in_one_command(tier, cluster):
     # Three batches (three hash tags): freeing their pages costs three commands, not one per
     # page, so a background thread freeing promoted pages takes little from the gets.
     batches = [
-        [Demotion(3000 + 10 * b + i, i, blob(b * 10 + i), True) for i in range(5)]
-        for b in range(3)
+        [Demotion(3000 + 10 * b + i, i, blob(b * 10 + i), True) for i in range(5)] for b in range(3)
     ]
     locs = [tier.store(items) for items in batches]
     pages = tier.stats()["pages"]
@@ -157,3 +156,34 @@ def test_bad_tier_spellings_are_refused():
                  "redis://h:1?fetch-timeout=x", "ssd:/tmp", "ssd::1M", "nfs://x"):  # fmt: skip
         with pytest.raises(tmem.InvalidArgument):
             tmem.Host(1 << 20, tiers=[spec])
+
+
+def test_a_get_asks_the_primary_of_its_batch_directly_once_it_is_known(tier, monkeypatch):
+    items = [Demotion(3000 + i, i, blob(i), True) for i in range(5)]
+    locs = tier.store(items)
+    cluster = tier._cluster
+    real = cluster.get_node_from_key
+    lookups = []
+
+    def lookup(key, *args, **kwargs):
+        lookups.append(key)
+        return real(key, *args, **kwargs)
+
+    monkeypatch.setattr(cluster, "get_node_from_key", lookup)
+    for loc, item in zip(locs, items, strict=True):
+        assert tier.load(loc, item.tag) == item.payload
+    assert len(lookups) == 1  # one batch: its primary is looked up once
+
+
+def test_a_remembered_primary_that_no_longer_owns_the_batch_is_forgotten(tier, cluster):
+    # As after a failover or a resharding: the node answers MOVED; the tier re-reads the
+    # map of slots and the page still comes back.
+    item = Demotion(4000, 1, blob(4000), True)
+    [loc] = tier.store([item])
+    assert tier.load(loc, item.tag) == item.payload
+    owner = tier._cluster.get_node_from_key(tier.key(loc, item.tag))
+    other = next(p for p in cluster.primaries() if p != owner.port)
+    tier._owners[loc] = redis.Redis(host="127.0.0.1", port=other)
+    assert tier.load(loc, item.tag) == item.payload
+    assert tier._owners[loc].connection_pool.connection_kwargs["port"] == owner.port
+    assert tier.stats()["load_failures"] == 0

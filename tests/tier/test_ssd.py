@@ -6,6 +6,7 @@ import os
 import random
 import resource
 import signal
+import threading
 
 import pytest
 
@@ -131,8 +132,11 @@ def test_a_write_error_takes_the_tier_out_of_service_and_keeps_what_it_wrote(tie
         resource.setrlimit(resource.RLIMIT_FSIZE, limit)
         signal.signal(signal.SIGXFSZ, old_handler)
     stats = tier.stats()
-    assert not tier.healthy and stats["write_errors"] == 1 and "EFBIG" in str(stats["failure"]) or (
-        "too large" in str(stats["failure"])
+    assert (
+        not tier.healthy
+        and stats["write_errors"] == 1
+        and "EFBIG" in str(stats["failure"])
+        or ("too large" in str(stats["failure"]))
     )
     assert tier.store([Demotion(999, 0, blob(999), False)]) == [None]  # out of service
     for item, loc in zip(early, locs, strict=True):
@@ -235,3 +239,80 @@ def test_small_records_share_blocks(tier):
     tier.store([Demotion(i + 1, i, blob(i, 1000), False) for i in range(90)])
     # Three records of 1032 bytes fit in a block: 30 blocks, not 90.
     assert tier.stats()["bytes_written"] - before <= 31 * 4096
+
+
+class _SlowReads:
+    """``os`` for the tier module, whose ``preadv`` first runs ``before(tier)``."""
+
+    def __init__(self, before) -> None:
+        self.before = before
+        self.inside = threading.local()  # the tier's own reads inside before() read plainly
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+    def preadv(self, fd, buffers, offset):
+        if not getattr(self.inside, "yes", False):
+            self.inside.yes = True
+            try:
+                self.before()
+            finally:
+                self.inside.yes = False
+        return os.preadv(fd, buffers, offset)
+
+
+def test_loads_read_outside_the_lock_side_by_side(tier, monkeypatch):
+    # Two loads meet inside their reads: neither holds the tier's lock there, and each
+    # reads into a buffer of its own (both pages come back whole).
+    import tmem.tier.ssd as ssd
+
+    items = [Demotion(1 + i, i, blob(i), True) for i in range(2)]
+    locs = tier.store(items)
+    both = threading.Barrier(2, timeout=5)
+
+    def meet() -> None:
+        assert not tier.lock.locked()
+        both.wait()
+
+    monkeypatch.setattr(ssd, "os", _SlowReads(meet))
+    out: dict[int, bytes | None] = {}
+
+    def load(i: int) -> None:
+        out[i] = tier.load(locs[i], items[i].tag)
+
+    threads = [threading.Thread(target=load, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert out == {0: items[0].payload, 1: items[1].payload}
+
+
+def test_a_record_that_compaction_moves_while_it_is_read_comes_back(tier, monkeypatch):
+    # The index said where the record was; before the read, compaction moved it to another
+    # segment, and that segment was reused: the load reads it again at its new place.
+    import tmem.tier.ssd as ssd
+
+    keep = Demotion(7, 7, blob(7), True)
+    [loc] = tier.store([keep])
+    tier.store([Demotion(100 + i, 100 + i, blob(100 + i), False) for i in range(40)])
+    tier.free([(s, t) for s, t in enumerate(tier.tag) if t >= 100])  # its segment: one page
+    first = tier.off[loc]
+    tags = iter(range(1000, 10**6))
+
+    old = first // tier.seg
+
+    def move_it() -> None:
+        # Persistent pages elsewhere, so its segment is the one compacted, then reused and
+        # written over where the record was.
+        for _ in range(300):
+            if tier.open == old and tier.flushed > first % tier.seg + 32:
+                break
+            batch = [Demotion(t, t, blob(t), True) for t in (next(tags) for _ in range(10))]
+            tier.store(batch)
+            tier.free([(s, t) for s, t in enumerate(tier.tag) if t >= 1000 and t % 10])
+
+    monkeypatch.setattr(ssd, "os", _SlowReads(move_it))
+    assert tier.load(loc, 7) == keep.payload
+    assert tier.off[loc] // tier.seg != old and tier.open == old
+    assert tier.stats()["compactions"] >= 1 and tier.stats()["load_failures"] == 0

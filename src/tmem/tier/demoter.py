@@ -21,6 +21,13 @@ makes an ephemeral get miss and a persistent get raise
 back to RAM is left to the background thread (at most
 :data:`PENDING_PROMOTIONS` waiting), off the get's path; without that
 thread it is done at once.
+
+The thread keeps out of the way of gets of demoted pages: while they keep
+coming (one began less than :data:`BUSY_NS` ago) it brings pages back only
+once more than :data:`BUSY_PROMOTIONS` wait, one per hold of the lock, and
+frees tier copies only once more than :data:`BUSY_GARBAGE` wait.  Both cost
+the gets time: a promotion holds the lock and the interpreter, and a free
+is a round trip and work on the node a get is waiting for.
 """
 
 from __future__ import annotations
@@ -81,6 +88,12 @@ PROMOTIONS_PER_HOLD = 8
 #: Seconds the thread sleeps between those holds: long enough for a thread that waits for the
 #: interpreter to take it (a zero sleep hands it back to this thread at once).
 PROMOTION_PAUSE = 50e-6
+#: Gets of demoted pages are "coming" while one began less than this many nanoseconds ago.
+BUSY_NS = 2_000_000
+#: Meanwhile fetched pages wait for their promotion until more than this many wait...
+BUSY_PROMOTIONS = PENDING_PROMOTIONS // 2
+#: ...and tier copies no page refers to wait to be freed until more than this many wait.
+BUSY_GARBAGE = 1024
 
 
 class TierSet:
@@ -107,6 +120,8 @@ class TierSet:
         self.assisting = background
         self._stepping = threading.Lock()  # one step at a time: two would pick the same pages
         self.pending: collections.deque[tuple[Fetch, bytes]] = collections.deque()
+        #: When the last get of a demoted page began (``perf_counter_ns``): see :meth:`busy`.
+        self.last_fetch = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
@@ -130,7 +145,7 @@ class TierSet:
         ver, where, lock = self._ver, self._tier_of, self.lock
         for _ in range(FETCH_ATTEMPTS):
             number = fetch.tier
-            start = _clock()
+            self.last_fetch = start = _clock()
             try:
                 blob = self._loads[number](fetch.loc, fetch.tag)
                 data = None if blob is None else decode_export(blob)
@@ -162,9 +177,7 @@ class TierSet:
             self._count(result, took)
             return self._finish(client, result, blob, data, error)
 
-    def _load(
-        self, fetch: Fetch
-    ) -> tuple[bytes | None, bytes | None, TmemError | None, int]:
+    def _load(self, fetch: Fetch) -> tuple[bytes | None, bytes | None, TmemError | None, int]:
         """The page's export, the page, or the tier's error; and the nanoseconds it took."""
         tier = self.tiers[fetch.tier]
         start = _clock()
@@ -206,15 +219,26 @@ class TierSet:
                 bring_back(engine, fetch, blob)  # type: ignore[arg-type]
         return data
 
-    def promote_pending(self) -> int:
-        """Bring fetched pages back to RAM, :data:`PROMOTIONS_PER_HOLD` per hold of the
-        lock, letting other threads have the interpreter between holds; how many were
-        looked at."""
+    def busy(self) -> bool:
+        """Whether gets of demoted pages are coming (one began within :data:`BUSY_NS`)."""
+        return _clock() - self.last_fetch < BUSY_NS
+
+    def promote_pending(self, defer: bool = False) -> int:
+        """Bring fetched pages back to RAM, letting other threads have the interpreter
+        between holds of the lock; how many were looked at.
+
+        :data:`PROMOTIONS_PER_HOLD` per hold; while gets of demoted pages are
+        coming, one per hold, and with ``defer`` (the thread) none until more
+        than :data:`BUSY_PROMOTIONS` wait.
+        """
         n = 0
         pending = self.pending
         while pending:
+            busy = self.busy()
+            if busy and defer and len(pending) <= BUSY_PROMOTIONS:
+                break  # later, when the gets pause or the queue grows
             with self.lock:
-                for _ in range(min(len(pending), PROMOTIONS_PER_HOLD)):
+                for _ in range(min(len(pending), 1 if busy else PROMOTIONS_PER_HOLD)):
                     fetch, blob = pending.popleft()
                     bring_back(self.engine, fetch, blob)
                     n += 1
@@ -237,21 +261,25 @@ class TierSet:
         finally:
             self._stepping.release()
 
-    def step(self, force: bool = False) -> int:
+    def step(self, force: bool = False, defer: bool = False) -> int:
         """One bounded round of housekeeping and demotion; the number of pages moved.
 
         With ``force`` the coldest pages are demoted even below the watermark.
+        With ``defer`` (the thread) tier copies are not freed while gets of
+        demoted pages are coming, unless more than :data:`BUSY_GARBAGE` wait.
         """
         with self._stepping:
-            return self._step(force)
+            return self._step(force, defer)
 
-    def _step(self, force: bool) -> int:
+    def _step(self, force: bool, defer: bool = False) -> int:
         engine = self.engine
         with self.lock:
             for number, tier in enumerate(self.tiers):
                 forget_dropped(engine, number, tier.dropped())
             trim_demoted(engine, STEP_PAGES)
-            garbage = take_garbage(engine)
+            garbage: list[tuple[int, int, int]] = []
+            if not (defer and len(engine.tiering.garbage) <= BUSY_GARBAGE and self.busy()):
+                garbage = take_garbage(engine)
             high = engine.capacity * HIGH_WATERMARK
             batch: list[Candidate] = []
             if force or engine.used > high:
@@ -300,8 +328,8 @@ class TierSet:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.promote_pending()
-                moved = self.step()
+                self.promote_pending(defer=True)
+                moved = self.step(defer=True)
             except Exception:  # the demoter must outlive any one failure
                 log.exception("demotion step failed")
                 moved = 0

@@ -18,10 +18,11 @@ each key to the primary that owns its slot and follows failovers.
   confirmed them, so losing one machine loses no persistent page.  Pages
   not confirmed are refused (they stay in RAM) and their keys deleted.
 * A get asks the primary that owns the batch's slot directly, over that
-  node's own connection (the ``hiredis`` parser where installed): one
-  command, one round trip, none of the cluster client's per-command routing.
-  A reply that the slot moved (failover, resharding) makes the tier re-read
-  the map of slots, as any failure does.
+  node's own connection (the ``hiredis`` parser where installed), which the
+  tier remembers per batch: one command, one round trip, none of the cluster
+  client's per-command routing.  A reply that the slot moved (failover,
+  resharding) makes the tier forget those connections and re-read the map of
+  slots, as any failure does.
 * A get that meets a failing or failing-over node retries with backoff for
   up to ``fetch_timeout`` seconds, then raises :class:`tmem.TierError`.  An
   unreachable cluster is reported unhealthy at once: the host stops demoting
@@ -50,6 +51,8 @@ log = logging.getLogger("tmem.tier")
 
 #: How long an ephemeral page lives in the cluster at most (seconds): it makes the key volatile.
 EPHEMERAL_TTL = 7 * 86400
+#: Batches whose primary's connection is remembered, at most (then the memory starts over).
+MAX_OWNERS = 1 << 16
 
 
 class ClusterTier:
@@ -102,6 +105,8 @@ class ClusterTier:
         self._given_up_until = 0.0
         self.failure: str | None = None
         self._batch = 0
+        #: Batch number -> the connection of the primary that holds it (cleared on a failure).
+        self._owners: dict[int, Any] = {}
         self.pages = 0
         self.counters = dict.fromkeys(
             ("stored", "refused", "unconfirmed", "loads", "load_retries", "load_failures",
@@ -138,6 +143,7 @@ class ClusterTier:
         """Record a failure; the client is rebuilt (topology re-read) on the next try."""
         self.failure = f"{type(exc).__name__}: {exc}"
         log.warning("redis tier: %s", self.failure)
+        self._owners = {}
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -219,18 +225,53 @@ class ClusterTier:
         except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("redis tier: could not delete %d keys: %s", len(keys), exc)
 
+    def _owner(self, cluster: RedisCluster, loc: int, key: str) -> Any:
+        """The connection of the primary that holds batch ``loc`` (looked up once per batch)."""
+        owners = self._owners
+        conn = owners.get(loc)
+        if conn is None:
+            conn = cluster.get_redis_connection(cluster.get_node_from_key(key))
+            if len(owners) >= MAX_OWNERS:
+                owners.clear()
+            owners[loc] = conn
+        return conn
+
     def load(self, loc: int, tag: int) -> bytes | None:
         """Fetch one page in one round trip, retrying through a failover for a bounded time.
 
-        After a fetch has run out of time, later ones fail at once for
-        ``retry_interval`` seconds rather than each waiting its full bound.
+        The primary that holds a batch is looked up once and remembered until a
+        failure re-reads the map of slots.  After a fetch has run out of time,
+        later ones fail at once for ``retry_interval`` seconds rather than each
+        waiting its full bound.
         """
-        key = self.key(loc, tag)
+        key = f"tmem:{{{self.prefix}.{loc}}}:{tag}"  # self.key(loc, tag), inlined
+        with self.lock:
+            self.counters["loads"] += 1
+            cluster = self._cluster
+            conn = self._owners.get(loc) if cluster is not None else None
+            if conn is None and time.monotonic() < self._given_up_until:
+                self.counters["load_failures"] += 1
+                raise TierError(f"redis tier unreachable ({self.failure})")
+        if conn is not None:  # the common case: one command on a connection known already
+            try:
+                value = conn.get(key)
+            except (RedisError, RedisClusterException, OSError) as exc:
+                with self.lock:  # re-read the map of slots, then retry as below
+                    self._down(exc)
+            else:
+                if value is None:
+                    with self.lock:
+                        self.counters["lost"] += 1
+                return cast("bytes | None", value)
+        return self._load_slowly(loc, key)
+
+    def _load_slowly(self, loc: int, key: str) -> bytes | None:
+        """:meth:`load` through the cluster client, reconnecting and retrying until the
+        fetch timeout."""
         now = time.monotonic()
         deadline = now + self.fetch_timeout
         pause = 0.01
         with self.lock:
-            self.counters["loads"] += 1
             if now < self._given_up_until:
                 self.counters["load_failures"] += 1
                 raise TierError(f"redis tier unreachable ({self.failure})")
@@ -239,9 +280,8 @@ class ClusterTier:
                 cluster = self._connect()
             if cluster is not None:
                 try:
-                    node = cluster.get_node_from_key(key)
                     # Replies are not decoded (decode_responses is off): bytes.
-                    value = cast("bytes | None", cluster.get_redis_connection(node).get(key))
+                    value = cast("bytes | None", self._owner(cluster, loc, key).get(key))
                 except (RedisError, RedisClusterException, OSError) as exc:
                     with self.lock:
                         self._down(exc)

@@ -11,7 +11,9 @@ Like memcached's extstore and zram's writeback device:
   largest first into the blocks it opens, first fit), so a load is one
   aligned read of the fewest blocks (one for most pages) into a preallocated
   aligned buffer.  It checks the header and checksum against what the index
-  expects, so a stale or torn record is never returned.
+  expects, so a stale or torn record is never returned.  Loads read outside
+  the tier's lock, each into a buffer of its own: they run side by side, and
+  a demotion's write or a compaction does not hold them up.
 * The index in RAM is one row per page (offset, length, version, flags:
   :data:`INDEX_BYTES_PER_PAGE` bytes), counted in the host's metadata.
 * When the last free segment but one is taken, the sealed segment with the
@@ -56,6 +58,8 @@ INDEX_BYTES_PER_PAGE = 21
 _PERSISTENT = 1
 #: Blocks a load reads at most through a view made in advance (a 64 KiB page and its header).
 _MAX_BLOCKS = 17
+#: Reads of a record that compaction keeps moving, at most, before a load gives up.
+_LOAD_ATTEMPTS = 3
 #: Blocks with room left that placement looks at (bounded work per record).
 _MAX_BINS = 32
 _FREE, _OPEN, _SEALED = 0, 1, 2
@@ -79,6 +83,22 @@ def default_segment_size(size: int) -> int:
 
 class _NoRoom(Exception):
     """Compaction's records do not fit in one segment once placed in blocks."""
+
+
+class _Reader:
+    """A page-aligned buffer for one load at a time (``O_DIRECT`` reads need the
+    alignment), and views of its first k blocks, made once."""
+
+    __slots__ = ("buf", "views")
+
+    def __init__(self) -> None:
+        self.buf = mmap.mmap(-1, _MAX_BLOCKS * BLOCK)
+        self.views = [memoryview(self.buf)[: k * BLOCK] for k in range(_MAX_BLOCKS + 1)]
+
+    def close(self) -> None:
+        for view in self.views:
+            view.release()
+        self.buf.close()
 
 
 class SsdTier:
@@ -130,9 +150,9 @@ class SsdTier:
         self.cursor = 0  # next record's place in the open segment
         self.flushed = 0  # the open segment is on disk up to here
         self.buf = mmap.mmap(-1, seg)  # the open segment's image, page-aligned
-        self.rbuf = mmap.mmap(-1, seg)  # reads and compaction, page-aligned
-        # Views of the first k blocks of rbuf, made once: a load reads into one of them.
-        self._rviews = [memoryview(self.rbuf)[: k * BLOCK] for k in range(_MAX_BLOCKS + 1)]
+        self.rbuf = mmap.mmap(-1, seg)  # compaction's reads, page-aligned
+        #: Read buffers of loads not running now: one is taken per load, and given back.
+        self._readers: list[_Reader] = [_Reader()]
         # Blocks of the unwritten part of the open segment with room left: [place, room].
         self._bins: list[list[int]] = []
         self.failed: str | None = None
@@ -461,47 +481,58 @@ class SsdTier:
     def load(self, loc: int, tag: int) -> bytes | None:
         """The payload of version ``tag`` at slot ``loc``; None if not held; TierError if bad.
 
-        One aligned read of the blocks that hold the record (one block for a
-        record of up to 4 KiB) into a buffer made in advance, and one copy out
-        of it; the checks run on that copy, outside the tier's lock.
+        The index is read under the tier's lock; then one aligned read of the
+        blocks that hold the record (one block for a record of up to 4 KiB),
+        outside the lock, into a buffer of this load's own, and one copy out
+        of it, which is checked.  A record that fails its checks is looked up
+        again: one that compaction moved meanwhile is read at its new place,
+        one no longer held is None, and only one still indexed where it was
+        read is an error.
         """
-        self.lock.acquire()
-        try:
-            if loc < 0 or tag <= 0 or loc >= len(self.tag) or self.tag[loc] != tag:
-                return None
-            off = self.off[loc]
-            at = off % BLOCK
-            end = at + self.length[loc]
-            blocks = (end + BLOCK - 1) // BLOCK
-            view = self._rviews[blocks] if blocks <= _MAX_BLOCKS else self._rview(blocks)
-            counters = self.counters
-            counters["loads"] += 1
+        lock, counters = self.lock, self.counters
+        for _ in range(_LOAD_ATTEMPTS):
+            lock.acquire()
             try:
-                got = os.preadv(self.fd, [view], off - at)
+                if loc < 0 or tag <= 0 or loc >= len(self.tag) or self.tag[loc] != tag:
+                    return None
+                off = self.off[loc]
+                end = off % BLOCK + self.length[loc]
+                blocks = (end + BLOCK - 1) // BLOCK
+                counters["loads"] += 1
+                counters["bytes_read"] += blocks * BLOCK
+            finally:
+                lock.release()
+            readers = self._readers
+            reader = readers.pop() if readers else _Reader()
+            start = off - off % BLOCK
+            try:
+                got = os.preadv(self.fd, [reader.views[blocks]], start)
                 if not self.direct:
-                    os.posix_fadvise(self.fd, off - at, len(view), os.POSIX_FADV_DONTNEED)
-            except OSError as exc:
-                counters["load_failures"] += 1
-                raise TierError(f"SSD tier read failed: {exc}") from None
-            counters["bytes_read"] += got
-            rtag, slot, length, check = _unpack_checked(view, at)
-            payload = self.rbuf[at + _HEADER_SIZE : end]  # bytes, in one copy
-        finally:
-            self.lock.release()
-        if (
-            got < end
-            or rtag != tag
-            or slot != loc
-            or length != end - at - _HEADER_SIZE
-            or _checksum(payload) & _CHECK_MASK != check
-        ):
-            with self.lock:
-                self.counters["load_failures"] += 1
-            raise TierError(f"SSD tier record {loc} fails its checks")
-        return payload
-
-    def _rview(self, blocks: int) -> memoryview:
-        return memoryview(self.rbuf)[: blocks * BLOCK]
+                    os.posix_fadvise(self.fd, start, blocks * BLOCK, os.POSIX_FADV_DONTNEED)
+            except (OSError, IndexError) as exc:  # IndexError: more blocks than a page can take
+                readers.append(reader)
+                with lock:
+                    counters["load_failures"] += 1
+                raise TierError(f"SSD tier read of record {loc} failed: {exc}") from None
+            at = off - start
+            rtag, slot, length, check = _unpack_checked(reader.buf, at)
+            payload = reader.buf[at + _HEADER_SIZE : end]  # bytes, in one copy
+            readers.append(reader)
+            if (
+                got >= end
+                and rtag == tag
+                and slot == loc
+                and length == end - at - _HEADER_SIZE
+                and _checksum(payload) & _CHECK_MASK == check
+            ):
+                return payload
+            with lock:
+                if self._holds(loc, tag) and self.off[loc] == off:
+                    counters["load_failures"] += 1
+                    raise TierError(f"SSD tier record {loc} fails its checks")
+        with lock:
+            counters["load_failures"] += 1
+        raise TierError(f"SSD tier record {loc} kept moving while it was read")
 
     def free(self, pages: Sequence[tuple[int, int]]) -> None:
         """Forget each ``(slot, version)`` still held; its bytes are reclaimed by compaction."""
@@ -544,7 +575,8 @@ class SsdTier:
                 self.fd = -1
                 if os.path.isfile(self.path):
                     os.unlink(self.path)
-            for view in self._rviews:
-                view.release()
+            for reader in self._readers:
+                reader.close()
+            self._readers = []
             self.buf.close()
             self.rbuf.close()
