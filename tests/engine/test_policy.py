@@ -26,14 +26,30 @@ def test_memory_moves_to_the_client_whose_evicted_pages_are_missed_and_floors_ho
     pa, pb = a.new_pool(), b.new_pool()
     fill(a, pa, 0, 20)
     fill(b, pb, 0, 20)
-    assert b.put_page(pb, 1, 20, b"y" * PAGE)  # full: b (more bytes with its put) loses page 0
-    assert b.get_page(pb, 1, 0) is None  # ...and misses it: a ghost hit
-    assert b.stats()["utility"] > 0 and a.stats()["utility"] == 0
-    fill(b, pb, 21, 40)  # a's memory goes to b, down to a's floor and no further
+    for i in range(4):  # full: b (more bytes with its put) loses its pages 0 to 3...
+        assert b.put_page(pb, 1, 20 + i, b"y" * PAGE)
+    for i in range(4):  # ...and misses them: ghost hits
+        assert b.get_page(pb, 1, i) is None
+    assert b.stats()["utility"] == 4 and a.stats()["utility"] == 0
+    assert a.stats()["pages"] == 20
+    fill(b, pb, 24, 60)  # a's memory goes to b, down to a's floor and no further
     floor = a.stats()["ephemeral_floor"]
     assert floor == int(0.5 * CAPACITY / 2)
     assert a.stats()["ephemeral_bytes"] == floor // COST * COST
     assert b.stats()["pages"] == 40 - floor // COST
+
+
+def test_above_the_floors_memory_is_shared_in_proportion_to_one_plus_ghost_hits():
+    host = tmem.Host(CAPACITY, compress=None, policy="utility", reserve=0.0)
+    a, b = host.connect("a"), host.connect("b")
+    pa, pb = a.new_pool(), b.new_pool()
+    fill(a, pa, 0, 20)
+    fill(b, pb, 0, 20)
+    assert b.put_page(pb, 1, 20, b"y" * PAGE)  # b loses its page 0
+    assert b.get_page(pb, 1, 0) is None  # one ghost hit: b's memory counts half
+    fill(b, pb, 21, 100)
+    # a holds 1 share, b 2: a keeps a third of the host, not nothing
+    assert (a.stats()["pages"], b.stats()["pages"]) == (13, 27)
 
 
 def test_the_older_policy_splits_evenly_whatever_is_missed():
