@@ -543,7 +543,8 @@ def _pool(pool: Any) -> int:
 
 
 def _handle(pool: Any, oid: Any, index: Any) -> tuple[int, int]:
-    _pool(pool)
+    if type(pool) is not int or not 0 <= pool < _U32:  # _pool's check, inline: once per call
+        _pool(pool)
     return check_handle(oid, index)
 
 

@@ -69,6 +69,8 @@ BATCH = struct.Struct("<III")  # pool, count, page size (0 for gets)
 ITEM = struct.Struct("<24sI")  # oid, index
 #: A batch item read as integers: the object id's three 64-bit words, then the index.
 _ITEM_WORDS = struct.Struct("<QQQI")
+#: Object ids below this are packed as one word and two zeros (no 24-byte string made).
+_U64 = 1 << 64
 MESSAGE = struct.Struct("<I")  # length of a batch reply's error message
 PERSISTENT, SHARED, HAS_UUID = 1, 2, 4
 #: An error reply's message is cut to this many bytes.
@@ -219,6 +221,16 @@ def decode_pool(body: memoryview) -> int:
 #: Header and handle of a PUT, GET or FLUSH_PAGE frame, packed in one go.
 _HANDLE_FRAME = struct.Struct("<BBHII24sI")
 _OBJECT_FRAME = struct.Struct("<BBHII24s")
+#: The same with the object id as three 64-bit words: an id below 2**64 is packed as
+#: it is, with no 24-byte string made for it.
+_HANDLE_FRAME_WORDS = struct.Struct("<BBHIIQQQI")
+
+
+def _handle_frame(op: int, length: int, pool: int, oid: int, index: int) -> bytes:
+    """A frame header of ``length`` bytes of body, followed by a handle."""
+    if oid < _U64:  # the usual case
+        return _HANDLE_FRAME_WORDS.pack(op, 0, 0, length, pool, oid, 0, 0, index)
+    return _HANDLE_FRAME.pack(op, 0, 0, length, pool, oid_bytes(oid), index)
 
 
 def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> bytes:
@@ -228,12 +240,12 @@ def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> byt
 
 def encode_put_head(pool: int, oid: int, index: int, length: int) -> bytes:
     """A PUT request frame up to its page of ``length`` bytes (sent after it, not joined)."""
-    return _HANDLE_FRAME.pack(_PUT, 0, 0, HANDLE.size + length, pool, oid_bytes(oid), index)
+    return _handle_frame(_PUT, HANDLE.size + length, pool, oid, index)
 
 
 def encode_handle_op(op: int, pool: int, oid: int, index: int) -> bytes:
     """A GET or FLUSH_PAGE request frame."""
-    return _HANDLE_FRAME.pack(op, 0, 0, HANDLE.size, pool, oid_bytes(oid), index)
+    return _handle_frame(op, HANDLE.size, pool, oid, index)
 
 
 def encode_flush_object(pool: int, oid: int) -> bytes:
@@ -278,11 +290,11 @@ def decode_object(body: memoryview) -> tuple[int, int]:
 def encode_put_pages(pool: int, page_size: int, pages: list[tuple[int, int, Any]]) -> list[Any]:
     """A PUT_PAGES frame as parts to send gathered, in order: the headers, then each
     ``(oid, index, data)`` item's handle and its page (``page_size`` bytes, not copied)."""
-    pack, parts = ITEM.pack, [b""]
+    pack, words, parts = ITEM.pack, _ITEM_WORDS.pack, [b""]
     for oid, index, data in pages:
         if len(data) != page_size:
             raise WireError("a page in the batch is not page_size long")
-        parts.append(pack(oid_bytes(oid), index))
+        parts.append(words(oid, 0, 0, index) if oid < _U64 else pack(oid_bytes(oid), index))
         parts.append(data)
     body_len = BATCH.size + len(pages) * (ITEM.size + page_size)
     parts[0] = frame_head(_PUT_PAGES, body_len) + BATCH.pack(pool, len(pages), page_size)
@@ -338,8 +350,11 @@ def put_pages_items(
 
 def encode_get_pages(pool: int, handles: list[tuple[int, int]]) -> bytes:
     """A GET_PAGES frame for ``(oid, index)`` handles."""
-    pack = ITEM.pack
-    items = [pack(oid_bytes(oid), index) for oid, index in handles]
+    pack, words = ITEM.pack, _ITEM_WORDS.pack
+    items = [
+        words(oid, 0, 0, index) if oid < _U64 else pack(oid_bytes(oid), index)
+        for oid, index in handles
+    ]
     body_len = BATCH.size + len(items) * ITEM.size
     head = frame_head(_GET_PAGES, body_len) + BATCH.pack(pool, len(items), 0)
     return head + b"".join(items)
