@@ -72,17 +72,36 @@ CLIENT = textwrap.dedent(
     """
     import json, os, sys
     sys.path[:0] = [sys.argv[1], sys.argv[2]]
+    import tmem
     from floor import FloorStore, REQUEST
     from remote import TmemStore
     ops, batches, batch = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
     pages = [os.urandom(4096) for _ in range(max(ops, batch))]
     labels = []
 
+    class EngineStore:
+        \"\"\"The daemon's calls on an embedded host: pages as views, as the daemon has them.\"\"\"
+        def __init__(self):
+            self.client = tmem.Host(1 << 30, compress=None, dedup=None).connect("count")
+            self.pool = self.client.new_pool(persistent=True)
+            self.views = [memoryview(p) for p in pages]
+        def put(self, key, data):
+            self.client.put_page(self.pool, 1, key, self.views[key])
+        def get(self, key):
+            return self.client.get_page(self.pool, 1, key)
+        def put_many(self, items):
+            views = self.views
+            self.client.put_pages(self.pool, [(1, k, views[k]) for k, _ in items], errors="return")
+        def get_many(self, keys):
+            return self.client.get_pages(self.pool, [(1, k) for k in keys], errors="return")
+        def close(self):
+            pass
+
     def mark(store, label):
         \"\"\"End the segment ``label`` here and in the server (None: set-up).\"\"\"
         if isinstance(store, TmemStore):
             store.client.stats()
-        else:
+        elif isinstance(store, FloorStore):
             store.sock.sendall(REQUEST.pack(0, 0))
         labels.append(label)
         os.getppid()
@@ -113,6 +132,7 @@ CLIENT = textwrap.dedent(
         store = TmemStore(address, "count") if kind == "tmem" else FloorStore(address, "count")
         phases(store)
         store.close()
+    phases(EngineStore())
     print(json.dumps(labels))
     """
 )
@@ -182,11 +202,13 @@ def count(
                 proc.wait(120)
         labels = json.loads(child.stdout.splitlines()[-1])
         client = _segments(outs["client"])
-        half = len(labels) // 2  # the client's marks: tmem's phases, then the floor's
+        third = len(labels) // 3  # the client's marks: tmem's phases, the floor's, the engine's
+        floor = slice(third, 2 * third)
         by_kind = {
-            "tmem": (labels[:half], _segments(outs["tmem"]), client[:half]),
-            "floor": (labels[half:], _segments(outs["floor"]), client[half:]),
+            "tmem": (labels[:third], _segments(outs["tmem"]), client[:third]),
+            "floor": (labels[floor], _segments(outs["floor"]), client[floor]),
         }
+        engine = dict(zip(labels[2 * third :], client[2 * third :], strict=True))
     per = {"put": ops, "get": ops, "batch_put": batches * batch, "batch_get": batches * batch}
     report: dict[str, dict[str, float]] = {}
     for kind, (names, server, mine) in by_kind.items():
@@ -198,6 +220,8 @@ def count(
             report.setdefault(phase, {})
             report[phase][f"{kind}_server"] = (s - empty_server) / per[phase]
             report[phase][f"{kind}_client"] = (c - empty_client) / per[phase]
+    for phase in PHASES:
+        report[phase]["engine"] = (engine[phase] - engine["empty"]) / per[phase]
     return report
 
 
@@ -226,15 +250,17 @@ def main() -> None:
     for tree, result in zip(trees, results, strict=True):
         print(f"\n{tree}")
         print(f"{'phase':10} {'tmem srv':>9} {'tmem cli':>9} {'floor srv':>9} {'floor cli':>9}"
-              f" {'srv ratio':>9} {'total ratio':>11}")  # fmt: skip
+              f" {'engine':>9} {'srv ratio':>9} {'total ratio':>11}"
+              f" {'srv-engine-floor':>16}")  # fmt: skip
         for phase in PHASES:
             r = result[phase]
             tmem_total = r["tmem_server"] + r["tmem_client"]
             floor_total = r["floor_server"] + r["floor_client"]
             print(f"{phase:10} {r['tmem_server']:9,.0f} {r['tmem_client']:9,.0f}"
-                  f" {r['floor_server']:9,.0f} {r['floor_client']:9,.0f}"
+                  f" {r['floor_server']:9,.0f} {r['floor_client']:9,.0f} {r['engine']:9,.0f}"
                   f" {r['tmem_server'] / r['floor_server']:9.2f}"
-                  f" {tmem_total / floor_total:11.2f}")  # fmt: skip
+                  f" {tmem_total / floor_total:11.2f}"
+                  f" {r['tmem_server'] - r['engine'] - r['floor_server']:16,.0f}")  # fmt: skip
     if args.compare:
         print(f"\n{args.src} over {args.compare}, tmem server and client together:")
         for phase in PHASES:

@@ -265,7 +265,9 @@ class Server:
         try:
             while not self._stopping:
                 timers = conns or self._accept_resume
-                wait = max(0.0, self._next_sweep - time.monotonic()) if timers else -1
+                # one clock reading per turn, after the wait: the next sweep may come
+                # as late as this turn's work took (timers are 0.25 s apart)
+                wait = max(0.0, self._next_sweep - self._now) if timers else -1
                 if self._batches:
                     wait = 0  # look at the others, then the batches go on
                 ready = poll(sizer.timeout(wait) if sizer else wait)
@@ -287,9 +289,8 @@ class Server:
                         self._process(conn)
                 if self._batches:
                     self._step_batches()
-                now = time.monotonic()
-                if now >= self._next_sweep:
-                    self._sweep(now)
+                if self._now >= self._next_sweep:
+                    self._sweep(self._now)
                 if sizer is not None:
                     sizer.tick()
         finally:
