@@ -15,9 +15,13 @@ the job's calls; only hits and misses may differ with the host's decisions.
 It prints instructions per call and, times the calls per I/O saved of the
 recorded run, instructions per I/O saved.  ``--compare DIR`` (repeatable)
 replays the same calls against another source tree (say a ``git worktree``
-of an older commit's ``src``) in the same run.
+of an older commit's ``src``) in the same run.  ``--answers`` also replays
+them without callgrind on every tree and prints a digest of every answer
+(each put's True/False, each get's page or None): equal digests mean the
+trees made the same decision for every call.
 
-    python bench/saved_io_instructions.py [--config tmem] [--calls 20000] [--compare DIR] [--json]
+    python bench/saved_io_instructions.py [--config tmem] [--calls 20000] [--compare DIR]
+        [--answers] [--json]
 """
 
 from __future__ import annotations
@@ -59,6 +63,38 @@ CHILD = textwrap.dedent(
     os.getppid()  # and here: the replay ends
     """
 )
+
+
+ANSWERS = textwrap.dedent(
+    """
+    import hashlib, json, pickle, sys
+    sys.path.insert(0, sys.argv[1])
+    import tmem
+    with open(sys.argv[2], "rb") as f:
+        rec = pickle.load(f)
+    host = tmem.Host(rec["capacity"], compress=rec["compress"], dedup=rec["dedup"])
+    clients = {name: host.connect(name) for name in rec["clients"]}
+    pages = rec["pages"]
+    digest, hits = hashlib.sha256(), 0
+    for name, op, args in rec["calls"][: int(sys.argv[3])]:
+        if op == "put_page":
+            args = (*args[:3], pages[args[3]])
+        answer = getattr(clients[name], op)(*args)
+        if op == "get_page" and answer is not None:
+            hits += 1
+        digest.update(answer if type(answer) is bytes else repr(answer).encode())
+    print(json.dumps({"digest": digest.hexdigest(), "hits": hits}))
+    """
+)
+
+
+def answers(src: Path, recording: Path, calls: int) -> dict[str, Any]:
+    """A digest of the answers of the first ``calls`` recorded calls replayed on ``src``."""
+    out = subprocess.run(
+        [sys.executable, "-c", ANSWERS, str(src), str(recording), str(calls)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return dict(json.loads(out.stdout))
 
 
 def record(config: str) -> dict[str, Any]:
@@ -160,6 +196,9 @@ def main() -> None:
         "--compare", type=Path, action="append", default=[],
         help="another source tree, counted too (may be repeated)",
     )  # fmt: skip
+    parser.add_argument(
+        "--answers", action="store_true", help="also check every tree answers every call alike"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -185,6 +224,8 @@ def main() -> None:
                 "instructions_per_call": per_call,
                 "instructions_per_saved_io": per_call * rec["calls_per_saved"],
             }
+            if args.answers:
+                report[label]["answers"] = answers(tree, path, n)
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -198,6 +239,9 @@ def main() -> None:
             f"{label:8} {row['instructions_per_call']:10,.0f} instructions per call"
             f" {row['instructions_per_saved_io']:12,.0f} per I/O saved  ({row['tree']})"
         )
+        if "answers" in row:
+            got = row["answers"]
+            print(f"{'':8} answers {got['digest'][:16]}, {got['hits']:,} hits")
     for label in list(trees)[1:]:
         ratio = report["src"]["instructions_per_call"] / report[label]["instructions_per_call"]
         print(f"src / {label}: {ratio:.3f}")

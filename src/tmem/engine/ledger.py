@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from tmem.api import check_capacity
 from tmem.engine.insertion import HIT_FRACTION, HIT_LIMIT, check_order, shadow_mask
-from tmem.engine.pages import PageTable
+from tmem.engine.pages import NIL, PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful
 from tmem.errors import InvalidArgument
@@ -205,7 +205,20 @@ class Ledger:
         if poor and pid in poor:
             poor.discard(pid)
             owner.poor_pages -= 1
-        table.free(pid)  # off its owner's LRU, or the tiers' lists, and released
+        # Off its owner's LRU, or the tiers' lists, and released: table.unlink and
+        # table.release in one, inline (every flush, eviction and destructive get).
+        prev, nxt = table.prev, table.next
+        p = prev[pid]
+        if p != NIL:
+            n = nxt[pid]
+            nxt[p] = n
+            prev[n] = p
+            prev[pid] = NIL
+        table.oid[pid] = 0
+        table.ver[pid] = 0
+        table.tier[pid] = 0
+        nxt[pid] = table.free_head
+        table.free_head = pid
 
     def _charge(self, pool: Pool, pages: int, nbytes: int) -> None:
         """Charge ``pages`` pages of ``nbytes`` (negative: a refund) to the pool, owner and host.

@@ -22,7 +22,7 @@ from array import array
 #: "No page": the free list's end and the links of a page on no list.  The
 #: arrays are unsigned because an unsigned item is stored without the
 #: argument parsing a signed one costs (about 170 instructions a store).
-_NIL = 0xFFFFFFFF
+NIL = 0xFFFFFFFF
 
 
 class PageTable:
@@ -30,7 +30,7 @@ class PageTable:
 
     __slots__ = (
         "ref", "cost", "pool", "index", "oid", "prev", "next", "ver", "tier", "tlen",
-        "_free", "_size",
+        "free_head", "_size",
     )  # fmt: skip
 
     def __init__(self, initial: int = 1024) -> None:
@@ -46,7 +46,7 @@ class PageTable:
         self.ver = array("Q")
         self.tier = array("b")
         self.tlen = array("I")
-        self._free = _NIL
+        self.free_head = NIL
         self._size = 0
         self._grow(initial)
 
@@ -59,21 +59,21 @@ class PageTable:
             arr.frombytes(bytes(extra * arr.itemsize))
         self.oid.extend([0] * extra)
         self.next.extend(range(start + 1, end + 1))
-        self.next[end - 1] = self._free
-        self._free = start
+        self.next[end - 1] = self.free_head
+        self.free_head = start
         self._size = end
 
     def alloc(
-        self, ref: int, cost: int, pool: int, oid: int, index: int, ver: int = 0, head: int = _NIL
+        self, ref: int, cost: int, pool: int, oid: int, index: int, ver: int = 0, head: int = NIL
     ) -> int:
         """Take a free page id and record the page in it, with version ``ver``; link it
         as the most recently used entry of the list ``head`` (by default on none)."""
-        pid = self._free
+        pid = self.free_head
         nxt = self.next
-        if pid == _NIL:
+        if pid == NIL:
             self._grow(max(1024, self._size // 2))
-            pid = self._free
-        self._free = nxt[pid]
+            pid = self.free_head
+        self.free_head = nxt[pid]
         self.ref[pid] = ref
         self.cost[pid] = cost
         self.pool[pid] = pool
@@ -81,9 +81,9 @@ class PageTable:
         self.index[pid] = index
         self.ver[pid] = ver
         prev = self.prev
-        if head == _NIL:
-            prev[pid] = _NIL
-            nxt[pid] = _NIL
+        if head == NIL:
+            prev[pid] = NIL
+            nxt[pid] = NIL
         else:  # append(head, pid), inline: a put is the hot path
             tail = prev[head]
             nxt[tail] = pid
@@ -93,33 +93,21 @@ class PageTable:
         return pid
 
     def release(self, pid: int) -> None:
-        """Give a page id back (it must be unlinked from any LRU list)."""
-        self.oid[pid] = 0
-        self.ver[pid] = 0
-        self.tier[pid] = 0
-        self.next[pid] = self._free
-        self._free = pid
+        """Give a page id back (it must be unlinked from any LRU list).
 
-    def free(self, pid: int) -> None:
-        """Take ``pid`` off whatever list it is on and give it back (unlink, then release)."""
-        prev, nxt = self.prev, self.next
-        p = prev[pid]
-        if p != _NIL:
-            n = nxt[pid]
-            nxt[p] = n
-            prev[n] = p
-            prev[pid] = _NIL
+        The engine's ``_drop`` does :meth:`unlink` and this in one, inline.
+        """
         self.oid[pid] = 0
         self.ver[pid] = 0
         self.tier[pid] = 0
-        nxt[pid] = self._free
-        self._free = pid
+        self.next[pid] = self.free_head
+        self.free_head = pid
 
     # --- LRU lists -------------------------------------------------------
 
     def new_list(self) -> int:
         """Reserve a sentinel for an empty LRU list; return it."""
-        head = self.alloc(0, 0, _NIL, 0, 0)
+        head = self.alloc(0, 0, NIL, 0, 0)
         self.prev[head] = head
         self.next[head] = head
         return head
@@ -146,13 +134,13 @@ class PageTable:
         """Take ``pid`` off whatever list it is on (a no-op if on none)."""
         prev, nxt = self.prev, self.next
         p = prev[pid]
-        if p == _NIL:
+        if p == NIL:
             return
         n = nxt[pid]
         nxt[p] = n
         prev[n] = p
-        prev[pid] = _NIL
-        nxt[pid] = _NIL
+        prev[pid] = NIL
+        nxt[pid] = NIL
 
     def touch(self, head: int, pid: int) -> None:
         """Make ``pid`` the most recently used entry of list ``head``."""

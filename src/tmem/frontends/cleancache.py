@@ -27,6 +27,15 @@ system, where a later miss may find it again.
   :meth:`unlink` and :meth:`rename` flush the object of the file that goes away
   or is replaced.  In a shared pool a write also moves the file to a new
   generation, since other processes may still hold the old pages.
+* **Gets it can skip.** In a private pool only this cache puts pages, so a
+  page it never offered (or that a get or flush has taken out since) cannot
+  be there: the cache remembers, per file, the pages it put and has not got
+  back, and asks tmem only for those (``skipped_gets`` counts the rest), as
+  frontswap's bitmap does for swap slots.  Skipped gets would have missed:
+  what is read from disk does not change.  A file whose record is forgotten
+  with pages in tmem (see :meth:`CleanCache._prune`) is asked about for every
+  page again when it comes back.  Shared pools are always asked (other
+  processes put pages there).
 * **Loss of the host** only costs hits: the pool is dropped and the cache goes
   on with the disk.  A page is never served from anywhere but the private
   cache, tmem under the file's current handle, or the file itself.
@@ -35,7 +44,8 @@ Known limit: a change made behind the cache's back that leaves size, ctime and
 mtime all equal (within the file system's timestamp granularity) is not seen.
 
 Statistics use Linux cleancache's names: ``succ_gets``, ``failed_gets``,
-``puts``, ``invalidates``, plus ``reads`` (page reads asked of the cache),
+``puts``, ``invalidates``, plus ``skipped_gets`` (tmem not asked: see above),
+``reads`` (page reads asked of the cache),
 ``private_hits``, ``disk_reads`` and ``disk_writes`` (all in pages).  Every
 page read is exactly one of ``private_hits``, ``succ_gets``, ``disk_reads``.
 """
@@ -59,6 +69,7 @@ COUNTERS: tuple[str, ...] = (
     "private_hits",
     "succ_gets",
     "failed_gets",
+    "skipped_gets",
     "puts",
     "failed_puts",
     "invalidates",
@@ -88,6 +99,18 @@ class FileRecord:
     mtime: int
     opened: int = 0
     pages: set[int] = field(default_factory=set)  # indexes in the private cache
+    #: Indexes put into a private pool under the current object id and not got or
+    #: flushed since (pages nowhere else); None: not known, ask tmem for every page.
+    offered: set[int] | None = field(default_factory=set)
+
+    def may_hold(self, index: int) -> bool:
+        """False only if tmem surely lacks page ``index`` (see :class:`CleanCache`)."""
+        return self.shared or self.offered is None or index in self.offered
+
+    def taken(self, index: int) -> None:
+        """Page ``index`` left tmem (a get or a flush of it, or a refused put)."""
+        if self.offered:
+            self.offered.discard(index)
 
     @property
     def oid(self) -> int:
@@ -135,6 +158,8 @@ class CleanCache:
         self._counts = dict.fromkeys(COUNTERS, 0)
         self._closed = False
         self._touched: set[tuple[int, int, int]] | None = None  # see working_set()
+        #: (pool, object id) of private files forgotten while tmem may hold their pages
+        self._lost_track: set[tuple[int, int]] = set()
 
     # --- file systems ------------------------------------------------------
 
@@ -186,7 +211,8 @@ class CleanCache:
     def _detach_pool(self, pool: int) -> None:
         for rec in self._files.values():
             if rec.pool == pool:
-                rec.pool, rec.shared = None, False
+                rec.pool, rec.shared, rec.offered = None, False, set()
+        self._lost_track = {key for key in self._lost_track if key[0] != pool}
 
     # --- files ---------------------------------------------------------------
 
@@ -236,6 +262,7 @@ class CleanCache:
             rec = FileRecord(st.st_dev, st.st_ino, pool, shared, 0, 0, 0, 0, 0)
             rec.remember(st)
             rec.new_generation()
+            self._recall(rec)
             self._files[_key(st)] = rec
         else:
             self._check_file(rec, st)
@@ -250,6 +277,15 @@ class CleanCache:
             self._files.pop((rec.dev, rec.ino), None)
         self._prune(rec)
 
+    def _recall(self, rec: FileRecord) -> None:
+        """``rec`` starts an object id: if a forgotten record put pages under it, ask for all."""
+        if rec.pool is None or rec.shared:
+            return
+        key = (rec.pool, rec.oid)
+        if key in self._lost_track:
+            self._lost_track.discard(key)
+            rec.offered = None
+
     def _prune(self, rec: FileRecord) -> None:
         """Forget a closed file with no private page whose handle its stat gives back.
 
@@ -259,6 +295,8 @@ class CleanCache:
         """
         if not rec.opened and not rec.pages and rec.at_generation():
             self._files.pop((rec.dev, rec.ino), None)
+            if rec.pool is not None and not rec.shared and (rec.offered is None or rec.offered):
+                self._lost_track.add((rec.pool, rec.oid))
 
     def validate(self, rec: FileRecord, fd: int) -> int:
         """Flush ``rec`` if the file changed behind the cache's back; return its size."""
@@ -272,6 +310,7 @@ class CleanCache:
         self._invalidate_file(rec)
         rec.remember(st)
         rec.new_generation()
+        self._recall(rec)
 
     def _invalidate_file(self, rec: FileRecord) -> None:
         for index in rec.pages:
@@ -281,6 +320,7 @@ class CleanCache:
             self._counts["invalidates"] += 1
             with self._guards[rec.pool]:
                 self._tmem.flush_object(rec.pool, rec.oid)
+        rec.offered = set()  # the object is empty (or its pool gone)
 
     def _own_change(self, rec: FileRecord, st: os.stat_result) -> None:
         """The cache itself changed the file: take its new state without flushing.
@@ -323,9 +363,13 @@ class CleanCache:
             return hit[1]
         page = None
         if rec.pool is not None:
-            with self._guards[rec.pool]:
-                page = self._tmem.get_page(rec.pool, rec.oid, index)
-            counts["succ_gets" if page is not None else "failed_gets"] += 1
+            if rec.may_hold(index):
+                with self._guards[rec.pool]:
+                    page = self._tmem.get_page(rec.pool, rec.oid, index)
+                counts["succ_gets" if page is not None else "failed_gets"] += 1
+                rec.taken(index)  # a private get takes the page out; a miss finds none
+            else:
+                counts["skipped_gets"] += 1
         if page is None:
             page = self._read_disk(fd, index)
         self._insert(rec, index, page)
@@ -355,6 +399,9 @@ class CleanCache:
                     ok = self._tmem.put_page(victim.pool, victim.oid, victim_index, data)
                 if not ok:
                     self._counts["failed_puts"] += 1
+                    victim.taken(victim_index)  # a refused put leaves the handle empty
+                elif victim.offered is not None and not victim.shared:
+                    victim.offered.add(victim_index)
             if not victim.pages:
                 self._prune(victim)
 
@@ -387,10 +434,11 @@ class CleanCache:
             self._lru[key] = (rec, bytes(page))
             if not rec.shared:
                 return  # a private ephemeral page lives in one place: tmem has no copy
-        if rec.pool is not None:
+        if rec.pool is not None and rec.may_hold(index):
             self._counts["invalidates"] += 1
             with self._guards[rec.pool]:
                 self._tmem.flush_page(rec.pool, rec.oid, index)
+            rec.taken(index)
         if hit is None and hi - lo == ps:
             self._insert(rec, index, bytes(chunk))
 
@@ -419,14 +467,16 @@ class CleanCache:
             self._counts["invalidates"] += 1
             with self._guards[rec.pool]:
                 self._tmem.flush_object(rec.pool, rec.oid)
+            rec.offered = set()
             return
         for index in range(first, end):
-            if rec.shared or index not in rec.pages:
+            if rec.shared or index not in rec.pages and rec.may_hold(index):
                 self._counts["invalidates"] += 1
                 with self._guards[rec.pool]:
                     self._tmem.flush_page(rec.pool, rec.oid, index)
                 if rec.pool is None:
                     return
+                rec.taken(index)
 
     # --- tmem calls ----------------------------------------------------------
 

@@ -46,7 +46,7 @@ class SlotArena:
         "per_chunk",
         "hot_limit",
         "chunks",
-        "_hot",
+        "hot",
         "_cold",
         "_next",
         "_releasable",
@@ -60,7 +60,9 @@ class SlotArena:
         self.per_chunk = chunk_bytes // slot_size
         self.hot_limit = hot_limit
         self.chunks: list[mmap.mmap] = []
-        self._hot: list[int] = []  # freed, still resident
+        #: Freed slots, still resident, reused first (last freed first).  RamStore
+        #: pops and appends here itself while no release is due (its hot path).
+        self.hot: list[int] = []
         self._cold: list[int] = []  # freed and handed back to the kernel
         self._next = 0  # slots below this were handed out at least once
         self._releasable = _CAN_RELEASE and slot_size % _PAGESIZE == 0
@@ -69,8 +71,8 @@ class SlotArena:
     def alloc(self) -> int:
         """Return a free slot number (its old contents are unspecified)."""
         self.used += 1
-        if self._hot:
-            return self._hot.pop()
+        if self.hot:
+            return self.hot.pop()
         if self._cold:
             return self._cold.pop()
         slot = self._next
@@ -88,7 +90,7 @@ class SlotArena:
         if not used:
             self._empty()
             return
-        hot = self._hot
+        hot = self.hot
         hot.append(slot)
         n = len(hot)
         if n > self.hot_limit and n > used >> 2 and self._releasable:
@@ -100,14 +102,14 @@ class SlotArena:
             with contextlib.suppress(BufferError):  # a view still open keeps its chunk
                 chunk.close()
         self.chunks = []
-        self._hot = []
+        self.hot = []
         self._cold = []
         self._next = 0
 
     def _release(self, count: int) -> None:
         """Hand the ``count`` longest-free slots back to the kernel, runs of neighbours at once."""
-        victims = sorted(self._hot[:count])
-        del self._hot[:count]
+        victims = sorted(self.hot[:count])
+        del self.hot[:count]
         per, size = self.per_chunk, self.slot_size
         first = last = victims[0]
         for slot in victims[1:] + [-1]:

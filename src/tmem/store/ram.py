@@ -28,7 +28,12 @@ class RamStore:
         arena = self._arenas.get(cls)
         if arena is None:
             arena = self._arenas[cls] = SlotArena(1 << cls)
-        slot = arena.alloc()
+        hot = arena.hot
+        if hot:  # arena.alloc() of a slot freed lately, inline: a full host's put
+            slot = hot.pop()
+            arena.used += 1
+        else:
+            slot = arena.alloc()
         # arena.write, inline: a put is the hot path, and a slot here is a whole page
         chunk, pos = divmod(slot, arena.per_chunk)
         start = pos << cls
@@ -45,7 +50,14 @@ class RamStore:
 
     def free(self, ref: int) -> None:
         cls = ref & _CLASS_MASK
-        self._arenas[cls].free(ref >> _CLASS_BITS)
+        arena = self._arenas[cls]
+        hot = arena.hot
+        if len(hot) < arena.hot_limit and arena.used > 1:
+            # arena.free() of a slot kept for reuse, inline: an eviction's or a flush's
+            arena.used -= 1
+            hot.append(ref >> _CLASS_BITS)
+        else:
+            arena.free(ref >> _CLASS_BITS)
         self.pages -= 1
         self.used_bytes -= 1 << cls
 
