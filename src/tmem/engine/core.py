@@ -409,16 +409,17 @@ class Engine(Ledger):
         objs = pool.objs
         pages = objs.get(oid)
         if pages is None or (pid := pages.get(index)) is None:
-            if self.track_ghosts and not pool.persistent:
-                # A miss on a page evicted lately (a ghost hit): more memory would
-                # have saved it.
-                ghosts = pool.owner.ghosts
+            if not pool.persistent:
                 key = (pool.uid, oid, index)
-                if key in ghosts:
-                    del ghosts[key]
-                    pool.owner.utility += 1
-            if self.adaptive and pool.destructive_get:
-                pool.owner.duel.get((pool.uid, oid, index), False, self.hit_limit, self.shadow_mask)
+                if self.track_ghosts:
+                    # A miss on a page evicted lately (a ghost hit): more memory would
+                    # have saved it.
+                    ghosts = pool.owner.ghosts
+                    if key in ghosts:
+                        del ghosts[key]
+                        pool.owner.utility += 1
+                if self.adaptive and pool.destructive_get:
+                    pool.owner.duel.get(key, False, self.hit_limit, self.shadow_mask)
             return None
         if self._tier_of[pid]:
             return Fetch(self.table, pid, pool)

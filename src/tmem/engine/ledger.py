@@ -305,7 +305,15 @@ class Ledger:
                     break
             else:
                 return "cap"
-        need = self.used + meta - self.capacity
+        store, tiering, capacity = self.store, self.tiering, self.capacity
+        need = (  # self.used + meta - capacity, inline: every put of a full host
+            store.used_bytes
+            + PAGE_METADATA_BYTES * self.pages
+            + self.meta_used
+            + tiering.tier_index
+            + meta
+            - capacity
+        )
         if need > self.eph_used:
             if persistent:
                 self.persistent_refused(owner, cost)
@@ -315,7 +323,6 @@ class Ledger:
         if need > 0:
             if self.ops >= self.floors_due:
                 self.set_floors()
-            store, tiering, capacity = self.store, self.tiering, self.capacity
             choose, clients, evict = self.choose_client, self.clients.values(), self.evict_from
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
@@ -401,21 +408,18 @@ class Ledger:
         for client in self.clients.values():
             client.floor = int(reserved * client.weight / total) if self.active(client) else 0
 
-    def record_ghost(self, client: ClientState, key: tuple[int, int, int]) -> None:
-        """Remember that the page at ``key`` was evicted from ``client``."""
-        ghosts = client.ghosts
-        ghosts[key] = None
-        if len(ghosts) > self.ghost_limit:
-            ghosts.popitem(last=False)  # O(1); a dict's first key costs a scan past deleted ones
-
     def evict_from(self, client: ClientState) -> None:
         """Evict the ephemeral page of ``client`` that :func:`least_recent` picks."""
         table = self.table
         pid = least_recent(table, client)
         pool = self.pools[table.pool[pid]]
         oid, index = table.oid[pid], table.index[pid]
-        if self.track_ghosts:
-            self.record_ghost(client, (pool.uid, oid, index))
+        if self.track_ghosts:  # remember the page was evicted (a ghost), the oldest go
+            ghosts = client.ghosts
+            ghosts[(pool.uid, oid, index)] = None
+            if len(ghosts) > self.ghost_limit:
+                # O(1); a dict's first key costs a scan past deleted ones
+                ghosts.popitem(last=False)
         self.evictions += 1
         if self.evictions % self.decay_every == 0:  # recent misses count most
             for other in self.clients.values():
