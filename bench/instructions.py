@@ -20,8 +20,9 @@ instructions.
 ``--src DIR`` runs the child against another source tree (say a ``git
 worktree`` of an older commit's ``src``), and ``--compare DIR`` counts both and
 prints the ratio, so a change is measured against what it replaced in one run.
+``--engine-only`` counts only the embedded host's phases (no tier, no daemon).
 
-    python bench/instructions.py [--pages 2000] [--src DIR] [--compare DIR] [--json]
+    python bench/instructions.py [--pages 2000] [--src DIR] [--compare DIR] [--engine-only] [--json]
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ CHILD = textwrap.dedent(
     import tmem
     from engine import raw_pages, text_pages
     n = int(sys.argv[3])
+    engine_only = sys.argv[4] == "engine"
     labels = []
 
     def mark(label):
@@ -174,18 +176,20 @@ CHILD = textwrap.dedent(
         os.unlink(path)
         os.rmdir(where)
 
-    tiered(text)
+    if not engine_only:
+        tiered(text)
     ops(None, raw, "raw_")
     ops("lz4", text, "lz4_")
     evicting(None, raw, "evict_raw_")
     evicting("lz4", text, "evict_lz4_")
-    daemon(raw)
+    if not engine_only:
+        daemon(raw)
     print(json.dumps(labels))
     """
 )
 
 
-def count(src: Path, pages: int) -> dict[str, float]:
+def count(src: Path, pages: int, engine_only: bool = False) -> dict[str, float]:
     """Instructions per operation of each phase, with the package imported from ``src``.
 
     The ``daemon_*`` phases run frames through the daemon's dispatcher (no
@@ -197,7 +201,7 @@ def count(src: Path, pages: int) -> dict[str, float]:
         child = subprocess.run(
             ["valgrind", "--tool=callgrind", "--dump-before=getppid",
              f"--callgrind-out-file={out}", sys.executable, "-c", CHILD,
-             str(src), str(HERE), str(pages)],
+             str(src), str(HERE), str(pages), "engine" if engine_only else "all"],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         labels = json.loads(child.stdout.splitlines()[-1])
@@ -223,16 +227,19 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=2000)
     parser.add_argument("--src", type=Path, default=SRC, help="source tree to count")
     parser.add_argument("--compare", type=Path, help="a second source tree, counted too")
+    parser.add_argument(
+        "--engine-only", action="store_true", help="only the embedded host's phases"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed (apt-get install valgrind)")
     report: dict[str, object] = {"pages": args.pages, "src": str(args.src)}
-    mine = count(args.src, args.pages)
+    mine = count(args.src, args.pages, args.engine_only)
     report["instructions"] = mine
     if args.compare:
         report["compare"] = str(args.compare)
-        other: dict[str, float] = count(args.compare, args.pages)
+        other: dict[str, float] = count(args.compare, args.pages, args.engine_only)
         report["compare_instructions"] = other
     if args.json:
         print(json.dumps(report, indent=2))
