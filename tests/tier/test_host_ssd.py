@@ -297,8 +297,10 @@ def test_promotions_let_go_of_the_lock_every_few_pages(make):
     with host.lock:
         fetches = [host.engine.get(client._state, pool, 1, i) for i in range(n)]
     tiers.pending.extend((f, tier.load(f.loc, f.tag)) for f in fetches)
+    tiers.pending_bytes = sum(len(blob) for _, blob in tiers.pending)
     counting = tiers.lock = CountingLock(host.lock)
     assert tiers.promote_pending() == n
+    assert tiers.pending_bytes == 0
     assert counting.taken >= 5
     assert host.stats()["tiering"]["promotions"] == n
     assert all(client.get_page(pool, 1, i) == page(i) for i in range(n))
@@ -306,36 +308,49 @@ def test_promotions_let_go_of_the_lock_every_few_pages(make):
 
 
 def test_while_gets_of_demoted_pages_come_promotions_and_frees_wait(make, monkeypatch):
-    # The thread keeps out of the gets' way: while they come it promotes nothing until more
-    # than BUSY_PROMOTIONS wait, then one page per hold of the lock, and frees no tier copy
-    # until more than BUSY_GARBAGE wait; once they pause it does both in full.
+    # The thread keeps out of the gets' way: while they come it promotes nothing until the
+    # waiting pages hold more than half their limit, then one each time a get starts reading
+    # its tier (while that get waits for its read), and frees no tier copy until more than
+    # BUSY_GARBAGE wait; once the gets pause it does both in full.
     import tmem.tier.demoter as demoter
 
     monkeypatch.setattr(demoter, "BUSY_NS", 60 * 10**9)  # "coming" for this whole test
-    monkeypatch.setattr(demoter, "BUSY_PROMOTIONS", 10)
     host, tier = make(capacity=1 << 20)
     client = host.connect("vm1")
     pool = client.new_pool(persistent=True)
     n = 40
-    for i in range(n):
+    for i in range(n + 1):
         assert client.put_page(pool, 1, i, page(i))
-    assert host.demote(all_pages=True) == n
+    assert host.demote(all_pages=True) == n + 1
     tiers = host.tiers
     with host.lock:
         fetches = [host.engine.get(client._state, pool, 1, i) for i in range(n)]
     tiers.pending.extend((f, tier.load(f.loc, f.tag)) for f in fetches)
+    tiers.pending_bytes = sum(len(blob) for _, blob in tiers.pending)
+    last10 = sum(len(blob) for _, blob in list(tiers.pending)[-10:])
+    monkeypatch.setattr(demoter, "PENDING_SHARE", 1 << 40)  # the limit: twice the last 10
+    monkeypatch.setattr(demoter, "PENDING_MIN_BYTES", 2 * last10)
+    # A get about to read its tier wakes the thread, if it waits for one.
+    tiers._armed = True
+    assert client.get_page(pool, 1, n) == page(n)
+    assert not tiers._armed and tiers._reading.acquire(blocking=False)
     counting = tiers.lock = CountingLock(host.lock)
     tiers.last_fetch = time.perf_counter_ns()  # a get began just now
-    assert tiers.promote_pending(defer=True) == n - 10  # down to BUSY_PROMOTIONS...
-    assert counting.taken == n - 10  # ...one per hold
-    assert len(tiers.pending) == 10
+    assert tiers.promote_pending(defer=True) == 0  # no get is reading its tier now
+    tiers._reading.release()
+    assert tiers.promote_pending(defer=True) == 1  # one page for that read, then it waits
+    for _ in range(n - 11):
+        tiers._signal_read()
+        assert tiers.promote_pending(defer=True) == 1
+    assert tiers.promote_pending(defer=True) == 0  # down to half the limit
+    assert counting.taken == n - 10 and len(tiers.pending) == 10
     tiers.step(defer=True)
-    assert tier.stats()["pages"] == n  # the promoted pages' copies are not freed yet
-    assert len(host.engine.tiering.garbage) == n - 10
+    assert tier.stats()["pages"] == n + 1  # the promoted pages' copies are not freed yet
+    assert len(host.engine.tiering.garbage) == n - 9
     tiers.last_fetch = 0  # the gets paused
     assert tiers.promote_pending(defer=True) == 10
     tiers.step(defer=True)
     assert tier.stats()["pages"] == 0 and not host.engine.tiering.garbage
-    assert host.stats()["tiering"]["promotions"] == n
-    assert all(client.get_page(pool, 1, i) == page(i) for i in range(n))
+    assert host.stats()["tiering"]["promotions"] == n + 1  # the get's own page came back too
+    assert all(client.get_page(pool, 1, i) == page(i) for i in range(n + 1))
     charges_add_up(host)

@@ -17,9 +17,14 @@ from tmem.tier.ssd import SsdTier
 SEG = 128 << 10
 
 
-@pytest.fixture
-def tier(tmp_path):
+@pytest.fixture(params=["compiled", "python"])
+def tier(tmp_path, request):
+    """The tier, reading and checking records with the compiled module and without it."""
     made = SsdTier(str(tmp_path), 8 * SEG, segment_size=SEG)
+    if request.param == "python":
+        made.read_record = None
+    elif made.read_record is None:
+        pytest.skip("tmem.tier._fastload was not built (tests/tier/test_fastload.py says why)")
     yield made
     made.close()
 
@@ -241,30 +246,41 @@ def test_small_records_share_blocks(tier):
     assert tier.stats()["bytes_written"] - before <= 31 * 4096
 
 
-class _SlowReads:
-    """``os`` for the tier module, whose ``preadv`` first runs ``before(tier)``."""
+def before_each_read(tier, monkeypatch, before) -> None:
+    """Run ``before()`` as each load starts its disk read (compiled or in Python); the
+    tier's own reads inside ``before()`` read plainly."""
+    import tmem.tier.ssd as ssd
 
-    def __init__(self, before) -> None:
-        self.before = before
-        self.inside = threading.local()  # the tier's own reads inside before() read plainly
+    inside = threading.local()
 
-    def __getattr__(self, name):
-        return getattr(os, name)
+    def first(read):
+        def wrapped(*args):
+            if not getattr(inside, "yes", False):
+                inside.yes = True
+                try:
+                    before()
+                finally:
+                    inside.yes = False
+            return read(*args)
 
-    def preadv(self, fd, buffers, offset):
-        if not getattr(self.inside, "yes", False):
-            self.inside.yes = True
-            try:
-                self.before()
-            finally:
-                self.inside.yes = False
-        return os.preadv(fd, buffers, offset)
+        return wrapped
+
+    if tier.read_record is not None:
+        monkeypatch.setattr(tier, "read_record", first(tier.read_record))
+    else:
+
+        class Os:
+            def __getattr__(self, name):
+                return getattr(os, name)
+
+            preadv = staticmethod(first(os.preadv))
+
+        monkeypatch.setattr(ssd, "os", Os())
 
 
 def test_loads_read_outside_the_lock_side_by_side(tier, monkeypatch):
     # Two loads meet inside their reads: neither holds the tier's lock there, and each
     # reads into a buffer of its own (both pages come back whole).
-    import tmem.tier.ssd as ssd
 
     items = [Demotion(1 + i, i, blob(i), True) for i in range(2)]
     locs = tier.store(items)
@@ -274,7 +290,7 @@ def test_loads_read_outside_the_lock_side_by_side(tier, monkeypatch):
         assert not tier.lock.locked()
         both.wait()
 
-    monkeypatch.setattr(ssd, "os", _SlowReads(meet))
+    before_each_read(tier, monkeypatch, meet)
     out: dict[int, bytes | None] = {}
 
     def load(i: int) -> None:
@@ -291,7 +307,6 @@ def test_loads_read_outside_the_lock_side_by_side(tier, monkeypatch):
 def test_a_record_that_compaction_moves_while_it_is_read_comes_back(tier, monkeypatch):
     # The index said where the record was; before the read, compaction moved it to another
     # segment, and that segment was reused: the load reads it again at its new place.
-    import tmem.tier.ssd as ssd
 
     keep = Demotion(7, 7, blob(7), True)
     [loc] = tier.store([keep])
@@ -312,7 +327,7 @@ def test_a_record_that_compaction_moves_while_it_is_read_comes_back(tier, monkey
             tier.store(batch)
             tier.free([(s, t) for s, t in enumerate(tier.tag) if t >= 1000 and t % 10])
 
-    monkeypatch.setattr(ssd, "os", _SlowReads(move_it))
+    before_each_read(tier, monkeypatch, move_it)
     assert tier.load(loc, 7) == keep.payload
     assert tier.off[loc] // tier.seg != old and tier.open == old
     assert tier.stats()["compactions"] >= 1 and tier.stats()["load_failures"] == 0

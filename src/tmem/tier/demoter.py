@@ -18,21 +18,25 @@ again (:data:`FETCH_ATTEMPTS` times, then once more under the lock).  So a
 slow tier stalls only the gets that need it.  A tier that cannot answer
 makes an ephemeral get miss and a persistent get raise
 :class:`tmem.TierError` (the page stays where it is).  Bringing the page
-back to RAM is left to the background thread (at most
-:data:`PENDING_PROMOTIONS` waiting), off the get's path; without that
-thread it is done at once.
+back to RAM is left to the background thread, off the get's path (the
+pages waiting for it may hold :meth:`TierSet.pending_limit` bytes: a
+sixteenth of the capacity, at least :data:`PENDING_MIN_BYTES`; past that, and
+without the thread, it is done at once).
 
 The thread keeps out of the way of gets of demoted pages: while they keep
 coming (one began less than :data:`BUSY_NS` ago) it brings pages back only
-once more than :data:`BUSY_PROMOTIONS` wait, one per hold of the lock, and
-frees tier copies only once more than :data:`BUSY_GARBAGE` wait.  Both cost
-the gets time: a promotion holds the lock and the interpreter, and a free
-is a round trip and work on the node a get is waiting for.
+once the waiting ones hold more than half that limit, and then one page each
+time a get starts reading its tier (while that get waits for the disk or the
+network, off the CPU and without the interpreter); and it frees tier copies
+only once more than :data:`BUSY_GARBAGE` wait.  Both cost the gets time: a
+promotion holds the lock and the interpreter, and a free is a round trip and
+work on the node a get is waiting for.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -57,9 +61,13 @@ from tmem.engine.tiering import (
 )
 from tmem.errors import TierError, TmemError
 from tmem.store.export import decode_export
+from tmem.tier import fastload
 from tmem.tier.base import Demotion, Tier
 
 log = logging.getLogger("tmem.tier")
+#: A page from its export, compiled where built (lz4 without letting go of the interpreter:
+#: python-lz4 lets go even for a page, and a get back from its read may then wait for it).
+_decode = fastload.decode_export or decode_export
 _clock = time.perf_counter_ns
 
 #: Demotion starts when the RAM store passes this share of the capacity...
@@ -79,8 +87,11 @@ REFUSED_WAIT = 0.5
 LATENCY_SAMPLES = 4096
 #: Times a get is asked again when its page changed while its tier copy was read.
 FETCH_ATTEMPTS = 3
-#: Fetched pages waiting to be brought back to RAM by the thread, at most.
-PENDING_PROMOTIONS = 1024
+#: Fetched pages waiting to be brought back to RAM by the thread hold at most this share
+#: of the host's capacity (1/16)...
+PENDING_SHARE = 16
+#: ...or this many bytes, if more.
+PENDING_MIN_BYTES = 2 << 20
 #: Promotions done per hold of the host's lock (bounded work under it): a few, so that a
 #: get back from its I/O never waits long for the interpreter or the lock (the thread
 #: lets go of both between holds).
@@ -90,10 +101,11 @@ PROMOTIONS_PER_HOLD = 8
 PROMOTION_PAUSE = 50e-6
 #: Gets of demoted pages are "coming" while one began less than this many nanoseconds ago.
 BUSY_NS = 2_000_000
-#: Meanwhile fetched pages wait for their promotion until more than this many wait...
-BUSY_PROMOTIONS = PENDING_PROMOTIONS // 2
-#: ...and tier copies no page refers to wait to be freed until more than this many wait.
+#: Meanwhile fetched pages wait for their promotion until they hold more than half the
+#: limit, and tier copies no page refers to wait to be freed until more than this many wait.
 BUSY_GARBAGE = 1024
+#: Seconds the thread waits for a get to start reading its tier before it looks again.
+READ_WAIT = 0.002
 
 
 class TierSet:
@@ -120,8 +132,13 @@ class TierSet:
         self.assisting = background
         self._stepping = threading.Lock()  # one step at a time: two would pick the same pages
         self.pending: collections.deque[tuple[Fetch, bytes]] = collections.deque()
+        self.pending_bytes = 0  # of the exports in ``pending`` (changed under the lock)
         #: When the last get of a demoted page began (``perf_counter_ns``): see :meth:`busy`.
         self.last_fetch = 0
+        #: Released by a get about to read its tier while the thread waits for one (armed).
+        self._reading = threading.Lock()
+        self._reading.acquire()
+        self._armed = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if background:
@@ -146,9 +163,14 @@ class TierSet:
         for _ in range(FETCH_ATTEMPTS):
             number = fetch.tier
             self.last_fetch = start = _clock()
+            if self._armed:  # the thread waits to promote a page while this get reads
+                self._signal_read()
             try:
                 blob = self._loads[number](fetch.loc, fetch.tag)
-                data = None if blob is None else decode_export(blob)
+                if blob is None:
+                    data = None
+                elif (data := _decode(blob)) is None:  # a codec the compiled decoder leaves
+                    data = decode_export(blob)
                 error = None
             except TmemError as exc:  # a tier error, or a blob that does not decode
                 blob = data = None
@@ -212,12 +234,22 @@ class TierSet:
                 raise error
             return None
         if finish_get(engine, client, fetch, blob is not None):
-            pending = self.pending
-            if self._thread is not None and len(pending) < PENDING_PROMOTIONS:
-                pending.append((fetch, blob))  # type: ignore[arg-type]
+            if self._thread is not None and self.pending_bytes < self.pending_limit():
+                self.pending.append((fetch, blob))  # type: ignore[arg-type]
+                self.pending_bytes += len(blob)  # type: ignore[arg-type]
             else:
                 bring_back(engine, fetch, blob)  # type: ignore[arg-type]
         return data
+
+    def _signal_read(self) -> None:
+        self._armed = False
+        with contextlib.suppress(RuntimeError):  # another get signalled it first
+            self._reading.release()
+
+    def pending_limit(self) -> int:
+        """Bytes the pages waiting for their promotion may hold: a :data:`PENDING_SHARE`
+        of the capacity, at least :data:`PENDING_MIN_BYTES`."""
+        return max(PENDING_MIN_BYTES, self.engine.capacity // PENDING_SHARE)
 
     def busy(self) -> bool:
         """Whether gets of demoted pages are coming (one began within :data:`BUSY_NS`)."""
@@ -228,21 +260,31 @@ class TierSet:
         between holds of the lock; how many were looked at.
 
         :data:`PROMOTIONS_PER_HOLD` per hold; while gets of demoted pages are
-        coming, one per hold, and with ``defer`` (the thread) none until more
-        than :data:`BUSY_PROMOTIONS` wait.
+        coming, one per hold.  With ``defer`` (the thread), while they come,
+        none until they hold more than half :meth:`pending_limit`, and then one each
+        time a get starts reading its tier (returning when none did within
+        :data:`READ_WAIT`).
         """
         n = 0
         pending = self.pending
         while pending:
             busy = self.busy()
-            if busy and defer and len(pending) <= BUSY_PROMOTIONS:
-                break  # later, when the gets pause or the queue grows
+            if busy and defer:
+                if self.pending_bytes <= self.pending_limit() // 2:
+                    break  # later, when the gets pause or the queue grows
+                self._armed = True
+                woken = self._reading.acquire(timeout=READ_WAIT)
+                self._armed = False
+                if not woken:
+                    break
             with self.lock:
                 for _ in range(min(len(pending), 1 if busy else PROMOTIONS_PER_HOLD)):
                     fetch, blob = pending.popleft()
+                    self.pending_bytes -= len(blob)
                     bring_back(self.engine, fetch, blob)
                     n += 1
-            time.sleep(PROMOTION_PAUSE)  # a get back from its I/O waits for one hold at most
+            if not (busy and defer):
+                time.sleep(PROMOTION_PAUSE)  # a get back from its I/O waits for one hold at most
         return n
 
     # --- demotion -------------------------------------------------------------------

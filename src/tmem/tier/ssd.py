@@ -48,6 +48,7 @@ from typing import Any
 import xxhash
 
 from tmem.errors import InvalidArgument, TierError
+from tmem.tier import fastload
 from tmem.tier.base import Demotion
 
 #: Records: version, key, slot, length, checksum of the payload, flags; 32 bytes.
@@ -153,6 +154,8 @@ class SsdTier:
         self.rbuf = mmap.mmap(-1, seg)  # compaction's reads, page-aligned
         #: Read buffers of loads not running now: one is taken per load, and given back.
         self._readers: list[_Reader] = [_Reader()]
+        #: The compiled read and checks (:mod:`tmem.tier.fastload`), or None: the same in Python.
+        self.read_record = fastload.read_record
         # Blocks of the unwritten part of the open segment with room left: [place, room].
         self._bins: list[list[int]] = []
         self.failed: str | None = None
@@ -484,7 +487,9 @@ class SsdTier:
         The index is read under the tier's lock; then one aligned read of the
         blocks that hold the record (one block for a record of up to 4 KiB),
         outside the lock, into a buffer of this load's own, and one copy out
-        of it, which is checked.  A record that fails its checks is looked up
+        of it, which is checked (compiled where built: :mod:`tmem.tier.fastload`,
+        so that little Python runs between the read and the page's return, on
+        caches that went cold while the read blocked).  A record that fails its checks is looked up
         again: one that compaction moved meanwhile is read at its new place,
         one no longer held is None, and only one still indexed where it was
         read is an error.
@@ -505,26 +510,22 @@ class SsdTier:
             readers = self._readers
             reader = readers.pop() if readers else _Reader()
             start = off - off % BLOCK
+            compiled = self.read_record
             try:
-                got = os.preadv(self.fd, [reader.views[blocks]], start)
+                if compiled is not None:  # the read and the checks in one call (see fastload)
+                    payload = compiled(self.fd, reader.buf, start, blocks * BLOCK, off - start,
+                                       end, tag, loc)  # fmt: skip
+                else:
+                    payload = self._read_checked(reader, start, blocks, off - start, end, tag, loc)
                 if not self.direct:
                     os.posix_fadvise(self.fd, start, blocks * BLOCK, os.POSIX_FADV_DONTNEED)
-            except (OSError, IndexError) as exc:  # IndexError: more blocks than a page can take
-                readers.append(reader)
+            except (OSError, IndexError, ValueError) as exc:  # more blocks than a page takes
                 with lock:
                     counters["load_failures"] += 1
                 raise TierError(f"SSD tier read of record {loc} failed: {exc}") from None
-            at = off - start
-            rtag, slot, length, check = _unpack_checked(reader.buf, at)
-            payload = reader.buf[at + _HEADER_SIZE : end]  # bytes, in one copy
-            readers.append(reader)
-            if (
-                got >= end
-                and rtag == tag
-                and slot == loc
-                and length == end - at - _HEADER_SIZE
-                and _checksum(payload) & _CHECK_MASK == check
-            ):
+            finally:
+                readers.append(reader)
+            if payload is not None:
                 return payload
             with lock:
                 if self._holds(loc, tag) and self.off[loc] == off:
@@ -533,6 +534,24 @@ class SsdTier:
         with lock:
             counters["load_failures"] += 1
         raise TierError(f"SSD tier record {loc} kept moving while it was read")
+
+    def _read_checked(
+        self, reader: _Reader, start: int, blocks: int, at: int, end: int, tag: int, slot: int
+    ) -> bytes | None:
+        """What :func:`tmem.tier.fastload.read_record` does, in Python: read the blocks,
+        and the record's payload at ``at`` if its header and checksum hold, else None."""
+        got = os.preadv(self.fd, [reader.views[blocks]], start)
+        rtag, rslot, length, check = _unpack_checked(reader.buf, at)
+        payload = reader.buf[at + _HEADER_SIZE : end]  # bytes, in one copy
+        if (
+            got >= end
+            and rtag == tag
+            and rslot == slot
+            and length == end - at - _HEADER_SIZE
+            and _checksum(payload) & _CHECK_MASK == check
+        ):
+            return payload
+        return None
 
     def free(self, pages: Sequence[tuple[int, int]]) -> None:
         """Forget each ``(slot, version)`` still held; its bytes are reclaimed by compaction."""

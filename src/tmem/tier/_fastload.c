@@ -1,0 +1,204 @@
+/* The tail of a get from the SSD tier, compiled: what runs after the disk read.
+ *
+ * Python's interpreter runs slowly on caches that went cold while its thread slept
+ * in an O_DIRECT read; this module does the read and everything after it (the
+ * record's checks, its checksum, the page's decompression) in one call, holding
+ * the GIL except while the read blocks.  It calls the lz4 and XXH3 code that the
+ * lz4 and xxhash packages already loaded (found with dlsym through bind()), so
+ * its checksum and decompression are theirs.  tmem.tier.fastload loads it where
+ * it was built; elsewhere the same steps run in Python.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef int (*lz4_decompress_fn)(const char *src, char *dst, int src_size, int dst_capacity);
+typedef uint64_t (*xxh3_fn)(const void *data, size_t len);
+
+static lz4_decompress_fn lz4_decompress = NULL;
+static xxh3_fn xxh3 = NULL;
+static PyObject *decode_error = NULL; /* tmem.errors.InvalidArgument, from bind() */
+
+#define HEADER_SIZE 32
+#define CHECK_MASK 0xFFFFFFFFu
+/* tmem.store.export: codec ids in bits 0-1 of the first byte, log2(page size) - 9 in 4-7. */
+#define CODEC_MASK 3
+#define CODEC_RAW 0
+#define CODEC_LZ4 1
+#define CODEC_SAME 3
+#define ORDER_SHIFT 4
+
+static uint64_t le64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v; /* x86-64 and aarch64 Linux: little-endian, as the records are */
+}
+
+static uint32_t le32(const unsigned char *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+static void *symbol(const char *path, const char *name) {
+    void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
+    if (lib == NULL)
+        return NULL;
+    void *found = dlsym(lib, name);
+    dlclose(lib); /* RTLD_NOLOAD took a reference to a library that stays loaded */
+    return found;
+}
+
+PyDoc_STRVAR(bind_doc,
+"bind(lz4_library, xxhash_library, error)\n\n"
+"Find LZ4_decompress_safe and XXH3_64bits in those already loaded libraries\n"
+"(the lz4.block and xxhash extension modules); ImportError if either is missing.\n"
+"``error`` is the exception class a page that does not decode raises.");
+
+static PyObject *bind(PyObject *self, PyObject *args) {
+    const char *lz4_path, *xxhash_path;
+    PyObject *error;
+    if (!PyArg_ParseTuple(args, "ssO", &lz4_path, &xxhash_path, &error))
+        return NULL;
+    lz4_decompress_fn d = (lz4_decompress_fn)symbol(lz4_path, "LZ4_decompress_safe");
+    xxh3_fn h = (xxh3_fn)symbol(xxhash_path, "XXH3_64bits");
+    if (d == NULL || h == NULL) {
+        PyErr_SetString(PyExc_ImportError, "LZ4_decompress_safe or XXH3_64bits not found");
+        return NULL;
+    }
+    Py_INCREF(error);
+    Py_XSETREF(decode_error, error);
+    lz4_decompress = d;
+    xxh3 = h;
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(read_record_doc,
+"read_record(fd, buffer, start, size, at, end, tag, slot) -> bytes | None\n\n"
+"Read ``size`` bytes at file offset ``start`` into ``buffer`` (aligned, writable),\n"
+"the GIL released only while the read blocks, then check the record at ``at``:\n"
+"its version ``tag``, its ``slot``, its length (``end - at`` with the header) and\n"
+"the checksum of its payload.  The payload, copied, if all hold; None if any\n"
+"does not (a short read included); OSError if the read fails.");
+
+static PyObject *read_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "read_record takes 8 arguments");
+        return NULL;
+    }
+    if (xxh3 == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
+        return NULL;
+    }
+    int fd = PyLong_AsLong(args[0]);
+    long long start = PyLong_AsLongLong(args[2]);
+    Py_ssize_t size = PyLong_AsSsize_t(args[3]);
+    Py_ssize_t at = PyLong_AsSsize_t(args[4]);
+    Py_ssize_t end = PyLong_AsSsize_t(args[5]);
+    unsigned long long tag = PyLong_AsUnsignedLongLong(args[6]);
+    unsigned long slot = PyLong_AsUnsignedLong(args[7]);
+    if (PyErr_Occurred())
+        return NULL;
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (size < 0 || size > view.len || at < 0 || end < at + HEADER_SIZE || end > size) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "read_record: sizes out of range");
+        return NULL;
+    }
+    unsigned char *buf = view.buf;
+    ssize_t got;
+    Py_BEGIN_ALLOW_THREADS
+    got = pread(fd, buf, (size_t)size, (off_t)start);
+    Py_END_ALLOW_THREADS
+    if (got < 0) {
+        PyBuffer_Release(&view);
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    const unsigned char *rec = buf + at;
+    Py_ssize_t length = end - at - HEADER_SIZE;
+    PyObject *out = Py_None;
+    if (got >= end && le64(rec) == tag && le32(rec + 16) == slot &&
+        le32(rec + 20) == (uint32_t)length &&
+        ((uint32_t)(xxh3(rec + HEADER_SIZE, (size_t)length) & CHECK_MASK)) == le32(rec + 24)) {
+        out = PyBytes_FromStringAndSize((const char *)rec + HEADER_SIZE, length);
+    } else {
+        Py_INCREF(out);
+    }
+    PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(decode_doc,
+"decode_export(blob) -> bytes | None\n\n"
+"The page an exported page (tmem.store.export) holds, for the raw, same-filled and\n"
+"lz4 codecs, without releasing the GIL; None for another codec (the caller decodes\n"
+"it); bind()'s ``error`` if it does not decode to a whole page.");
+
+static PyObject *decode_export(PyObject *self, PyObject *blob) {
+    if (lz4_decompress == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
+        return NULL;
+    }
+    if (!PyBytes_Check(blob)) {
+        PyErr_SetString(PyExc_TypeError, "decode_export takes bytes");
+        return NULL;
+    }
+    const unsigned char *p = (const unsigned char *)PyBytes_AS_STRING(blob);
+    Py_ssize_t len = PyBytes_GET_SIZE(blob);
+    if (len < 1) {
+        PyErr_SetString(decode_error, "an exported page is empty");
+        return NULL;
+    }
+    int codec = p[0] & CODEC_MASK;
+    Py_ssize_t n = (Py_ssize_t)512 << (p[0] >> ORDER_SHIFT);
+    if (codec == CODEC_RAW) {
+        if (len - 1 != n)
+            goto bad;
+        return PyBytes_FromStringAndSize((const char *)p + 1, n);
+    }
+    if (codec == CODEC_SAME) {
+        if (len < 9)
+            goto bad;
+        PyObject *page = PyBytes_FromStringAndSize(NULL, n);
+        if (page == NULL)
+            return NULL;
+        char *dst = PyBytes_AS_STRING(page);
+        for (Py_ssize_t i = 0; i < n; i += 8)
+            memcpy(dst + i, p + 1, 8);
+        return page;
+    }
+    if (codec != CODEC_LZ4)
+        Py_RETURN_NONE;
+    PyObject *page = PyBytes_FromStringAndSize(NULL, n);
+    if (page == NULL)
+        return NULL;
+    int done = lz4_decompress((const char *)p + 1, PyBytes_AS_STRING(page), (int)(len - 1), (int)n);
+    if (done != n) {
+        Py_DECREF(page);
+        goto bad;
+    }
+    return page;
+bad:
+    PyErr_SetString(decode_error, "an exported page does not decode to a whole page");
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"bind", bind, METH_VARARGS, bind_doc},
+    {"read_record", (PyCFunction)(void (*)(void))read_record, METH_FASTCALL, read_record_doc},
+    {"decode_export", decode_export, METH_O, decode_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "tmem.tier._fastload",
+    "The SSD tier's read, checks and decompression after the disk read, compiled.", -1, methods,
+};
+
+PyMODINIT_FUNC PyInit__fastload(void) { return PyModule_Create(&module); }
