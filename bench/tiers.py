@@ -8,13 +8,14 @@ what a host with a quarter of its RAM and tiers for the rest still saves.
    once per run, so each tier get is a real load (its promotion back to RAM
    is done by the host's background thread, off the get's path, and put off
    while gets keep coming: ``promoted_during_gets`` counts those it did
-   meanwhile).  The
-   reference is an uncached 4 KiB read (``O_DIRECT``) of the same pages,
+   meanwhile).  The reference is an uncached 4 KiB read (``O_DIRECT``) of the same pages,
    from a file on the same disk as the SSD tier written just before, in the
    same order and loop as the gets, measured in the same run.  Beside it,
    the floor under a cluster get: a plain ``GET`` of the same (lz4) page
    from one primary with ``redis.Redis``.  The CPU time of the calling
    thread per get (median) shows what the Python around the I/O costs.
+   ``ssd_tier_python`` is the SSD tier get with the read, checks and decode
+   after it run in Python rather than in ``tmem.tier.fastload``'s C.
    The measurements rotate their order run by run; the figures are medians
    over runs.  ``--cpus same`` runs this process (so the host's threads) and
    every redis-server on CPU 0, ``--cpus split`` the redis-servers on CPU 0
@@ -51,6 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.redisclust
 
 import tmem  # noqa: E402
 from tests.rediscluster import LocalCluster  # noqa: E402
+from tmem.store.export import decode_export  # noqa: E402
+from tmem.tier import demoter  # noqa: E402
 from tmem.units import parse_size  # noqa: E402
 from tmem.workload.cli import DEFAULT_GUESTS, DEFAULT_PRIVATE_PAGES, DEFAULT_SPARE  # noqa: E402
 from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec  # noqa: E402
@@ -107,10 +110,16 @@ def in_ram(compress: str | None, n: int, seed: int) -> dict[str, float]:
     return timed_gets(client, pool, n, seed)
 
 
-def in_tier(spec: str, n: int, seed: int) -> dict[str, float]:
+def in_tier(spec: str, n: int, seed: int, python: bool = False) -> dict[str, float]:
+    """Gets of pages demoted to the tier ``spec``; with ``python``, an SSD tier reads,
+    checks and decodes them in Python instead of :mod:`tmem.tier.fastload`."""
     # The background thread never demotes here (RAM stays far below its watermark); it
     # brings fetched pages back to RAM, as in a serving host.
     host = tmem.Host(256 << 20, compress="lz4", dedup=None, tiers=[spec])
+    compiled_decode = demoter._decode
+    if python:
+        host.tiers.tiers[0].read_record = None  # type: ignore[union-attr]
+        demoter._decode = decode_export
     try:
         client = host.connect("bench")
         pool = client.new_pool(persistent=True)
@@ -136,6 +145,7 @@ def in_tier(spec: str, n: int, seed: int) -> dict[str, float]:
         out["demote_mib_per_s"] = stored / seconds / 2**20
         return out
     finally:
+        demoter._decode = compiled_decode
         host.close()
 
 
@@ -201,6 +211,7 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
         "ram": lambda seed: in_ram(None, n, seed),
         "ram_lz4": lambda seed: in_ram("lz4", n, seed),
         "ssd_tier": lambda seed: in_tier(ssd, n, seed),
+        "ssd_tier_python": lambda seed: in_tier(ssd, n, seed, python=True),
         "cluster_tier": lambda seed: in_tier(cluster.spec, n, seed),
         "disk_read": lambda seed: disk_reads(directory, n, seed),
         "redis_get": lambda seed: redis_gets(cluster, n, seed),
@@ -216,7 +227,7 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
         keys = per_run[0][name]
         out[name] = {k: statistics.median(run[name][k] for run in per_run) for k in keys}
     disk, plain = out["disk_read"], out["redis_get"]
-    for name in ("ssd_tier", "cluster_tier"):
+    for name in ("ssd_tier", "ssd_tier_python", "cluster_tier"):
         out[name]["p50_vs_disk"] = out[name]["p50_us"] / disk["p50_us"]
         out[name]["p99_vs_disk"] = out[name]["p99_us"] / disk["p99_us"]
     out["cluster_tier"]["p50_vs_redis_get"] = out["cluster_tier"]["p50_us"] / plain["p50_us"]
@@ -288,6 +299,7 @@ def markdown(lat: dict[str, Any], work: dict[str, Any] | None) -> str:
         "ram": "in RAM",
         "ram_lz4": "in RAM, lz4",
         "ssd_tier": "on the SSD tier",
+        "ssd_tier_python": "on the SSD tier, read and decoded in Python",
         "cluster_tier": "on the Redis Cluster",
         "disk_read": "uncached 4 KiB disk read",
         "redis_get": "plain GET from one primary",
