@@ -136,7 +136,9 @@ CHILD = textwrap.dedent(
                     session.client.flush_page(pool, i >> 6, i & 63)
             mark(None)
             for body in bodies:
-                dispatch(session, op, 1, body, out)
+                batch = dispatch(session, op, 1, body, out)
+                while batch is not None and not batch.step(session, out):
+                    pass  # a batch of more than SLICE_ITEMS runs a slice per step
                 out.consumed(out.queued)
             mark(label)
         assert host.stats()["pages"] == n
