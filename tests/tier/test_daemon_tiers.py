@@ -62,7 +62,10 @@ def test_pages_overflow_ram_into_the_ssd_then_the_cluster_and_come_back(serve, t
         # straddles two): 512K of SSD hold about a hundred.
         assert tiers[0]["host_pages"] > 50 and tiers[1]["host_pages"] > 100
         assert all(client.get_page(pool, 1, i) == page(i) for i in range(500))
-        stats = client.stats()
+        # The host's thread promotes the pages got from a tier once the gets pause.
+        deadline = time.monotonic() + 10
+        while (stats := client.stats())["promotions"] == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert stats["promotions"] > 0 and stats["tier_failures"] == 0
     finally:
         client.close()
