@@ -42,9 +42,10 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 
-CHILD = textwrap.dedent(
+# Both replays start alike: the recording's host and clients, and its calls bound to them.
+REPLAY = textwrap.dedent(
     """
-    import os, pickle, sys
+    import hashlib, json, os, pickle, sys
     sys.path.insert(0, sys.argv[1])
     import tmem
     with open(sys.argv[2], "rb") as f:
@@ -56,30 +57,24 @@ CHILD = textwrap.dedent(
     for name, op, args in rec["calls"][: int(sys.argv[3])]:
         if op == "put_page":
             args = (*args[:3], pages[args[3]])
-        calls.append((getattr(clients[name], op), args))
+        calls.append((op, getattr(clients[name], op), args))
+    """
+)
+
+CHILD = REPLAY + textwrap.dedent(
+    """
     os.getppid()  # callgrind dumps here: the set-up ends
-    for call, args in calls:
+    for _op, call, args in calls:
         call(*args)
     os.getppid()  # and here: the replay ends
     """
 )
 
-
-ANSWERS = textwrap.dedent(
+ANSWERS = REPLAY + textwrap.dedent(
     """
-    import hashlib, json, pickle, sys
-    sys.path.insert(0, sys.argv[1])
-    import tmem
-    with open(sys.argv[2], "rb") as f:
-        rec = pickle.load(f)
-    host = tmem.Host(rec["capacity"], compress=rec["compress"], dedup=rec["dedup"])
-    clients = {name: host.connect(name) for name in rec["clients"]}
-    pages = rec["pages"]
     digest, hits = hashlib.sha256(), 0
-    for name, op, args in rec["calls"][: int(sys.argv[3])]:
-        if op == "put_page":
-            args = (*args[:3], pages[args[3]])
-        answer = getattr(clients[name], op)(*args)
+    for op, call, args in calls:
+        answer = call(*args)
         if op == "get_page" and answer is not None:
             hits += 1
         digest.update(answer if type(answer) is bytes else repr(answer).encode())
