@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import shutil
@@ -47,7 +46,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 sys.path.insert(0, str(HERE))
-from instructions import _summary  # noqa: E402
+from instructions import callgrind, segments  # noqa: E402
 
 PHASES = ("put", "get", "batch_put", "batch_get")
 
@@ -138,18 +137,6 @@ CLIENT = textwrap.dedent(
 )
 
 
-def _valgrind(out: str) -> list[str]:
-    return ["valgrind", "--tool=callgrind", "--dump-before=getppid",
-            f"--callgrind-out-file={out}"]  # fmt: skip
-
-
-def _segments(out: str) -> list[int]:
-    """Instructions of each dumped segment, in order (segment k ends at the k-th mark)."""
-    parts = glob.glob(out + ".*")
-    parts = [p for p in parts if p.rsplit(".", 1)[1].isdigit()]
-    return [_summary(p) for p in sorted(parts, key=lambda p: int(p.rsplit(".", 1)[1]))]
-
-
 def _wait_socket(path: str, proc: subprocess.Popen, what: str) -> None:
     deadline = time.monotonic() + 300  # imports under valgrind take a while
     while time.monotonic() < deadline:
@@ -176,13 +163,13 @@ def count(
         outs = {kind: os.path.join(tmp, kind + ".cg") for kind in ("tmem", "floor", "client")}
         servers = {
             "tmem": subprocess.Popen(
-                [*_valgrind(outs["tmem"]), sys.executable, "-c", SERVER, str(src), "serve",
+                [*callgrind(outs["tmem"]), sys.executable, "-c", SERVER, str(src), "serve",
                  "--socket", sock["tmem"], "--capacity", "1G", "--compress", "none",
                  "--dedup", "none", "--log-level", "warning"],
                 env=env, stderr=subprocess.DEVNULL,
             ),  # fmt: skip
             "floor": subprocess.Popen(
-                [*_valgrind(outs["floor"]), sys.executable, str(HERE / "floor.py"),
+                [*callgrind(outs["floor"]), sys.executable, str(HERE / "floor.py"),
                  sock["floor"]],
                 env=env, stderr=subprocess.DEVNULL,
             ),  # fmt: skip
@@ -191,7 +178,7 @@ def count(
             for kind, proc in servers.items():
                 _wait_socket(sock[kind], proc, kind)
             child = subprocess.run(
-                [*_valgrind(outs["client"]), sys.executable, "-c", CLIENT, str(src), str(HERE),
+                [*callgrind(outs["client"]), sys.executable, "-c", CLIENT, str(src), str(HERE),
                  "unix:" + sock["tmem"], sock["floor"], str(ops), str(batches), str(batch)],
                 env=env, check=True, capture_output=True, text=True,
             )  # fmt: skip
@@ -201,12 +188,12 @@ def count(
             for proc in servers.values():
                 proc.wait(120)
         labels = json.loads(child.stdout.splitlines()[-1])
-        client = _segments(outs["client"])
+        client = segments(outs["client"])
         third = len(labels) // 3  # the client's marks: tmem's phases, the floor's, the engine's
         floor = slice(third, 2 * third)
         by_kind = {
-            "tmem": (labels[:third], _segments(outs["tmem"]), client[:third]),
-            "floor": (labels[floor], _segments(outs["floor"]), client[floor]),
+            "tmem": (labels[:third], segments(outs["tmem"]), client[:third]),
+            "floor": (labels[floor], segments(outs["floor"]), client[floor]),
         }
         engine = dict(zip(labels[2 * third :], client[2 * third :], strict=True))
     per = {"put": ops, "get": ops, "batch_put": batches * batch, "batch_get": batches * batch}

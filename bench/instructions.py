@@ -201,14 +201,12 @@ def count(src: Path, pages: int, engine_only: bool = False) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         child = subprocess.run(
-            ["valgrind", "--tool=callgrind", "--dump-before=getppid",
-             f"--callgrind-out-file={out}", sys.executable, "-c", CHILD,
+            [*callgrind(out), sys.executable, "-c", CHILD,
              str(src), str(HERE), str(pages), "engine" if engine_only else "all"],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
         labels = json.loads(child.stdout.splitlines()[-1])
-        parts = sorted(glob.glob(out + ".*"), key=lambda p: int(p.rsplit(".", 1)[1]))
-        totals = [_summary(p) for p in parts]  # part k ends at the k-th mark
+        totals = segments(out)
     return {
         label: total / pages
         for label, total in zip(labels, totals, strict=True)
@@ -216,12 +214,26 @@ def count(src: Path, pages: int, engine_only: bool = False) -> dict[str, float]:
     }
 
 
-def _summary(path: str) -> int:
+def callgrind(out: str) -> list[str]:
+    """The command prefix that counts a process's instructions into ``out.N``, one part
+    per ``os.getppid()`` mark (part N ends at the N-th mark)."""
+    return ["valgrind", "--tool=callgrind", "--dump-before=getppid",
+            f"--callgrind-out-file={out}"]  # fmt: skip
+
+
+def summary(path: str) -> int:
+    """The instructions counted in one callgrind output file."""
     with open(path) as f:
         for line in f:
             if line.startswith(("summary:", "totals:")):
                 return int(line.split()[1])
     raise RuntimeError(f"no totals in {path}")
+
+
+def segments(out: str) -> list[int]:
+    """Instructions of each dumped part of ``out``, in order (part k ends at the k-th mark)."""
+    parts = [p for p in glob.glob(out + ".*") if p.rsplit(".", 1)[1].isdigit()]
+    return [summary(p) for p in sorted(parts, key=lambda p: int(p.rsplit(".", 1)[1]))]
 
 
 def main() -> None:

@@ -41,6 +41,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
+sys.path.insert(0, str(HERE))
+from instructions import callgrind, summary  # noqa: E402
 
 # Both replays start alike: the recording's host and clients, and its calls bound to them.
 REPLAY = textwrap.dedent(
@@ -156,16 +158,10 @@ def count(src: Path, recording: Path, calls: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         subprocess.run(
-            ["valgrind", "--tool=callgrind", "--dump-before=getppid",
-             f"--callgrind-out-file={out}", sys.executable, "-c", CHILD,
-             str(src), str(recording), str(calls)],
+            [*callgrind(out), sys.executable, "-c", CHILD, str(src), str(recording), str(calls)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
-        with open(out + ".2") as f:  # part 2: from the first mark to the second
-            for line in f:
-                if line.startswith(("summary:", "totals:")):
-                    return int(line.split()[1]) / calls
-    raise RuntimeError("callgrind wrote no totals")
+        return summary(out + ".2") / calls  # part 2: from the first mark to the second
 
 
 def _first(rec: dict[str, Any], n: int) -> dict[str, Any]:
