@@ -244,7 +244,7 @@ class ClusterTier:
         later ones fail at once for ``retry_interval`` seconds rather than each
         waiting its full bound.
         """
-        key = f"tmem:{{{self.prefix}.{loc}}}:{tag}"  # self.key(loc, tag), inlined
+        key = self.key(loc, tag)
         with self.lock:
             self.counters["loads"] += 1
             cluster = self._cluster
