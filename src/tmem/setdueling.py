@@ -14,6 +14,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from tmem.errors import InvalidArgument
+
+#: The orders a list may be kept in: by duel, or plain LRU; the first is the default.
+ORDERS: tuple[str, ...] = ("adaptive", "lru")
 #: One new page in this many goes in at the most recent end under *reuse*.
 BIMODAL = 32
 #: The fraction of misses by which one shadow must beat the other to switch order.
@@ -27,6 +31,18 @@ HIT_LIMIT = 1 << 16
 SHADOW_PAGES = 1 << 14
 
 Handle = tuple[int, int, int]
+
+
+def check_order(order: object) -> str:
+    """``order`` if it names an order of :data:`ORDERS`, else InvalidArgument."""
+    if order not in ORDERS:
+        raise InvalidArgument(f"order {order!r} must be one of {', '.join(ORDERS)}")
+    return str(order)
+
+
+def hit_limit(capacity_pages: int) -> int:
+    """How many handles got lately a duel over ``capacity_pages`` pages remembers."""
+    return max(16, min(HIT_LIMIT, int(capacity_pages * HIT_FRACTION)))
 
 
 def shadow_mask(capacity_pages: int) -> int:

@@ -32,21 +32,13 @@ entries are not (docs/internals.md).
 
 from __future__ import annotations
 
-from tmem.errors import InvalidArgument
 from tmem.setdueling import BIMODAL as BIMODAL
 from tmem.setdueling import HIT_FRACTION as HIT_FRACTION
 from tmem.setdueling import HIT_LIMIT as HIT_LIMIT
 from tmem.setdueling import MARGIN as MARGIN
+from tmem.setdueling import ORDERS as ORDERS
 from tmem.setdueling import SHADOW_PAGES as SHADOW_PAGES
 from tmem.setdueling import Duel as Duel
+from tmem.setdueling import check_order as check_order
+from tmem.setdueling import hit_limit as hit_limit
 from tmem.setdueling import shadow_mask as shadow_mask
-
-#: The orders a host may be built with; the first is the default.
-ORDERS: tuple[str, ...] = ("adaptive", "lru")
-
-
-def check_order(order: object) -> str:
-    """``order`` if it names an order of :data:`ORDERS`, else InvalidArgument."""
-    if order not in ORDERS:
-        raise InvalidArgument(f"order {order!r} must be one of {', '.join(ORDERS)}")
-    return str(order)

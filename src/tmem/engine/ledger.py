@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tmem.api import check_capacity
-from tmem.engine.insertion import HIT_FRACTION, HIT_LIMIT, check_order, shadow_mask
+from tmem.engine.insertion import check_order, hit_limit, shadow_mask
 from tmem.engine.pages import NIL, PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful
@@ -137,7 +137,7 @@ class Ledger:
         self.calm_limit = size - size // PERSISTENT_HEADROOM
         self.ghost_limit = max(16, int(size // _NOMINAL_PAGE * GHOST_FRACTION))
         self.decay_every = max(64, size // _NOMINAL_PAGE)
-        self.hit_limit = max(16, min(HIT_LIMIT, int(size // _NOMINAL_PAGE * HIT_FRACTION)))
+        self.hit_limit = hit_limit(size // _NOMINAL_PAGE)
         self.shadow_mask = shadow_mask(size // _NOMINAL_PAGE)
         self.idle_ops = max(IDLE_OPERATIONS, 2 * size // _NOMINAL_PAGE)
         self.floors_due = 0  # floors are set again at the next eviction

@@ -66,7 +66,7 @@ from tmem.frontends.bitmap import Bitmap
 from tmem.frontends.errors import EmptySlot, PagesLost
 from tmem.frontends.hostcalls import check_count, destroy_quietly, host_lost
 from tmem.frontends.selfshrink import SelfShrink
-from tmem.setdueling import HIT_FRACTION, HIT_LIMIT, Duel, shadow_mask
+from tmem.setdueling import Duel, check_order, hit_limit, shadow_mask
 
 #: The counters :meth:`Frontswap.stats` reports besides the page counts.
 COUNTERS: tuple[str, ...] = (
@@ -92,8 +92,6 @@ COUNTERS: tuple[str, ...] = (
 #: before giving up (two: one to make room, one more for a client over its target).
 WRITEBACK_PER_STORE = 2
 
-#: Writeback orders (see the module's docstring); the first is the default.
-WRITEBACK_ORDERS: tuple[str, ...] = ("adaptive", "lru")
 #: Toward the host's target, at most this part of the pages held moves per interval
 #: (Linux's 1/hysteresis, a twentieth, read 1.6% more on the default mix replayed and
 #: 3% more on clones; all at once 0.7% and 1.1% less, in bursts of swap writes).
@@ -147,12 +145,10 @@ class Frontswap:
         # Stores in order, oldest first, as (slot, store number); an entry is
         # stale once its slot was stored again or left tmem.
         self._writeback = writeback
-        if order not in WRITEBACK_ORDERS:
-            raise InvalidArgument(f"order {order!r} must be one of {', '.join(WRITEBACK_ORDERS)}")
-        self.order = order
+        self.order = check_order(order)  # writeback orders: see the module's docstring
         self._duel = Duel() if self.order == "adaptive" else None
         self._duel_mask = shadow_mask(slots)
-        self._hit_limit = max(16, min(HIT_LIMIT, int(slots * HIT_FRACTION)))
+        self._hit_limit = hit_limit(slots)
         self._decay_at = 0  # write-backs until the duel's misses are halved
         self._order: deque[tuple[int, int]] = deque()
         self._stored_at = array("Q", bytes(8 * slots))
