@@ -11,6 +11,9 @@ into the page anywhere.
 
 from __future__ import annotations
 
+import lz4.block
+import zstandard
+
 from tmem.errors import InvalidArgument
 from tmem.store.codecs import RAW, SAME, Codecs
 from tmem.store.handles import CODEC_MASK, ORDER_SHIFT
@@ -32,7 +35,10 @@ def decode_export(blob: bytes) -> bytes:
     elif codec == SAME:
         page = blob[1:9] * (n >> 3)
     else:
-        page = _decompress[codec](memoryview(blob)[1:], n)
+        try:
+            page = _decompress[codec](memoryview(blob)[1:], n)
+        except (lz4.block.LZ4BlockError, zstandard.ZstdError) as e:
+            raise InvalidArgument(f"an exported page does not decode: {e}") from None
     if len(page) != n:
         raise InvalidArgument(f"an exported page decodes to {len(page)} bytes, not {n}")
     return page
