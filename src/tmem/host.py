@@ -323,8 +323,19 @@ class HostClient:
             )
         return data  # type: ignore[return-value]
 
-    def _fetch(self, fetch: Fetch, pool: int, oid: int, index: int) -> bytes | None:
-        """Finish a get of a demoted page (see :meth:`TierSet.fetch`)."""
+    def start_get(self, pool: int, oid: int, index: int) -> bytes | Fetch | None:
+        """The first half of :meth:`get_page`, for a caller that must not wait for a
+        tier: the page, None (a miss), or for a page below RAM a :class:`Fetch`
+        to pass to :meth:`finish_get` (which may block), in another thread if need be."""
+        self._acquire()
+        try:
+            return self._get(self._state, pool, oid, index)
+        finally:
+            self._release()
+
+    def finish_get(self, fetch: Fetch, pool: int, oid: int, index: int) -> bytes | None:
+        """Finish a get of a demoted page: load it from its tier and apply the get's
+        rules unless a put or flush changed it meanwhile (see :meth:`TierSet.fetch`)."""
         return self._tiers.fetch(  # type: ignore[union-attr]
             self._state, fetch, self._get, pool, oid, index
         )
@@ -360,13 +371,23 @@ class HostClient:
 
         Errors are handled as by :meth:`put_pages`.
         """
+        results, fetches = self.start_get_pages(pool, handles)
+        self.finish_get_pages(pool, results, fetches)  # outside the lock, as get_page
+        return settle_batch(results, errors)
+
+    def start_get_pages(
+        self, pool: int, handles: Iterable[Any]
+    ) -> tuple[list[Any], list[tuple[int, Fetch, int, int]]]:
+        """The first half of :meth:`get_pages`: each item's bytes, None or error, and
+        for each page below RAM ``(position, fetch, oid, index)`` (its place in the
+        results holds the :class:`Fetch`) for :meth:`finish_get_pages`."""
         get, state = self._engine.get, self._state
         results: list[Any] = []
-        fetches: list[tuple[int, Fetch, int, int]] = []  # pages in a tier, read after
+        fetches: list[tuple[int, Fetch, int, int]] = []
         with self._lock:
             self._check_open()
             if pool not in state.pools:
-                return settle_batch(_failed(self._engine, state, pool, handles), errors)
+                return _failed(self._engine, state, pool, handles), fetches
             append = results.append
             for item in handles:
                 try:
@@ -379,12 +400,18 @@ class HostClient:
                     append(data)
                 except TmemError as exc:
                     append(exc)
-        for at, fetch, oid, index in fetches:  # outside the lock, as get_page does
+        return results, fetches
+
+    def finish_get_pages(
+        self, pool: int, results: list[Any], fetches: list[tuple[int, Fetch, int, int]]
+    ) -> None:
+        """Put in ``results`` the pages :meth:`start_get_pages` left in tiers (or their
+        errors), loading them without the host's lock."""
+        for at, fetch, oid, index in fetches:
             try:
-                results[at] = self._fetch(fetch, pool, oid, index)
+                results[at] = self.finish_get(fetch, pool, oid, index)
             except TmemError as exc:
                 results[at] = exc
-        return settle_batch(results, errors)
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:
         """Forget the page; later gets miss."""

@@ -132,6 +132,10 @@ def test_tier_metrics_scraped_equal_stats(serve, tmp_path):
         assert metrics[("tmem_tier_pages", labels)] == ssd["host_pages"] > 0
         assert metrics[("tmem_tier_bytes", labels)] == ssd["host_bytes"] > 0
         assert metrics[("tmem_tier_healthy", labels)] == 1
+        daemon = after["daemon"]  # gets of demoted pages were loaded by the fetch workers
+        assert metrics[("tmem_daemon_fetches_total", ())] == daemon["fetches"] > 50
+        assert metrics[("tmem_daemon_fetches_in_flight", ())] == daemon["fetches_in_flight"] == 0
+        assert metrics[("tmem_daemon_fetch_workers", ())] == daemon["fetch_workers"] == 4
         assert metrics[("tmem_tier_fetches_total", labels)] == ssd["fetches"] > 50
         assert metrics[("tmem_tier_load_failures_total", labels)] == ssd["load_failures"] == 0
         assert metrics[("tmem_tier_written_bytes_total", labels)] == ssd["bytes_written"] > 0

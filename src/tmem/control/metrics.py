@@ -132,6 +132,14 @@ def host_families(stats: dict[str, Any]) -> Iterator[Any]:
     if daemon:
         yield _gauge("tmem_connections", "Open connections", daemon["connections"])
         yield _gauge("tmem_uptime_seconds", "Seconds since the daemon started", daemon["uptime"])
+    if "fetches" in daemon:  # gets of pages below RAM, loaded by worker threads
+        yield CounterMetricFamily(
+            "tmem_daemon_fetches", "Tier loads handed to the fetch workers", value=daemon["fetches"]
+        )
+        yield _gauge(
+            "tmem_daemon_fetches_in_flight", "Tier loads under way", daemon["fetches_in_flight"]
+        )
+        yield _gauge("tmem_daemon_fetch_workers", "Fetch worker threads", daemon["fetch_workers"])
     for key, stem, doc in COUNTERS:
         yield CounterMetricFamily(f"tmem_{stem}", f"Host total of {doc}", value=stats[key])
     refused = CounterMetricFamily("tmem_refused", "Puts refused, by reason", labels=["reason"])

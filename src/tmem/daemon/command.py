@@ -69,6 +69,7 @@ INTERRUPTED = 128 + signal.SIGINT
     help="Seconds before an idle connection without persistent pages closes; 0: never [300].",
 )
 @click.option("--max-pools", help="Pools one client may hold at once [256].")
+@click.option("--fetch-workers", help="Threads loading pages from tiers for gets [4].")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]))
 @click.option(
     "--tier",

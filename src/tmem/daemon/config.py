@@ -4,7 +4,7 @@ Keys (in the file and as ``tmem serve`` options): ``socket``, ``capacity``,
 ``compress``, ``dedup``, ``tcp``, ``token-file``, ``socket-mode``,
 ``admin-uids``, ``max-frame``, ``max-connections``,
 ``max-connections-per-peer``, ``transfer-budget``, ``hello-timeout``,
-``idle-timeout``, ``grant-timeout``,
+``idle-timeout``, ``grant-timeout``, ``fetch-workers``,
 ``max-pools``, ``log-level``, ``host-policy`` (``utility`` or ``share``: who gives
 up memory when the host is full, see ``docs/operations.md``), ``host-reserve``
 (the fraction of the capacity kept as floors by weight), ``host-order``
@@ -65,6 +65,8 @@ class Config:
     #: Seconds a connection may hold a grant others wait for while reading none of its replies.
     grant_timeout: float = 10.0
     max_pools: int = 256
+    #: Threads that load pages from tiers for gets (tmem.daemon.later), off the loop.
+    fetch_workers: int = 4
     log_level: str = "info"
     metrics: tuple[str, int] | None = None
     state_dir: str | None = None
@@ -219,6 +221,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "idle_timeout": _idle,
     "grant_timeout": _seconds,
     "max_pools": _count,
+    "fetch_workers": _count,
     "log_level": _level,
     "host_policy": _policy,
     "host_reserve": _reserve,

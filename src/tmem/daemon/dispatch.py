@@ -17,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tmem.daemon.auth import Authenticator, Identity
+from tmem.daemon.later import Later
 from tmem.daemon.transfer import Transfers
+from tmem.engine.tiering import Fetch
 from tmem.errors import InvalidArgument, NoSuchPool, PermissionDenied, ProtocolError, TmemError
 from tmem.host import Host
 from tmem.host_transfer import CHUNK_BYTES
@@ -61,7 +63,9 @@ NO_CLIENT: Any = _NoClient()
 class Session:
     """One connection: who is there, and its client once the hello is done."""
 
-    __slots__ = ("identity", "client", "greeted", "done", "held", "resume", "key", "__weakref__")
+    __slots__ = (
+        "identity", "client", "greeted", "done", "held", "resume", "key", "later", "__weakref__"
+    )  # fmt: skip
 
     def __init__(self, identity: Identity | None, key: str | None = None) -> None:
         self.identity = identity  # None for TCP until the hello's token is checked
@@ -71,6 +75,9 @@ class Session:
         self.done = False  # said goodbye: close once the reply is sent
         self.held = False  # a migration holds its requests: they wait unread
         self.resume: Callable[[], None] = _nothing  # the server serves it again
+        #: a request whose reply waits for a tier's load (tmem.daemon.later): the server
+        #: takes it and runs the load off the loop
+        self.later: Later | None = None
 
     def close(self) -> None:
         """The connection is gone: the client leaves and its private pools are freed.
@@ -183,6 +190,9 @@ class Dispatcher:
         elif isinstance(reply, Batch):
             reply.tag = tag
             return reply
+        elif isinstance(reply, Later):  # the reply comes once a tier's load is done
+            reply.tag = tag
+            session.later = reply
         else:  # a list of parts, written without joining them first
             _write_parts(out, op, tag, reply)
         return None
@@ -233,12 +243,16 @@ class Dispatcher:
 
     def _get(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
         try:
-            page = session.client.get_page(*msg.decode_handle(body))
+            handle = msg.decode_handle(body)
+            page = session.client.start_get(*handle)
         except (TmemError, WireError) as exc:
             refuse(_GET, tag, exc, out)
             return
         if page is None:  # a miss: an empty reply
             out.write(_HEAD(_GET, 0, tag, 0))
+        elif page.__class__ is Fetch:  # below RAM: loaded off the loop, answered then
+            later = session.later = Later(_GET, _finish_get(session.client, page, handle), _page)
+            later.tag = tag
         else:
             out.write_frame(_HEAD(_GET, 0, tag, len(page)), page)
 
@@ -292,7 +306,10 @@ class Dispatcher:
             msg.check_get_pages_length(body)
             return Batch(Op.GET_PAGES, pool, count, body, 0)
         pool, handles = msg.decode_get_pages(body)
-        results = session.client.get_pages(pool, handles, errors="return")
+        client = session.client
+        results, fetches = client.start_get_pages(pool, handles)
+        if fetches:  # pages below RAM: loaded off the loop, answered then
+            return Later(Op.GET_PAGES, _finish_pages(client, pool, results, fetches), _pages)
         return _batch_reply(results, [r for r in results if type(r) is bytes])
 
     def _bye(self, session: Session, body: memoryview) -> bytes:
@@ -389,7 +406,9 @@ class Batch:
     clients' requests may run between two slices, as between two requests.
     """
 
-    __slots__ = ("op", "tag", "pool", "count", "body", "page_size", "done", "results", "spent")
+    __slots__ = (
+        "op", "tag", "pool", "count", "body", "page_size", "done", "results", "fetches", "spent"
+    )  # fmt: skip
 
     def __init__(self, op: int, pool: int, count: int, body: memoryview, page_size: int) -> None:
         self.op = op
@@ -400,6 +419,7 @@ class Batch:
         self.page_size = page_size
         self.done = 0  # items executed
         self.results: list[Any] = []
+        self.fetches: list[tuple[int, Fetch, int, int]] = []  # gets of pages below RAM
         self.spent = 0.0  # seconds executing it so far (for the request metrics)
 
     def step(self, session: Session, out: OutBuffer) -> bool:
@@ -415,7 +435,9 @@ class Batch:
                 self.results += session.client.put_pages(self.pool, items, errors="return")
             else:
                 handles = msg.get_pages_items(self.body, first, last)
-                self.results += session.client.get_pages(self.pool, handles, errors="return")
+                results, fetches = session.client.start_get_pages(self.pool, handles)
+                self.fetches += [(first + at, *rest) for at, *rest in fetches]
+                self.results += results
         except (TmemError, WireError) as exc:
             refuse(self.op, self.tag, exc, out)
             return True
@@ -423,9 +445,45 @@ class Batch:
         if last < self.count:
             return False
         results = self.results
+        if self.fetches:  # pages below RAM: loaded off the loop, answered then
+            work = _finish_pages(session.client, self.pool, results, self.fetches)
+            later = session.later = Later(self.op, work, _pages)
+            later.tag = self.tag
+            return True
         pages = [r for r in results if type(r) is bytes] if self.op == Op.GET_PAGES else []
         _write_parts(out, self.op, self.tag, _batch_reply(results, pages))
         return True
+
+
+def _finish_get(client: Any, fetch: Fetch, handle: tuple[int, int, int]) -> Callable[[], Any]:
+    """The load of one page below RAM, to run off the loop."""
+    return lambda: client.finish_get(fetch, *handle)
+
+
+def _page(page: bytes | None, tag: int, out: OutBuffer) -> None:
+    """Queue the reply to a GET whose page was loaded from a tier."""
+    if page is None:
+        out.write(_HEAD(_GET, 0, tag, 0))
+    else:
+        out.write_frame(_HEAD(_GET, 0, tag, len(page)), page)
+
+
+def _finish_pages(
+    client: Any, pool: int, results: list[Any], fetches: list[tuple[int, Fetch, int, int]]
+) -> Callable[[], list[Any]]:
+    """The loads of a batch's pages below RAM, to run off the loop: then the results."""
+
+    def work() -> list[Any]:
+        client.finish_get_pages(pool, results, fetches)
+        return results
+
+    return work
+
+
+def _pages(results: list[Any], tag: int, out: OutBuffer) -> None:
+    """Queue the reply to a GET_PAGES some of whose pages were loaded from tiers."""
+    pages = [r for r in results if type(r) is bytes]
+    _write_parts(out, Op.GET_PAGES, tag, _batch_reply(results, pages))
 
 
 def _write_parts(out: OutBuffer, op: int, tag: int, parts: list[Any]) -> None:

@@ -13,6 +13,10 @@ connection whose unsent replies reach its limit is not read from until they
 drain, and connections are limited in all, per peer (uid, token or address)
 and in time (``hello-timeout``, ``idle-timeout``), with slots kept for the
 administrator.
+
+A get of a page below RAM is loaded by a worker thread, off the loop: the
+connection's reply waits, and its later requests wait unread, until the load
+is done (:mod:`tmem.daemon.later`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from tmem.daemon.auth import Authenticator, Identity, read_token_file
 from tmem.daemon.autosize import make_autosizer
 from tmem.daemon.budget import SMALL_OUT, SMALL_QUEUE, TransferBudget, granted_out
 from tmem.daemon.config import Config
-from tmem.daemon.dispatch import Batch, Dispatcher, Session, error_frame
+from tmem.daemon.dispatch import Batch, Dispatcher, Session, error_frame, refuse
+from tmem.daemon.later import Fetchers, Later
 from tmem.daemon.notify import notify
 from tmem.daemon.reload import apply_policies, apply_reload
 from tmem.errors import LimitExceeded, TmemError
@@ -82,7 +87,7 @@ class Connection:
 
     __slots__ = (
         "sock", "fd", "decoder", "out", "session", "events", "closed", "eof", "opened", "last",
-        "grant", "waiting", "batch", "stepping", "drained",
+        "grant", "waiting", "batch", "stepping", "drained", "later",
     )  # fmt: skip
 
     def __init__(self, sock: socket.socket, session: Session) -> None:
@@ -94,6 +99,7 @@ class Connection:
         self.waiting = False  # for a grant: it is neither read nor answered
         self.batch: Batch | None = None  # a large batch under way: nothing else is read
         self.stepping = False  # it is in the server's queue of batches under way
+        self.later: Later | None = None  # a reply waiting for a tier's load: nothing else is read
         self.session = session
         self.events = _IN
         self.closed = False
@@ -181,6 +187,7 @@ class Server:
         self._socket_id: tuple[int, int] | None = None
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = socket.socketpair()
+        self.fetchers = Fetchers(config.fetch_workers)
         self._stopping = False
         self._bind()
         if config.metrics is not None:
@@ -232,6 +239,7 @@ class Server:
             self._listen(tcp, "tcp")
         self._wake_r.setblocking(False)
         self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
+        self._epoll.register(self.fetchers.fd, select.EPOLLIN)
 
     def _listen(self, sock: socket.socket, kind: str) -> None:
         sock.listen(128)
@@ -261,7 +269,7 @@ class Server:
         notify(f"READY=1\nMAINPID={os.getpid()}")
         poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
         sizer = self.autosizer
-        wake = self._wake_r.fileno()
+        wake, fetched = self._wake_r.fileno(), self.fetchers.fd
         try:
             while not self._stopping:
                 timers = conns or self._accept_resume
@@ -277,6 +285,8 @@ class Server:
                     if conn is None:
                         if fd in self.listeners:
                             self._accept(*self.listeners[fd])
+                        elif fd == fetched:
+                            self._fetched()
                         elif fd == wake:
                             self._woken()
                     elif events == readable:  # the usual case, first
@@ -317,8 +327,8 @@ class Server:
                 )
                 self._close(conn)
                 continue
-            if conn.batch is not None:
-                continue  # busy, not idle: its buffers hold the batch
+            if conn.batch is not None or conn.later is not None:
+                continue  # busy, not idle: its buffers hold the batch, or a load runs
             if not session.greeted:
                 if now - conn.opened >= self.config.hello_timeout:
                     self.throttle.warning(
@@ -369,6 +379,7 @@ class Server:
             "addresses": self.addresses,
             "connections": len(self.conns),
             "metrics": self.metrics_url,
+            **self.fetchers.stats(),
         }
 
     def reload(self) -> dict[str, Any]:
@@ -410,6 +421,8 @@ class Server:
                 log.exception("could not save the state")
         for conn in list(self.conns.values()):
             self._close(conn)
+        for later in self.fetchers.close():  # loads under way end (tiers bound their time)
+            later.owner.session.close()
         self._close_sockets()
         log.info("stopped")
 
@@ -526,7 +539,9 @@ class Server:
         )
 
     def _ready(self, conn: Connection, events: int) -> None:
-        if events & _GONE and (conn.eof or conn.waiting or conn.batch is not None):
+        if events & _GONE and (
+            conn.eof or conn.waiting or conn.batch is not None or conn.later is not None
+        ):
             # the peer is gone both ways: nothing more can be sent, so a batch under
             # way or a request waiting for a grant is dropped, not executed for nobody
             self._close(conn)
@@ -569,6 +584,8 @@ class Server:
             more = more if conn.out.queued < more else 0  # else sending resumes it
         if conn.closed or conn.waiting or conn.out.queued or conn.batch is not None:
             return
+        if conn.later is not None:
+            return
         if conn.eof:
             self._close(conn)
         elif conn.grant and self.budget.waiting and not conn.decoder.buffered:
@@ -609,6 +626,8 @@ class Server:
         out, decoder, session = conn.out, conn.decoder, conn.session
         dispatch, quick_ops = self.dispatcher.dispatch, self._quick
         max_frame = self.config.max_frame
+        if conn.later is not None:
+            return 0  # its next requests wait for the reply being loaded
         try:  # the queue's limit is _queue_limit's, inline: this loop runs per request
             while out.queued < (max_frame if conn.grant else SMALL_QUEUE):
                 if session.held or conn.batch is not None:  # its requests wait
@@ -625,6 +644,9 @@ class Server:
                 op, _status, tag, body = frame
                 if session.greeted and (quick := quick_ops.get(op)) is not None:
                     quick(session, tag, body, out)  # a single page: no hello, batch or grant
+                    if session.later is not None:  # its reply waits for a tier's load
+                        self._start_later(conn)
+                        return 0
                     continue
                 large = op in LARGE_REPLIES and session.greeted
                 if large and out.queued > SMALL_QUEUE:
@@ -634,6 +656,9 @@ class Server:
                     decoder.unget()  # answered once a grant is free
                     return 0
                 batch = dispatch(session, op, tag, body, out)  # on WireError it queued the error
+                if session.later is not None:
+                    self._start_later(conn)
+                    return 0
                 if batch is not None:  # executed a slice at a time by _step_batches
                     conn.batch, conn.stepping = batch, True
                     self._batches.append(conn)
@@ -670,10 +695,38 @@ class Server:
                 conn.batch = None
                 if self._observe is not None:
                     self._observe(batch.op, batch.spent)
+                if conn.session.later is not None:
+                    self._start_later(conn)
                 self._process(conn)  # sends the reply and answers what came after it
             else:
                 conn.stepping = True
                 self._batches.append(conn)
+
+    def _start_later(self, conn: Connection) -> None:
+        """Hand the session's :class:`Later` to a worker; the connection waits for it."""
+        later, conn.session.later = conn.session.later, None
+        assert later is not None
+        later.owner = conn
+        conn.later = later
+        self.fetchers.start(later)
+
+    def _fetched(self) -> None:
+        """Loads are done: queue their replies and serve their connections again."""
+        for later in self.fetchers.finished():
+            conn = later.owner
+            later.owner = conn.later = None
+            if conn.closed:  # the peer left meanwhile: its client goes now
+                conn.session.close()
+                continue
+            if later.fault is not None:
+                self._fail(conn, later.fault)
+                continue
+            conn.last = self._now
+            if later.error is not None:
+                refuse(later.op, later.tag, later.error, conn.out)
+            else:
+                later.reply(later.result, later.tag, conn.out)
+            self._process(conn)  # sends it and answers what came after it
 
     def _fail(self, conn: Connection, exc: Exception) -> None:
         """Close ``conn`` after a goodbye, a frame that breaks the protocol (its error
@@ -707,6 +760,7 @@ class Server:
             and not conn.session.held
             and not conn.waiting
             and conn.batch is None
+            and conn.later is None
         )
         if conn.eof:
             want = _OUT if queued else 0
@@ -723,6 +777,7 @@ class Server:
         conn.batch = None
         self.conns.pop(conn.fd, None)
         self._uncount(conn.session)
+        later = conn.later
         if conn.grant or conn.waiting:
             self._wake(self.budget.give_back(conn))
         with contextlib.suppress(OSError, ValueError):
@@ -730,7 +785,8 @@ class Server:
         conn.sock.close()
         conn.decoder.release()  # whatever still refers to the connection,
         conn.out.release()  # its buffers go now
-        conn.session.close()
+        if later is None:  # else its client goes once the load is done (_fetched)
+            conn.session.close()
 
 
 def _version() -> str:
