@@ -34,7 +34,9 @@ never used again, in both scenarios -- a bound no policy can beat.  With
 ``--engine``, also the same references replayed through real embedded hosts
 (``tmem.Host`` of the mix's spare bytes, raw pages, metadata charged) under
 each order within a client, one thread, so the engine's order is checked
-against the simulation with none of the benchmark's thread interleaving.
+against the simulation with none of the benchmark's thread interleaving; in
+cleancache also with the benchmark's own page contents (the shipped corpus),
+uncompressed and, with ``--compress lz4`` / ``zstd``, compressed.
 
 ``--scenario frontswap`` does the same for swapped anonymous memory: each
 guest's resident pages (LRU) put every page they page out into tmem and get
@@ -45,6 +47,7 @@ order and host order both ``ORDER``, self-shrinking each step) on real hosts
 and prints swap reads.
 
     python bench/policy_sim.py [--mix default ...] [--scenario S] [--opt] [--engine]
+        [--compress lz4 --compress zstd]
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ import heapq
 import random
 import tempfile
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +66,7 @@ from tmem.engine.insertion import ORDERS
 from tmem.frontends import Frontswap
 from tmem.units import parse_size
 from tmem.workload.config import GuestSpec
+from tmem.workload.content import ContentMap
 from tmem.workload.guest import GuestPages
 from tmem.workload.ideal import GuestRefs, schedule
 from tmem.workload.mixes import MIXES
@@ -307,10 +311,20 @@ def simulate(
     return reads
 
 
-def replay_engine(guests: list[GuestRefs], private: int, spare_bytes: int, order: str) -> int:
-    """Cleancache disk reads of all guests with a real host of ``spare_bytes`` under ``order``."""
-    host = tmem.Host(spare_bytes, compress=None, dedup=None, order=order)
+def replay_engine(
+    guests: list[GuestRefs],
+    private: int,
+    spare_bytes: int,
+    order: str,
+    compress: str | None = None,
+    content: Callable[[int, int, int], bytes] | None = None,
+) -> int:
+    """Cleancache disk reads of all guests with a real host of ``spare_bytes`` under
+    ``order``, compressing with ``compress`` the bytes ``content(guest, page, version)``
+    gives (zeros without it)."""
+    host = tmem.Host(spare_bytes, compress=compress, dedup=None, order=order)
     clients: dict[int, tuple[Any, int]] = {}
+    versions: dict[tuple[int, int], int] = {}
     page_data, reads = bytes(4096), 0
     for g, call, page in cleancache_calls(guests, private):
         if call == "start":
@@ -322,12 +336,30 @@ def replay_engine(guests: list[GuestRefs], private: int, spare_bytes: int, order
         if call == "leave":
             client.close()
         elif call == "flush":
+            versions[g, page] = versions.get((g, page), 0) + 1
             client.flush_page(pool, 1, page)
         elif call == "get":
             reads += client.get_page(pool, 1, page) is None
         else:
-            client.put_page(pool, 1, page, page_data)
+            data = content(g, page, versions.get((g, page), 0)) if content else page_data
+            client.put_page(pool, 1, page, data)
     return reads
+
+
+def mix_content(layouts: list[GuestPages]) -> Callable[[int, int, int], bytes]:
+    """The benchmark's page contents for the guests of ``layouts``: ``(guest, page,
+    version) -> bytes`` from the shipped corpus, as :class:`~tmem.workload.content.ContentMap`
+    gives them to the workload's guests."""
+    pages: dict[str, set[int]] = {}
+    for layout in layouts:
+        pages.setdefault(layout.trace.name, set()).update(layout.pages)
+    content = ContentMap.build(pages)
+
+    def bytes_of(g: int, page: int, version: int) -> bytes:
+        layout = layouts[g]
+        return content.page(layout.trace.name, layout.pages[page], version)
+
+    return bytes_of
 
 
 def frontswap_steps(
@@ -442,14 +474,21 @@ def main() -> None:
     parser.add_argument("--opt", action="store_true", help="also Belady's OPT (a bound)")
     parser.add_argument("--engine", action="store_true", help="also real hosts, per order")
     parser.add_argument("--scenario", choices=("cleancache", "frontswap"), default="cleancache")
+    parser.add_argument(
+        "--compress",
+        action="append",
+        choices=("lz4", "zstd"),
+        help="with --engine in cleancache: also hosts that compress the benchmark's pages",
+    )
     args = parser.parse_args()
     for name in args.mix or list(MIXES):
         mix = MIXES[name]
-        guests = []
+        guests, layouts = [], []
         for text in mix.guests:
             spec = GuestSpec.parse(text)
             trace = load_trace(spec.trace).slice(spec.start, spec.count)
             layout = GuestPages.of(trace)
+            layouts.append(layout)
             guests.append(GuestRefs(layout.starts, trace.counts, trace.writes, spec.delay))
         spare = parse_size(mix.spare) // 4096
         for label, policy in POLICIES.items():
@@ -460,6 +499,14 @@ def main() -> None:
             for order in ORDERS:
                 reads = replay(guests, mix.private_pages, parse_size(mix.spare), order)
                 print(f"{name}\tengine: utility r0.5 g0.05/{order}\t{reads}", flush=True)
+            if args.scenario == "cleancache":
+                content = mix_content(layouts)
+                for codec in [None, *(args.compress or ())]:
+                    reads = replay_engine(
+                        guests, mix.private_pages, parse_size(mix.spare), "adaptive", codec, content
+                    )
+                    label = codec or "no compression"
+                    print(f"{name}\tengine, the benchmark's pages: {label}\t{reads}", flush=True)
         if args.opt:
             size = len(guests) * mix.private_pages + spare
             for scenario in ("cleancache", "frontswap"):

@@ -1,5 +1,6 @@
 """Eviction within a client against a reference model: exact LRU of its ephemeral pages,
-with the pages kept raw because they compress poorly going before the others."""
+the pages kept raw because they compress poorly in an LRU of their own, and of the two
+least recent pages the one that held more bytes for longer goes."""
 
 from __future__ import annotations
 
@@ -25,6 +26,34 @@ def page(kind: str, seed: int) -> bytes:
     return rng.randbytes(PAGE)
 
 
+class Charges:
+    """What a page costs its owner, measured on a host of its own."""
+
+    def __init__(self) -> None:
+        self.client = tmem.Host(1 << 20, compress="lz4").connect("scale")
+        self.pool = self.client.new_pool()
+        assert self.client.put_page(self.pool, 1, 0, page("good", -1))  # keeps the object
+
+    def __call__(self, data: bytes) -> int:
+        before = self.client.stats()["bytes"]
+        assert self.client.put_page(self.pool, 1, 1, data)
+        cost = self.client.stats()["bytes"] - before
+        self.client.flush_page(self.pool, 1, 1)
+        return cost
+
+
+def victim(lists: dict[str, OrderedDict[int, tuple[bytes, int, int]]], now: int) -> str:
+    """The list whose least recent page goes: of the two, the one that has held its
+    bytes for longer (age in puts times charged bytes); a raw page wins ties."""
+    if not lists["poor"]:
+        return "good"
+    if not lists["good"]:
+        return "poor"
+    _, poor_put, poor_cost = next(iter(lists["poor"].values()))
+    _, good_put, good_cost = next(iter(lists["good"].values()))
+    return "poor" if (now - poor_put) * poor_cost >= (now - good_put) * good_cost else "good"
+
+
 OPS = st.lists(
     st.tuples(st.sampled_from(["good", "poor", "get", "flush"]), st.integers(0, HANDLES - 1)),
     min_size=20,
@@ -34,13 +63,19 @@ OPS = st.lists(
 
 @settings(max_examples=50, deadline=None)
 @given(ops=OPS)
-def test_the_pages_evicted_are_the_ones_a_reference_lru_with_poor_pages_first_names(ops):
+def test_the_pages_evicted_are_the_ones_a_reference_lru_weighing_raw_pages_by_bytes_names(ops):
     host = tmem.Host(room_for(3), compress="lz4")
     shared = uuid.uuid4()  # a shared pool: its gets keep the page and make it most recent
     host.authorize_shared("vm", shared)
     client = host.connect("vm")
     pool = client.new_pool(shared=True, uuid=shared)
-    lists: dict[str, OrderedDict[int, bytes]] = {"poor": OrderedDict(), "good": OrderedDict()}
+    charge = Charges()
+    # handle -> (data, the put that stored it, its charged bytes), least recent first
+    lists: dict[str, OrderedDict[int, tuple[bytes, int, int]]] = {
+        "poor": OrderedDict(),
+        "good": OrderedDict(),
+    }
+    puts = 0  # the pages stored so far: the engine's versions
     for step, (op, i) in enumerate(ops):
         evicted = host.stats()["evictions"]
         if op in ("good", "poor"):
@@ -49,12 +84,12 @@ def test_the_pages_evicted_are_the_ones_a_reference_lru_with_poor_pages_first_na
             data = page(op, step)
             stored = client.put_page(pool, 1, i, data)
             for _ in range(host.stats()["evictions"] - evicted):
-                victims = lists["poor"] or lists["good"]
-                victims.popitem(last=False)  # the oldest poor page, else the least recent
+                lists[victim(lists, puts)].popitem(last=False)
             if stored:
-                lists[op][i] = data
+                puts += 1
+                lists[op][i] = (data, puts, charge(data))
         elif op == "get":
-            expected = next((held[i] for held in lists.values() if i in held), None)
+            expected = next((held[i][0] for held in lists.values() if i in held), None)
             assert client.get_page(pool, 1, i) == expected
             for held in lists.values():
                 if i in held:
@@ -64,5 +99,5 @@ def test_the_pages_evicted_are_the_ones_a_reference_lru_with_poor_pages_first_na
             for held in lists.values():
                 held.pop(i, None)
     for i in range(HANDLES):
-        expected = next((held[i] for held in lists.values() if i in held), None)
+        expected = next((held[i][0] for held in lists.values() if i in held), None)
         assert client.get_page(pool, 1, i) == expected

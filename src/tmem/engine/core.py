@@ -373,7 +373,7 @@ class Engine(Ledger):
         return True
 
     def _file_poor(self, owner: ClientState, pid: int) -> None:
-        """List page ``pid`` among ``owner``'s poorly compressible pages (evicted first)."""
+        """List page ``pid`` among ``owner``'s poorly compressible pages (evicted sooner)."""
         self.table.append(owner.poor_lru, pid)
         self.poor.add(pid)
         owner.poor_pages += 1

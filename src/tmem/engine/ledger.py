@@ -286,9 +286,10 @@ class Ledger:
         * **share**: see :meth:`over_persistent_share`.
         * a persistent put takes its owner's own ephemeral pages first; after
           those, and for every ephemeral put, ``choose_client`` picks whose
-          page goes (with floors set for the clients now active), and that
-          client's pages kept raw because they compress poorly go before its
-          others (:func:`least_recent`).  A poorly compressible page is
+          page goes (with floors set for the clients now active), and
+          :func:`least_recent` which of its pages: the least recent, or its
+          least recent page kept raw because it compresses poorly once that
+          one has held more bytes for longer.  A poorly compressible page is
           admitted like any other: refusing it read more on the workload
           benchmark (docs/workload.md).
         * at most :data:`MAX_EVICTIONS_PER_PUT` evictions (bounded work).
@@ -411,7 +412,7 @@ class Ledger:
     def evict_from(self, client: ClientState) -> None:
         """Evict the ephemeral page of ``client`` that :func:`least_recent` picks."""
         table = self.table
-        pid = least_recent(table, client)
+        pid = least_recent(table, client, self.tiering.version)
         pool = self.pools[table.pool[pid]]
         oid, index = table.oid[pid], table.index[pid]
         if self.track_ghosts:  # remember the page was evicted (a ghost), the oldest go

@@ -155,7 +155,7 @@ class ClientState(Counters):
         self.demotions = 0
         self.promotions = 0
         self.tier_failures = 0
-        #: Ephemeral pages kept raw because they compress poorly: evicted first.
+        #: Ephemeral pages kept raw because they compress poorly: evicted sooner.
         self.poor_lru = poor_lru
         self.poor_pages = 0
         #: Handles of recently evicted ephemeral pages (shadow entries), oldest first.

@@ -81,14 +81,29 @@ def least_useful(
 POLICIES: dict[str, ClientChoice] = {"utility": least_useful, "share": most_over}
 
 
-def least_recent(table: PageTable, client: ClientState) -> int:
-    """The page id of ``client``'s least recently used ephemeral page.
+def least_recent(table: PageTable, client: ClientState, now: int) -> int:
+    """The page id of the ephemeral page of ``client`` that goes next.
 
     Puts append a page to its owner's list and non-destructive gets of an
-    ephemeral page move it to the end (the engine does both), so this is
-    exact LRU over all the client's ephemeral pages.  Pages kept raw because
-    they compress poorly sit in a list of their own and go first.
+    ephemeral page move it to the end (the engine does both), so each list is
+    exact LRU.  Pages kept raw because they compress poorly sit in a list of
+    their own; of the two lists' least recent pages, the one that has held
+    more bytes for longer goes: its charged bytes times its age, the puts
+    since it was put (``now`` is the engine's latest version; a hit on a
+    shared page, which makes it most recent in its list, leaves its age as
+    it was).  A raw page thus goes once it has sat unused about half as long
+    as a page compressed to half its size, not at once: every miss costs
+    one read whatever the page's size, and sending every raw page first read
+    up to 10% more than an uncompressed host on the shipped mixes
+    (docs/workload.md).
     """
-    if client.poor_pages:
-        return table.oldest(client.poor_lru)
-    return table.oldest(client.lru)
+    poor = table.oldest(client.poor_lru) if client.poor_pages else -1
+    good = table.oldest(client.lru)
+    if poor < 0:
+        return good
+    if good < 0:
+        return poor
+    ver, cost = table.ver, table.cost
+    if (now - ver[poor]) * cost[poor] >= (now - ver[good]) * cost[good]:
+        return poor
+    return good

@@ -42,7 +42,7 @@ class PageStore(Protocol):
         ...
 
     def poor(self, ref: int) -> bool:
-        """True if ``ref`` is kept raw because it compressed poorly (first to evict)."""
+        """True if ``ref`` is kept raw because it compressed poorly (evicted sooner)."""
         ...
 
     def refuse(self, ref: int) -> None:

@@ -11,12 +11,13 @@ A put goes through these steps, each counted:
    a later put or flush of one handle cannot change what another reads.
 3. **Compression** with the client's codec (lz4, zstd, or none).  A page that
    compresses to more than ``max_compressed_fraction`` of its size is stored
-   raw (``huge_pages``).  For an ephemeral page the engine decides: it keeps
-   such a page only while the host has room, evicts it before any other, and
-   refuses it (:meth:`CompressedStore.refuse`, ``reject_compress_poor``) when
-   it would displace better pages.  With ``max_mean_fraction`` set, an
-   ephemeral page larger than that fraction is also refused while the mean
-   compressed size of stored pages is above it (``reject_mean_size``).
+   raw (``huge_pages``).  For an ephemeral page the engine decides: it admits
+   such a page like any other and lets it go sooner than better compressed
+   pages (:func:`tmem.engine.victims.least_recent`); :meth:`CompressedStore.refuse`
+   (``reject_compress_poor``) is there for an engine that refuses it.  With
+   ``max_mean_fraction`` set, an ephemeral page larger than that fraction is
+   refused while the mean compressed size of stored pages is above it
+   (``reject_mean_size``).
 4. The bytes go into a :class:`tmem.store.zspool.ZsPool` size class.
 
 Accounting: ``used_bytes`` is the slots in use (with rounding) plus the
@@ -127,8 +128,8 @@ class CompressedStore:
         packed = self.codecs.compress[codec](data)
         size = len(packed)
         if size > n * self.max_fraction:
-            # Kept raw (zswap's incompressible pages); the engine takes an ephemeral one
-            # only while the host has room, and evicts it first (see :meth:`poor`).
+            # Kept raw (zswap's incompressible pages); the engine lets an ephemeral one
+            # go sooner than better compressed pages (see :meth:`poor`).
             self.huge_pages += 1
             self.counters["huge_pages_since"] += 1
             return self._put_bytes(data, RAW | HUGE, n, key, cid)
