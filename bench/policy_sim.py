@@ -30,7 +30,9 @@ them (no metadata, no compression), under
 Prints disk reads (cleancache) per mix and policy; lower is better.  With
 ``--opt``, also Belady's OPT: one clairvoyant cache of all the memory (private
 and spare) that evicts the page used furthest in the future and keeps no page
-never used again, in both scenarios -- a bound no policy can beat.  With
+never used again, in both scenarios -- a bound no policy can beat -- and, in
+cleancache, the clairvoyant tmem behind the guests' own LRU caches
+(:func:`victim_opt`): the bound for any host policy with those caches.  With
 ``--engine``, also the same references replayed through real embedded hosts
 (``tmem.Host`` of the mix's spare bytes, raw pages, metadata charged) under
 each order within a client, one thread, so the engine's order is checked
@@ -468,6 +470,51 @@ def belady(guests: list[GuestRefs], size: int, scenario: str) -> int:
     return reads
 
 
+def victim_opt(guests: list[GuestRefs], private: int, spare: int) -> int:
+    """Disk reads with a clairvoyant exclusive tmem of ``spare`` pages behind the guests'
+    own LRU caches of ``private`` pages (cleancache): the least any host policy can read
+    with these caches, no metadata and no compression.
+
+    The guests' caches make the same calls whatever tmem answers, so each put is an
+    interval from the put to the page's next get (none if a write or the guest's
+    leaving comes first), a hit only if tmem holds the page all along; keeping the
+    most intervals with at most ``spare`` at once is optimal by dropping, whenever
+    one too many is held, the one that ends last (the interval scheduling greedy,
+    Belady's rule here).
+    """
+    calls = list(cleancache_calls(guests, private))
+    never = len(calls)
+    ends = [never] * never
+    following: dict[tuple[int, int], int] = {}  # a page's next get, seen backwards
+    for i in range(never - 1, -1, -1):
+        g, call, page = calls[i]
+        if call == "get":
+            following[g, page] = i
+        elif call == "flush":
+            following.pop((g, page), None)
+        elif call == "leave":
+            following = {key: at for key, at in following.items() if key[0] != g}
+        elif call == "put":
+            ends[i] = following.pop((g, page), never)
+    held: dict[tuple[int, int], int] = {}  # page -> the get that ends its interval
+    heap: list[tuple[int, tuple[int, int]]] = []  # (-end, page); stale entries skipped
+    reads = 0
+    for i, (g, call, page) in enumerate(calls):
+        if call == "get":
+            if held.get((g, page)) == i:
+                del held[g, page]
+            else:
+                reads += 1
+        elif call == "put" and ends[i] < never:
+            held[g, page] = ends[i]
+            heapq.heappush(heap, (-ends[i], (g, page)))
+            while len(held) > spare:
+                end, victim = heapq.heappop(heap)
+                if held.get(victim) == -end:
+                    del held[victim]
+    return reads
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mix", action="append", choices=list(MIXES))
@@ -512,6 +559,8 @@ def main() -> None:
             for scenario in ("cleancache", "frontswap"):
                 reads = belady(guests, size, scenario)
                 print(f"{name}\tOPT, one cache of all memory ({scenario})\t{reads}", flush=True)
+            reads = victim_opt(guests, mix.private_pages, spare)
+            print(f"{name}\tOPT tmem behind the guests' LRU caches (cleancache)\t{reads}")
 
 
 if __name__ == "__main__":
