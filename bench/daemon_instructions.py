@@ -75,7 +75,8 @@ CLIENT = textwrap.dedent(
     from floor import FloorStore, REQUEST
     from remote import TmemStore
     ops, batches, batch = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-    pages = [os.urandom(4096) for _ in range(max(ops, batch))]
+    warm = 500  # pages put and got before counting: tables, buffers and arenas exist
+    pages = [os.urandom(4096) for _ in range(max(ops, batch, warm))]
     labels = []
 
     class EngineStore:
@@ -106,7 +107,7 @@ CLIENT = textwrap.dedent(
         os.getppid()
 
     def phases(store):
-        for i in range(500):  # tables, buffers and arenas exist before counting
+        for i in range(warm):
             store.put(i, pages[i])
             store.get(i)
         store.put_many([(i, pages[i]) for i in range(batch)])

@@ -21,6 +21,9 @@ from typing import Any, NoReturn, TypeVar
 
 from tmem.api import (
     DEFAULT_PAGE_SIZE,
+    INDEX_LIMIT,
+    MAX_PAGE_SIZE,
+    OID_LIMIT,
     Record,
     Stats,
     as_page,
@@ -263,7 +266,7 @@ class RemoteClient:
         """Copy ``data`` in; True if stored, False if the host refused it."""
         with self._lock:
             oid, index = _handle(pool, oid, index)
-            page = as_page(data)
+            page = data if type(data) is bytes and len(data) <= MAX_PAGE_SIZE else as_page(data)
             body = self._chan.call(_encode_put_head(pool, oid, index, len(page)) + page, _PUT)
             try:
                 return msg.decode_answer(body)
@@ -545,6 +548,13 @@ def _pool(pool: Any) -> int:
 def _handle(pool: Any, oid: Any, index: Any) -> tuple[int, int]:
     if type(pool) is not int or not 0 <= pool < _U32:  # _pool's check, inline: once per call
         _pool(pool)
+    if (  # the engine's cheap pre-test: check_handle decides every case it fails
+        type(oid) is int
+        and 0 <= oid < OID_LIMIT
+        and type(index) is int
+        and 0 <= index < INDEX_LIMIT
+    ):
+        return oid, index
     return check_handle(oid, index)
 
 

@@ -166,6 +166,29 @@ def test_put_accepts_memoryview_and_get_returns_bytes(client):
     assert type(got) is bytes and got == page(2)
 
 
+def test_put_copies_a_view_of_a_buffer_of_any_flat_shape(client):
+    """Views are copied, not kept, whatever their shape; one that is not a page of
+    contiguous bytes is refused with InvalidArgument, never stored wrong."""
+    pool = client.new_pool(persistent=True)
+    buf = bytearray(page(1) + page(2))
+    flat = memoryview(buf)[PAGE:]  # a slice of a larger buffer, as the daemon has them
+    column = memoryview(buf)[:PAGE].cast("B", (PAGE, 1))  # flat bytes, two dimensions
+    rows = memoryview(buf)[:PAGE].cast("B", (PAGE // 64, 64))  # len() is not the page size
+    assert client.put_page(pool, 1, 0, flat)
+    assert client.put_page(pool, 1, 1, column)
+    assert client.put_page(pool, 1, 2, rows)
+    buf[:] = bytes(len(buf))
+    assert client.get_page(pool, 1, 0) == page(2)
+    assert client.get_page(pool, 1, 1) == page(1)
+    assert client.get_page(pool, 1, 2) == page(1)
+    wide = memoryview(bytearray(4 * PAGE)).cast("I")  # PAGE items, 4 * PAGE bytes
+    strided = memoryview(bytearray(2 * PAGE))[::2]  # PAGE bytes, not contiguous
+    for bad in (wide, strided):
+        with pytest.raises(tmem.InvalidArgument):
+            client.put_page(pool, 1, 3, bad)
+    assert client.get_page(pool, 1, 3) is None
+
+
 def test_persistent_get_always_returns_and_is_not_destructive(client):
     pool = client.new_pool(persistent=True)
     for i in range(50):

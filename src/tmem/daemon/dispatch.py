@@ -36,8 +36,8 @@ SLICE_ITEMS = 64
 _JOIN = 64 << 10
 _HEAD = HEADER.pack
 
-#: A request handler: the reply body, as bytes or as parts to send in order, or a
-#: batch to execute a slice at a time.
+#: A request handler: the reply body, as bytes or as parts (bytes, sent in order
+#: from where they are), or a batch to execute a slice at a time.
 Handler = Callable[["Session", memoryview], "bytes | list[Any] | Batch"]
 #: A handler of a single-page request of a greeted session (the daemon's hot path):
 #: ``(session, tag, body, out)``; it queues its reply or error reply in ``out`` itself.
@@ -235,7 +235,8 @@ class Dispatcher:
 
     def _put(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
         try:
-            stored = session.client.put_page(*msg.decode_put(body))
+            pool, oid, index, data = msg.decode_put(body)  # a plain call, not f(*args): cheaper
+            stored = session.client.put_page(pool, oid, index, data)
         except (TmemError, WireError) as exc:
             refuse(_PUT, tag, exc, out)
             return
@@ -258,7 +259,8 @@ class Dispatcher:
 
     def _flush_page(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
         try:
-            session.client.flush_page(*msg.decode_handle(body))
+            pool, oid, index = msg.decode_handle(body)
+            session.client.flush_page(pool, oid, index)
         except (TmemError, WireError) as exc:
             refuse(_FLUSH_PAGE, tag, exc, out)
             return
@@ -486,9 +488,10 @@ def _pages(results: list[Any], tag: int, out: OutBuffer) -> None:
     _write_parts(out, Op.GET_PAGES, tag, _batch_reply(results, pages))
 
 
-def _write_parts(out: OutBuffer, op: int, tag: int, parts: list[Any]) -> None:
-    """Append a reply given as parts, without joining them first."""
-    out.write_parts(msg.encode_reply_parts(op, tag, parts))
+def _write_parts(out: OutBuffer, op: int, tag: int, parts: list[bytes]) -> None:
+    """Append a reply given as parts (bytes), without joining them first; a large
+    one (a batch of gets' pages) is sent from the parts themselves, not copied."""
+    out.write_gathered(msg.encode_reply_parts(op, tag, parts))
 
 
 def _log_admin(session: Session, what: str, *args: Any) -> None:

@@ -556,12 +556,13 @@ class Server:
     def _read(self, conn: Connection) -> None:
         if conn.batch is not None:
             return  # its items are views into the receive buffer: read once it is done
-        decoder = conn.decoder
-        if not conn.grant and decoder.wanted() > BASE_IN and not self._take_grant(conn):
-            self._send(conn)  # a frame larger than its buffer waits for a grant, unread
-            return
         try:
-            n = decoder.read_from(conn.sock)
+            n = conn.decoder.read_from(conn.sock, None if conn.grant else BASE_IN)
+            if n < 0:  # a frame larger than its buffer waits for a grant, unread
+                if not self._take_grant(conn):
+                    self._send(conn)
+                    return
+                n = conn.decoder.read_from(conn.sock)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:

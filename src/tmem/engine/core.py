@@ -250,8 +250,13 @@ class Engine(Ledger):
             and 0 <= index < INDEX_LIMIT
         ):
             oid, index = check_handle(oid, index)
-        if type(data) is not bytes or len(data) != pool.page_size:
-            data = as_page(data, pool.page_size)
+        page_size = pool.page_size
+        # A flat view of a page (the daemon's receive buffer) is taken as it is: every
+        # store copies it through the buffer protocol; as_page would make another view.
+        if (type(data) is not bytes or len(data) != page_size) and not (
+            type(data) is memoryview and data.c_contiguous and data.nbytes == len(data) == page_size
+        ):
+            data = as_page(data, page_size)
         client.puts += 1
         pool.puts += 1
         client.last_active = self.ops = self.ops + 1

@@ -24,6 +24,10 @@ _INITIAL_BUFFER = 256 << 10
 _MIN_READ = 64 << 10
 #: An output buffer keeps up to this much memory once drained.
 KEEP_OUT = 4 << 20
+#: Parts of at least this many bytes in all are queued by reference (OutBuffer.write_gathered).
+GATHER = 16 << 10
+#: Buffers per ``sendmsg`` at most (the kernel's IOV_MAX is 1024).
+_IOV = 512
 
 
 class WireError(Exception):
@@ -151,13 +155,21 @@ class Decoder:
             self._buf[:pending] = self._view[self._start : self._end]
         self._start, self._end = 0, pending
 
-    def read_from(self, sock: Any) -> int:
+    def read_from(self, sock: Any, limit: int | None = None) -> int:
         """Read once from ``sock`` (``recv_into``) into :meth:`recv_buffer`; the count
-        read (0: the peer shut its side).  The socket's errors propagate."""
+        read (0: the peer shut its side).  The socket's errors propagate.
+
+        With ``limit``, nothing is read and -1 returned if the buffer would have
+        to be larger than ``limit`` bytes (:meth:`wanted`) to read now.
+        """
         if self._start == self._end:  # the usual case: an empty buffer, read from its start
+            if limit is not None and len(self._buf) > limit:
+                return -1
             self._start = self._end = 0
             n: int = sock.recv_into(self._view)
         else:
+            if limit is not None and self.wanted() > limit:
+                return -1
             n = sock.recv_into(self.recv_buffer())
         self._end += n
         return n
@@ -203,17 +215,24 @@ class OutBuffer:
 
     Growing a fresh buffer for every large reply costs page faults on each
     use; this one keeps its memory (up to ``keep`` bytes, :data:`KEEP_OUT` by
-    default) between replies.
+    default) between replies.  Large replies of immutable parts (the pages of
+    a batch of gets) are not copied in at all: :meth:`write_gathered` queues
+    them by reference, after the buffer's bytes, and :meth:`send_to` sends them
+    gathered (``sendmsg``); what is written while any are queued goes after them.
     """
 
-    def __init__(self, size: int = 64 << 10, keep: int = KEEP_OUT, limit: int = 1 << 62) -> None:
+    def __init__(
+        self, size: int = 64 << 10, keep: int = KEEP_OUT, limit: int = 1 << 62, gather: int = GATHER
+    ) -> None:
         self.keep = keep
+        self.gather = gather  # write_gathered queues by reference from this many bytes
         self.limit = limit  # growth doubles the buffer, not past this (unless a write needs it)
         self._buf = bytearray(size)
         self._view = memoryview(self._buf)
         self._start = 0
         self._end = 0
         self.queued = 0  # bytes written and not yet consumed (a plain int: read per frame)
+        self._parts: list[Any] = []  # queued by reference, sent after the buffer's bytes
 
     def __len__(self) -> int:
         return self.queued
@@ -225,6 +244,9 @@ class OutBuffer:
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         """Queue ``data`` after what is already queued."""
+        if self._parts:
+            self._after_parts(data)
+            return
         end = self._end
         stop = end + len(data)
         if stop > len(self._buf):
@@ -240,9 +262,14 @@ class OutBuffer:
         self._buf = bytearray(0)
         self._view = memoryview(self._buf)
         self._start = self._end = self.queued = 0
+        self._parts = []
 
     def write_frame(self, head: bytes, body: bytes | memoryview) -> None:
         """Queue a frame's ``head`` and then its ``body``, with no joined copy of both."""
+        if self._parts:
+            self._after_parts(head)
+            self._after_parts(body)
+            return
         end = self._end
         mid = end + len(head)
         stop = mid + len(body)
@@ -259,6 +286,10 @@ class OutBuffer:
 
     def write_parts(self, parts: list[Any]) -> None:
         """Queue each of ``parts`` in order (making room once for all of them)."""
+        if self._parts:
+            for part in parts:
+                self._after_parts(part)
+            return
         total = sum(map(len, parts))
         if self._end + total > len(self._buf):
             self._make_room(total)
@@ -270,26 +301,86 @@ class OutBuffer:
         self._end = end
         self.queued = end - self._start
 
+    def write_gathered(self, parts: list[bytes]) -> None:
+        """Queue each of ``parts`` in order, by reference if they hold ``gather``
+        (:data:`GATHER`) bytes or more in all: they are then sent from where they
+        are, never copied here, and must not change until sent (bytes do not)."""
+        total = sum(map(len, parts))
+        if total < self.gather:
+            self.write_parts(parts)
+            return
+        self._parts += parts
+        self.queued += total
+
+    def _after_parts(self, data: bytes | bytearray | memoryview) -> None:
+        """Queue a copy of ``data`` after the parts queued by reference."""
+        self._parts.append(bytes(data))
+        self.queued += len(self._parts[-1])
+
     def send_to(self, sock: Any) -> int:
-        """Send what is queued with one ``sock.send`` and forget what went; the bytes
-        sent.  The socket's errors (BlockingIOError included) propagate."""
+        """Send what is queued with one ``sock.send`` (``sendmsg`` while parts are
+        queued by reference) and forget what went; the bytes sent.  The socket's
+        errors (BlockingIOError included) propagate."""
+        if self._parts:
+            buffers = [self._view[self._start : self._end], *self._parts[: _IOV - 1]]
+            gathered: int = sock.sendmsg(buffers)
+            self.consumed(gathered)
+            return gathered
         sent: int = sock.send(self._view[self._start : self._end])
-        self.consumed(sent)
+        if sent < self.queued:
+            self._start += sent
+            self.queued -= sent
+        else:  # consumed(sent), inline: the usual case, all of it went
+            self._start = self._end = self.queued = 0
+            if len(self._buf) > self.keep:
+                self._shrink()
         return sent
 
     def pending(self) -> memoryview:
-        """The queued bytes (a view, valid until the next write)."""
+        """The queued bytes (a view, valid until the next write; a copy of them
+        while parts are queued by reference)."""
+        if self._parts:
+            return memoryview(b"".join([self._view[self._start : self._end], *self._parts]))
         return self._view[self._start : self._end]
 
     def consumed(self, n: int) -> None:
         """Forget the first ``n`` queued bytes (they were sent)."""
+        if self._parts:
+            self._consumed_parts(n)
+            return
         self._start += n
         self.queued = self._end - self._start
         if self.queued <= 0:
             self._start = self._end = self.queued = 0
             if len(self._buf) > self.keep:
-                self._buf = bytearray(self.keep)
-                self._view = memoryview(self._buf)
+                self._shrink()
+
+    def _consumed_parts(self, n: int) -> None:
+        """:meth:`consumed` while parts are queued by reference: the buffer's bytes
+        went first, then whole parts; a part sent in part stays as a view of its rest."""
+        self.queued -= n
+        mine = min(n, self._end - self._start)
+        self._start += mine
+        n -= mine
+        if self._start == self._end:
+            self._start = self._end = 0
+        parts, done, count = self._parts, 0, len(self._parts)
+        while done < count:  # empty parts go as soon as they are first
+            size = len(parts[done])
+            if n < size:
+                if n:
+                    parts[done] = memoryview(parts[done])[n:]
+                break
+            n -= size
+            done += 1
+        del parts[:done]
+        if not self.queued and len(self._buf) > self.keep:
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Give back memory above ``keep`` bytes (nothing is queued)."""
+        self._buf = bytearray(self.keep)
+        self._view = memoryview(self._buf)
 
     def _make_room(self, n: int) -> None:
         pending = self._end - self._start
