@@ -11,6 +11,8 @@ and :meth:`Decoder.received`, frames come out of :meth:`Decoder.next_frame`.
 from __future__ import annotations
 
 import struct
+from bisect import bisect_right
+from itertools import accumulate
 from typing import Any
 
 #: op, status, tag, body length.
@@ -364,18 +366,18 @@ class OutBuffer:
         n -= mine
         if self._start == self._end:
             self._start = self._end = 0
-        parts, done, count = self._parts, 0, len(self._parts)
-        while done < count:  # empty parts go as soon as they are first
-            size = len(parts[done])
-            if n < size:
-                if n:
-                    parts[done] = memoryview(parts[done])[n:]
-                break
-            n -= size
-            done += 1
-        del parts[:done]
-        if not self.queued and len(self._buf) > self.keep:
-            self._shrink()
+        parts = self._parts
+        if not self.queued:  # the usual end: all of it went
+            parts.clear()
+            if len(self._buf) > self.keep:
+                self._shrink()
+        elif n:  # found in C, not by a loop over the parts: a batch has hundreds
+            ends = list(accumulate(map(len, parts)))
+            done = bisect_right(ends, n)
+            rest = n - (ends[done - 1] if done else 0)
+            if rest:
+                parts[done] = memoryview(parts[done])[rest:]
+            del parts[:done]
 
     def _shrink(self) -> None:
         """Give back memory above ``keep`` bytes (nothing is queued)."""
