@@ -57,7 +57,7 @@ _U32 = 1 << 32
 _MAX_MOVES = 3
 # plain ints: an IntEnum member costs a lookup and a conversion on every call
 _PUT, _GET, _HELLO = int(Op.PUT), int(Op.GET), int(Op.HELLO)
-_encode_put_head, _encode_handle_op = msg.encode_put_head, msg.encode_handle_op
+_handle_frame, _HANDLE_SIZE = msg.handle_frame, msg.HANDLE.size
 _T = TypeVar("_T")
 
 
@@ -267,7 +267,8 @@ class RemoteClient:
         with self._lock:
             oid, index = _handle(pool, oid, index)
             page = data if type(data) is bytes and len(data) <= MAX_PAGE_SIZE else as_page(data)
-            body = self._chan.call(_encode_put_head(pool, oid, index, len(page)) + page, _PUT)
+            head = _handle_frame(_PUT, _HANDLE_SIZE + len(page), pool, oid, index)
+            body = self._chan.call(head + page, _PUT)
             try:
                 return msg.decode_answer(body)
             except WireError as exc:
@@ -278,7 +279,7 @@ class RemoteClient:
         """A copy of the page, or None on a miss."""
         with self._lock:
             oid, index = _handle(pool, oid, index)
-            body = self._chan.call(_encode_handle_op(_GET, pool, oid, index), _GET)
+            body = self._chan.call(_handle_frame(_GET, _HANDLE_SIZE, pool, oid, index), _GET)
             return bytes(body) if body else None
 
     def flush_page(self, pool: int, oid: int, index: int) -> None:

@@ -28,8 +28,10 @@ _MIN_READ = 64 << 10
 KEEP_OUT = 4 << 20
 #: Parts of at least this many bytes in all are queued by reference (OutBuffer.write_gathered).
 GATHER = 16 << 10
-#: Buffers per ``sendmsg`` at most (the kernel's IOV_MAX is 1024).
-_IOV = 512
+#: Parts per ``sendmsg`` at most: about what a socket's send buffer takes at once
+#: (64 pages of 4 KiB; the kernel's IOV_MAX is 1024), so that a large reply's later
+#: parts are not handed to every one of the sends it takes.
+GATHER_PARTS = 64
 
 
 class WireError(Exception):
@@ -324,7 +326,7 @@ class OutBuffer:
         queued by reference) and forget what went; the bytes sent.  The socket's
         errors (BlockingIOError included) propagate."""
         if self._parts:
-            buffers = [self._view[self._start : self._end], *self._parts[: _IOV - 1]]
+            buffers = [self._view[self._start : self._end], *self._parts[:GATHER_PARTS]]
             gathered: int = sock.sendmsg(buffers)
             self.consumed(gathered)
             return gathered
@@ -372,7 +374,9 @@ class OutBuffer:
             if len(self._buf) > self.keep:
                 self._shrink()
         elif n:  # found in C, not by a loop over the parts: a batch has hundreds
-            ends = list(accumulate(map(len, parts)))
+            ends = list(accumulate(map(len, parts[:GATHER_PARTS])))  # what one send can take
+            if n > ends[-1]:
+                ends = list(accumulate(map(len, parts)))
             done = bisect_right(ends, n)
             rest = n - (ends[done - 1] if done else 0)
             if rest:

@@ -226,8 +226,9 @@ _OBJECT_FRAME = struct.Struct("<BBHII24s")
 _HANDLE_FRAME_WORDS = struct.Struct("<BBHIIQQQI")
 
 
-def _handle_frame(op: int, length: int, pool: int, oid: int, index: int) -> bytes:
-    """A frame header of ``length`` bytes of body, followed by a handle."""
+def handle_frame(op: int, length: int, pool: int, oid: int, index: int) -> bytes:
+    """A frame header of ``length`` bytes of body, followed by a handle: a whole GET or
+    FLUSH_PAGE frame (``length`` = HANDLE.size), or a PUT's up to its page."""
     if oid < _U64:  # the usual case
         return _HANDLE_FRAME_WORDS.pack(op, 0, 0, length, pool, oid, 0, 0, index)
     return _HANDLE_FRAME.pack(op, 0, 0, length, pool, oid_bytes(oid), index)
@@ -240,12 +241,12 @@ def encode_put(pool: int, oid: int, index: int, data: bytes | memoryview) -> byt
 
 def encode_put_head(pool: int, oid: int, index: int, length: int) -> bytes:
     """A PUT request frame up to its page of ``length`` bytes (sent after it, not joined)."""
-    return _handle_frame(_PUT, HANDLE.size + length, pool, oid, index)
+    return handle_frame(_PUT, HANDLE.size + length, pool, oid, index)
 
 
 def encode_handle_op(op: int, pool: int, oid: int, index: int) -> bytes:
     """A GET or FLUSH_PAGE request frame."""
-    return _handle_frame(op, HANDLE.size, pool, oid, index)
+    return handle_frame(op, HANDLE.size, pool, oid, index)
 
 
 def encode_flush_object(pool: int, oid: int) -> bytes:
