@@ -331,3 +331,103 @@ def test_a_record_that_compaction_moves_while_it_is_read_comes_back(tier, monkey
     assert tier.load(loc, 7) == keep.payload
     assert tier.off[loc] // tier.seg != old and tier.open == old
     assert tier.stats()["compactions"] >= 1 and tier.stats()["load_failures"] == 0
+
+
+def hold_writes(monkeypatch, when=lambda: True):
+    """Each write of the tier (when ``when()`` says so) waits, before it reaches the disk,
+    until the test lets it go: ``(writing, go)`` events."""
+    from tmem.tier import ssd
+
+    writing, go = threading.Event(), threading.Event()
+
+    def pwrite(fd, data, offset):
+        if when():
+            writing.set()
+            assert go.wait(20)
+        return os.pwrite(fd, data, offset)
+
+    class Os:
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+    held = Os()
+    held.pwrite = pwrite  # type: ignore[attr-defined]
+    monkeypatch.setattr(ssd, "os", held)
+    return writing, go
+
+
+def in_thread(call):
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(result=call()), daemon=True)
+    thread.start()
+    return thread, out
+
+
+def indexed_bytes_agree(tier) -> bool:
+    """Each segment's live bytes are those of the records the index holds there."""
+    live = [0] * tier.nseg
+    for slot, tag in enumerate(tier.tag):
+        if tag:
+            live[tier.off[slot] // tier.seg] += tier.length[slot]
+    return live == list(tier.live) and tier.pages == sum(1 for t in tier.tag if t)
+
+
+def test_loads_go_on_while_a_demotion_is_written_and_its_pages_wait_for_the_disk(tier, monkeypatch):
+    old = [Demotion(1 + i, i, blob(i), True) for i in range(3)]
+    old_locs = tier.store(old)
+    writing, go = hold_writes(monkeypatch)
+    new = [Demotion(100 + i, i, blob(100 + i), True) for i in range(3)]
+    writer, stored = in_thread(lambda: tier.store(new))
+    try:
+        assert writing.wait(10)
+        # The write has not reached the disk: loads of other records do not wait for it...
+        pairs = list(zip(old_locs, old, strict=True))
+        reader, loaded = in_thread(lambda: [tier.load(loc, d.tag) for loc, d in pairs])
+        reader.join(5)
+        assert loaded == {"result": [d.payload for d in old]}
+        # ...and the records being written are not readable yet, wherever they will be.
+        unwritten = [tier.load(s, d.tag) for s in range(len(tier.tag)) for d in new]
+        assert unwritten == [None] * len(unwritten)
+    finally:
+        go.set()
+    writer.join(10)
+    locs = stored["result"]
+    pairs = zip(locs, new, strict=True)
+    assert [tier.load(loc, d.tag) for loc, d in pairs] == [d.payload for d in new]
+    assert indexed_bytes_agree(tier)
+
+
+def test_records_compaction_moves_are_read_at_their_old_place_until_written(tier, monkeypatch):
+    # While compaction's write of the records it moves is held, they load from where they
+    # were; one freed meanwhile is not brought back at its new place.
+    writing, go = hold_writes(monkeypatch, lambda: any(m[2] >= 0 for m in tier._unpublished))
+    seen: dict[int, int] = {}
+
+    def fill() -> None:
+        for t in range(1, 400):
+            [loc] = tier.store([Demotion(t, t, blob(t), True)])
+            if loc is None:
+                return
+            seen[t] = loc
+            if t % 2:
+                tier.free([(loc, t)])
+                del seen[t]
+            if tier.counters["compactions"]:
+                return
+
+    writer, _ = in_thread(fill)
+    try:
+        assert writing.wait(20)
+        moving = [(slot, tag) for slot, tag, old, _ in tier._unpublished if old >= 0]
+        assert len(moving) >= 2
+        assert all(tier.load(slot, tag) == blob(tag) for slot, tag in moving)
+        gone_slot, gone_tag = moving[0]
+        tier.free([(gone_slot, gone_tag)])
+    finally:
+        go.set()
+    writer.join(20)
+    assert tier.counters["compactions"] == 1
+    assert tier.load(gone_slot, gone_tag) is None
+    del seen[gone_tag]
+    assert all(tier.load(loc, t) == blob(t) for t, loc in seen.items())
+    assert indexed_bytes_agree(tier)

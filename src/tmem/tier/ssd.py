@@ -12,8 +12,13 @@ Like memcached's extstore and zram's writeback device:
   aligned read of the fewest blocks (one for most pages) into a preallocated
   aligned buffer.  It checks the header and checksum against what the index
   expects, so a stale or torn record is never returned.  Loads read outside
-  the tier's lock, each into a buffer of its own: they run side by side, and
-  a demotion's write or a compaction does not hold them up.
+  the tier's lock, each into a buffer of its own: they run side by side.
+* Writes (a demotion's batch, compaction's rewrite) and compaction's read of
+  a segment run outside the tier's lock too, one writer at a time: a record
+  enters the index only once its write is done, and a record compaction
+  moves keeps its old place in the index until the copy is on disk (then it
+  moves, unless it was freed meanwhile).  So loads of other records go on
+  during a write, and none reads a record that is not yet on disk.
 * The index in RAM is one row per page (offset, length, version, flags:
   :data:`INDEX_BYTES_PER_PAGE` bytes), counted in the host's metadata.
 * When the last free segment but one is taken, the sealed segment with the
@@ -132,7 +137,13 @@ class SsdTier:
         except OSError as exc:
             os.close(self.fd)
             raise InvalidArgument(f"cannot size SSD tier file {path!r}: {exc}") from None
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # the index and the segments' live bytes
+        #: One writer at a time (store, compaction, close): held across the writes, which
+        #: let go of ``lock`` while they reach the disk.
+        self._writing = threading.Lock()
+        #: Records written out by the next write, entered in the index once it is done:
+        #: ``(slot, version, old offset or -1 for a new record, new offset)``.
+        self._unpublished: list[tuple[int, int, int, int]] = []
         # The index: one row per slot; free slots are chained through ``off``.
         self.off = array("q")
         self.length = array("I")
@@ -184,7 +195,17 @@ class SsdTier:
             raise InvalidArgument(f"cannot open SSD tier file {path!r}: {exc}") from None
 
     def _write(self, data: memoryview, offset: int) -> None:
-        """Write whole blocks at ``offset``; raise OSError on any failure."""
+        """Write whole blocks at ``offset`` (the tier's lock is let go meanwhile); raise
+        OSError on any failure."""
+        self.lock.release()
+        try:
+            self._write_unlocked(data, offset)
+        finally:
+            self.lock.acquire()
+        self.counters["bytes_written"] += len(data)
+        self.counters["writes"] += 1
+
+    def _write_unlocked(self, data: memoryview, offset: int) -> None:
         try:
             done = os.pwrite(self.fd, data, offset)
         except OSError as exc:
@@ -195,8 +216,6 @@ class SsdTier:
             done = os.pwrite(self.fd, data, offset)
         if done != len(data):
             raise OSError(errno.EIO, f"short write ({done} of {len(data)} bytes)")
-        self.counters["bytes_written"] += done
-        self.counters["writes"] += 1
         if not self.direct:
             os.fdatasync(self.fd)
             os.posix_fadvise(self.fd, offset, len(data), os.POSIX_FADV_DONTNEED)
@@ -212,12 +231,16 @@ class SsdTier:
         start = offset // BLOCK * BLOCK
         end = _round_up(offset + n)
         view = memoryview(self.rbuf)[: end - start]
-        got = os.preadv(self.fd, [view], start)
+        self.lock.release()  # a sealed segment: only this writer may change it
+        try:
+            got = os.preadv(self.fd, [view], start)
+            if not self.direct:
+                os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_DONTNEED)
+        finally:
+            self.lock.acquire()
         if got < offset + n - start:
             raise OSError(errno.EIO, f"short read ({got} of {end - start} bytes)")
         self.counters["bytes_read"] += got
-        if not self.direct:
-            os.posix_fadvise(self.fd, start, end - start, os.POSIX_FADV_DONTNEED)
         return memoryview(self.rbuf)[offset - start : offset - start + n]
 
     # --- slots -------------------------------------------------------------
@@ -258,7 +281,7 @@ class SsdTier:
 
     def store(self, batch: Sequence[Demotion]) -> list[int | None]:
         """Append the batch to the open segment and write it out; a location per page."""
-        with self.lock:
+        with self._writing, self.lock:
             if self.failed is not None:
                 self.counters["refused"] += len(batch)
                 return [None] * len(batch)
@@ -275,7 +298,8 @@ class SsdTier:
                 self._flush()
             except OSError as exc:
                 self._fail(exc)
-                for slot in new:
+                self._unpublished.clear()
+                for slot in new:  # those written already too: the host never learns of them
                     self._release_slot(slot)
                 self.counters["refused"] += len(batch)
                 return [None] * len(batch)
@@ -342,22 +366,43 @@ class SsdTier:
         return start
 
     def _put_record(
-        self, slot: int, pos: int, tag: int, key: int, payload: Any, persistent: bool
+        self, slot: int, pos: int, tag: int, key: int, payload: Any, persistent: bool, old: int = -1
     ) -> None:
-        """Copy a record into the open segment's image at ``pos`` and index it."""
+        """Copy a record into the open segment's image at ``pos``; it enters the index
+        (at ``pos``, or moved there from ``old``) once the next write is done."""
         n = HEADER.size + len(payload)
         flags = _PERSISTENT if persistent else 0
         assert self.open is not None
         check = _checksum(payload) & _CHECK_MASK
         HEADER.pack_into(self.buf, pos, tag, key, slot, len(payload), check, flags)
         self.buf[pos + HEADER.size : pos + n] = payload
-        self.off[slot] = self.open * self.seg + pos
-        self.length[slot] = n
-        self.tag[slot] = tag
-        self.flags[slot] = flags
+        where = self.open * self.seg + pos
+        if old < 0:  # a new record: indexed, but not held (version 0) until it is written
+            self.off[slot] = where
+            self.length[slot] = n
+            self.tag[slot] = 0
+            self.flags[slot] = flags
+        self._unpublished.append((slot, tag, old, where))
         self.live[self.open] += n
         if persistent:
             self.keep[self.open] += n
+
+    def _publish(self) -> None:
+        """The records of the write just done enter the index; a moved one that was
+        freed meanwhile is not brought back (its new copy is dead space)."""
+        for slot, tag, old, where in self._unpublished:
+            if old < 0:
+                self.tag[slot] = tag
+                continue
+            n = self.length[slot]
+            if self._holds(slot, tag) and self.off[slot] == old:
+                self.off[slot] = where
+                self.live[old // self.seg] -= n
+                self.keep[old // self.seg] -= n
+            else:
+                self.live[where // self.seg] -= n
+                self.keep[where // self.seg] -= n
+        self._unpublished.clear()
 
     def _flush(self) -> None:
         """Write the open segment's image from the last write to the cursor, in blocks."""
@@ -367,6 +412,7 @@ class SsdTier:
         self._write(memoryview(self.buf)[self.flushed : end], self.open * self.seg + self.flushed)
         self.flushed = self.cursor = end
         self._bins.clear()
+        self._publish()
 
     def _next_segment(self) -> bool:
         """Seal the open segment and open another, compacting when one free is left."""
@@ -400,9 +446,10 @@ class SsdTier:
         if self.keep[victim] > self.seg - self.seg // 8:
             return False  # nothing would give back enough: the tier is full
         image = bytes(self._read(victim * self.seg, self.end[victim]))
-        keep, dropped = self._scan(victim, image)
+        keep, dropped = self._scan(victim, image)  # under the lock again: what is live now
+        versions = [self.tag[slot] for slot, _ in dropped]
         self._open_segment(self.free_segs.pop())
-        moved: list[tuple[int, int]] = []  # (slot, old offset) until the write succeeds
+        moved: list[tuple[int, int]] = []  # (slot, length) of the records copied
         base = victim * self.seg
         try:
             for pos, n in sorted(keep, key=lambda rec: -rec[1]):  # largest first, as in store
@@ -410,28 +457,25 @@ class SsdTier:
                 new = self._place(n)
                 if new is None:  # padding made the records longer than a segment
                     raise _NoRoom
-                moved.append((slot, base + pos))
-                self._put_record(slot, new, tag, key, image[pos + HEADER.size : pos + n], True)
-                self.live[victim] -= n
-                self.keep[victim] -= n
-            self._flush()
+                moved.append((slot, n))
+                payload = image[pos + HEADER.size : pos + n]
+                self._put_record(slot, new, tag, key, payload, True, old=base + pos)
+            self._flush()  # the moved records take their new places once written
         except (OSError, _NoRoom) as exc:
             opened = self.open
             assert opened is not None  # the segment the records were moved into
-            for slot, old in moved:  # the old copies are still on disk: keep using them
-                n = self.length[slot]
+            self._unpublished.clear()  # the old copies are still on disk: keep using them
+            for _, n in moved:
                 self.live[opened] -= n
                 self.keep[opened] -= n
-                self.off[slot] = old
-                self.live[victim] += n
-                self.keep[victim] += n
             if isinstance(exc, OSError):
                 raise
             self._close_empty_open()
             return False
-        for slot, key in dropped:
-            self._dropped.append((key, self.tag[slot]))
-            self._release_slot(slot)
+        for (slot, key), tag in zip(dropped, versions, strict=True):
+            if self._holds(slot, tag):  # unless freed while the lock was let go
+                self._dropped.append((key, tag))
+                self._release_slot(slot)
         self.counters["compactions"] += 1
         self.counters["relocated"] += len(moved)
         self.counters["dropped"] += len(dropped)
@@ -588,7 +632,7 @@ class SsdTier:
 
     def close(self) -> None:
         """Close and remove the file (pages of a stopped host mean nothing)."""
-        with self.lock:
+        with self._writing, self.lock:
             if self.fd >= 0:
                 os.close(self.fd)
                 self.fd = -1
