@@ -119,6 +119,7 @@ def in_tier(spec: str, n: int, seed: int, python: bool = False) -> dict[str, flo
     compiled_decode = demoter._decode
     if python:
         host.tiers.tiers[0].read_record = None  # type: ignore[union-attr]
+        host.tiers.tiers[0].load_record = None  # type: ignore[union-attr]
         demoter._decode = decode_export
     try:
         client = host.connect("bench")

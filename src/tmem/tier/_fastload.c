@@ -77,6 +77,26 @@ static PyObject *bind(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Read ``size`` bytes at ``start`` into ``buf`` (the GIL released meanwhile) and check
+ * the record at ``at``: its payload, copied; None if a check fails; NULL on a read error. */
+static PyObject *read_checked(int fd, unsigned char *buf, long long start, Py_ssize_t size,
+                              Py_ssize_t at, Py_ssize_t end, unsigned long long tag,
+                              unsigned long slot) {
+    ssize_t got;
+    Py_BEGIN_ALLOW_THREADS
+    got = pread(fd, buf, (size_t)size, (off_t)start);
+    Py_END_ALLOW_THREADS
+    if (got < 0)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    const unsigned char *rec = buf + at;
+    Py_ssize_t length = end - at - HEADER_SIZE;
+    if (got >= end && le64(rec) == tag && le32(rec + 16) == slot &&
+        le32(rec + 20) == (uint32_t)length &&
+        ((uint32_t)(xxh3(rec + HEADER_SIZE, (size_t)length) & CHECK_MASK)) == le32(rec + 24))
+        return PyBytes_FromStringAndSize((const char *)rec + HEADER_SIZE, length);
+    Py_RETURN_NONE;
+}
+
 PyDoc_STRVAR(read_record_doc,
 "read_record(fd, buffer, start, size, at, end, tag, slot) -> bytes | None\n\n"
 "Read ``size`` bytes at file offset ``start`` into ``buffer`` (aligned, writable),\n"
@@ -111,26 +131,103 @@ static PyObject *read_record(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_ValueError, "read_record: sizes out of range");
         return NULL;
     }
-    unsigned char *buf = view.buf;
-    ssize_t got;
-    Py_BEGIN_ALLOW_THREADS
-    got = pread(fd, buf, (size_t)size, (off_t)start);
-    Py_END_ALLOW_THREADS
-    if (got < 0) {
-        PyBuffer_Release(&view);
-        return PyErr_SetFromErrno(PyExc_OSError);
-    }
-    const unsigned char *rec = buf + at;
-    Py_ssize_t length = end - at - HEADER_SIZE;
-    PyObject *out = Py_None;
-    if (got >= end && le64(rec) == tag && le32(rec + 16) == slot &&
-        le32(rec + 20) == (uint32_t)length &&
-        ((uint32_t)(xxh3(rec + HEADER_SIZE, (size_t)length) & CHECK_MASK)) == le32(rec + 24)) {
-        out = PyBytes_FromStringAndSize((const char *)rec + HEADER_SIZE, length);
-    } else {
-        Py_INCREF(out);
-    }
+    PyObject *out = read_checked(fd, view.buf, start, size, at, end, tag, slot);
     PyBuffer_Release(&view);
+    return out;
+}
+
+PyDoc_STRVAR(load_record_doc,
+"load_record(fd, buffer, offsets, lengths, tags, counts, slot, tag) -> bytes | None | False\n\n"
+"The SSD tier's whole load in one call: look ``slot`` up in the tier's index (the\n"
+"arrays ``offsets`` ('q'), ``lengths`` ('I') and ``tags`` ('q'), read holding the GIL),\n"
+"add the load and the bytes it reads to ``counts`` ('q': loads, bytes read), then read\n"
+"the record's blocks and check it as read_record does.  None if the index does not\n"
+"hold version ``tag`` at ``slot``; the payload if the record holds; False if it does\n"
+"not (the caller looks it up again under the tier's lock); OSError if the read fails.");
+
+static int array_view(PyObject *obj, Py_buffer *view, const char *format) {
+    if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        return -1;
+    if (view->format == NULL || strcmp(view->format, format) != 0 || view->len % view->itemsize) {
+        PyBuffer_Release(view);
+        PyErr_Format(PyExc_TypeError, "load_record: an index array is not of type '%s'", format);
+        return -1;
+    }
+    return 0;
+}
+
+/* The index row of ``slot`` if it holds version ``tag``: 1, and its offset and length;
+ * 0 if it does not; -1 with an exception set. */
+static int look_up(PyObject *const *arrays, Py_ssize_t slot, long long tag, long long *off,
+                   uint32_t *length) {
+    Py_buffer offs, lens, tags;
+    if (array_view(arrays[0], &offs, "q") < 0)
+        return -1;
+    if (array_view(arrays[1], &lens, "I") < 0) {
+        PyBuffer_Release(&offs);
+        return -1;
+    }
+    if (array_view(arrays[2], &tags, "q") < 0) {
+        PyBuffer_Release(&offs);
+        PyBuffer_Release(&lens);
+        return -1;
+    }
+    int held = slot >= 0 && tag > 0 && slot < tags.len / 8 && slot < offs.len / 8 &&
+               slot < lens.len / 4 && ((const long long *)tags.buf)[slot] == tag;
+    if (held) {
+        *off = ((const long long *)offs.buf)[slot];
+        *length = ((const uint32_t *)lens.buf)[slot];
+    }
+    PyBuffer_Release(&offs);
+    PyBuffer_Release(&lens);
+    PyBuffer_Release(&tags);
+    return held;
+}
+
+static PyObject *load_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "load_record takes 8 arguments");
+        return NULL;
+    }
+    if (xxh3 == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
+        return NULL;
+    }
+    int fd = PyLong_AsLong(args[0]);
+    Py_ssize_t slot = PyLong_AsSsize_t(args[6]);
+    long long tag = PyLong_AsLongLong(args[7]);
+    if (PyErr_Occurred())
+        return NULL;
+    long long off = 0;
+    uint32_t length = 0;
+    int held = look_up(args + 2, slot, tag, &off, &length);
+    if (held <= 0)
+        return held < 0 ? NULL : Py_NewRef(Py_None);
+    Py_ssize_t at = (Py_ssize_t)(off % 4096), end = at + (Py_ssize_t)length;
+    Py_ssize_t size = (end + 4095) / 4096 * 4096;
+    Py_buffer counts;
+    if (array_view(args[5], &counts, "q") < 0)
+        return NULL;
+    if (counts.len >= 16) {
+        ((long long *)counts.buf)[0] += 1;
+        ((long long *)counts.buf)[1] += size;
+    }
+    PyBuffer_Release(&counts);
+    Py_buffer view;
+    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+        return NULL;
+    if (off < 0 || size > view.len || end < at + HEADER_SIZE) {
+        PyBuffer_Release(&view);
+        PyErr_SetString(PyExc_ValueError, "load_record: the record does not fit the buffer");
+        return NULL;
+    }
+    PyObject *out = read_checked(fd, view.buf, off - at, size, at, end, (unsigned long long)tag,
+                                 (unsigned long)slot);
+    PyBuffer_Release(&view);
+    if (out == Py_None) {
+        Py_DECREF(out);
+        out = Py_NewRef(Py_False);
+    }
     return out;
 }
 
@@ -192,6 +289,7 @@ bad:
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS, bind_doc},
     {"read_record", (PyCFunction)(void (*)(void))read_record, METH_FASTCALL, read_record_doc},
+    {"load_record", (PyCFunction)(void (*)(void))load_record, METH_FASTCALL, load_record_doc},
     {"decode_export", decode_export, METH_O, decode_doc},
     {NULL, NULL, 0, NULL},
 };

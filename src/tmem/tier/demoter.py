@@ -133,6 +133,8 @@ class TierSet:
         self._stepping = threading.Lock()  # one step at a time: two would pick the same pages
         self.pending: collections.deque[tuple[Fetch, bytes]] = collections.deque()
         self.pending_bytes = 0  # of the exports in ``pending`` (changed under the lock)
+        #: :meth:`pending_limit` as the thread last computed it (gets read it: no call)
+        self.pending_cap = self.pending_limit()
         #: When the last get of a demoted page began (``perf_counter_ns``): see :meth:`busy`.
         self.last_fetch = 0
         #: Released by a get about to read its tier while the thread waits for one (armed).
@@ -234,7 +236,7 @@ class TierSet:
                 raise error
             return None
         if finish_get(engine, client, fetch, blob is not None):
-            if self._thread is not None and self.pending_bytes < self.pending_limit():
+            if self._thread is not None and self.pending_bytes < self.pending_cap:
                 self.pending.append((fetch, blob))  # type: ignore[arg-type]
                 self.pending_bytes += len(blob)  # type: ignore[arg-type]
             else:
@@ -369,6 +371,7 @@ class TierSet:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self.pending_cap = self.pending_limit()  # the capacity may have changed
             try:
                 self.promote_pending(defer=True)
                 moved = self.step(defer=True)

@@ -165,8 +165,12 @@ class SsdTier:
         self.rbuf = mmap.mmap(-1, seg)  # compaction's reads, page-aligned
         #: Read buffers of loads not running now: one is taken per load, and given back.
         self._readers: list[_Reader] = [_Reader()]
-        #: The compiled read and checks (:mod:`tmem.tier.fastload`), or None: the same in Python.
+        #: The compiled read and checks (:mod:`tmem.tier.fastload`), or None: the same in Python;
+        #: and the compiled whole load (index lookup, read, checks), or None.
         self.read_record = fastload.read_record
+        self.load_record = fastload.load_record
+        #: Loads and bytes read, counted by the compiled load too (it holds the interpreter).
+        self._counts = array("q", [0, 0])
         # Blocks of the unwritten part of the open segment with room left: [place, room].
         self._bins: list[list[int]] = []
         self.failed: str | None = None
@@ -174,8 +178,8 @@ class SsdTier:
         self.pages = 0
         self.bytes = 0  # payload bytes held
         self.counters = dict.fromkeys(
-            ("stored", "refused", "loads", "load_failures", "bytes_written", "bytes_read",
-             "writes", "compactions", "relocated", "dropped", "write_errors"), 0)  # fmt: skip
+            ("stored", "refused", "load_failures", "bytes_written", "writes", "compactions",
+             "relocated", "dropped", "write_errors"), 0)  # fmt: skip
 
     # --- the file ----------------------------------------------------------
 
@@ -240,7 +244,7 @@ class SsdTier:
             self.lock.acquire()
         if got < offset + n - start:
             raise OSError(errno.EIO, f"short read ({got} of {end - start} bytes)")
-        self.counters["bytes_read"] += got
+        self._counts[1] += got
         return memoryview(self.rbuf)[offset - start : offset - start + n]
 
     # --- slots -------------------------------------------------------------
@@ -528,17 +532,39 @@ class SsdTier:
     def load(self, loc: int, tag: int) -> bytes | None:
         """The payload of version ``tag`` at slot ``loc``; None if not held; TierError if bad.
 
-        The index is read under the tier's lock; then one aligned read of the
-        blocks that hold the record (one block for a record of up to 4 KiB),
-        outside the lock, into a buffer of this load's own, and one copy out
-        of it, which is checked (compiled where built: :mod:`tmem.tier.fastload`,
-        so that little Python runs between the read and the page's return, on
-        caches that went cold while the read blocked).  A record that fails its checks is looked up
-        again: one that compaction moved meanwhile is read at its new place,
-        one no longer held is None, and only one still indexed where it was
-        read is an error.
+        The index is read, then one aligned read of the blocks that hold the
+        record (one block for a record of up to 4 KiB), outside the lock, into
+        a buffer of this load's own, and one copy out of it, which is checked.
+        Where the C module was built and the file is ``O_DIRECT``, all of it is
+        one call (:func:`tmem.tier.fastload.load_record`) that reads the index
+        holding only the interpreter: a row caught mid-change reads a record
+        that fails its checks, and the load then goes the careful way
+        (:meth:`_load_carefully`), as does a record compaction moved.  So little
+        Python runs around the read, on caches that went cold while it blocked.
         """
-        lock, counters = self.lock, self.counters
+        fast = self.load_record
+        if fast is not None and self.direct:  # the lookup, read and checks in one call
+            readers = self._readers
+            reader = readers.pop() if readers else _Reader()
+            try:
+                found = fast(self.fd, reader.buf, self.off, self.length, self.tag, self._counts,
+                             loc, tag)  # fmt: skip
+            except (OSError, ValueError) as exc:
+                with self.lock:
+                    self.counters["load_failures"] += 1
+                raise TierError(f"SSD tier read of record {loc} failed: {exc}") from None
+            finally:
+                readers.append(reader)
+            if found is not False:
+                return found  # type: ignore[return-value]
+        return self._load_carefully(loc, tag)
+
+    def _load_carefully(self, loc: int, tag: int) -> bytes | None:
+        """:meth:`load` with the index read under the tier's lock.  A record that fails its
+        checks is looked up again: one that compaction moved meanwhile is read at its new
+        place, one no longer held is None, and only one still indexed where it was read
+        is an error."""
+        lock, counters, counts = self.lock, self.counters, self._counts
         for _ in range(_LOAD_ATTEMPTS):
             lock.acquire()
             try:
@@ -547,8 +573,8 @@ class SsdTier:
                 off = self.off[loc]
                 end = off % BLOCK + self.length[loc]
                 blocks = (end + BLOCK - 1) // BLOCK
-                counters["loads"] += 1
-                counters["bytes_read"] += blocks * BLOCK
+                counts[0] += 1
+                counts[1] += blocks * BLOCK
             finally:
                 lock.release()
             readers = self._readers
@@ -628,6 +654,7 @@ class SsdTier:
                 "index_bytes": len(self.off) * INDEX_BYTES_PER_PAGE,
             }
             out.update(self.counters)
+            out["loads"], out["bytes_read"] = self._counts
             return out
 
     def close(self) -> None:
