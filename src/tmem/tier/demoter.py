@@ -142,10 +142,10 @@ class TierSet:
         self._reading.acquire()
         self._armed = False
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._worker: threading.Thread | None = None
         if background:
-            self._thread = threading.Thread(target=self._run, name="tmem-demoter", daemon=True)
-            self._thread.start()
+            self._worker = threading.Thread(target=self._run, name="tmem-demoter", daemon=True)
+            self._worker.start()
 
     # --- promotion (called without the host's lock) --------------------------------
 
@@ -236,7 +236,7 @@ class TierSet:
                 raise error
             return None
         if finish_get(engine, client, fetch, blob is not None):
-            if self._thread is not None and self.pending_bytes < self.pending_cap:
+            if self._worker is not None and self.pending_bytes < self.pending_cap:
                 self.pending.append((fetch, blob))  # type: ignore[arg-type]
                 self.pending_bytes += len(blob)  # type: ignore[arg-type]
             else:
@@ -410,9 +410,9 @@ class TierSet:
     def close(self) -> None:
         """Stop the thread and close every tier."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None  # promotions are done at once from now on
+        if self._worker is not None:
+            self._worker.join(10)
+            self._worker = None  # promotions are done at once from now on
         self.promote_pending()
         for tier in self.tiers:
             tier.close()
