@@ -7,8 +7,8 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-# Rebuilt when pyproject.toml changes (new dependencies).
-$(STAMP): pyproject.toml
+# Rebuilt when pyproject.toml or setup.py changes (new dependencies, compiled modules).
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)

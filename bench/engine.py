@@ -373,7 +373,7 @@ def main() -> None:
     parser.add_argument("--metadata", action="store_true", help="resident bytes per page")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report: dict[str, object] = {"load_before": os.getloadavg()[0]}
+    report: dict[str, object] = {"load_before": os.getloadavg()[0], "compiled": tmem.compiled()}
     ops: dict[str, Any] = {}
     if args.pages:  # --pages 0: only the figures asked for by flags
         report["operations"] = ops = operations(args.pages, args.rounds)
@@ -392,7 +392,8 @@ def main() -> None:
         print(
             f"{ops['pages']} pages of 4 KiB, {ops['rounds']} rounds (order rotated),"
             f" CPU time of one thread; lz4 on {ops['lz4_pages']} (ratio {ops['lz4_ratio']:.2f});"
-            f" load {report['load_before']:.1f} -> {report['load_after']:.1f}"
+            f" load {report['load_before']:.1f} -> {report['load_after']:.1f};"
+            f" {'compiled' if report['compiled'] else 'pure Python'}"
         )
         print(
             f"{'op':6} {'dict':>7} {'host':>7} {'ratio':>6}"

@@ -389,9 +389,10 @@ def main() -> None:
             runs.append(one_run(addresses, args, run))
             print(f"run {run + 1}/{args.runs} done", file=sys.stderr)
     load = ", ".join(f"{x:.1f}" for x in (start_load, os.getloadavg()[0]))
+    build = "compiled" if tmem.compiled() else "pure Python"
     print(
         f"# {args.runs} runs, medians; {os.cpu_count()} CPUs; python {sys.version.split()[0]};"
-        f" load average {load} (start, end)"
+        f" load average {load} (start, end); tmem {build}"
     )
     print(report(runs, args.clients, args.placements))
 

@@ -25,12 +25,17 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
+
+import lz4.block
+import zstandard
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from workload import direct_read_us  # noqa: E402
 
-from tmem.store import codecs, zspool
+import tmem
+from tmem.store import zspool
 from tmem.units import parse_size
 from tmem.workload.cli import DEFAULT_GUESTS, DEFAULT_PRIVATE_PAGES, DEFAULT_SPARE
 from tmem.workload.config import GuestSpec, WorkloadSpec
@@ -50,33 +55,53 @@ def _add(key: str, ns: int) -> None:
     CALLS[key] = CALLS.get(key, 0) + 1
 
 
+def _timed_compress(fn: Callable[..., bytes]) -> Callable[..., bytes]:
+    def compress(page: Any, *args: Any, **kwargs: Any) -> bytes:
+        t0 = clock()
+        out = fn(page, *args, **kwargs)
+        poor = len(out) > POOR * len(page)
+        _add("compress_refused" if poor else "compress", clock() - t0)
+        return out
+
+    return compress
+
+
+def _timed_decompress(fn: Callable[..., bytes]) -> Callable[..., bytes]:
+    def decompress(*args: Any, **kwargs: Any) -> bytes:
+        t0 = clock()
+        out = fn(*args, **kwargs)
+        _add("decompress", clock() - t0)
+        return out
+
+    return decompress
+
+
+class _TimedZstdCompressor:
+    def __init__(self, **kwargs: Any) -> None:
+        self.compress = _timed_compress(_ZSTD_COMPRESSOR(**kwargs).compress)
+
+
+class _TimedZstdDecompressor:
+    def __init__(self, **kwargs: Any) -> None:
+        self.decompress = _timed_decompress(_ZSTD_DECOMPRESSOR(**kwargs).decompress)
+
+
+_ZSTD_COMPRESSOR, _ZSTD_DECOMPRESSOR = zstandard.ZstdCompressor, zstandard.ZstdDecompressor
+
+
 def _instrument() -> None:
-    """Wrap the codecs and compaction with CPU timers (stores built after this)."""
-    init = codecs.Codecs.__init__
+    """Wrap the codecs and compaction with CPU timers (stores built after this).
 
-    def timed_init(self: codecs.Codecs, *args: Any, **kwargs: Any) -> None:
-        init(self, *args, **kwargs)
-        for cid, fn in list(self.compress.items()):
-
-            def compress(page: Any, fn: Any = fn) -> bytes:
-                t0 = clock()
-                out = fn(page)
-                poor = len(out) > POOR * len(page)
-                _add("compress_refused" if poor else "compress", clock() - t0)
-                return out
-
-            self.compress[cid] = compress
-        for cid, fn in list(self.decompress.items()):
-
-            def decompress(buf: bytes, n: int, fn: Any = fn) -> bytes:
-                t0 = clock()
-                out = fn(buf, n)
-                _add("decompress", clock() - t0)
-                return out
-
-            self.decompress[cid] = decompress
-
-    codecs.Codecs.__init__ = timed_init  # type: ignore[method-assign]
+    The codecs are wrapped where the store finds them, in the lz4 and zstandard
+    modules, which works for the compiled store too; compaction is timed only
+    in the pure-Python build (a compiled class's methods cannot be replaced).
+    """
+    lz4.block.compress = _timed_compress(lz4.block.compress)
+    lz4.block.decompress = _timed_decompress(lz4.block.decompress)
+    zstandard.ZstdCompressor = _TimedZstdCompressor  # type: ignore[misc,assignment]
+    zstandard.ZstdDecompressor = _TimedZstdDecompressor  # type: ignore[misc,assignment]
+    if tmem.compiled():
+        return
     compact = zspool.ZsPool._compact_class
 
     def timed_compact(self: zspool.ZsPool, *args: Any, **kwargs: Any) -> int:
@@ -115,7 +140,8 @@ def main() -> None:
     load.append(os.getloadavg()[0])
     private = _total(rows["private"]["result"])
     out: dict[str, Any] = {
-        "disk_read_us": disk_us, "timer_us_per_call": timer, "load": load, "configs": {},
+        "disk_read_us": disk_us, "timer_us_per_call": timer, "load": load,
+        "compiled": tmem.compiled(), "configs": {},
     }  # fmt: skip
     for name in configs:
         mine = _total(rows[name]["result"])
@@ -125,7 +151,7 @@ def main() -> None:
         return
     print(
         f"uncached 4 KiB disk read: {disk_us:.1f} µs; the call timer: {timer:.2f} µs per call;"
-        f" load {load[0]:.1f} -> {load[1]:.1f}"
+        f" load {load[0]:.1f} -> {load[1]:.1f}; {'compiled' if out['compiled'] else 'pure Python'}"
     )
     cols = ("all", "timer", "tmem", "compress", "compress_refused", "decompress", "compaction",
             "rest")  # fmt: skip

@@ -50,7 +50,8 @@ def test_the_version_is_the_packages_one():
     from importlib.metadata import version
 
     assert version("tmem") == tmem.__version__
-    assert tmem_command("--version").stdout.strip().endswith(tmem.__version__)
+    build = "compiled" if tmem.compiled() else "pure Python"
+    assert tmem_command("--version").stdout.strip() == f"tmem, version {tmem.__version__} ({build})"
 
 
 def test_ctrl_c_stops_a_command_with_status_130(tmp_path):

@@ -45,7 +45,11 @@ class _Tmem(click.Group):
 
 
 @click.group(cls=_Tmem, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(tmem.__version__, prog_name="tmem")
+@click.version_option(
+    tmem.__version__,
+    prog_name="tmem",
+    message=f"%(prog)s, version %(version)s ({'compiled' if tmem.compiled() else 'pure Python'})",
+)
 def main() -> None:
     """Transcendent memory: lend spare RAM to many clients, page by page."""
 

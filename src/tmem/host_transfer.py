@@ -31,7 +31,6 @@ from tmem.store.export import decode_export
 
 if TYPE_CHECKING:
     import threading
-    from collections.abc import Callable
 
     from tmem.engine import Engine
     from tmem.host import HostClient
@@ -60,15 +59,19 @@ class Export:
 class TransferMixin:
     """The export and import methods of :class:`tmem.Host`."""
 
-    if TYPE_CHECKING:  # what the host provides
-        lock: threading.Lock
-        engine: Engine
-        store: PageStore
-        tiers: TierSet | None
-        policies: dict[str, ClientPolicy]
-        _handles: dict[str, HostClient]
-        _left: Callable[[ClientState], None]
-        set_client: Callable[..., None]
+    # What the host provides (plain declarations, so that mypyc compiles the mixin).
+    lock: threading.Lock
+    engine: Engine
+    store: PageStore
+    tiers: TierSet | None
+    policies: dict[str, ClientPolicy]
+    _handles: dict[str, HostClient]
+
+    def _left(self, state: ClientState) -> None:
+        raise NotImplementedError  # the host's
+
+    def set_client(self, name: str, *args: Any, **settings: Any) -> None:
+        raise NotImplementedError  # the host's
 
     def _transfer_init(self) -> None:
         self.exports: dict[str, Export] = {}

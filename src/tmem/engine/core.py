@@ -86,7 +86,7 @@ class Engine(Ledger):
 
     # --- clients ---------------------------------------------------------
 
-    def add_client(self, name: str, weight: int = 1, cap: int | None = None) -> ClientState:
+    def add_client(self, name: Any, weight: Any = 1, cap: Any = None) -> ClientState:
         """Register a connected client; names are unique among live clients."""
         if not isinstance(name, str) or not name or len(name) > 255:
             raise InvalidArgument(f"client name {name!r} must be a non-empty string of <= 255")
@@ -126,9 +126,9 @@ class Engine(Ledger):
     def set_client(
         self,
         name: str,
-        weight: int | None = None,
+        weight: Any = None,
         cap: Any = ...,
-        frozen: bool | None = None,
+        frozen: Any = None,
     ) -> ClientState:
         """Change a client's weight, cap (None: unbounded) or frozen state."""
         client = self.client(name)
@@ -146,11 +146,11 @@ class Engine(Ledger):
 
     # --- shared-pool rights ---------------------------------------------
 
-    def authorize_shared(self, name: str, uuid: _uuid.UUID) -> None:
+    def authorize_shared(self, name: str, uuid: Any) -> None:
         """Allow client ``name`` (connected or not) to create or join pool ``uuid``."""
         self.grants.setdefault(check_uuid(uuid), set()).add(name)
 
-    def revoke_shared(self, name: str, uuid: _uuid.UUID) -> None:
+    def revoke_shared(self, name: str, uuid: Any) -> None:
         """Withdraw the right; if ``name`` is in that pool now, it leaves it."""
         uuid = check_uuid(uuid)
         self.grants.get(uuid, set()).discard(name)
@@ -164,10 +164,10 @@ class Engine(Ledger):
     def new_pool(
         self,
         client: ClientState,
-        persistent: bool = False,
-        shared: bool = False,
-        uuid: _uuid.UUID | None = None,
-        page_size: int = 4096,
+        persistent: Any = False,
+        shared: Any = False,
+        uuid: Any = None,
+        page_size: Any = 4096,
     ) -> int:
         """Create a pool (or join the shared pool ``uuid``); return the client's id for it."""
         page_size = check_page_size(page_size)
@@ -217,7 +217,7 @@ class Engine(Ledger):
         except (KeyError, TypeError):
             raise no_such_pool(client, pool_id) from None
 
-    def destroy_pool(self, client: ClientState, pool_id: int) -> None:
+    def destroy_pool(self, client: ClientState, pool_id: Any) -> None:
         """The client leaves the pool; the pool and its pages go when no client is left."""
         pool = self.pool_of(client, pool_id)
         del client.pools[pool_id]
@@ -237,7 +237,7 @@ class Engine(Ledger):
 
     # --- pages -----------------------------------------------------------
 
-    def put(self, client: ClientState, pool_id: int, oid: int, index: int, data: Any) -> bool:
+    def put(self, client: ClientState, pool_id: Any, oid: Any, index: Any, data: Any) -> bool:
         """Copy ``data`` into the handle; True if stored, False if refused."""
         try:
             pool = client.pools[pool_id]
@@ -390,7 +390,7 @@ class Engine(Ledger):
         return False
 
     def get(
-        self, client: ClientState, pool_id: int, oid: int, index: int
+        self, client: ClientState, pool_id: Any, oid: Any, index: Any
     ) -> bytes | Fetch | None:
         """A copy of the page at the handle, or None; private ephemeral gets take it away.
 
@@ -445,7 +445,7 @@ class Engine(Ledger):
         pool.succ_gets += 1
         return data
 
-    def flush_page(self, client: ClientState, pool_id: int, oid: int, index: int) -> None:
+    def flush_page(self, client: ClientState, pool_id: Any, oid: Any, index: Any) -> None:
         """Forget the page at the handle (a no-op if there is none)."""
         try:
             pool = client.pools[pool_id]
@@ -469,7 +469,7 @@ class Engine(Ledger):
                     self._charge_meta(pool, -OBJECT_METADATA_BYTES)
                 self._drop(pid, pool)  # inline rather than _remove: flush is a hot path
 
-    def flush_object(self, client: ClientState, pool_id: int, oid: int) -> None:
+    def flush_object(self, client: ClientState, pool_id: Any, oid: Any) -> None:
         """Forget every page of the object."""
         pool = self.pool_of(client, pool_id)
         oid, _ = check_handle(oid, 0)

@@ -143,7 +143,7 @@ class Ledger:
         self.floors_due = 0  # floors are set again at the next eviction
         self.pressure_ops = max(1024, size // _NOMINAL_PAGE)
 
-    def set_capacity(self, capacity: int) -> None:
+    def set_capacity(self, capacity: Any) -> None:
         """Change the host's capacity; ephemeral pages are evicted until it fits."""
         self._apply_capacity(capacity)
         self.shrink_to_capacity()

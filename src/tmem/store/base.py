@@ -53,7 +53,7 @@ class PageStore(Protocol):
         """Bytes of real memory ``ref`` holds (its data plus the allocator's rounding)."""
         ...
 
-    def configure_client(self, cid: int, compress: str | None) -> None:
+    def configure_client(self, cid: int, compress: Any) -> None:
         """Set how pages of client ``cid`` are stored from now on."""
         ...
 

@@ -52,12 +52,13 @@ class CompressedStore:
 
     def __init__(
         self,
-        compress: str | None = "lz4",
-        dedup: str | None = "client",
-        max_compressed_fraction: float = 0.75,
-        max_mean_fraction: float | None = None,
-        compact_fraction: float = 1 / 16,
-        zstd_level: int = 1,
+        # Any: checked here (a compiled store would refuse a wrong type before the check)
+        compress: Any = "lz4",
+        dedup: Any = "client",
+        max_compressed_fraction: Any = 0.75,
+        max_mean_fraction: Any = None,
+        compact_fraction: Any = 1 / 16,
+        zstd_level: Any = 1,
     ) -> None:
         self.default_codec = codec_id(compress)
         if dedup not in DEDUP_SCOPES:
@@ -68,10 +69,10 @@ class CompressedStore:
         _check_fraction("compact_fraction", compact_fraction, zero=True)
         if type(zstd_level) is not int or not 1 <= zstd_level <= 22:
             raise InvalidArgument(f"zstd_level {zstd_level!r} must be an integer in [1, 22]")
-        self.dedup = dedup if dedup != "none" else None
+        self.dedup: str | None = dedup if dedup != "none" else None
         self.per_client = self.dedup == "client"  # hashes seeded with the client id
-        self.max_fraction = max_compressed_fraction
-        self.max_mean = max_mean_fraction
+        self.max_fraction: float = max_compressed_fraction
+        self.max_mean: float | None = max_mean_fraction
         self.codecs = Codecs(zstd_level)
         self.table = HandleTable(self.dedup is not None)
         self.pool = ZsPool(self.table.loc, compact_fraction)
@@ -94,7 +95,7 @@ class CompressedStore:
 
     # --- clients ---------------------------------------------------------
 
-    def configure_client(self, cid: int, compress: str | None) -> None:
+    def configure_client(self, cid: int, compress: Any) -> None:
         """Compress client ``cid``'s future pages with ``compress`` (None: raw)."""
         self.clients[cid] = codec_id(compress)
 

@@ -80,7 +80,7 @@ class RamStore:
     def charge(self, ref: int) -> int:
         return 1 << (ref & _CLASS_MASK)
 
-    def configure_client(self, cid: int, compress: str | None) -> None:
+    def configure_client(self, cid: int, compress: Any) -> None:
         if compress not in (None, "none"):
             raise InvalidArgument(
                 f"this host stores pages raw and cannot compress them ({compress!r});"

@@ -1,0 +1,145 @@
+"""The build steps pyproject.toml cannot express (it stays the metadata source).
+
+The hot modules (the engine and the page stores) are compiled
+to C extensions with mypyc when mypyc is importable and the machine's C
+compiler works; otherwise, or if compiling fails, the package installs as pure
+Python, which runs the same sources.  ``TMEM_BUILD_PURE=1`` skips compiling.
+``tmem.compiled()`` says which build is running; ``TMEM_PURE=1`` at run time
+uses the ``.py`` sources even where compiled modules are installed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+#: What mypyc compiles, relative to src/ (chosen by measurement: docs/benchmarks.md).
+COMPILED = [
+    "tmem/engine/",
+    "tmem/store/",
+    "tmem/setdueling.py",
+]
+
+#: The SSD tier's read and decode in C (tmem.tier.fastload), optional as before.
+FASTLOAD = Extension("tmem.tier._fastload", ["src/tmem/tier/_fastload.c"], optional=True)
+
+
+def compiler_works() -> bool:
+    """Whether the machine's C compiler builds against this Python's headers."""
+    from setuptools._distutils.ccompiler import new_compiler
+    from setuptools._distutils.sysconfig import customize_compiler
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp, "probe.c")
+        source.write_text("#include <Python.h>\nint probe(void) { return Py_IsInitialized(); }\n")
+        compiler = new_compiler()
+        customize_compiler(compiler)
+        try:
+            compiler.compile(
+                [str(source)], output_dir=tmp, include_dirs=[sysconfig.get_paths()["include"]]
+            )
+        except Exception as error:  # noqa: BLE001 - any failure means: no compiler
+            print(f"tmem: C compiler unusable ({error}); installing pure Python", file=sys.stderr)
+            return False
+    return True
+
+
+def mypyc_extensions() -> list[Extension]:
+    """The compiled modules, or none where mypyc or the compiler is missing."""
+    if os.environ.get("TMEM_BUILD_PURE") == "1":
+        return []
+    try:
+        from mypyc.build import mypycify
+    except ImportError:
+        print("tmem: mypyc not importable; installing pure Python", file=sys.stderr)
+        return []
+    if not compiler_works():
+        return []
+    here = os.getcwd()
+    os.chdir("src")  # module names come from paths relative to src/
+    try:
+        extensions = mypycify(
+            [
+                # The build environment lacks the runtime dependencies' types:
+                # they are Any here, which changes no compiled behaviour.
+                "--ignore-missing-imports",
+                "--no-warn-unused-configs",
+                "--config-file=../pyproject.toml",
+                f"--python-version={sys.version_info.major}.{sys.version_info.minor}",
+                *COMPILED,
+            ],
+            group_name="tmem",
+            target_dir="../build/mypyc",
+        )
+    finally:
+        os.chdir(here)
+    for extension in extensions:
+        extension.sources = [_from_src(source) for source in extension.sources]
+        extension.include_dirs = [_from_src(path) for path in extension.include_dirs]
+    return extensions
+
+
+def _from_src(path: str) -> str:
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join("src", path))
+
+
+class BuildAllOrNone(build_ext):
+    """Build the compiled modules all together, or none of them.
+
+    A module whose extension built while the shared library failed would not
+    import; so one failure removes every compiled module built, leaving the
+    pure-Python package (the fast load extension stays optional on its own).
+    """
+
+    def build_extensions(self) -> None:
+        self.check_extensions_list(self.extensions)
+        compiled = [ext for ext in self.extensions if ext is not FASTLOAD]
+        if not compiled and self.inplace:
+            remove_stale()
+        try:
+            for extension in compiled:
+                self.build_extension(extension)
+        except Exception as error:  # noqa: BLE001 - a failed build falls back to Python
+            print(f"tmem: compiling failed ({error}); installing pure Python", file=sys.stderr)
+            self._remove(compiled)
+            self.extensions = [FASTLOAD]
+        with self._filter_build_errors(FASTLOAD):
+            self.build_extension(FASTLOAD)
+
+    def _remove(self, extensions: list[Extension]) -> None:
+        for extension in extensions:
+            for path in (self.get_ext_fullpath(extension.name),):
+                if os.path.exists(path):
+                    os.remove(path)
+            if self.inplace:
+                build_py = self.get_finalized_command("build_py")
+                package = ".".join(extension.name.split(".")[:-1])
+                base = extension.name.split(".")[-1] + sysconfig.get_config_var("EXT_SUFFIX")
+                target = Path(build_py.get_package_dir(package), base)
+                if target.exists():
+                    target.unlink()
+        shutil.rmtree(self.build_temp, ignore_errors=True)
+
+
+def remove_stale() -> None:
+    """Remove compiled modules an earlier in-place build left beside the sources.
+
+    They would win over the ``.py`` files of a pure install.
+    """
+    src = Path("src")
+    for path in [*src.glob("tmem__mypyc*.so"), *src.glob("tmem/**/*.so")]:
+        if path.with_name(path.name.split(".")[0] + ".py").exists():
+            print(f"tmem: removing {path} (a stale compiled module)", file=sys.stderr)
+            path.unlink()
+    for path in src.glob("tmem__mypyc*.so"):
+        path.unlink()
+
+
+setup(ext_modules=[*mypyc_extensions(), FASTLOAD], cmdclass={"build_ext": BuildAllOrNone})
