@@ -101,8 +101,9 @@ class BuildAllOrNone(build_ext):
     def build_extensions(self) -> None:
         self.check_extensions_list(self.extensions)
         compiled = [ext for ext in self.extensions if ext is not FASTLOAD]
-        if not compiled and self.inplace:
-            remove_stale()
+        remove_stale(Path(self.build_lib), compiled_too=not compiled)  # what this build makes
+        if not compiled and self.inplace:  # none of an earlier build may win over the sources
+            remove_stale(Path("src"), compiled_too=True, fastload=False)
         try:
             for extension in compiled:
                 self.build_extension(extension)
@@ -128,18 +129,18 @@ class BuildAllOrNone(build_ext):
         shutil.rmtree(self.build_temp, ignore_errors=True)
 
 
-def remove_stale() -> None:
-    """Remove compiled modules an earlier in-place build left beside the sources.
-
-    They would win over the ``.py`` files of a pure install.
+def remove_stale(root: Path, compiled_too: bool, fastload: bool = True) -> None:
+    """Remove extension modules an earlier build left under ``root`` (src/ or the
+    build directory), so that they can neither win over the ``.py`` files of a pure
+    install nor ship in its wheel: the fast load extension (unless ``fastload`` is
+    False: the one in src/ is kept until a new one replaces it) and, if
+    ``compiled_too``, the compiled modules.
     """
-    src = Path("src")
-    for path in [*src.glob("tmem__mypyc*.so"), *src.glob("tmem/**/*.so")]:
-        if path.with_name(path.name.split(".")[0] + ".py").exists():
-            print(f"tmem: removing {path} (a stale compiled module)", file=sys.stderr)
+    for path in [*root.glob("tmem__mypyc*.so"), *root.glob("tmem/**/*.so")]:
+        hand_written = path.name.startswith("_fastload.")
+        if (hand_written and fastload) or (not hand_written and compiled_too):
+            print(f"tmem: removing {path} (left by an earlier build)", file=sys.stderr)
             path.unlink()
-    for path in src.glob("tmem__mypyc*.so"):
-        path.unlink()
 
 
 setup(ext_modules=[*mypyc_extensions(), FASTLOAD], cmdclass={"build_ext": BuildAllOrNone})

@@ -22,9 +22,7 @@ from tmem.store.ram import RamStore
 COMPRESSORS: tuple[str | None, ...] = tuple(CODEC_IDS)
 
 
-def make_store(
-    compress: str | None = "lz4", dedup: str | None = "auto", **options: Any
-) -> PageStore:
+def make_store(compress: Any = "lz4", dedup: Any = "auto", **options: Any) -> PageStore:
     """Build the page store for a host's defaults.
 
     ``compress`` is the codec of clients that choose none of their own;
