@@ -46,7 +46,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 sys.path.insert(0, str(HERE))
-from instructions import callgrind, segments  # noqa: E402
+from instructions import callgrind, segments, source_tree  # noqa: E402
 
 PHASES = ("put", "get", "batch_put", "batch_get")
 
@@ -218,8 +218,8 @@ def main() -> None:
     parser.add_argument("--ops", type=int, default=2000, help="single puts, then gets")
     parser.add_argument("--batches", type=int, default=16, help="batched calls per phase")
     parser.add_argument("--batch", type=int, default=256, help="pages per batched call")
-    parser.add_argument("--src", type=Path, default=SRC, help="source tree to count")
-    parser.add_argument("--compare", type=Path, help="a second source tree, counted too")
+    parser.add_argument("--src", type=source_tree, default=SRC, help="source tree to count")
+    parser.add_argument("--compare", type=source_tree, help="a second source tree, counted too")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--keep", type=Path, help="leave callgrind's files in this folder")
     args = parser.parse_args()

@@ -236,11 +236,20 @@ def segments(out: str) -> list[int]:
     return [summary(p) for p in sorted(parts, key=lambda p: int(p.rsplit(".", 1)[1]))]
 
 
+def source_tree(arg: str) -> Path:
+    """An argparse type: a folder that holds the ``tmem`` package (a tree that is not
+    there would quietly count the installed one instead)."""
+    path = Path(arg)
+    if not (path / "tmem" / "__init__.py").is_file():
+        raise argparse.ArgumentTypeError(f"{arg} holds no tmem package (no tmem/__init__.py)")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=2000)
-    parser.add_argument("--src", type=Path, default=SRC, help="source tree to count")
-    parser.add_argument("--compare", type=Path, help="a second source tree, counted too")
+    parser.add_argument("--src", type=source_tree, default=SRC, help="source tree to count")
+    parser.add_argument("--compare", type=source_tree, help="a second source tree, counted too")
     parser.add_argument(
         "--engine-only", action="store_true", help="only the embedded host's phases"
     )

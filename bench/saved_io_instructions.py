@@ -42,7 +42,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 sys.path.insert(0, str(HERE))
-from instructions import callgrind, summary  # noqa: E402
+from instructions import callgrind, source_tree, summary  # noqa: E402
 
 # Both replays start alike: the recording's host and clients, and its calls bound to them.
 REPLAY = textwrap.dedent(
@@ -182,9 +182,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="tmem", help="a workload configuration (tmem-lz4, ...)")
     parser.add_argument("--calls", type=int, default=20_000, help="calls replayed")
-    parser.add_argument("--src", type=Path, default=SRC, help="source tree to count")
+    parser.add_argument("--src", type=source_tree, default=SRC, help="source tree to count")
     parser.add_argument(
-        "--compare", type=Path, action="append", default=[],
+        "--compare", type=source_tree, action="append", default=[],
         help="another source tree, counted too (may be repeated)",
     )  # fmt: skip
     parser.add_argument(
