@@ -79,6 +79,25 @@ static PyObject *bind(PyObject *self, PyObject *args) {
 
 /* Read ``size`` bytes at ``start`` into ``buf`` (the GIL released meanwhile) and check
  * the record at ``at``: its payload, copied; None if a check fails; NULL on a read error. */
+/* ``found``, or RuntimeError and 0: whether bind() found the function a call needs. */
+static int bound(int found) {
+    if (!found) {
+        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
+        return 0;
+    }
+    return 1;
+}
+
+/* Whether a call of ``name`` with ``nargs`` arguments (both calls take 8) may go on:
+ * TypeError or RuntimeError and 0 if not. */
+static int callable_with(const char *name, Py_ssize_t nargs) {
+    if (nargs != 8) {
+        PyErr_Format(PyExc_TypeError, "%s takes 8 arguments", name);
+        return 0;
+    }
+    return bound(xxh3 != NULL);
+}
+
 static PyObject *read_checked(int fd, unsigned char *buf, long long start, Py_ssize_t size,
                               Py_ssize_t at, Py_ssize_t end, unsigned long long tag,
                               unsigned long slot) {
@@ -106,14 +125,8 @@ PyDoc_STRVAR(read_record_doc,
 "does not (a short read included); OSError if the read fails.");
 
 static PyObject *read_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "read_record takes 8 arguments");
+    if (!callable_with("read_record", nargs))
         return NULL;
-    }
-    if (xxh3 == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
-        return NULL;
-    }
     int fd = PyLong_AsLong(args[0]);
     long long start = PyLong_AsLongLong(args[2]);
     Py_ssize_t size = PyLong_AsSsize_t(args[3]);
@@ -185,14 +198,8 @@ static int look_up(PyObject *const *arrays, Py_ssize_t slot, long long tag, long
 }
 
 static PyObject *load_record(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 8) {
-        PyErr_SetString(PyExc_TypeError, "load_record takes 8 arguments");
+    if (!callable_with("load_record", nargs))
         return NULL;
-    }
-    if (xxh3 == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
-        return NULL;
-    }
     int fd = PyLong_AsLong(args[0]);
     Py_ssize_t slot = PyLong_AsSsize_t(args[6]);
     long long tag = PyLong_AsLongLong(args[7]);
@@ -238,10 +245,8 @@ PyDoc_STRVAR(decode_doc,
 "it); bind()'s ``error`` if it does not decode to a whole page.");
 
 static PyObject *decode_export(PyObject *self, PyObject *blob) {
-    if (lz4_decompress == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "tmem.tier._fastload is not bound");
+    if (!bound(lz4_decompress != NULL))
         return NULL;
-    }
     if (!PyBytes_Check(blob)) {
         PyErr_SetString(PyExc_TypeError, "decode_export takes bytes");
         return NULL;
