@@ -307,20 +307,13 @@ class HostClient:
 
     def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
         """A copy of the page, or None on a miss."""
-        self._acquire()
+        self._acquire()  # start_get, inline: a get of a page in RAM is the hot path
         try:
             data = self._get(self._state, pool, oid, index)
         finally:
             self._release()
-        if data.__class__ is Fetch:  # in a tier: read outside the lock (see _fetch)
-            return self._tiers.fetch(  # type: ignore[union-attr]
-                self._state,
-                data,  # type: ignore[arg-type]
-                self._get,
-                pool,
-                oid,
-                index,
-            )
+        if data.__class__ is Fetch:  # in a tier: read outside the lock
+            return self.finish_get(data, pool, oid, index)  # type: ignore[arg-type]
         return data  # type: ignore[return-value]
 
     def start_get(self, pool: int, oid: int, index: int) -> bytes | Fetch | None:

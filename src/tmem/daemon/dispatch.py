@@ -249,7 +249,7 @@ class Dispatcher:
         except (TmemError, WireError) as exc:
             refuse(_GET, tag, exc, out)
             return
-        if page is None:  # a miss: an empty reply
+        if page is None:  # a miss: an empty reply (_page, inline: a single get is the hot path)
             out.write(_HEAD(_GET, 0, tag, 0))
         elif page.__class__ is Fetch:  # below RAM: loaded off the loop, answered then
             later = session.later = Later(_GET, _finish_get(session.client, page, handle), _page)
