@@ -25,6 +25,7 @@ COMPILED = [
     "tmem/engine/",
     "tmem/store/",
     "tmem/setdueling.py",
+    "tmem/arguments.py",
 ]
 
 #: The SSD tier's read and decode in C (tmem.tier.fastload), optional as before.

@@ -5,7 +5,7 @@ locking, no I/O and no timekeeping (:class:`tmem.Host` adds the lock).  Its
 duties are the contract of ``DESIGN.md`` section 1:
 
 * handles ``(pool, oid, index)`` are checked on every page call
-  (:func:`tmem.api.check_handle` decides every case the cheap pre-test fails);
+  (:func:`tmem.arguments.check_handle` decides every case the cheap pre-test fails);
 * a put copies the page into the store; its cost is charged and room made by
   evicting ephemeral pages, never persistent ones (:mod:`tmem.engine.ledger`);
 * a duplicate put first flushes the old page, so a rejected duplicate leaves
@@ -24,10 +24,10 @@ from __future__ import annotations
 import uuid as _uuid
 from typing import Any
 
-from tmem.api import (
+from tmem.api import REJECT_REASONS
+from tmem.arguments import (
     INDEX_LIMIT,
     OID_LIMIT,
-    REJECT_REASONS,
     as_page,
     check_cap,
     check_handle,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from tmem.api import check_capacity
+from tmem.arguments import check_capacity
 from tmem.engine.insertion import check_order, hit_limit, shadow_mask
 from tmem.engine.pages import NIL, PageTable
 from tmem.engine.state import ClientState, Pool
