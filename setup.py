@@ -1,9 +1,13 @@
 """The build steps pyproject.toml cannot express (it stays the metadata source).
 
-The hot modules (the engine and the page stores) are compiled
-to C extensions with mypyc when mypyc is importable and the machine's C
-compiler works; otherwise, or if compiling fails, the package installs as pure
-Python, which runs the same sources.  ``TMEM_BUILD_PURE=1`` skips compiling.
+The hot modules are compiled to C extensions with mypyc when mypyc is
+importable and the machine's C compiler works: the engine (``tmem.engine``),
+the page stores (``tmem.store``), the set-dueling counters
+(``tmem.setdueling``), the argument checks (``tmem.arguments``) and the
+embedded host (``tmem.host`` and ``tmem.host_transfer``), so that a page call
+runs compiled from the host's entry point to the store.  Otherwise, or if
+compiling fails, the package installs as pure Python, which runs the same
+sources.  ``TMEM_BUILD_PURE=1`` skips compiling.
 ``tmem.compiled()`` says which build is running; ``TMEM_PURE=1`` at run time
 uses the ``.py`` sources even where compiled modules are installed.
 """
@@ -26,6 +30,8 @@ COMPILED = [
     "tmem/store/",
     "tmem/setdueling.py",
     "tmem/arguments.py",
+    "tmem/host.py",
+    "tmem/host_transfer.py",
 ]
 
 #: The SSD tier's read and decode in C (tmem.tier.fastload), optional as before.

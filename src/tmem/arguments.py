@@ -22,6 +22,8 @@ INDEX_LIMIT: Final = 1 << 32
 MIN_PAGE_SIZE: Final = 512
 MAX_PAGE_SIZE: Final = 65536
 DEFAULT_PAGE_SIZE: Final = 4096
+#: A client's name is a non-empty string of at most this many characters.
+MAX_NAME: Final = 255
 
 
 def check_page_size(page_size: Any) -> int:
@@ -82,6 +84,14 @@ def as_page(data: Any, page_size: int | None = None) -> bytes | memoryview:
     return page
 
 
+def check_name(name: Any) -> str:
+    """Return ``name`` if it can name a client (a non-empty string of at most
+    :data:`MAX_NAME` characters), else raise."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME:
+        raise InvalidArgument(f"client name {name!r} must be a non-empty string of <= {MAX_NAME}")
+    return name
+
+
 def check_uuid(uuid: Any) -> _uuid.UUID:
     """Return ``uuid`` if it is a :class:`uuid.UUID` (a shared pool's name), else raise."""
     if not isinstance(uuid, _uuid.UUID):
@@ -123,7 +133,7 @@ def batch_item(item: Any, n: int) -> tuple[Any, ...]:
     return values
 
 
-def settle_batch(results: list[Any], errors: str) -> list[Any]:
+def settle_batch(results: list[Any], errors: Any) -> list[Any]:
     """Apply a batch's ``errors`` mode: raise the first error, or return errors in place."""
     if errors == "return":
         return results

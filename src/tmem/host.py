@@ -8,17 +8,17 @@ hands out :class:`HostClient` objects that implement :class:`tmem.api.Client`.
 from __future__ import annotations
 
 import threading
-import uuid as _uuid
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
-from tmem.api import DEFAULT_PAGE_SIZE, Stats, batch_item, settle_batch
+from tmem.api import Stats
+from tmem.arguments import DEFAULT_PAGE_SIZE, batch_item, check_name, settle_batch
 from tmem.engine import Engine
 from tmem.engine.ledger import DEFAULT_RESERVE
 from tmem.engine.state import ClientState
 from tmem.engine.tiering import Fetch
 from tmem.errors import ConnectionLost, InvalidArgument, TmemError
-from tmem.host_transfer import TransferMixin, track_calls
+from tmem.host_transfer import Key, TransferMixin
 from tmem.policy import KEEP, ClientPolicy, check_compress
 from tmem.store import PageStore, make_store
 from tmem.tier import parse_tiers
@@ -62,15 +62,15 @@ class Host(TransferMixin):
 
     def __init__(
         self,
-        capacity: int,
-        compress: str | None = "lz4",
-        dedup: str | None = "auto",
+        capacity: Any,
+        compress: Any = "lz4",
+        dedup: Any = "auto",
         store: PageStore | None = None,
         tiers: Iterable[Any] = (),
-        demote_in_background: bool = True,
-        policy: str = "utility",
-        reserve: float = DEFAULT_RESERVE,
-        order: str = "adaptive",
+        demote_in_background: Any = True,
+        policy: Any = "utility",
+        reserve: Any = DEFAULT_RESERVE,
+        order: Any = "adaptive",
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)
         self.compress = compress
@@ -90,16 +90,17 @@ class Host(TransferMixin):
 
     def connect(
         self,
-        name: str,
-        weight: int = 1,
-        cap: int | None = None,
-        compress: str | None | Any = ...,
+        name: Any,
+        weight: Any = 1,
+        cap: Any = None,
+        compress: Any = ...,
     ) -> HostClient:
         """Register client ``name`` and return its handle (see :class:`tmem.api.Client`).
 
         If the administrator set a policy for ``name``, it replaces the
         weight, cap and compression given here, and the frozen state follows it.
         """
+        check_name(name)
         with self.lock:
             parked = self._adopt(name)
             if parked is not None:
@@ -120,7 +121,7 @@ class Host(TransferMixin):
             client = self._handles[name] = HostClient(self, state)
         return client
 
-    def _adopt(self, name: str) -> HostClient | None:
+    def _adopt(self, name: Any) -> HostClient | None:
         """The client restored or migrated here under ``name``, now claimed; None if none."""
         state = self.parked.get(name)
         if state is None:
@@ -131,7 +132,7 @@ class Host(TransferMixin):
         client = self._handles[name] = HostClient(self, state)
         return client
 
-    def _configure(self, state: ClientState, compress: str | None) -> None:
+    def _configure(self, state: ClientState, compress: Any) -> None:
         self.store.configure_client(state.cid, compress)
         self._compress[state.name] = compress
 
@@ -142,17 +143,19 @@ class Host(TransferMixin):
 
     # --- administration (tmem.api.Admin) ----------------------------------
 
-    def authorize_shared(self, client: str, uuid: _uuid.UUID) -> None:
+    def authorize_shared(self, client: Any, uuid: Any) -> None:
         """Allow ``client`` to create or join the shared pool ``uuid``."""
+        check_name(client)
         with self.lock:
             self.engine.authorize_shared(client, uuid)
 
-    def revoke_shared(self, client: str, uuid: _uuid.UUID) -> None:
+    def revoke_shared(self, client: Any, uuid: Any) -> None:
         """Withdraw that right; the client leaves the pool now if it is in it."""
+        check_name(client)
         with self.lock:
             self.engine.revoke_shared(client, uuid)
 
-    def set_capacity(self, capacity: int | str) -> None:
+    def set_capacity(self, capacity: Any) -> None:
         """Change the bytes the host may spend (``2**30`` or ``"1G"``); ephemeral
         pages are evicted to fit."""
         size = _size(capacity, "capacity")
@@ -166,12 +169,12 @@ class Host(TransferMixin):
 
     def set_client(
         self,
-        name: str,
+        name: Any,
         *,
-        weight: int | None = None,
-        cap: int | None | Any = ...,
-        compress: str | None | Any = ...,
-        frozen: bool | None = None,
+        weight: Any = None,
+        cap: Any = ...,
+        compress: Any = ...,
+        frozen: Any = None,
     ) -> None:
         """Set client ``name``'s weight, cap (bytes, ``"64M"`` or None), compression
         or frozen state; settings left out keep their value.
@@ -179,8 +182,7 @@ class Host(TransferMixin):
         The host keeps the policy for that name: it applies now if the client
         is connected, and whenever a client of that name connects later.
         """
-        if not isinstance(name, str) or not name:
-            raise InvalidArgument(f"client name {name!r} must be a non-empty string")
+        check_name(name)
         with self.lock:
             state = self.engine.clients.get(name)
             policy = self.policies.get(name) or self._policy_of(state)
@@ -207,12 +209,13 @@ class Host(TransferMixin):
         self.store.configure_client(probe, check_compress(compress))
         self.store.forget_client(probe)
 
-    def forget_client(self, name: str) -> None:
+    def forget_client(self, name: Any) -> None:
         """Drop the policy kept for ``name``; a connected client keeps its settings."""
+        check_name(name)
         with self.lock:
             self.policies.pop(name, None)
 
-    def demote(self, all_pages: bool = False) -> int:
+    def demote(self, all_pages: Any = False) -> int:
         """Run demotion now: until below the high watermark, or (``all_pages``) while
         any tier takes pages; return the pages moved.  A no-op without tiers."""
         if self.tiers is None:
@@ -249,7 +252,14 @@ class Host(TransferMixin):
 
 
 class HostClient:
-    """A client of an embedded :class:`Host`; implements :class:`tmem.api.Client`."""
+    """A client of an embedded :class:`Host`; implements :class:`tmem.api.Client`.
+
+    Compiled with the engine (setup.py): a page call is a native call into the
+    engine between the lock's acquire and release, after a check that the
+    client is still connected.  Arguments are ``Any`` at this boundary and are
+    checked by the engine, so bad input raises InvalidArgument or NoSuchPool in
+    the compiled build as in pure Python.
+    """
 
     def __init__(self, host: Host, state: ClientState) -> None:
         self.host = host
@@ -258,27 +268,25 @@ class HostClient:
         self._engine = host.engine
         self._lock = host.lock
         # Bound once: the page calls are the hot path.
-        self._acquire = host.lock.acquire
-        self._release = host.lock.release
-        self._put: Callable[..., bool] = host.engine.put
-        self._get: Callable[..., bytes | Fetch | None] = host.engine.get
-        self._flush: Callable[..., None] = host.engine.flush_page
+        self._acquire: Callable[[], object] = host.lock.acquire
+        self._release: Callable[[], object] = host.lock.release
         self._tiers = host.tiers
-        self._flush_object: Callable[..., None] = host.engine.flush_object
+        #: The handles an export of this client records as they change (None: none under way).
+        self._dirty: set[Key] | None = None
 
     def new_pool(
         self,
-        persistent: bool = False,
-        shared: bool = False,
-        uuid: _uuid.UUID | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        persistent: Any = False,
+        shared: Any = False,
+        uuid: Any = None,
+        page_size: Any = DEFAULT_PAGE_SIZE,
     ) -> int:
         """Create (or join, for a shared uuid) a pool; return its id."""
         with self._lock:
             self._check_open()
             return self._engine.new_pool(self._state, persistent, shared, uuid, page_size)
 
-    def page_size(self, pool: int) -> int:
+    def page_size(self, pool: Any) -> int:
         """The page size of pool ``pool``, or NoSuchPool."""
         with self._lock:
             return self._engine.pool_of(self._state, pool).page_size
@@ -288,78 +296,83 @@ class HostClient:
         with self._lock:
             return any(p.persistent and p.pages for p in self._state.pools.values())
 
-    def destroy_pool(self, pool: int) -> None:
+    def destroy_pool(self, pool: Any) -> None:
         """Leave the pool; its pages go once no client is left in it."""
         with self._lock:
             self._check_open()
             self._engine.destroy_pool(self._state, pool)
 
-    def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
+    def put_page(self, pool: Any, oid: Any, index: Any, data: Any) -> bool:
         """Copy ``data`` in; True if stored, False if the host refused it."""
+        state = self._state
         self._acquire()
         try:
-            stored = self._put(self._state, pool, oid, index, data)
+            if not state.live:
+                self._closed()
+            stored = self._engine.put(state, pool, oid, index, data)
+            if self._dirty is not None:  # recorded once the engine accepted the handle
+                self._dirty.add((pool, oid, index))
         finally:
             self._release()
         if self._tiers is not None:
             self._tiers.assist()
         return stored
 
-    def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
+    def get_page(self, pool: Any, oid: Any, index: Any) -> bytes | None:
         """A copy of the page, or None on a miss."""
-        self._acquire()  # start_get, inline: a get of a page in RAM is the hot path
-        try:
-            data = self._get(self._state, pool, oid, index)
-        finally:
-            self._release()
-        if data.__class__ is Fetch:  # in a tier: read outside the lock
-            return self.finish_get(data, pool, oid, index)  # type: ignore[arg-type]
-        return data  # type: ignore[return-value]
+        data = self.start_get(pool, oid, index)
+        if isinstance(data, Fetch):  # in a tier: read outside the lock
+            return self.finish_get(data, pool, oid, index)
+        return data
 
-    def start_get(self, pool: int, oid: int, index: int) -> bytes | Fetch | None:
+    def start_get(self, pool: Any, oid: Any, index: Any) -> bytes | Fetch | None:
         """The first half of :meth:`get_page`, for a caller that must not wait for a
         tier: the page, None (a miss), or for a page below RAM a :class:`Fetch`
         to pass to :meth:`finish_get` (which may block), in another thread if need be."""
+        state = self._state
         self._acquire()
         try:
-            return self._get(self._state, pool, oid, index)
+            if not state.live:
+                self._closed()
+            return self._engine.get(state, pool, oid, index)
         finally:
             self._release()
 
-    def finish_get(self, fetch: Fetch, pool: int, oid: int, index: int) -> bytes | None:
+    def finish_get(self, fetch: Fetch, pool: Any, oid: Any, index: Any) -> bytes | None:
         """Finish a get of a demoted page: load it from its tier and apply the get's
         rules unless a put or flush changed it meanwhile (see :meth:`TierSet.fetch`)."""
-        return self._tiers.fetch(  # type: ignore[union-attr]
-            self._state, fetch, self._get, pool, oid, index
-        )
+        assert self._tiers is not None, "a Fetch comes only from a host with tiers"
+        return self._tiers.fetch(self._state, fetch, self._engine.get, pool, oid, index)
 
-    def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+    def put_pages(self, pool: Any, pages: Iterable[Any], *, errors: Any = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order, under one lock; True/False per page.
 
         Every item is tried.  With ``errors="raise"`` the first item's error is
         raised once all were tried; with ``errors="return"`` each error takes
         its item's place in the list.
         """
-        put, state = self._put, self._state
+        engine, state, dirty = self._engine, self._state, self._dirty
         results: list[Any] = []
         with self._lock:
             self._check_open()
-            if pool not in state.pools:  # one error for the whole batch, made once
-                return settle_batch(_failed(self._engine, state, pool, pages), errors)
+            if not _known(state, pool):  # one error for the whole batch, made once
+                return settle_batch(_failed(engine, state, pool, pages), errors)
             append = results.append
             for item in pages:
                 try:
                     if type(item) is not tuple or len(item) != 3:
                         item = batch_item(item, 3)
                     oid, index, data = item
-                    append(put(state, pool, oid, index, data))
+                    append(engine.put(state, pool, oid, index, data))
+                    if dirty is not None:
+                        dirty.add((pool, oid, index))
                 except TmemError as exc:
                     append(exc)
         if self._tiers is not None:
             self._tiers.assist()
         return settle_batch(results, errors)
 
-    def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+    def get_pages(self, pool: Any, handles: Iterable[Any], *, errors: Any = "raise") -> list[Any]:
         """Get each ``(oid, index)`` in order, under one lock; bytes or None per page.
 
         Errors are handled as by :meth:`put_pages`.
@@ -369,34 +382,34 @@ class HostClient:
         return settle_batch(results, errors)
 
     def start_get_pages(
-        self, pool: int, handles: Iterable[Any]
-    ) -> tuple[list[Any], list[tuple[int, Fetch, int, int]]]:
+        self, pool: Any, handles: Iterable[Any]
+    ) -> tuple[list[Any], list[tuple[int, Fetch, Any, Any]]]:
         """The first half of :meth:`get_pages`: each item's bytes, None or error, and
         for each page below RAM ``(position, fetch, oid, index)`` (its place in the
         results holds the :class:`Fetch`) for :meth:`finish_get_pages`."""
-        get, state = self._engine.get, self._state
+        engine, state = self._engine, self._state
         results: list[Any] = []
-        fetches: list[tuple[int, Fetch, int, int]] = []
+        fetches: list[tuple[int, Fetch, Any, Any]] = []
         with self._lock:
             self._check_open()
-            if pool not in state.pools:
-                return _failed(self._engine, state, pool, handles), fetches
+            if not _known(state, pool):
+                return _failed(engine, state, pool, handles), fetches
             append = results.append
             for item in handles:
                 try:
                     if type(item) is not tuple or len(item) != 2:
                         item = batch_item(item, 2)
                     oid, index = item
-                    data = get(state, pool, oid, index)
-                    if data.__class__ is Fetch:
-                        fetches.append((len(results), data, oid, index))  # type: ignore[arg-type]
+                    data = engine.get(state, pool, oid, index)
+                    if isinstance(data, Fetch):
+                        fetches.append((len(results), data, oid, index))
                     append(data)
                 except TmemError as exc:
                     append(exc)
         return results, fetches
 
     def finish_get_pages(
-        self, pool: int, results: list[Any], fetches: list[tuple[int, Fetch, int, int]]
+        self, pool: Any, results: list[Any], fetches: list[tuple[int, Fetch, Any, Any]]
     ) -> None:
         """Put in ``results`` the pages :meth:`start_get_pages` left in tiers (or their
         errors), loading them without the host's lock."""
@@ -406,25 +419,32 @@ class HostClient:
             except TmemError as exc:
                 results[at] = exc
 
-    def flush_page(self, pool: int, oid: int, index: int) -> None:
+    def flush_page(self, pool: Any, oid: Any, index: Any) -> None:
         """Forget the page; later gets miss."""
+        state = self._state
         self._acquire()
         try:
-            self._flush(self._state, pool, oid, index)
+            if not state.live:
+                self._closed()
+            self._engine.flush_page(state, pool, oid, index)
+            if self._dirty is not None:
+                self._dirty.add((pool, oid, index))
         finally:
             self._release()
 
-    def flush_object(self, pool: int, oid: int) -> None:
+    def flush_object(self, pool: Any, oid: Any) -> None:
         """Forget every page of the object."""
         with self._lock:
             self._check_open()
-            self._flush_object(self._state, pool, oid)
+            self._engine.flush_object(self._state, pool, oid)
+            if self._dirty is not None:
+                self._dirty.add((pool, oid, None))
 
     def stats(self) -> Stats:
         """This client's counters, with each pool's under ``"pools"``."""
         with self._lock:
             self._check_open()
-            return self.host.engine.describe_client(self._state)
+            return self._engine.describe_client(self._state)
 
     def close(self) -> None:
         """Leave the host: private pools and their pages are released.
@@ -436,24 +456,17 @@ class HostClient:
             if self._state.live:
                 self._engine.remove_client(self._state)
                 self.host._left(self._state)
-            # The page calls check nothing on their hot path: they are rebound instead.
-            self._put = self._get = self._flush = self._closed
 
-    def _track(self, dirty: set) -> None:
-        """Record the handles this client's calls change into ``dirty`` (an export runs)."""
-        track_calls(self, dirty)
-
-    def _untrack(self) -> None:
-        engine = self._engine
-        self._put, self._flush, self._flush_object = (
-            engine.put, engine.flush_page, engine.flush_object
-        )
+    def _track(self, dirty: set[Key] | None) -> None:
+        """Record the handles this client's calls change into ``dirty`` (an export runs;
+        None: stop recording)."""
+        self._dirty = dirty
 
     def _check_open(self) -> None:
         if not self._state.live:
             self._closed()
 
-    def _closed(self, *args: object) -> NoReturn:
+    def _closed(self) -> NoReturn:
         raise ConnectionLost(f"client {self.name!r} was closed")
 
     def __enter__(self) -> HostClient:
@@ -474,6 +487,14 @@ def _size(value: Any, what: str) -> Any:
         except InvalidArgument as exc:
             raise InvalidArgument(f"{what}: {exc}") from None
     return value
+
+
+def _known(state: ClientState, pool: Any) -> bool:
+    """Whether ``pool`` is one of the client's pool ids (False for what cannot be one)."""
+    try:
+        return pool in state.pools
+    except TypeError:  # unhashable
+        return False
 
 
 def _failed(engine: Engine, state: ClientState, pool: Any, items: Iterable[Any]) -> list[Any]:

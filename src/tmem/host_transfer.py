@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from tmem.api import RECORD_FLUSH_OBJECT, RECORD_FLUSH_PAGE, RECORD_PAGE, Record
+from tmem.arguments import check_name
 from tmem.engine.state import ClientState
 from tmem.engine.transfer import handles, new_pool_at, page_ref
 from tmem.errors import InvalidArgument, NoSuchClient
@@ -70,7 +71,10 @@ class TransferMixin:
     def _left(self, state: ClientState) -> None:
         raise NotImplementedError  # the host's
 
-    def set_client(self, name: str, *args: Any, **settings: Any) -> None:
+    def set_client(
+        self, name: Any, *, weight: Any = None, cap: Any = ..., compress: Any = ...,
+        frozen: Any = None,
+    ) -> None:
         raise NotImplementedError  # the host's
 
     def _transfer_init(self) -> None:
@@ -80,12 +84,13 @@ class TransferMixin:
 
     # --- export ----------------------------------------------------------
 
-    def export_begin(self, name: str, shared: str = "refuse") -> dict[str, Any]:
+    def export_begin(self, name: Any, shared: Any = "refuse") -> dict[str, Any]:
         """Start exporting client ``name``: its header, and a first round of every page.
 
         ``shared="skip"`` leaves shared pools out; ``"refuse"`` (for migration)
         raises InvalidArgument if the client is in any.
         """
+        check_name(name)
         with self.lock:
             if self.tiers is not None:  # pages below RAM are not exported yet
                 raise InvalidArgument("a host with tiers cannot save or move its clients yet")
@@ -108,7 +113,7 @@ class TransferMixin:
                 client._track(export.dirty)
             return self._export_header(name, export)
 
-    def _export_header(self, name: str, export: Export) -> dict[str, Any]:
+    def _export_header(self, name: Any, export: Export) -> dict[str, Any]:
         state = export.state
         policy = self.policies.get(name)
         return {
@@ -126,7 +131,7 @@ class TransferMixin:
             "pending": len(export.todo),
         }
 
-    def export_round(self, name: str) -> dict[str, Any]:
+    def export_round(self, name: Any) -> dict[str, Any]:
         """Start the next round: the handles changed since the last one; the header again."""
         with self.lock:
             export = self._export(name)
@@ -134,7 +139,7 @@ class TransferMixin:
             export.dirty.clear()
             return self._export_header(name, export)
 
-    def export_pages(self, name: str, max_bytes: int = CHUNK_BYTES) -> list[Record]:
+    def export_pages(self, name: Any, max_bytes: Any = CHUNK_BYTES) -> list[Record]:
         """The next records of this round, about ``max_bytes`` of data; [] when it is done."""
         out: list[Record] = []
         size = 0
@@ -165,20 +170,21 @@ class TransferMixin:
             return (RECORD_FLUSH_PAGE, pool_id, oid, index, 0, b"")
         return (RECORD_PAGE, pool_id, oid, index, EXPORT_FORMAT, self.store.export(ref))
 
-    def export_end(self, name: str, release: bool = False) -> None:
+    def export_end(self, name: Any, release: Any = False) -> None:
         """Stop exporting; with ``release`` the client's pages leave this host (it moved)."""
+        check_name(name)
         with self.lock:
             export = self.exports.pop(name, None)
             client = self._handles.get(name)
             if client is not None:
-                client._untrack()
+                client._track(None)
             if release and export is not None and export.state.live:
                 self.parked.pop(name, None)
                 self.engine.remove_client(export.state)
                 self._left(export.state)
 
-    def _export(self, name: str) -> Export:
-        export = self.exports.get(name)
+    def _export(self, name: Any) -> Export:
+        export = self.exports.get(check_name(name))
         if export is None:
             raise InvalidArgument(f"client {name!r} is not being exported")
         if not export.state.live:
@@ -218,7 +224,7 @@ class TransferMixin:
                             int(pool["page_size"]))  # fmt: skip
             state.next_pool_id = max(state.next_pool_id, int(header["next_pool_id"]))
 
-    def import_pages(self, name: str, records: list[Record]) -> dict[str, int]:
+    def import_pages(self, name: Any, records: list[Record]) -> dict[str, int]:
         """Apply records to the parked client ``name``; counts of pages stored and refused."""
         stored = refused = 0
         engine = self.engine
@@ -239,7 +245,7 @@ class TransferMixin:
                     raise InvalidArgument(f"unknown record kind {kind}")
         return {"stored": stored, "refused": refused}
 
-    def import_end(self, name: str, commit: bool) -> None:
+    def import_end(self, name: Any, commit: Any) -> None:
         """Finish an import: the client may now connect (commit), or it is dropped (abort)."""
         with self.lock:
             state = self._incoming(name)
@@ -250,7 +256,7 @@ class TransferMixin:
                 self._left(state)
 
     def _incoming(self, name: Any) -> ClientState:
-        if name not in self.incoming:
+        if check_name(name) not in self.incoming:
             raise InvalidArgument(f"no import of client {name!r} is under way")
         return self.parked[name]
 
@@ -259,8 +265,9 @@ class TransferMixin:
         with self.lock:
             return sorted(self.parked)
 
-    def drop_parked(self, name: str) -> None:
+    def drop_parked(self, name: Any) -> None:
         """Free a parked client and its pages (nobody came back for them)."""
+        check_name(name)
         with self.lock:
             state = self.parked.pop(name, None)
             if state is None or name in self.incoming:
@@ -282,24 +289,3 @@ def _page(form: int, data: bytes, page_size: int) -> bytes:
 def _key_order(key: Key) -> tuple[int, int, int]:
     pool, oid, index = key
     return pool, oid, -1 if index is None else index
-
-
-def track_calls(client: HostClient, dirty: set[Key]) -> None:
-    """Make ``client``'s changing calls record the handles they touch in ``dirty``."""
-    engine = client._engine
-
-    # each records after the engine accepted the call (it checked the handle)
-    def put(state: ClientState, pool: int, oid: int, index: int, data: Any) -> bool:
-        stored = engine.put(state, pool, oid, index, data)
-        dirty.add((pool, oid, index))
-        return stored
-
-    def flush(state: ClientState, pool: int, oid: int, index: int) -> None:
-        engine.flush_page(state, pool, oid, index)
-        dirty.add((pool, oid, index))
-
-    def flush_object(state: ClientState, pool: int, oid: int) -> None:
-        engine.flush_object(state, pool, oid)
-        dirty.add((pool, oid, None))
-
-    client._put, client._flush, client._flush_object = put, flush, flush_object

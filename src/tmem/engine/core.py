@@ -31,6 +31,7 @@ from tmem.arguments import (
     as_page,
     check_cap,
     check_handle,
+    check_name,
     check_page_size,
     check_uuid,
     check_weight,
@@ -66,11 +67,11 @@ class Engine(Ledger):
     def __init__(
         self,
         store: PageStore,
-        capacity: int,
+        capacity: Any,
         choose_client: ClientChoice | None = None,
-        policy: str = "utility",
-        reserve: float = DEFAULT_RESERVE,
-        order: str = "adaptive",
+        policy: Any = "utility",
+        reserve: Any = DEFAULT_RESERVE,
+        order: Any = "adaptive",
     ) -> None:
         super().__init__(store, capacity, choose_client, policy, reserve, order)
         self.tiering = TierState(self.table)  # pages below RAM
@@ -88,8 +89,7 @@ class Engine(Ledger):
 
     def add_client(self, name: Any, weight: Any = 1, cap: Any = None) -> ClientState:
         """Register a connected client; names are unique among live clients."""
-        if not isinstance(name, str) or not name or len(name) > 255:
-            raise InvalidArgument(f"client name {name!r} must be a non-empty string of <= 255")
+        name = check_name(name)
         if name in self.clients:
             raise InvalidArgument(f"a client named {name!r} is already connected")
         table = self.table

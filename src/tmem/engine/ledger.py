@@ -77,14 +77,14 @@ class Ledger:
     def __init__(
         self,
         store: PageStore,
-        capacity: int,
+        capacity: Any,
         choose_client: ClientChoice | None = None,
-        policy: str = "utility",
-        reserve: float = DEFAULT_RESERVE,
-        order: str = "adaptive",
+        policy: Any = "utility",
+        reserve: Any = DEFAULT_RESERVE,
+        order: Any = "adaptive",
     ) -> None:
         if choose_client is None:
-            if policy not in POLICIES:
+            if not isinstance(policy, str) or policy not in POLICIES:
                 raise InvalidArgument(f"unknown policy {policy!r}; choose from {list(POLICIES)}")
             choose_client = POLICIES[policy]
         if type(reserve) not in (int, float) or not 0 <= reserve <= 1:
