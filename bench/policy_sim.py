@@ -27,6 +27,22 @@ them (no metadata, no compression), under
   as hit lately while it is among the client's last ``hits`` times the
   capacity's pages hit.
 
+Candidates for scan and loop resistance through frequency, and for the
+client choice (docs/workload.md, "Frequency"):
+
+* ``ratio``: the client choice as the engine makes it
+  (:func:`tmem.engine.victims.least_useful`: above the floors, most pages
+  per ``1 + utility / damp``); ``hit_weight`` / ``reuse_weight`` also count
+  a hit in tmem (while the client uses the reuse order) as utility;
+* ``sample`` (``lfuK``): frequency-aware retention -- of the client's ``K``
+  pages next to go, the one with the fewest gets lately goes (a get, hit or
+  miss, is a reference the guest's cache missed: reuse beyond it); counts
+  exact per handle, or in a count-min sketch of ``sketch`` counters a page
+  (``cmS``, 4-bit, conservative update), all halved each ``window`` times
+  the capacity's gets (TinyLFU's reset, Einziger et al., 2017);
+* ``admit="tinylfu"``: a put is refused when its handle has had fewer gets
+  than the page it would displace (TinyLFU admission against the victim).
+
 Prints disk reads (cleancache) per mix and policy; lower is better.  With
 ``--opt``, also Belady's OPT: one clairvoyant cache of all the memory (private
 and spare) that evicts the page used furthest in the future and keeps no page
@@ -85,6 +101,13 @@ class Policy:
     ghost: float = 0.05
     margin: float = 0.1
     hits: float = 0.25
+    sample: int = 0  # > 0: of the client's oldest ``sample`` pages, the least frequent goes
+    admit: str = ""  # "tinylfu": a put less frequent than the page it would displace is refused
+    window: float = 10.0  # frequencies are halved each ``window`` times the capacity's gets
+    hit_weight: float = 0.0  # a hit in tmem counts this much utility (a ghost hit counts 1)
+    reuse_weight: float = 0.0  # the same, for a hit while the client uses the reuse order
+    damp: float = 1.0  # ratio: memory in proportion to 1 + utility / damp
+    sketch: int = 0  # > 0: frequencies in a count-min sketch of this many counters a page
 
 
 POLICIES = {
@@ -103,6 +126,26 @@ POLICIES = {
     "utility r0.5 g0.05/adaptive": Policy("utility", order="adaptive", reserve=0.5),
     "utility r0.5 g0.05/adaptive m0": Policy("utility", order="adaptive", reserve=0.5, margin=0),
     "utility r0.75 g0.05/adaptive": Policy("utility", order="adaptive", reserve=0.75),
+    "ratio r0.5/adaptive (the engine's utility)": Policy("ratio", order="adaptive", reserve=0.5),
+    "ratio r0.5/adaptive d16": Policy("ratio", order="adaptive", reserve=0.5, damp=16),
+    "ratio r0.5/adaptive h1": Policy("ratio", order="adaptive", reserve=0.5, hit_weight=1),
+    "ratio r0.5/adaptive rh1": Policy("ratio", order="adaptive", reserve=0.5, reuse_weight=1),
+    "ratio r0.5 g1/adaptive": Policy("ratio", order="adaptive", reserve=0.5, ghost=1.0),
+    "ratio r0.5/adaptive tinylfu": Policy(
+        "ratio", order="adaptive", reserve=0.5, admit="tinylfu", sketch=8
+    ),
+    "ratio r0.5/lfu64": Policy("ratio", reserve=0.5, sample=64),
+    "ratio r0.5/adaptive lfu64": Policy("ratio", order="adaptive", reserve=0.5, sample=64),
+    "ratio r0.5/adaptive lfu32 cm8": Policy(
+        "ratio", order="adaptive", reserve=0.5, sample=32, sketch=8
+    ),
+    "ratio r0.5/adaptive lfu64 cm8": Policy(
+        "ratio", order="adaptive", reserve=0.5, sample=64, sketch=8
+    ),
+    "ratio r0.5/adaptive lfu128 cm8": Policy(
+        "ratio", order="adaptive", reserve=0.5, sample=128, sketch=8
+    ),
+    "share/adaptive lfu64": Policy(order="adaptive", sample=64),
 }
 
 #: A new page goes in at the top one time in this many (bimodal insertion).
@@ -127,6 +170,15 @@ class Sim:
         self.misses = [[0.0, 0.0] for _ in range(n)]
         self.reusing = [False] * n
         self.new = [[0, 0] for _ in range(n)]  # new pages under reuse: in tmem, in the shadow
+        # gets seen per handle (guest misses: reuse past the guest's cache), aged by halving
+        self.freq: list[dict[int, int]] = [{} for _ in range(n)]
+        self.gets = 0
+        self.refused = 0
+        width = 1
+        while width < policy.sketch * max(1, size):
+            width *= 2
+        self.mask = width - 1
+        self.rows = [[0] * width for _ in range(4 if policy.sketch else 0)]
 
     def held(self, c: int) -> int:
         return len(self.main[c]) + len(self.small[c])
@@ -141,6 +193,10 @@ class Sim:
                        self.small[c]) if q))  # fmt: skip
         if p.choice == "utility":
             return min(above, key=lambda c: (self.utility[c], -self.held(c)))
+        if p.choice == "ratio":  # as the engine's least_useful: most held per 1 + utility
+            return max(
+                above, key=lambda c: (self.held(c) + (c == putter)) / (1 + self.utility[c] / p.damp)
+            )
         return max(held, key=lambda c: self.held(c) + (c == putter))
 
     def evict(self, c: int) -> None:
@@ -148,6 +204,9 @@ class Sim:
         order = self.policy.order
         if small and (len(small) > 0.1 * self.held(c) or not main):
             key, _ = small.popitem(last=False)
+        elif self.policy.sample:
+            key = self.coldest(c)
+            del main[key]
         else:
             key, _ = main.popitem(last=order == "mru")
         self.used -= 1
@@ -158,6 +217,47 @@ class Sim:
         if self.evictions % self.size == 0:
             self.utility = [u / 2 for u in self.utility]
             self.misses = [[a / 2, b / 2] for a, b in self.misses]
+
+    def frequency(self, c: int, key: int) -> int:
+        if not self.policy.sketch:
+            return self.freq[c].get(key, 0)
+        h = hash((c, key))
+        return min(row[(h >> (8 * i)) & self.mask] for i, row in enumerate(self.rows))
+
+    def coldest(self, c: int) -> int:
+        """Of the ``sample`` least recent pages of ``c``, the least frequent (oldest on ties)."""
+        best, best_f = -1, 1 << 60
+        for i, key in enumerate(self.main[c]):
+            if i >= self.policy.sample:
+                break
+            f = self.frequency(c, key)
+            if f < best_f:
+                best, best_f = key, f
+        return best
+
+    def count(self, c: int, key: int) -> None:
+        """A get of ``key``: one more use seen; every count halved once per window."""
+        if self.policy.sketch:
+            h = hash((c, key))
+            cells = [(row, (h >> (8 * i)) & self.mask) for i, row in enumerate(self.rows)]
+            low = min(row[j] for row, j in cells)
+            for row, j in cells:  # conservative update, 4-bit counters
+                if row[j] == low and low < 15:
+                    row[j] += 1
+        else:
+            freq = self.freq[c]
+            freq[key] = freq.get(key, 0) + 1
+        self.gets += 1
+        if self.gets >= self.policy.window * self.size:
+            self.gets = 0
+            for row in self.rows:
+                for j in range(len(row)):
+                    row[j] >>= 1
+            for f in self.freq:
+                for k in list(f):
+                    f[k] >>= 1
+                    if not f[k]:
+                        del f[k]
 
     def low(self, c: int, key: int, reuse: bool, shadow: bool = False) -> bool:
         """True if ``key`` goes in at the evicting end (``reuse``: the reuse order; one new
@@ -183,7 +283,13 @@ class Sim:
                 while len(shadow) > size:
                     shadow.popitem(last=False)
         if self.used >= self.size:
-            self.evict(self.victim(c))
+            v = self.victim(c)
+            if self.policy.admit == "tinylfu" and self.main[v]:
+                vkey = self.coldest(v) if self.policy.sample else next(iter(self.main[v]))
+                if self.frequency(c, key) < self.frequency(v, vkey):
+                    self.refused += 1
+                    return
+            self.evict(v)
         if order == "s3fifo" and key not in self.ghosts[c]:
             self.small[c][key] = self.clock
         else:
@@ -206,12 +312,16 @@ class Sim:
             self.reusing[c] = False
 
     def get(self, c: int, key: int) -> bool:
+        if self.policy.sample or self.policy.admit:
+            self.count(c, key)
         if self.policy.order == "adaptive":
             self.duel(c, key)
         for queue in (self.small[c], self.main[c]):
             if key in queue:
                 del queue[key]
                 self.used -= 1
+                p = self.policy
+                self.utility[c] += p.reuse_weight if self.reusing[c] else p.hit_weight
                 hits = self.hits[c]
                 hits[key] = None
                 hits.move_to_end(key)
@@ -230,7 +340,7 @@ class Sim:
 
     def leave(self, c: int) -> None:
         self.used -= self.held(c)
-        for store in (self.main, self.small, self.ghosts, self.hits):
+        for store in (self.main, self.small, self.ghosts, self.hits, self.freq):
             store[c].clear()
         for shadow in self.shadows[c]:
             shadow.clear()
@@ -519,6 +629,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mix", action="append", choices=list(MIXES))
     parser.add_argument("--opt", action="store_true", help="also Belady's OPT (a bound)")
+    parser.add_argument(
+        "--policy", action="append", help="only the policies whose label contains this"
+    )
     parser.add_argument("--engine", action="store_true", help="also real hosts, per order")
     parser.add_argument("--scenario", choices=("cleancache", "frontswap"), default="cleancache")
     parser.add_argument(
@@ -539,6 +652,8 @@ def main() -> None:
             guests.append(GuestRefs(layout.starts, trace.counts, trace.writes, spec.delay))
         spare = parse_size(mix.spare) // 4096
         for label, policy in POLICIES.items():
+            if args.policy and not any(part in label for part in args.policy):
+                continue
             reads = simulate(guests, mix.private_pages, spare, policy, args.scenario)
             print(f"{name}\t{label}\t{reads}", flush=True)
         if args.engine:
