@@ -75,8 +75,6 @@ class Engine(Ledger):
     ) -> None:
         super().__init__(store, capacity, choose_client, policy, reserve, order)
         self.tiering = TierState(self.table)  # pages below RAM
-        self._refs = self.table.ref  # the same array for the table's whole life
-        self._tier_of = self.table.tier
         self.shared: dict[_uuid.UUID, Pool] = {}
         self.grants: dict[_uuid.UUID, set[str]] = {}
         self.departed: dict[str, int] = {}  # counters of clients that left
@@ -268,7 +266,7 @@ class Engine(Ledger):
                 # Even a whole page more would leave every limit untouched: replace in place.
                 if (
                     not client.frozen
-                    and not self._tier_of[old]
+                    and not self.table.tier[old]
                     and self.calm(pool.owner, pool.page_size)
                 ):
                     return self._replace(client, pool, old, data)
@@ -426,9 +424,10 @@ class Engine(Ledger):
                 if self.adaptive and pool.destructive_get:
                     pool.owner.duel.get(key, False, self.hit_limit, self.shadow_mask)
             return None
-        if self._tier_of[pid]:
-            return Fetch(self.table, pid, pool)
-        data = self.store.get(self._refs[pid])
+        table = self.table
+        if table.tier[pid]:
+            return Fetch(table, pid, pool)
+        data = self.store.get(table.ref[pid])
         if pool.destructive_get:
             if self.adaptive:
                 pool.owner.duel.get((pool.uid, oid, index), True, self.hit_limit, self.shadow_mask)

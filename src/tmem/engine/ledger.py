@@ -208,9 +208,9 @@ class Ledger:
         # Off its owner's LRU, or the tiers' lists, and released: table.unlink and
         # table.release in one, inline (every flush, eviction and destructive get).
         prev, nxt = table.prev, table.next
-        p = prev[pid]
+        p: int = prev[pid]
         if p != NIL:
-            n = nxt[pid]
+            n: int = nxt[pid]
             nxt[p] = n
             prev[n] = p
             prev[pid] = NIL

@@ -5,6 +5,13 @@ about it lives at that index in a few typed arrays (store reference, charged
 bytes, pool, index, LRU links) plus one slot of a list for its object id, so
 a page costs a few dozen bytes of metadata and no Python object of its own.
 
+The arrays are ``librt.vecs.vec`` of fixed-width integers: compiled, an
+item is read and written in place (an ``array.array`` item cost a boxed
+index and a boxed value, about 350 instructions, and a put with its
+eviction touches some thirty).  A vec that grows is a new vec, so nothing
+may keep one of these arrays across a call that may allocate a page id:
+read them from the table (``table.ref[pid]``).
+
 A page also has a **version**, handed out by the engine once per put and
 never reused, and a **tier** byte: 0 while its bytes are in the page store,
 ``k`` while tier ``k - 1`` below RAM holds them (``ref`` is then the tier's
@@ -17,12 +24,16 @@ chained through the ``next`` array.
 
 from __future__ import annotations
 
-from array import array
+from librt.vecs import extend, vec
+from mypy_extensions import i32, i64, u8
 
-#: "No page": the free list's end and the links of a page on no list.  The
-#: arrays are unsigned because an unsigned item is stored without the
-#: argument parsing a signed one costs (about 170 instructions a store).
-NIL = 0xFFFFFFFF
+#: "No page": the free list's end and the links of a page on no list.
+NIL = -1
+#: Page ids a table gains when it first grows, and at least at every growth: enough
+#: that its 4-byte arrays come to 128 KiB, which the C allocator maps apart and
+#: unmaps when a growth frees them.  (A vec grows into a new buffer; old buffers
+#: below that size stayed in the heap, about 600 KiB after 50k pages.)
+GROWTH = 32768
 
 
 class PageTable:
@@ -35,17 +46,17 @@ class PageTable:
 
     def __init__(self, initial: int = 1024) -> None:
         # 4-byte items where the values allow: page ids, pool ids and costs stay
-        # below 2**32, indexes too.
-        self.ref = array("Q")
-        self.cost = array("I")
-        self.pool = array("I")
-        self.index = array("I")
+        # below 2**31; an index may reach 2**32 - 1.
+        self.ref: vec[i64] = vec[i64]()
+        self.cost: vec[i32] = vec[i32]()
+        self.pool: vec[i32] = vec[i32]()
+        self.index: vec[i64] = vec[i64]()
         self.oid: list[int] = []
-        self.prev = array("I")
-        self.next = array("I")
-        self.ver = array("Q")
-        self.tier = array("b")
-        self.tlen = array("I")
+        self.prev: vec[i32] = vec[i32]()
+        self.next: vec[i32] = vec[i32]()
+        self.ver: vec[i64] = vec[i64]()
+        self.tier: vec[u8] = vec[u8]()
+        self.tlen: vec[i32] = vec[i32]()
         self.free_head = NIL
         self._size = 0
         self._grow(initial)
@@ -53,13 +64,19 @@ class PageTable:
     def _grow(self, extra: int) -> None:
         start = self._size
         end = start + extra
-        for arr in (
-            self.ref, self.cost, self.pool, self.index, self.prev, self.ver, self.tier, self.tlen
-        ):  # fmt: skip
-            arr.frombytes(bytes(extra * arr.itemsize))
-        self.oid.extend([0] * extra)
-        self.next.extend(range(start + 1, end + 1))
-        self.next[end - 1] = self.free_head
+        zeros = [0] * extra
+        self.ref = extend(self.ref, zeros)
+        self.cost = extend(self.cost, zeros)
+        self.pool = extend(self.pool, zeros)
+        self.index = extend(self.index, zeros)
+        self.prev = extend(self.prev, zeros)
+        self.ver = extend(self.ver, zeros)
+        self.tier = extend(self.tier, zeros)
+        self.tlen = extend(self.tlen, zeros)
+        self.oid.extend(zeros)
+        nxt = extend(self.next, range(start + 1, end + 1))
+        nxt[end - 1] = self.free_head
+        self.next = nxt
         self.free_head = start
         self._size = end
 
@@ -69,10 +86,10 @@ class PageTable:
         """Take a free page id and record the page in it, with version ``ver``; link it
         as the most recently used entry of the list ``head`` (by default on none)."""
         pid = self.free_head
-        nxt = self.next
         if pid == NIL:
-            self._grow(max(1024, self._size // 2))
+            self._grow(max(GROWTH, self._size // 2))
             pid = self.free_head
+        nxt, prev = self.next, self.prev  # after any growth: a grown vec is a new one
         self.free_head = nxt[pid]
         self.ref[pid] = ref
         self.cost[pid] = cost
@@ -80,12 +97,11 @@ class PageTable:
         self.oid[pid] = oid
         self.index[pid] = index
         self.ver[pid] = ver
-        prev = self.prev
         if head == NIL:
             prev[pid] = NIL
             nxt[pid] = NIL
         else:  # append(head, pid), inline: a put is the hot path
-            tail = prev[head]
+            tail: int = prev[head]
             nxt[tail] = pid
             prev[pid] = tail
             nxt[pid] = head
@@ -115,7 +131,7 @@ class PageTable:
     def append(self, head: int, pid: int) -> None:
         """Link ``pid`` as the most recently used entry of the list ``head``."""
         prev = self.prev
-        tail = prev[head]
+        tail: int = prev[head]
         self.next[tail] = pid
         prev[pid] = tail
         self.next[pid] = head
@@ -124,7 +140,7 @@ class PageTable:
     def prepend(self, head: int, pid: int) -> None:
         """Link ``pid`` as the least recently used entry of the list ``head`` (next to go)."""
         nxt = self.next
-        first = nxt[head]
+        first: int = nxt[head]
         self.prev[first] = pid
         nxt[pid] = first
         self.prev[pid] = head
@@ -133,10 +149,10 @@ class PageTable:
     def unlink(self, pid: int) -> None:
         """Take ``pid`` off whatever list it is on (a no-op if on none)."""
         prev, nxt = self.prev, self.next
-        p = prev[pid]
+        p: int = prev[pid]
         if p == NIL:
             return
-        n = nxt[pid]
+        n: int = nxt[pid]
         nxt[p] = n
         prev[n] = p
         prev[pid] = NIL
@@ -155,7 +171,7 @@ class PageTable:
     def members(self, head: int) -> list[int]:
         """Page ids of list ``head`` from least to most recently used."""
         out = []
-        pid = self.next[head]
+        pid: int = self.next[head]
         while pid != head:
             out.append(pid)
             pid = self.next[pid]

@@ -156,7 +156,7 @@ def pick_demotions(engine: Engine, max_pages: int, max_bytes: int) -> list[Candi
 
 def _oldest(table: PageTable, head: int, n: int) -> list[int]:
     out: list[int] = []
-    pid = table.next[head]
+    pid: int = table.next[head]
     while pid != head and len(out) < n:
         out.append(pid)
         pid = table.next[pid]
@@ -304,7 +304,7 @@ def trim_demoted(engine: Engine, max_pages: int) -> int:
     table, state = engine.table, engine.tiering
     n = 0
     while n < max_pages and state.meta_bytes > engine.capacity // DEMOTEDPAGE_METADATA_BYTES_SHARE:
-        pid = table.next[state.demoted_eph]
+        pid: int = table.next[state.demoted_eph]
         if pid == state.demoted_eph:
             break
         pool = engine.pools[table.pool[pid]]

@@ -104,6 +104,6 @@ def least_recent(table: PageTable, client: ClientState, now: int) -> int:
     if good < 0:
         return poor
     ver, cost = table.ver, table.cost
-    if (now - ver[poor]) * cost[poor] >= (now - ver[good]) * cost[good]:
+    if (now - ver[poor]) * int(cost[poor]) >= (now - ver[good]) * int(cost[good]):
         return poor
     return good

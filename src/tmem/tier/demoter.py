@@ -116,8 +116,6 @@ class TierSet:
     ) -> None:
         self.engine = engine
         self.lock = lock
-        self._ver = engine.table.ver  # the same arrays for the table's whole life
-        self._tier_of = engine.table.tier
         self.tiers = list(tiers)
         self._loads = [tier.load for tier in self.tiers]  # bound once: gets call them
         attach_tiers(engine, [tier.index_bytes_per_page for tier in self.tiers])
@@ -161,7 +159,7 @@ class TierSet:
         calling thread (no hand-off to another thread); bringing the page back
         to RAM is only queued here.
         """
-        ver, where, lock = self._ver, self._tier_of, self.lock
+        table, lock = self.engine.table, self.lock
         for _ in range(FETCH_ATTEMPTS):
             number = fetch.tier
             self.last_fetch = start = _clock()
@@ -183,7 +181,7 @@ class TierSet:
                 self.latency[number].append(took)
                 self.fetches[number] += 1
                 pid = fetch.pid
-                if ver[pid] == fetch.tag and where[pid] == number + 1:  # unchanged()
+                if table.ver[pid] == fetch.tag and table.tier[pid] == number + 1:  # unchanged()
                     return self._finish(client, fetch, blob, data, error)
                 retract_get(client, fetch)
                 result = get(client, *handle)
