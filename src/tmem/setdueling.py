@@ -12,7 +12,10 @@ the trip counts of Gaur et al., ISCA '11).  The host's ephemeral pools use it
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections.abc import Iterator
+
+from librt.vecs import append, vec
+from mypy_extensions import i32
 
 from tmem.errors import InvalidArgument
 
@@ -53,6 +56,109 @@ def shadow_mask(capacity_pages: int) -> int:
     return sample - 1
 
 
+class Recency:
+    """Handles in order, oldest first: the ``OrderedDict`` operations a duel makes
+    (insert or move to either end, remove, drop the oldest), each with one lookup.
+
+    The order is a doubly linked list of slots in two ``vec`` arrays (slot 0
+    is its sentinel), so that compiled an operation is one dict lookup and a
+    few machine words, where an ``OrderedDict`` hashes its key twice and is
+    reached by a method call.  Keys are kept as the objects given (compiled,
+    a key typed as a tuple would be rebuilt at every use).
+    """
+
+    __slots__ = ("_slot", "_keys", "_prev", "_next", "_free")
+
+    def __init__(self) -> None:
+        self._slot: dict[object, int] = {}  # key -> its slot
+        self._keys: list[object] = [None]  # slot -> its key (None: free)
+        self._prev: vec[i32] = vec[i32]([0])
+        self._next: vec[i32] = vec[i32]([0])
+        self._free = 0  # free slots, chained through _next; 0: none
+
+    def __len__(self) -> int:
+        return len(self._slot)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slot
+
+    def __iter__(self) -> Iterator[object]:
+        """The keys, oldest first."""
+        nxt, keys = self._next, self._keys
+        at: int = nxt[0]
+        while at:
+            yield keys[at]
+            at = nxt[at]
+
+    def to_end(self, key: object) -> None:
+        """Put ``key`` at the newest end (moving it there if present)."""
+        at = self._take(key)
+        prev, nxt = self._prev, self._next
+        last: int = prev[0]
+        nxt[last] = at
+        prev[at] = last
+        nxt[at] = 0
+        prev[0] = at
+
+    def to_front(self, key: object) -> None:
+        """Put ``key`` at the oldest end (moving it there if present)."""
+        at = self._take(key)
+        prev, nxt = self._prev, self._next
+        first: int = nxt[0]
+        prev[first] = at
+        nxt[at] = first
+        prev[at] = 0
+        nxt[0] = at
+
+    def discard(self, key: object) -> bool:
+        """Remove ``key``; whether it was there."""
+        at = self._slot.get(key, 0)
+        if not at:
+            return False
+        del self._slot[key]
+        self._release(at)
+        return True
+
+    def pop_oldest(self) -> None:
+        """Remove the oldest key (there must be one)."""
+        at: int = self._next[0]
+        del self._slot[self._keys[at]]
+        self._release(at)
+
+    def _take(self, key: object) -> int:
+        """The slot of ``key``, unlinked: its own if present, else a new one."""
+        at = self._slot.get(key, 0)
+        if at:
+            prev, nxt = self._prev, self._next
+            p: int = prev[at]
+            n: int = nxt[at]
+            nxt[p] = n
+            prev[n] = p
+            return at
+        at = self._free
+        if at:
+            self._free = self._next[at]
+            self._keys[at] = key
+        else:  # grow by one: a vec keeps room to append into
+            at = len(self._keys)
+            self._keys.append(key)
+            self._prev = append(self._prev, 0)
+            self._next = append(self._next, 0)
+        self._slot[key] = at
+        return at
+
+    def _release(self, at: int) -> None:
+        """Unlink slot ``at`` and free it."""
+        prev, nxt = self._prev, self._next
+        p: int = prev[at]
+        n: int = nxt[at]
+        nxt[p] = n
+        prev[n] = p
+        self._keys[at] = None
+        nxt[at] = self._free
+        self._free = at
+
+
 class Duel:
     """One client's state under the adaptive order: its handles got lately, the two
     shadows and their misses, and the order it uses now."""
@@ -63,10 +169,10 @@ class Duel:
 
     def __init__(self) -> None:
         #: Handles of the client's pages got from tmem lately, oldest first.
-        self.hits: OrderedDict[Handle, None] = OrderedDict()
+        self.hits = Recency()
         #: Shadow lists (evicting end first) under LRU and under reuse.
-        self.lru: OrderedDict[Handle, None] = OrderedDict()
-        self.reuse: OrderedDict[Handle, None] = OrderedDict()
+        self.lru = Recency()
+        self.reuse = Recency()
         self.lru_misses = 0.0
         self.reuse_misses = 0.0
         #: True while the client uses *reuse*, False while LRU.
@@ -79,22 +185,24 @@ class Duel:
         pages: replay it in the shadows (if ``key``'s hash has the bits of ``mask``
         clear; each shadow is kept to ``pages // (mask + 1) + 1`` handles), and say
         whether the page goes in at the evicting end."""
-        new = key not in self.hits
-        if not hash(key) & mask:
+        handle: object = key  # one tuple object, not a tuple rebuilt at each use
+        new = handle not in self.hits
+        if not mask or not hash(handle) & mask:
             length = pages // (mask + 1) + 1
             lru, reuse = self.lru, self.reuse
-            lru.pop(key, None)
-            lru[key] = None
-            reuse.pop(key, None)
-            reuse[key] = None
+            lru.to_end(handle)
+            front = False  # under reuse, a new page goes in at the evicting end
             if new:
                 self._shadow_new += 1
-                if self._shadow_new % BIMODAL:
-                    reuse.move_to_end(key, last=False)
+                front = self._shadow_new % BIMODAL != 0
+            if front:
+                reuse.to_front(handle)
+            else:
+                reuse.to_end(handle)
             while len(lru) > length:
-                lru.popitem(last=False)
+                lru.pop_oldest()
             while len(reuse) > length:
-                reuse.popitem(last=False)
+                reuse.pop_oldest()
         if new and self.reusing:
             self._new += 1
             return self._new % BIMODAL != 0
@@ -104,10 +212,11 @@ class Duel:
         """A get at ``key`` (``hit``: tmem had the page): replay it in the shadows (as
         :meth:`put` samples), switch order past the margin, and remember a hit's handle
         among the last ``limit`` got."""
-        if not hash(key) & mask:
-            if self.lru.pop(key, 1) is not None:
+        handle: object = key
+        if not mask or not hash(handle) & mask:
+            if not self.lru.discard(handle):
                 self.lru_misses += 1
-            if self.reuse.pop(key, 1) is not None:
+            if not self.reuse.discard(handle):
                 self.reuse_misses += 1
             if self.reuse_misses < self.lru_misses * (1 - MARGIN):
                 self.reusing = True
@@ -115,10 +224,9 @@ class Duel:
                 self.reusing = False
         if hit:
             hits = self.hits
-            hits[key] = None
-            hits.move_to_end(key)
+            hits.to_end(handle)
             if len(hits) > limit:
-                hits.popitem(last=False)
+                hits.pop_oldest()
 
     def decay(self) -> None:
         """Halve the misses counted: recent gets count most."""
