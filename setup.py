@@ -36,6 +36,10 @@ COMPILED = [
 
 #: The SSD tier's read and decode in C (tmem.tier.fastload), optional as before.
 FASTLOAD = Extension("tmem.tier._fastload", ["src/tmem/tier/_fastload.c"], optional=True)
+#: The embedded host's lock with a cheaper acquire (tmem.hostlock), optional too.
+HOSTLOCK = Extension("tmem._hostlock", ["src/tmem/_hostlock.c"], optional=True)
+#: The extensions written in C by hand: each builds or not on its own.
+HAND_WRITTEN = (FASTLOAD, HOSTLOCK)
 
 
 def compiler_works() -> bool:
@@ -102,24 +106,25 @@ class BuildAllOrNone(build_ext):
 
     A module whose extension built while the shared library failed would not
     import; so one failure removes every compiled module built, leaving the
-    pure-Python package (the fast load extension stays optional on its own).
+    pure-Python package (the extensions written by hand stay optional, each on its own).
     """
 
     def build_extensions(self) -> None:
         self.check_extensions_list(self.extensions)
-        compiled = [ext for ext in self.extensions if ext is not FASTLOAD]
+        compiled = [ext for ext in self.extensions if ext not in HAND_WRITTEN]
         remove_stale(Path(self.build_lib), compiled_too=not compiled)  # what this build makes
         if not compiled and self.inplace:  # none of an earlier build may win over the sources
-            remove_stale(Path("src"), compiled_too=True, fastload=False)
+            remove_stale(Path("src"), compiled_too=True, hand_written=False)
         try:
             for extension in compiled:
                 self.build_extension(extension)
         except Exception as error:  # noqa: BLE001 - a failed build falls back to Python
             print(f"tmem: compiling failed ({error}); installing pure Python", file=sys.stderr)
             self._remove(compiled)
-            self.extensions = [FASTLOAD]
-        with self._filter_build_errors(FASTLOAD):
-            self.build_extension(FASTLOAD)
+            self.extensions = list(HAND_WRITTEN)
+        for extension in HAND_WRITTEN:
+            with self._filter_build_errors(extension):
+                self.build_extension(extension)
 
     def _remove(self, extensions: list[Extension]) -> None:
         for extension in extensions:
@@ -136,18 +141,18 @@ class BuildAllOrNone(build_ext):
         shutil.rmtree(self.build_temp, ignore_errors=True)
 
 
-def remove_stale(root: Path, compiled_too: bool, fastload: bool = True) -> None:
+def remove_stale(root: Path, compiled_too: bool, hand_written: bool = True) -> None:
     """Remove extension modules an earlier build left under ``root`` (src/ or the
     build directory), so that they can neither win over the ``.py`` files of a pure
-    install nor ship in its wheel: the fast load extension (unless ``fastload`` is
-    False: the one in src/ is kept until a new one replaces it) and, if
-    ``compiled_too``, the compiled modules.
+    install nor ship in its wheel: the extensions written by hand (unless
+    ``hand_written`` is False: those in src/ are kept until new ones replace them)
+    and, if ``compiled_too``, the compiled modules.
     """
     for path in [*root.glob("tmem__mypyc*.so"), *root.glob("tmem/**/*.so")]:
-        hand_written = path.name.startswith("_fastload.")
-        if (hand_written and fastload) or (not hand_written and compiled_too):
+        by_hand = path.name.startswith(("_fastload.", "_hostlock."))
+        if (by_hand and hand_written) or (not by_hand and compiled_too):
             print(f"tmem: removing {path} (left by an earlier build)", file=sys.stderr)
             path.unlink()
 
 
-setup(ext_modules=[*mypyc_extensions(), FASTLOAD], cmdclass={"build_ext": BuildAllOrNone})
+setup(ext_modules=[*mypyc_extensions(), *HAND_WRITTEN], cmdclass={"build_ext": BuildAllOrNone})

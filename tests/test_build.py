@@ -51,7 +51,8 @@ def test_without_tmem_pure_the_compiled_modules_load_where_they_were_built():
     compiled, files = _probe(pure=False)
     assert compiled == _built_here()
     if compiled:
-        for name in ("tmem.engine.core", "tmem.store.ram", "tmem.store.compressed"):
+        for name in ("tmem.engine.core", "tmem.store.ram", "tmem.store.compressed",
+                     "tmem.arguments", "tmem.host", "tmem.host_transfer"):  # fmt: skip
             assert files[name].endswith(".so"), (name, files[name])
 
 

@@ -7,7 +7,6 @@ hands out :class:`HostClient` objects that implement :class:`tmem.api.Client`.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
 
@@ -19,6 +18,7 @@ from tmem.engine.state import ClientState
 from tmem.engine.tiering import Fetch
 from tmem.errors import ConnectionLost, InvalidArgument, TmemError
 from tmem.host_transfer import Key, TransferMixin
+from tmem.hostlock import new_lock
 from tmem.policy import KEEP, ClientPolicy, check_compress
 from tmem.store import PageStore, make_store
 from tmem.tier import parse_tiers
@@ -77,7 +77,7 @@ class Host(TransferMixin):
         self.engine = Engine(
             self.store, _size(capacity, "capacity"), policy=policy, reserve=reserve, order=order
         )
-        self.lock = threading.Lock()
+        self.lock = new_lock()
         #: client name -> the policy the administrator set for it
         self.policies: dict[str, ClientPolicy] = {}
         self._compress: dict[str, str | None] = {}  # connected name -> its compression
