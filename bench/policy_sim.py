@@ -80,6 +80,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import tmem
+from tmem.engine.frequency import EVICTIONS
 from tmem.engine.insertion import ORDERS
 from tmem.frontends import Frontswap
 from tmem.units import parse_size
@@ -430,11 +431,12 @@ def replay_engine(
     order: str,
     compress: str | None = None,
     content: Callable[[int, int, int], bytes] | None = None,
+    eviction: str = "lru",
 ) -> int:
     """Cleancache disk reads of all guests with a real host of ``spare_bytes`` under
     ``order``, compressing with ``compress`` the bytes ``content(guest, page, version)``
-    gives (zeros without it)."""
-    host = tmem.Host(spare_bytes, compress=compress, dedup=None, order=order)
+    gives (zeros without it), evicting by ``eviction``."""
+    host = tmem.Host(spare_bytes, compress=compress, dedup=None, order=order, eviction=eviction)
     clients: dict[int, tuple[Any, int]] = {}
     versions: dict[tuple[int, int], int] = {}
     page_data, reads = bytes(4096), 0
@@ -663,12 +665,19 @@ def main() -> None:
                 print(f"{name}\tengine: utility r0.5 g0.05/{order}\t{reads}", flush=True)
             if args.scenario == "cleancache":
                 content = mix_content(layouts)
-                for codec in [None, *(args.compress or ())]:
-                    reads = replay_engine(
-                        guests, mix.private_pages, parse_size(mix.spare), "adaptive", codec, content
-                    )
-                    label = codec or "no compression"
-                    print(f"{name}\tengine, the benchmark's pages: {label}\t{reads}", flush=True)
+                for eviction in EVICTIONS:
+                    for codec in [None, *(args.compress or ())]:
+                        reads = replay_engine(
+                            guests,
+                            mix.private_pages,
+                            parse_size(mix.spare),
+                            "adaptive",
+                            codec,
+                            content,
+                            eviction,
+                        )
+                        label = f"the benchmark's pages: {codec or 'no compression'}, {eviction}"
+                        print(f"{name}\tengine, {label}\t{reads}", flush=True)
         if args.opt:
             size = len(guests) * mix.private_pages + spare
             for scenario in ("cleancache", "frontswap"):

@@ -56,8 +56,10 @@ class Host(TransferMixin):
     a private ephemeral pool goes on its list: ``"adaptive"`` (per client,
     LRU or the *reuse* order that protects pages got lately and keeps part
     of a loop too long for LRU, whichever shadow lists of its handles say
-    misses less) or ``"lru"`` (always the most recent end).  See
-    docs/internals.md.
+    misses less) or ``"lru"`` (always the most recent end).  ``eviction``
+    decides which of a client's ephemeral pages goes: ``"lru"`` (the least
+    recent) or ``"frequency"`` (of its 64 next to go, the one got least often
+    lately, :mod:`tmem.engine.frequency`).  See docs/internals.md.
     """
 
     def __init__(
@@ -71,11 +73,17 @@ class Host(TransferMixin):
         policy: Any = "utility",
         reserve: Any = DEFAULT_RESERVE,
         order: Any = "adaptive",
+        eviction: Any = "lru",
     ) -> None:
         self.store = store if store is not None else make_store(compress, dedup)
         self.compress = compress
         self.engine = Engine(
-            self.store, _size(capacity, "capacity"), policy=policy, reserve=reserve, order=order
+            self.store,
+            _size(capacity, "capacity"),
+            policy=policy,
+            reserve=reserve,
+            order=order,
+            eviction=eviction,
         )
         self.lock = new_lock()
         #: client name -> the policy the administrator set for it

@@ -72,8 +72,9 @@ class Engine(Ledger):
         policy: Any = "utility",
         reserve: Any = DEFAULT_RESERVE,
         order: Any = "adaptive",
+        eviction: Any = "lru",
     ) -> None:
-        super().__init__(store, capacity, choose_client, policy, reserve, order)
+        super().__init__(store, capacity, choose_client, policy, reserve, order, eviction)
         self.tiering = TierState(self.table)  # pages below RAM
         self.shared: dict[_uuid.UUID, Pool] = {}
         self.grants: dict[_uuid.UUID, set[str]] = {}
@@ -423,7 +424,11 @@ class Engine(Ledger):
                         pool.owner.utility += 1
                 if self.adaptive and pool.destructive_get:
                     pool.owner.duel.get(key, False, self.hit_limit, self.shadow_mask)
+                if self.sketch is not None:  # a reference the client's cache missed
+                    self.sketch.add(key)
             return None
+        if self.sketch is not None and not pool.persistent:
+            self.sketch.add((pool.uid, oid, index))
         table = self.table
         if table.tier[pid]:
             return Fetch(table, pid, pool)
@@ -521,6 +526,7 @@ class Engine(Ledger):
             policy=self.policy,
             reserve=self.reserve,
             order=self.order,
+            eviction=self.eviction,
             clients={c.name: self.describe_client(c) for c in self.clients.values()},
         )
         return totals

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from tmem.arguments import check_capacity
+from tmem.engine.frequency import Sketch, check_eviction
 from tmem.engine.insertion import check_order, hit_limit, shadow_mask
 from tmem.engine.pages import NIL, PageTable
 from tmem.engine.state import ClientState, Pool
@@ -82,6 +83,7 @@ class Ledger:
         policy: Any = "utility",
         reserve: Any = DEFAULT_RESERVE,
         order: Any = "adaptive",
+        eviction: Any = "lru",
     ) -> None:
         if choose_client is None:
             if not isinstance(policy, str) or policy not in POLICIES:
@@ -96,6 +98,10 @@ class Ledger:
         #: Where a private ephemeral pool's new page goes (:mod:`tmem.engine.insertion`).
         self.order = check_order(order)
         self.adaptive = self.order == "adaptive"
+        #: Which of a client's ephemeral pages goes (:mod:`tmem.engine.frequency`).
+        self.eviction = check_eviction(eviction)
+        #: Gets counted per handle under the "frequency" eviction, else None.
+        self.sketch: Sketch | None = None
         #: Ghosts are kept, and their hits counted, only for a policy that reads them.
         self.track_ghosts = choose_client is least_useful
         self.ops = 0  # puts and gets so far: the engine's only clock
@@ -138,6 +144,8 @@ class Ledger:
         self.ghost_limit = max(16, int(size // _NOMINAL_PAGE * GHOST_FRACTION))
         self.decay_every = max(64, size // _NOMINAL_PAGE)
         self.hit_limit = hit_limit(size // _NOMINAL_PAGE)
+        if self.eviction == "frequency":  # counts start again at a new capacity
+            self.sketch = Sketch(size // _NOMINAL_PAGE)
         self.shadow_mask = shadow_mask(size // _NOMINAL_PAGE)
         self.idle_ops = max(IDLE_OPERATIONS, 2 * size // _NOMINAL_PAGE)
         self.floors_due = 0  # floors are set again at the next eviction
@@ -412,7 +420,7 @@ class Ledger:
     def evict_from(self, client: ClientState) -> None:
         """Evict the ephemeral page of ``client`` that :func:`least_recent` picks."""
         table = self.table
-        pid = least_recent(table, client, self.tiering.version)
+        pid = least_recent(table, client, self.tiering.version, self.sketch)
         pool = self.pools[table.pool[pid]]
         oid, index = table.oid[pid], table.index[pid]
         if self.track_ghosts:  # remember the page was evicted (a ghost), the oldest go

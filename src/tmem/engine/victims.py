@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
 
+from tmem.engine.frequency import LIMIT, SAMPLE, Sketch
 from tmem.engine.pages import PageTable
 from tmem.engine.state import ClientState
 
@@ -81,7 +82,28 @@ def least_useful(
 POLICIES: dict[str, ClientChoice] = {"utility": least_useful, "share": most_over}
 
 
-def least_recent(table: PageTable, client: ClientState, now: int) -> int:
+def coldest(table: PageTable, head: int, sketch: Sketch) -> int:
+    """Of the :data:`~tmem.engine.frequency.SAMPLE` least recent pages of list
+    ``head``, the one ``sketch`` counts fewest gets of (the least recent on ties);
+    -1 if the list is empty."""
+    nxt, pools, oids, indexes = table.next, table.pool, table.oid, table.index
+    best, best_count = -1, LIMIT + 1
+    pid = int(nxt[head])
+    for _ in range(SAMPLE):
+        if pid == head:
+            break
+        count = sketch.count((pools[pid], oids[pid], indexes[pid]))
+        if count < best_count:
+            best, best_count = pid, count
+            if count == 0:  # none can be less, and this one is older
+                break
+        pid = int(nxt[pid])
+    return best
+
+
+def least_recent(
+    table: PageTable, client: ClientState, now: int, sketch: Sketch | None = None
+) -> int:
     """The page id of the ephemeral page of ``client`` that goes next.
 
     Puts append a page to its owner's list and non-destructive gets of an
@@ -96,9 +118,13 @@ def least_recent(table: PageTable, client: ClientState, now: int) -> int:
     one read whatever the page's size, and sending every raw page first read
     up to 10% more than an uncompressed host on the shipped mixes
     (docs/workload.md).
+
+    With a ``sketch`` (the ``"frequency"`` eviction), the other page is the
+    one of the client's next to go that was got least often lately
+    (:func:`coldest`) instead of its least recent.
     """
     poor = table.oldest(client.poor_lru) if client.poor_pages else -1
-    good = table.oldest(client.lru)
+    good = table.oldest(client.lru) if sketch is None else coldest(table, client.lru, sketch)
     if poor < 0:
         return good
     if good < 0:

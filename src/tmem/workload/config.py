@@ -22,6 +22,7 @@ CONFIG_NAMES = (
     "tmem",
     "tmem-share",
     "tmem-lru",
+    "tmem-freq",
     "tmem-lz4",
     "tmem-zstd",
     "tmem-dedup",
@@ -85,6 +86,7 @@ class Configuration:
     tiers: tuple[str, ...] = ()  # stores below the host's RAM (tmem.Host's ``tiers``)
     policy: str = "utility"
     order: str = "adaptive"  # where a client's new page goes on its list (tmem.Host's ``order``)
+    eviction: str = "lru"  # which of a client's pages goes (tmem.Host's ``eviction``)
     balloon: bool = False  # self-ballooning guests, auto-sized host (tmem.workload.balloon)
 
     @property
@@ -154,6 +156,7 @@ def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
         Configuration("tmem", m, t),
         Configuration("tmem-share", m, t, policy="share"),
         Configuration("tmem-lru", m, t, order="lru"),
+        Configuration("tmem-freq", m, t, eviction="frequency"),
         Configuration("tmem-lz4", m, t, compress="lz4"),
         Configuration("tmem-zstd", m, t, compress="zstd"),
         Configuration("tmem-dedup", m, t, dedup="host"),

@@ -138,6 +138,7 @@ def new_host(config: Configuration, result: ConfigResult) -> Any:
             tiers=config.tiers,
             policy=config.policy,
             order=config.order,
+            eviction=config.eviction,
         )
     except TmemError as exc:
         result.unavailable = str(exc)
