@@ -5,7 +5,10 @@ importable and the machine's C compiler works: the engine (``tmem.engine``),
 the page stores (``tmem.store``), the set-dueling counters
 (``tmem.setdueling``), the argument checks (``tmem.arguments``) and the
 embedded host (``tmem.host`` and ``tmem.host_transfer``), so that a page call
-runs compiled from the host's entry point to the store.  Otherwise, or if
+runs compiled from the host's entry point to the store; and the wire
+protocol's frame and message codecs (``tmem.wire.frames``,
+``tmem.wire.messages``) and the daemon's request dispatch
+(``tmem.daemon.dispatch``).  Otherwise, or if
 compiling fails, the package installs as pure Python, which runs the same
 sources.  ``TMEM_BUILD_PURE=1`` skips compiling.
 ``tmem.compiled()`` says which build is running; ``TMEM_PURE=1`` at run time
@@ -32,6 +35,9 @@ COMPILED = [
     "tmem/arguments.py",
     "tmem/host.py",
     "tmem/host_transfer.py",
+    "tmem/wire/frames.py",
+    "tmem/wire/messages.py",
+    "tmem/daemon/dispatch.py",
 ]
 
 #: The SSD tier's read and decode in C (tmem.tier.fastload), optional as before.

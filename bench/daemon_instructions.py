@@ -14,13 +14,14 @@ both sides of the same Unix socket:
 
 Between phases the client calls ``os.getppid()`` (its own counters are
 dumped there) and asks each server to do the same: a STATS request makes the
-daemon call it (a wrapper around its STATS handler, installed by this script
-only), and a frame of no body and no reply makes the floor call it.  Each
-phase's counters are then divided by its requests (by its pages, for
-batches).  An empty phase (two marks in a row) is subtracted from each, so
-the marks' own work is not counted.  The kernel's work (system calls, page
-faults, wake-ups) is not counted: both systems make the same system calls per
-request, so the difference between them is the Python each one runs.
+daemon call it (a wrapper around its STATS handler, put in its dispatcher's
+table of handlers by this script only), and a frame of no body and no reply
+makes the floor call it.  Each phase's counters are then divided by its
+requests (by its pages, for batches).  An empty phase (two marks in a row)
+is subtracted from each, so the marks' own work is not counted.  The kernel's
+work (system calls, page faults, wake-ups) is not counted: both systems make
+the same system calls per request, so the difference between them is the
+Python each one runs.
 
 ``--src DIR`` counts another source tree (a ``git worktree`` of an older
 commit's ``src``); ``--compare DIR`` counts both and prints the ratio.
@@ -55,12 +56,18 @@ SERVER = textwrap.dedent(
     """
     import os, sys
     sys.path.insert(0, sys.argv.pop(1))
-    from tmem.daemon import dispatch
-    stats = dispatch.Dispatcher._stats
-    def marked(self, session, body):
-        os.getppid()
-        return stats(self, session, body)
-    dispatch.Dispatcher._stats = marked
+    from tmem.daemon import server
+    from tmem.wire import Op
+    made = server.Dispatcher
+    def dispatcher(*args, **kwargs):  # a compiled Dispatcher's methods cannot be replaced
+        made_one = made(*args, **kwargs)
+        stats = made_one.handlers[Op.STATS]
+        def marked(session, body):
+            os.getppid()
+            return stats(session, body)
+        made_one.handlers[Op.STATS] = marked
+        return made_one
+    server.Dispatcher = dispatcher
     from tmem.cli import main
     sys.argv[0] = "tmem"
     main()

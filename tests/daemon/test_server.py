@@ -83,6 +83,29 @@ def test_a_vanished_client_has_its_private_pools_freed(daemon):
     assert pages_held(admin) == 0 and "gone" not in admin.stats()["clients"]
 
 
+def test_a_session_leaves_the_registry_of_sessions_when_its_connection_ends(daemon):
+    """Sessions are found by client name (for a migration's hold) only while connected:
+    one that said goodbye and one that vanished are both forgotten."""
+    sessions = daemon.dispatcher.transfers.sessions
+    polite = tmem.connect(daemon.address, name="polite")
+    sock = raw_socket(daemon)
+    sock.sendall(msg.encode_hello("vanishing"))
+    assert [frame[:2] for frame in read_some(sock, 1)] == [(Op.HELLO, 0)]
+    names = {name: session.client.name for name, session in sessions.items()}
+    vanishing = polite.name.replace("polite", "vanishing")  # under the same uid's prefix
+    assert names == {polite.name: polite.name, vanishing: vanishing}
+    polite.close()
+    sock.close()  # no goodbye
+    for _ in range(200):
+        if not sessions:
+            break
+        time.sleep(0.01)
+    assert sessions == {}
+    again = tmem.connect(daemon.address, name="polite")  # a new session of the same name
+    assert [s.client.name for s in sessions.values()] == [again.name]
+    again.close()
+
+
 def test_the_name_of_a_connected_client_cannot_be_taken(daemon):
     first = tmem.connect(daemon.address, name="vm1")
     with pytest.raises(tmem.InvalidArgument):

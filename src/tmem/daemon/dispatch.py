@@ -64,7 +64,8 @@ class Session:
     """One connection: who is there, and its client once the hello is done."""
 
     __slots__ = (
-        "identity", "client", "greeted", "done", "held", "resume", "key", "later", "__weakref__"
+        "identity", "client", "greeted", "done", "held", "resume", "key", "later", "name",
+        "registry",
     )  # fmt: skip
 
     def __init__(self, identity: Identity | None, key: str | None = None) -> None:
@@ -78,16 +79,30 @@ class Session:
         #: a request whose reply waits for a tier's load (tmem.daemon.later): the server
         #: takes it and runs the load off the loop
         self.later: Later | None = None
+        #: the client name it registered under in ``registry`` (the dispatcher's
+        #: sessions by client name), which it leaves when it closes
+        self.name: str | None = None
+        self.registry: dict[str, Session] | None = None
+
+    def register(self, name: str, registry: dict[str, Session]) -> None:
+        """Be the session of client ``name`` in ``registry`` until :meth:`close`."""
+        self.name, self.registry = name, registry
+        registry[name] = self
 
     def close(self) -> None:
         """The connection is gone: the client leaves and its private pools are freed.
 
-        The server's ``resume`` hook goes too: it refers to the connection, which
-        refers to this session, and that cycle would keep the connection's buffers
-        until the garbage collector's next full pass.
+        It leaves its registry, and the server's ``resume`` hook goes too: it
+        refers to the connection, which refers to this session, and that cycle
+        would keep the connection's buffers until the garbage collector's next
+        full pass.
         """
         client, self.client = self.client, NO_CLIENT
         self.resume = _nothing
+        registry, name = self.registry, self.name
+        if registry is not None and name is not None and registry.get(name) is self:
+            del registry[name]
+        self.registry = None
         client.close()
 
 
@@ -217,7 +232,7 @@ class Dispatcher:
         else:
             registered = identity.client_name(name)
             session.client = self.host.connect(registered)
-            self.transfers.sessions[registered] = session
+            session.register(registered, self.transfers.sessions)
         session.greeted = True
         log.debug("hello from %s as %r (%s)", identity, registered, "admin" if role else "client")
         return msg.encode_hello_reply(registered, self.max_body)

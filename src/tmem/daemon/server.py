@@ -169,6 +169,8 @@ class Server:
         self._resumed: list[Connection] = []
         #: single-page requests answered straight from the loop (Dispatcher.quick)
         self._quick = self.dispatcher.quick
+        #: every other request (timed when metrics are served)
+        self._dispatch = self.dispatcher.dispatch
         self._batches: deque[Connection] = deque()  # connections with a batch to step
         self.autosizer = make_autosizer(self.host, config.autosize) if config.autosize else None
         self.max_connections = fit_descriptors(config.max_connections)
@@ -195,7 +197,7 @@ class Server:
 
     def _serve_metrics(self, address: tuple[str, int]) -> None:
         recorder = LatencyRecorder({int(op): op.name.lower() for op in Op})
-        self.dispatcher.dispatch = recorder.timed(self.dispatcher.dispatch)  # type: ignore[method-assign]
+        self._dispatch = recorder.timed(self.dispatcher.dispatch)
         self._quick = {}  # every request goes through the timed dispatch
         self._observe = recorder.observe
         try:
@@ -625,7 +627,7 @@ class Server:
         """Answer buffered frames until none can be now (0) or replies fill up: then the
         length the queue of replies must drain below for answering to go on."""
         out, decoder, session = conn.out, conn.decoder, conn.session
-        dispatch, quick_ops = self.dispatcher.dispatch, self._quick
+        dispatch, quick_ops = self._dispatch, self._quick
         max_frame = self.config.max_frame
         if conn.later is not None:
             return 0  # its next requests wait for the reply being loaded

@@ -11,7 +11,6 @@ reconnects there and repeats the request.
 from __future__ import annotations
 
 import logging
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from tmem.errors import InvalidArgument, Moved
@@ -46,8 +45,9 @@ class Transfers:
 
     def __init__(self, host: Host) -> None:
         self.host = host
-        #: client name -> the session whose client it is
-        self.sessions: weakref.WeakValueDictionary[str, Session] = weakref.WeakValueDictionary()
+        #: client name -> the session whose client it is (a session leaves it when
+        #: it closes: Session.register)
+        self.sessions: dict[str, Session] = {}
 
     def run(self, action: str, args: dict[str, Any]) -> Any:
         """Do ``action`` with ``args``; its JSON-able answer."""
