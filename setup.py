@@ -38,6 +38,7 @@ COMPILED = [
     "tmem/wire/frames.py",
     "tmem/wire/messages.py",
     "tmem/daemon/dispatch.py",
+    "tmem/daemon/server.py",
 ]
 
 #: The SSD tier's read and decode in C (tmem.tier.fastload), optional as before.

@@ -262,3 +262,9 @@ def test_a_connection_without_a_hello_is_closed_after_the_timeout(start_daemon):
     time.sleep(0.5)
     pool = good.new_pool()
     assert good.put_page(pool, 1, 1, page(1))
+
+
+def test_the_ops_the_dispatcher_writes_as_plain_ints_are_the_protocols():
+    from tmem.daemon import dispatch
+
+    assert (dispatch._PUT, dispatch._GET, dispatch._FLUSH_PAGE) == (Op.PUT, Op.GET, Op.FLUSH_PAGE)

@@ -165,3 +165,10 @@ def test_every_decoder_refuses_valid_bodies_cut_short(data):
     cut = data.draw(st.integers(0, len(body) - 1))
     with pytest.raises(WireError):
         decode(memoryview(body[:cut]))
+
+
+def test_the_sizes_written_as_constants_are_the_layouts_sizes():
+    from tmem.wire import frames
+
+    assert frames.HEADER.size == frames.HEADER_SIZE
+    assert msg.HANDLE.size == msg._HANDLE_BYTES

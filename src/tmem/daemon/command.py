@@ -124,6 +124,7 @@ def serve(config_file: str | None, **options: Any) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, stop)
     signal.signal(signal.SIGHUP, lambda *_: server.request_reload())
+    server.wake_on_signals()
     server.serve_forever()
     if signal.SIGINT in stopped_by[:1]:
         sys.exit(INTERRUPTED)

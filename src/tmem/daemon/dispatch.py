@@ -14,7 +14,7 @@ import logging
 import struct
 import uuid as _uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from tmem.daemon.auth import Authenticator, Identity
 from tmem.daemon.later import Later
@@ -34,17 +34,17 @@ _SET_CLIENT_KEYS = frozenset({"weight", "cap", "compress", "frozen"})
 SLICE_ITEMS = 64
 #: Replies up to this long are queued with their header at once; longer ones in parts.
 _JOIN = 64 << 10
-_HEAD = HEADER.pack
+_HEAD: Final = HEADER.pack
 
 #: A request handler: the reply body, as bytes or as parts (bytes, sent in order
-#: from where they are), or a batch to execute a slice at a time.
-Handler = Callable[["Session", memoryview], "bytes | list[Any] | Batch"]
-#: A handler of a single-page request of a greeted session (the daemon's hot path):
-#: ``(session, tag, body, out)``; it queues its reply or error reply in ``out`` itself.
-QuickHandler = Callable[["Session", int, memoryview, OutBuffer], None]
+#: from where they are), a batch to execute a slice at a time, or a reply that
+#: waits for a tier's load (the compiled module checks a reply is one of these).
+Handler = Callable[["Session", memoryview], "bytes | list[Any] | Batch | Later"]
 #: A PUT reply: header and the answer byte, packed at once.
-_ANSWER = struct.Struct("<BBHIB").pack
-_PUT, _GET, _FLUSH_PAGE = int(Op.PUT), int(Op.GET), int(Op.FLUSH_PAGE)
+_ANSWER: Final = struct.Struct("<BBHIB").pack
+_PUT: Final = 4  # Op.PUT, Op.GET, Op.FLUSH_PAGE as constants the compiled module inlines
+_GET: Final = 5
+_FLUSH_PAGE: Final = 6
 
 
 class _NoClient:
@@ -159,12 +159,6 @@ class Dispatcher:
             Op.EXPORT_PAGES: self._export_pages,
             Op.IMPORT_PAGES: self._import_pages,
         }
-        #: single-page requests, answered without building a reply first
-        self.quick: dict[int, QuickHandler] = {
-            _PUT: self._put,
-            _GET: self._get,
-            _FLUSH_PAGE: self._flush_page,
-        }
         self.transfers = Transfers(host)
         #: the server's hooks: re-read the configuration; describe the daemon
         self.on_reload: Callable[[], dict[str, Any]] | None = None
@@ -180,8 +174,7 @@ class Dispatcher:
         Raises WireError (after appending the error reply) if the frame breaks
         the protocol; the caller must then close the connection.
         """
-        if session.greeted and (quick := self.quick.get(op)) is not None:
-            quick(session, tag, body, out)
+        if session.greeted and self.answer_quick(session, op, tag, body, out):
             return None
         try:
             if session.greeted:
@@ -211,6 +204,22 @@ class Dispatcher:
         else:  # a list of parts, written without joining them first
             _write_parts(out, op, tag, reply)
         return None
+
+    def answer_quick(
+        self, session: Session, op: int, tag: int, body: memoryview, out: OutBuffer
+    ) -> bool:
+        """Answer a single-page request (PUT, GET, FLUSH_PAGE) of a greeted ``session``
+        into ``out``, its error reply included (no reply is built first); False for any
+        other op.  The daemon's hot path: compiled, each is a direct call."""
+        if op == _PUT:
+            self._put(session, tag, body, out)
+        elif op == _GET:
+            self._get(session, tag, body, out)
+        elif op == _FLUSH_PAGE:
+            self._flush_page(session, tag, body, out)
+        else:
+            return False
+        return True
 
     # --- hello -----------------------------------------------------------
 
@@ -391,7 +400,6 @@ class Dispatcher:
         done = self.on_reload()
         _log_admin(session, "reloaded the configuration")
         return msg.encode_json(done)
-
 
     def _transfer(self, session: Session, body: memoryview) -> bytes:
         args = self._admin_args(session, body)

@@ -28,6 +28,7 @@ import logging
 import os
 import resource
 import select
+import signal
 import socket
 import stat
 import threading
@@ -45,6 +46,7 @@ from tmem.daemon.budget import SMALL_OUT, SMALL_QUEUE, TransferBudget, granted_o
 from tmem.daemon.config import Config
 from tmem.daemon.dispatch import Batch, Dispatcher, Session, error_frame, refuse
 from tmem.daemon.later import Fetchers, Later
+from tmem.daemon.loop import turns
 from tmem.daemon.notify import notify
 from tmem.daemon.reload import apply_policies, apply_reload
 from tmem.errors import LimitExceeded, TmemError
@@ -72,6 +74,7 @@ BATCH_TURN = 0.001
 #: Seconds between two log lines about the same kind of peer misbehaviour.
 LOG_EVERY = 10.0
 _IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
+_READABLE = select.EPOLLIN
 _GONE = select.EPOLLHUP | select.EPOLLERR
 #: Timers (hello and idle timeouts, buffer shrinking) are checked this often.
 _SWEEP = 0.25
@@ -167,8 +170,9 @@ class Server:
         self._metrics: Any = None
         self._reload_requested = False
         self._resumed: list[Connection] = []
-        #: single-page requests answered straight from the loop (Dispatcher.quick)
-        self._quick = self.dispatcher.quick
+        #: single-page requests are answered straight from the loop
+        #: (Dispatcher.answer_quick), unless every request is timed
+        self._quick = True
         #: every other request (timed when metrics are served)
         self._dispatch = self.dispatcher.dispatch
         self._batches: deque[Connection] = deque()  # connections with a batch to step
@@ -190,7 +194,8 @@ class Server:
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = socket.socketpair()
         self.fetchers = Fetchers(config.fetch_workers)
-        self._stopping = False
+        #: set by :meth:`stop`: the loop ends after its turn
+        self.stopping = False
         self._bind()
         if config.metrics is not None:
             self._serve_metrics(config.metrics)
@@ -198,7 +203,7 @@ class Server:
     def _serve_metrics(self, address: tuple[str, int]) -> None:
         recorder = LatencyRecorder({int(op): op.name.lower() for op in Op})
         self._dispatch = recorder.timed(self.dispatcher.dispatch)
-        self._quick = {}  # every request goes through the timed dispatch
+        self._quick = False  # every request goes through the timed dispatch
         self._observe = recorder.observe
         try:
             self._metrics, _ = serve_metrics(address, HostCollector(self._stats, recorder))
@@ -240,6 +245,7 @@ class Server:
             self.tcp_address = tcp.getsockname()[:2]
             self._listen(tcp, "tcp")
         self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)  # a full buffer already wakes the loop (and signals)
         self._epoll.register(self._wake_r.fileno(), select.EPOLLIN)
         self._epoll.register(self.fetchers.fd, select.EPOLLIN)
 
@@ -269,44 +275,55 @@ class Server:
         if self.metrics_url:
             log.info("metrics at %s", self.metrics_url)
         notify(f"READY=1\nMAINPID={os.getpid()}")
-        poll, conns, readable = self._epoll.poll, self.conns, select.EPOLLIN
-        sizer = self.autosizer
-        wake, fetched = self._wake_r.fileno(), self.fetchers.fd
         try:
-            while not self._stopping:
-                timers = conns or self._accept_resume
-                # one clock reading per turn, after the wait: the next sweep may come
-                # as late as this turn's work took (timers are 0.25 s apart)
-                wait = max(0.0, self._next_sweep - self._now) if timers else -1
-                if self._batches:
-                    wait = 0  # look at the others, then the batches go on
-                ready = poll(sizer.timeout(wait) if sizer else wait)
-                self._now = time.monotonic()
-                for fd, events in ready:
-                    conn = conns.get(fd)
-                    if conn is None:
-                        if fd in self.listeners:
-                            self._accept(*self.listeners[fd])
-                        elif fd == fetched:
-                            self._fetched()
-                        elif fd == wake:
-                            self._woken()
-                    elif events == readable:  # the usual case, first
-                        self._read(conn)
-                    else:
-                        self._ready(conn, events)
-                while self._resumed:  # held clients let go while answering others
-                    conn = self._resumed.pop()
-                    if not conn.closed:
-                        self._process(conn)
-                if self._batches:
-                    self._step_batches()
-                if self._now >= self._next_sweep:
-                    self._sweep(self._now)
-                if sizer is not None:
-                    sizer.tick()
+            turns(self)
         finally:
             self._shutdown()
+
+    def wake_on_signals(self) -> None:
+        """Have a signal's arrival end the loop's wait at once (the main thread only).
+
+        The signal handlers run between two turns (:func:`tmem.daemon.loop.turns`);
+        without this, a signal that came while a turn was busy would wait for
+        the next event or timer (forever, with no connection open).
+        """
+        signal.set_wakeup_fd(self._wake_w.fileno(), warn_on_full_buffer=False)
+
+    def turn(self) -> None:
+        """One turn of the loop: wait for events (or the next timer), then answer them."""
+        conns = self.conns
+        timers = conns or self._accept_resume
+        # one clock reading per turn, after the wait: the next sweep may come
+        # as late as this turn's work took (timers are 0.25 s apart)
+        wait = max(0.0, self._next_sweep - self._now) if timers else -1.0
+        if self._batches:
+            wait = 0.0  # look at the others, then the batches go on
+        sizer = self.autosizer
+        ready = self._epoll.poll(sizer.timeout(wait) if sizer else wait)
+        self._now = time.monotonic()
+        for fd, events in ready:
+            conn = conns.get(fd)
+            if conn is None:
+                if fd in self.listeners:
+                    self._accept(*self.listeners[fd])
+                elif fd == self.fetchers.fd:
+                    self._fetched()
+                elif fd == self._wake_r.fileno():
+                    self._woken()
+            elif events == _READABLE:  # the usual case, first
+                self._read(conn)
+            else:
+                self._ready(conn, events)
+        while self._resumed:  # held clients let go while answering others
+            conn = self._resumed.pop()
+            if not conn.closed:
+                self._process(conn)
+        if self._batches:
+            self._step_batches()
+        if self._now >= self._next_sweep:
+            self._sweep(self._now)
+        if sizer is not None:
+            sizer.tick()
 
     def _sweep(self, now: float) -> None:
         """Expire late hellos and idle connections, shrink quiet buffers, resume accepting."""
@@ -410,7 +427,7 @@ class Server:
 
     def stop(self) -> None:
         """Ask the loop to stop (safe from any thread or a signal handler)."""
-        self._stopping = True
+        self.stopping = True
         with contextlib.suppress(OSError):
             self._wake_w.send(b"x")
 
@@ -627,7 +644,7 @@ class Server:
         """Answer buffered frames until none can be now (0) or replies fill up: then the
         length the queue of replies must drain below for answering to go on."""
         out, decoder, session = conn.out, conn.decoder, conn.session
-        dispatch, quick_ops = self._dispatch, self._quick
+        dispatch, quick, dispatcher = self._dispatch, self._quick, self.dispatcher
         max_frame = self.config.max_frame
         if conn.later is not None:
             return 0  # its next requests wait for the reply being loaded
@@ -639,14 +656,17 @@ class Server:
                     frame = decoder.next_frame()
                     if frame is not None and frame[1]:
                         check_request(frame[1])
-                except WireError as exc:
-                    out.write(error_frame(0, 0, exc))  # the frame's own header is not trusted
+                except WireError as bad:
+                    out.write(error_frame(0, 0, bad))  # the frame's own header is not trusted
                     raise
                 if frame is None:
                     return 0
                 op, _status, tag, body = frame
-                if session.greeted and (quick := quick_ops.get(op)) is not None:
-                    quick(session, tag, body, out)  # a single page: no hello, batch or grant
+                if (  # a single page: no hello, batch or grant
+                    quick
+                    and session.greeted
+                    and dispatcher.answer_quick(session, op, tag, body, out)
+                ):
                     if session.later is not None:  # its reply waits for a tier's load
                         self._start_later(conn)
                         return 0

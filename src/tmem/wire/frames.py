@@ -13,11 +13,11 @@ from __future__ import annotations
 import struct
 from bisect import bisect_right
 from itertools import accumulate
-from typing import Any
+from typing import Any, Final
 
 #: op, status, tag, body length.
-HEADER = struct.Struct("<BBHI")
-HEADER_SIZE = HEADER.size
+HEADER: Final = struct.Struct("<BBHI")
+HEADER_SIZE: Final = 8  # HEADER.size, a constant the compiled module inlines
 #: The largest body either side accepts by default (a batch of 4 MiB of pages plus handles).
 DEFAULT_MAX_BODY = (4 << 20) + (64 << 10)
 #: Buffers start this small and grow (up to one whole frame) only when a frame needs it.
@@ -200,14 +200,16 @@ class Decoder:
         start = self._start
         if self._end - start < HEADER_SIZE:
             return None
-        op, status, tag, length = HEADER.unpack_from(self._buf, start)
+        buf = self._buf  # the header's fields read byte by byte: compiled, no struct call
+        length = buf[start + 4] | buf[start + 5] << 8 | buf[start + 6] << 16 | buf[start + 7] << 24
         if length > self.max_body:
             raise WireError(f"frame of {length} bytes exceeds the limit of {self.max_body}")
         stop = start + HEADER_SIZE + length
         if stop > self._end:
             return None
         self._last, self._start = start, stop
-        return op, status, tag, self._view[start + HEADER_SIZE : stop]
+        tag = buf[start + 2] | buf[start + 3] << 8
+        return buf[start], buf[start + 1], tag, self._view[start + HEADER_SIZE : stop]
 
     def unget(self) -> None:
         """Put back the frame :meth:`next_frame` returned last (nothing else called since)."""

@@ -12,7 +12,7 @@ import json
 import struct
 import uuid as _uuid
 from enum import IntEnum
-from typing import Any
+from typing import Any, Final
 
 from tmem.wire.frames import HEADER, WireError, encode_frame, frame_head
 
@@ -257,6 +257,7 @@ def encode_flush_object(pool: int, oid: int) -> bytes:
 #: A handle read as integers: pool, the object id's three 64-bit words (least
 #: significant first), index; no 24-byte string is made for the usual small id.
 _HANDLE_WORDS = struct.Struct("<IQQQI")
+_HANDLE_BYTES: Final = 32  # HANDLE.size, a constant the compiled module inlines
 
 
 def decode_put(body: memoryview) -> tuple[int, int, int, memoryview]:
@@ -266,7 +267,7 @@ def decode_put(body: memoryview) -> tuple[int, int, int, memoryview]:
     except struct.error:
         raise WireError("put shorter than a handle") from None
     oid = low | mid << 64 | high << 128 if mid or high else low
-    return pool, oid, index, body[HANDLE.size :]
+    return pool, oid, index, body[_HANDLE_BYTES:]
 
 
 def decode_handle(body: memoryview) -> tuple[int, int, int]:
