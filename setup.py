@@ -7,10 +7,11 @@ the page stores (``tmem.store``), the set-dueling counters
 embedded host (``tmem.host`` and ``tmem.host_transfer``), so that a page call
 runs compiled from the host's entry point to the store; and the wire
 protocol's frame and message codecs (``tmem.wire.frames``,
-``tmem.wire.messages``) and the daemon's request dispatch
-(``tmem.daemon.dispatch``).  Otherwise, or if
-compiling fails, the package installs as pure Python, which runs the same
-sources.  ``TMEM_BUILD_PURE=1`` skips compiling.
+``tmem.wire.messages``), the daemon's server (``tmem.daemon.server``; its
+loop's turns stay in Python, where signal handlers run) and its request
+dispatch (``tmem.daemon.dispatch``).  Otherwise, or if compiling fails, the
+package installs as pure Python, which runs the same sources.
+``TMEM_BUILD_PURE=1`` skips compiling.
 ``tmem.compiled()`` says which build is running; ``TMEM_PURE=1`` at run time
 uses the ``.py`` sources even where compiled modules are installed.
 """

@@ -58,16 +58,17 @@ SERVER = textwrap.dedent(
     sys.path.insert(0, sys.argv.pop(1))
     from tmem.daemon import server
     from tmem.wire import Op
-    made = server.Dispatcher
-    def dispatcher(*args, **kwargs):  # a compiled Dispatcher's methods cannot be replaced
-        made_one = made(*args, **kwargs)
-        stats = made_one.handlers[Op.STATS]
+    made = server.Server
+    def marked_server(*args, **kwargs):  # a compiled class's methods cannot be replaced
+        daemon = made(*args, **kwargs)
+        handlers = daemon.dispatcher.handlers
+        stats = handlers[Op.STATS]
         def marked(session, body):
             os.getppid()
             return stats(session, body)
-        made_one.handlers[Op.STATS] = marked
-        return made_one
-    server.Dispatcher = dispatcher
+        handlers[Op.STATS] = marked
+        return daemon
+    server.Server = marked_server  # what `tmem serve` makes its server with
     from tmem.cli import main
     sys.argv[0] = "tmem"
     main()
