@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+from typing import Final
 
-CHUNK_BYTES = 1 << 20
-_PAGESIZE = mmap.PAGESIZE
-_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
-_PRIVATE = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-_POPULATE = getattr(mmap, "MAP_POPULATE", 0)
+CHUNK_BYTES: Final = 1 << 20
+_PAGESIZE: Final = mmap.PAGESIZE
+_CAN_RELEASE: Final = hasattr(mmap, "MADV_DONTNEED")
+_PRIVATE: Final = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+_POPULATE: Final = getattr(mmap, "MAP_POPULATE", 0)
 
 
 def anonymous_map(size: int, populate: bool = False) -> mmap.mmap:
@@ -116,21 +117,24 @@ class SlotArena:
             if slot == last + 1 and slot // per == first // per:
                 last = slot
                 continue
-            chunk, pos = divmod(first, per)
+            chunk = first // per
+            pos = first - chunk * per
             self.chunks[chunk].madvise(mmap.MADV_DONTNEED, pos * size, (last - first + 1) * size)
             first = last = slot
         self._cold.extend(victims)
 
     def write(self, slot: int, data: bytes | memoryview, offset: int = 0) -> None:
         """Copy ``data`` into the slot at ``offset`` (it must fit)."""
-        chunk, pos = divmod(slot, self.per_chunk)
-        start = pos * self.slot_size + offset
+        per = self.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) * self.slot_size + offset
         self.chunks[chunk][start : start + len(data)] = data
 
     def read(self, slot: int, length: int, offset: int = 0) -> bytes:
         """Return a copy of ``length`` bytes of the slot from ``offset``."""
-        chunk, pos = divmod(slot, self.per_chunk)
-        start = pos * self.slot_size + offset
+        per = self.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) * self.slot_size + offset
         return self.chunks[chunk][start : start + length]
 
     @property

@@ -8,10 +8,10 @@ return from :meth:`PageStore.put`), for instance one that compresses poorly.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 #: ``put`` returned this: the store refused the page (its own counters say why).
-REJECTED = -1
+REJECTED: Final = -1
 
 
 class PageStore(Protocol):

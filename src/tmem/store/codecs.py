@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Final
 
 import lz4.block
 import zstandard
@@ -18,14 +19,17 @@ import zstandard
 from tmem.errors import InvalidArgument
 
 #: Codec ids kept per page (two bits).
-RAW, LZ4, ZSTD, SAME = 0, 1, 2, 3
+RAW: Final = 0
+LZ4: Final = 1
+ZSTD: Final = 2
+SAME: Final = 3
 
 #: ``compress`` names a client may choose -> codec id (None and "none": stored raw).
 CODEC_IDS: dict[str | None, int] = {None: RAW, "none": RAW, "lz4": LZ4, "zstd": ZSTD}
 
 #: Level zstd runs at: 1 is its fastest, and pages are small enough that higher
 #: levels buy little (see docs/stores.md).
-ZSTD_LEVEL = 1
+ZSTD_LEVEL: Final = 1
 
 
 def codec_id(compress: object) -> int:

@@ -30,7 +30,7 @@ class, and ``mem_used_total`` (what the store holds, holes included) shows them.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import xxhash
 
@@ -44,7 +44,7 @@ from tmem.store.zspool import CLASS_MASK, OWNER_BYTES, SLOT_SIZE, ZsPool
 DEDUP_SCOPES: tuple[str | None, ...] = (None, "none", "client", "host")
 _hash = xxhash.xxh3_128_intdigest
 #: What _share answers when the indexed page only shares the new page's hash.
-_COLLISION = -2
+_COLLISION: Final = -2
 
 
 class CompressedStore:

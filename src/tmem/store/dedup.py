@@ -13,13 +13,15 @@ counts in its bytes in use; each indexed page is charged
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 from tmem.store.handles import HandleTable
 
-_EMPTY, _GONE = -1, -2
-MIN_SLOTS = 64
+_EMPTY: Final = -1
+_GONE: Final = -2
+MIN_SLOTS: Final = 64
 #: Bytes of table per entry at the target load of one half (8-byte slots).
-INDEX_ENTRY_BYTES = 8 * 2
+INDEX_ENTRY_BYTES: Final = 8 * 2
 
 
 class DedupIndex:

@@ -11,13 +11,14 @@ through ``loc``.
 from __future__ import annotations
 
 from array import array
+from typing import Final
 
 #: ``meta`` bits: codec id in bits 0-1, flags, and log2(page size) - 9 in bits 4-7.
-CODEC_MASK = 0x3
-INDEXED = 0x4  # the page's hash is in the dedup index
-HUGE = 0x8  # stored raw because it compressed poorly
-ORDER_SHIFT = 4
-_NIL = -1
+CODEC_MASK: Final = 0x3
+INDEXED: Final = 0x4  # the page's hash is in the dedup index
+HUGE: Final = 0x8  # stored raw because it compressed poorly
+ORDER_SHIFT: Final = 4
+_NIL: Final = -1
 
 
 def order_bits(page_size: int) -> int:

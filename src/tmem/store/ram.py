@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from tmem.errors import InvalidArgument
 from tmem.store.arena import SlotArena
 from tmem.store.codecs import RAW
 from tmem.store.handles import order_bits
 
-_CLASS_BITS = 5  # page sizes 2**9 .. 2**16 give class numbers below 32
+_CLASS_BITS: Final = 5  # page sizes 2**9 .. 2**16 give class numbers below 32
 #: The size class (log2 of the page size) in the low bits of a reference.
-_CLASS_MASK = (1 << _CLASS_BITS) - 1
+_CLASS_MASK: Final = (1 << _CLASS_BITS) - 1
 
 
 class RamStore:
@@ -35,8 +35,9 @@ class RamStore:
         else:
             slot = arena.alloc()
         # arena.write, inline: a put is the hot path, and a slot here is a whole page
-        chunk, pos = divmod(slot, arena.per_chunk)
-        start = pos << cls
+        per = arena.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) << cls
         arena.chunks[chunk][start : start + size] = data
         self.pages += 1
         self.used_bytes += size
@@ -44,8 +45,9 @@ class RamStore:
 
     def get(self, ref: int) -> bytes:
         arena = self._arenas[ref & _CLASS_MASK]
-        chunk, pos = divmod(ref >> _CLASS_BITS, arena.per_chunk)
-        start = pos * arena.slot_size
+        slot, per = ref >> _CLASS_BITS, arena.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) * arena.slot_size
         return arena.chunks[chunk][start : start + arena.slot_size]
 
     def free(self, ref: int) -> None:

@@ -35,27 +35,30 @@ from __future__ import annotations
 
 import heapq
 import mmap
+import time
 from array import array
+from typing import Final
 
 from tmem.store.arena import anonymous_map
 
-CLASS_BITS = 10
-CLASS_MASK = (1 << CLASS_BITS) - 1
-CHUNK_BYTES = 1 << 20
-OS_PAGE = mmap.PAGESIZE
+CLASS_BITS: Final = 10
+CLASS_MASK: Final = (1 << CLASS_BITS) - 1
+CHUNK_BYTES: Final = 1 << 20
+OS_PAGE: Final = mmap.PAGESIZE
 #: Objects moved per compaction step: bounds the work of any one call.
-COMPACT_BATCH = 64
+COMPACT_BATCH: Final = 64
 #: Store operations (allocations and frees) without a free in a class before it is compacted.
-DEFER_OPS = 1024
+DEFER_OPS: Final = 1024
 #: Deferred classes are looked at once per this many store operations (a power of two).
-CHECK_EVERY = 32
+CHECK_EVERY: Final = 32
 #: Holes beyond this fraction of a class's slots are compacted at once, deferred or not.
-HARD_FRACTION = 0.5
+HARD_FRACTION: Final = 0.5
 #: ... and then down to this fraction (at most :data:`COMPACT_BATCH` moves a call).
-HARD_TARGET = 0.375
-_CAN_RELEASE = hasattr(mmap, "MADV_DONTNEED")
+HARD_TARGET: Final = 0.375
+_CAN_RELEASE: Final = hasattr(mmap, "MADV_DONTNEED")
+_cpu_ns = time.thread_time_ns
 #: Bytes of the owner entry each slot has (handles are below 2**31).
-OWNER_BYTES = 4
+OWNER_BYTES: Final = 4
 
 
 def _round_up(n: int) -> int:
@@ -84,9 +87,9 @@ _INDEX_SIZE: dict[int, int] = {}
 for _size in range(16, 65537, 16):
     _INDEX_SIZE.setdefault(class_index(class_size(_size)), class_size(_size))
 #: class index -> slot size (0 where the index is unused)
-SLOT_SIZE = array("l", (_INDEX_SIZE.get(i, 0) for i in range(1 << CLASS_BITS)))
+SLOT_SIZE: Final = array("l", (_INDEX_SIZE.get(i, 0) for i in range(1 << CLASS_BITS)))
 #: object size -> class index, for sizes 0..65536 (one lookup on the hot path)
-CLASS_OF = array("H", [class_index(class_size(max(s, 1))) for s in range(65537)])
+CLASS_OF: Final = array("H", [class_index(class_size(max(s, 1))) for s in range(65537)])
 
 
 class SizeClass:
@@ -186,6 +189,8 @@ class ZsPool:
         self.compactions = 0
         self.objects_moved = 0
         self.bytes_compacted = 0
+        #: CPU time of this thread spent compacting, in ns (read by ``bench/tmem_cpu.py``)
+        self.compaction_ns = 0
 
     def store(self, data: bytes | memoryview, handle: int) -> int:
         """Copy ``data`` into a new object owned by ``handle``; return its location."""
@@ -198,23 +203,26 @@ class ZsPool:
         if self.pending and not ops & (CHECK_EVERY - 1):
             self.compact_due()
         slot = cls.alloc(handle)
-        chunk, pos = divmod(slot, cls.per_chunk)
-        start = pos * cls.slot_size
+        per = cls.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) * cls.slot_size
         cls.chunks[chunk][start : start + len(data)] = data
         return slot << CLASS_BITS | index
 
     def write(self, loc: int, data: bytes | memoryview) -> None:
         """Copy ``data`` to the start of the object at ``loc``."""
         cls = self.classes[loc & CLASS_MASK]
-        chunk, pos = divmod(loc >> CLASS_BITS, cls.per_chunk)
-        start = pos * cls.slot_size
+        slot, per = loc >> CLASS_BITS, cls.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) * cls.slot_size
         cls.chunks[chunk][start : start + len(data)] = data
 
     def read(self, loc: int, length: int) -> bytes:
         """A copy of the first ``length`` bytes of the object at ``loc``."""
         cls = self.classes[loc & CLASS_MASK]
-        chunk, pos = divmod(loc >> CLASS_BITS, cls.per_chunk)
-        start = pos * cls.slot_size
+        slot, per = loc >> CLASS_BITS, cls.per_chunk
+        chunk = slot // per
+        start = (slot - chunk * per) * cls.slot_size
         return cls.chunks[chunk][start : start + length]
 
     def free(self, loc: int) -> None:
@@ -273,6 +281,7 @@ class ZsPool:
     def _compact_class(self, cls: SizeClass, budget: int, holes_left: int = 0) -> int:
         """Move the class's last objects into its lowest holes, at most ``budget``,
         until at most ``holes_left`` holes remain."""
+        start = _cpu_ns()
         owner, holes, loc, size = cls.owner, cls.holes, self.loc, cls.slot_size
         old_top, moved = cls.top, 0
         while moved < budget and cls.top - cls.live > holes_left:
@@ -295,6 +304,7 @@ class ZsPool:
         cls._release(cls.top, old_top)
         self.objects_moved += moved
         self.bytes_compacted += (old_top - cls.top) * size
+        self.compaction_ns += _cpu_ns() - start
         return moved
 
     def stats(self) -> dict[str, int]:
@@ -310,4 +320,5 @@ class ZsPool:
             "compaction_deferred": len(self.pending),
             "objects_moved": self.objects_moved,
             "pages_compacted": self.bytes_compacted // OS_PAGE,
+            "compaction_ns": self.compaction_ns,
         }
