@@ -10,13 +10,15 @@ once (clients switch codecs at run time; old pages stay readable).
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final
 
 import lz4.block
 import zstandard
 
 from tmem.errors import InvalidArgument
+from tmem.loader import pure_requested
 
 #: Codec ids kept per page (two bits).
 RAW: Final = 0
@@ -41,16 +43,42 @@ def codec_id(compress: object) -> int:
         raise InvalidArgument(f"unknown compressor {compress!r}; choose from {names}") from None
 
 
-class Codecs:
-    """Compress and decompress functions by codec id (zstd contexts are reused)."""
+def _page_lz4() -> Any:
+    """``tmem.store._lz4page`` bound to the lz4 package's library, or None where it
+    was not built, that library lacks the functions it calls, or ``TMEM_PURE=1``."""
+    if pure_requested():  # TMEM_PURE=1: the pure-Python build, the lz4 package's calls
+        return None
+    try:
+        module: Any = importlib.import_module("tmem.store._lz4page")
+        module.bind(importlib.import_module("lz4.block._block").__file__)
+    except (ImportError, AttributeError):
+        return None
+    return module
 
-    def __init__(self, zstd_level: int = ZSTD_LEVEL) -> None:
+
+#: lz4 for one page in C, holding the GIL (same bytes as the lz4 package's; see
+#: ``_lz4page.c``), or None: the lz4 package's functions serve instead.
+PAGE_LZ4: Final = _page_lz4()
+
+
+class Codecs:
+    """Compress and decompress functions by codec id (zstd contexts are reused).
+
+    lz4 runs through ``lz4_page`` (:data:`PAGE_LZ4`) where it is there, else
+    through the lz4 package; both write the same bytes.
+    """
+
+    def __init__(self, zstd_level: int = ZSTD_LEVEL, lz4_page: Any = PAGE_LZ4) -> None:
         zc = zstandard.ZstdCompressor(
             level=zstd_level, write_checksum=False, write_content_size=False, write_dict_id=False
         )
         zd = zstandard.ZstdDecompressor()
         # Bound C functions, no Python wrapper: each put and get calls one of them.
-        lz4_compress = functools.partial(lz4.block.compress, store_size=False)
+        if lz4_page is not None:
+            lz4_compress, lz4_decompress = lz4_page.compress, lz4_page.decompress
+        else:
+            lz4_compress = functools.partial(lz4.block.compress, store_size=False)
+            lz4_decompress = lz4.block.decompress  # (buf, uncompressed_size)
         #: codec id -> compress(page) -> bytes (RAW and SAME have none)
         self.compress: dict[int, Callable[[bytes | memoryview], bytes]] = {
             LZ4: lz4_compress,
@@ -58,6 +86,6 @@ class Codecs:
         }
         #: codec id -> decompress(buf, page_size) -> page
         self.decompress: dict[int, Callable[[bytes | memoryview, int], bytes]] = {
-            LZ4: lz4.block.decompress,  # (buf, uncompressed_size)
+            LZ4: lz4_decompress,
             ZSTD: zd.decompress,  # (buf, max_output_size)
         }
