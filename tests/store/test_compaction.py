@@ -95,6 +95,21 @@ def test_emptying_a_store_moves_few_objects_and_gives_its_memory_back(order):
     assert stats["arena_resident_bytes"] <= stats["size_classes"] * OS_PAGE
 
 
+def test_compaction_counts_its_cpu_time_only_when_asked():
+    timings = []
+    for timed in (False, True):
+        store = CompressedStore("zstd", dedup=None, compact_fraction=1.0)
+        store.pool.time_compaction = timed
+        pages = fill(store, 600)
+        for ref in random.Random(4).sample(sorted(pages), 450):
+            store.free(ref)
+        store.compact()
+        stats = store.stats()
+        assert stats["objects_moved"] > 0
+        timings.append(stats["compaction_ns"])
+    assert timings[0] == 0 < timings[1]
+
+
 def test_full_compaction_leaves_no_holes_and_gives_memory_back():
     store = CompressedStore("zstd", dedup="client", compact_fraction=1.0)  # never on its own
     pages = fill(store, 2000)

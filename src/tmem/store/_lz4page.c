@@ -31,6 +31,7 @@ static decompress_fn decompress_safe = NULL;
 static bound_fn compress_bound = NULL;
 static void *stream = NULL;   /* LZ4_stream_t, LZ4_sizeofState() bytes */
 static char *out = NULL;      /* LZ4_compressBound(STATIC_INPUT) bytes */
+static PyObject *block_error = NULL; /* lz4.block.LZ4BlockError, from bind() */
 
 static void *symbol(void *lib, const char *name, int *missing) {
     void *found = dlsym(lib, name);
@@ -40,13 +41,16 @@ static void *symbol(void *lib, const char *name, int *missing) {
 }
 
 PyDoc_STRVAR(bind_doc,
-"bind(lz4_library)\n\n"
+"bind(lz4_library, error)\n\n"
 "Find lz4's stream compression and safe decompression in that already loaded\n"
-"library (the lz4.block extension module); ImportError if it lacks them.");
+"library (the lz4.block extension module); ImportError if it lacks them.\n"
+"``error`` is the exception class a block that does not decode raises (the\n"
+"lz4 package's own, LZ4BlockError).");
 
-static PyObject *bind(PyObject *self, PyObject *arg) {
-    const char *path = PyUnicode_AsUTF8(arg);
-    if (path == NULL)
+static PyObject *bind(PyObject *self, PyObject *args) {
+    const char *path;
+    PyObject *error;
+    if (!PyArg_ParseTuple(args, "sO", &path, &error))
         return NULL;
     void *lib = dlopen(path, RTLD_NOW | RTLD_NOLOAD);
     if (lib == NULL) {
@@ -70,6 +74,8 @@ static PyObject *bind(PyObject *self, PyObject *arg) {
         if (stream == NULL || out == NULL)
             return PyErr_NoMemory();
     }
+    Py_INCREF(error);
+    Py_XSETREF(block_error, error);
     reset_stream = r;
     compress_continue = c;
     decompress_safe = d;
@@ -123,7 +129,7 @@ static PyObject *compress(PyObject *self, PyObject *arg) {
         if (size > 0)
             result = PyBytes_FromStringAndSize(dst, size);
         else
-            PyErr_SetString(PyExc_ValueError, "lz4 compression failed");
+            PyErr_SetString(block_error, "lz4 compression failed");
         PyMem_Free(dst);
         goto done;
     }
@@ -132,7 +138,7 @@ static PyObject *compress(PyObject *self, PyObject *arg) {
     if (size > 0)
         result = PyBytes_FromStringAndSize(out, size);
     else
-        PyErr_SetString(PyExc_ValueError, "lz4 compression failed");
+        PyErr_SetString(block_error, "lz4 compression failed");
 done:
     if (view.obj != NULL)
         PyBuffer_Release(&view);
@@ -141,8 +147,8 @@ done:
 
 PyDoc_STRVAR(decompress_doc,
 "decompress(block, size) -> bytes\n\n"
-"The ``size`` bytes an lz4 block (no size header) holds; ValueError if the block\n"
-"is corrupt or does not hold exactly ``size`` bytes.");
+"The ``size`` bytes an lz4 block (no size header) holds; the bound error class if\n"
+"the block is corrupt or does not hold exactly ``size`` bytes.");
 
 static PyObject *decompress(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 2) {
@@ -172,7 +178,7 @@ static PyObject *decompress(PyObject *self, PyObject *const *args, Py_ssize_t na
     int got = decompress_safe(view.buf, PyBytes_AS_STRING(result), (int)view.len, (int)size);
     if (got != size) {
         Py_CLEAR(result);
-        PyErr_Format(PyExc_ValueError, "corrupt lz4 block (%d bytes out of %zd)", got, size);
+        PyErr_Format(block_error, "corrupt lz4 block (%d bytes out of %zd)", got, size);
     }
 done:
     PyBuffer_Release(&view);
@@ -180,7 +186,7 @@ done:
 }
 
 static PyMethodDef methods[] = {
-    {"bind", bind, METH_O, bind_doc},
+    {"bind", bind, METH_VARARGS, bind_doc},
     {"compress", compress, METH_O, compress_doc},
     {"decompress", (PyCFunction)(void (*)(void))decompress, METH_FASTCALL, decompress_doc},
     {NULL, NULL, 0, NULL},

@@ -50,7 +50,7 @@ def _page_lz4() -> Any:
         return None
     try:
         module: Any = importlib.import_module("tmem.store._lz4page")
-        module.bind(importlib.import_module("lz4.block._block").__file__)
+        module.bind(importlib.import_module("lz4.block._block").__file__, lz4.block.LZ4BlockError)
     except (ImportError, AttributeError):
         return None
     return module
