@@ -33,8 +33,6 @@ HIT_LIMIT = 1 << 16
 #: hosts one handle in the smallest power of two that brings them back to it.
 SHADOW_PAGES = 1 << 14
 
-Handle = tuple[int, int, int]
-
 
 def check_order(order: object) -> str:
     """``order`` if it names an order of :data:`ORDERS`, else InvalidArgument."""
@@ -92,23 +90,31 @@ class Recency:
 
     def to_end(self, key: object) -> None:
         """Put ``key`` at the newest end (moving it there if present)."""
-        at = self._take(key)
-        prev, nxt = self._prev, self._next
-        last: int = prev[0]
-        nxt[last] = at
-        prev[at] = last
-        nxt[at] = 0
-        prev[0] = at
+        at = self._slot.get(key, 0)
+        if at:
+            self._unlink(at)
+        else:
+            at = self._new(key)
+        self._link_last(at)
 
     def to_front(self, key: object) -> None:
         """Put ``key`` at the oldest end (moving it there if present)."""
-        at = self._take(key)
+        at = self._slot.get(key, 0)
+        if at:
+            self._unlink(at)
+        else:
+            at = self._new(key)
         prev, nxt = self._prev, self._next
         first: int = nxt[0]
         prev[first] = at
         nxt[at] = first
         prev[at] = 0
         nxt[0] = at
+
+    def add(self, key: object) -> None:
+        """Put ``key`` at the newest end unless it is there already (it then stays put)."""
+        if key not in self._slot:
+            self._link_last(self._new(key))
 
     def discard(self, key: object) -> bool:
         """Remove ``key``; whether it was there."""
@@ -125,16 +131,8 @@ class Recency:
         del self._slot[self._keys[at]]
         self._release(at)
 
-    def _take(self, key: object) -> int:
-        """The slot of ``key``, unlinked: its own if present, else a new one."""
-        at = self._slot.get(key, 0)
-        if at:
-            prev, nxt = self._prev, self._next
-            p: int = prev[at]
-            n: int = nxt[at]
-            nxt[p] = n
-            prev[n] = p
-            return at
+    def _new(self, key: object) -> int:
+        """A free slot for ``key`` (not linked yet)."""
         at = self._free
         if at:
             self._free = self._next[at]
@@ -147,15 +145,26 @@ class Recency:
         self._slot[key] = at
         return at
 
-    def _release(self, at: int) -> None:
-        """Unlink slot ``at`` and free it."""
+    def _link_last(self, at: int) -> None:
+        prev, nxt = self._prev, self._next
+        last: int = prev[0]
+        nxt[last] = at
+        prev[at] = last
+        nxt[at] = 0
+        prev[0] = at
+
+    def _unlink(self, at: int) -> None:
         prev, nxt = self._prev, self._next
         p: int = prev[at]
         n: int = nxt[at]
         nxt[p] = n
         prev[n] = p
+
+    def _release(self, at: int) -> None:
+        """Unlink slot ``at`` and free it."""
+        self._unlink(at)
         self._keys[at] = None
-        nxt[at] = self._free
+        self._next[at] = self._free
         self._free = at
 
 
@@ -180,25 +189,25 @@ class Duel:
         self._new = 0  # new pages put under reuse, for the one in BIMODAL
         self._shadow_new = 0  # the same in the reuse shadow
 
-    def put(self, key: Handle, pages: int, mask: int) -> bool:
-        """A put of a new page at ``key``, the client now holding ``pages`` ephemeral
+    def put(self, key: object, pages: int, mask: int) -> bool:
+        """A put of a new page at ``key`` (a handle: any hashable, the engine's are
+        ``(pool uid, oid, index)`` tuples), the client now holding ``pages`` ephemeral
         pages: replay it in the shadows (if ``key``'s hash has the bits of ``mask``
-        clear; each shadow is kept to ``pages // (mask + 1) + 1`` handles), and say
+        clear; each shadow is kept to ``pages // (mask + 1) + 1`` keys), and say
         whether the page goes in at the evicting end."""
-        handle: object = key  # one tuple object, not a tuple rebuilt at each use
-        new = handle not in self.hits
-        if not mask or not hash(handle) & mask:
+        new = key not in self.hits
+        if not mask or not hash(key) & mask:
             length = pages // (mask + 1) + 1
             lru, reuse = self.lru, self.reuse
-            lru.to_end(handle)
+            lru.to_end(key)
             front = False  # under reuse, a new page goes in at the evicting end
             if new:
                 self._shadow_new += 1
                 front = self._shadow_new % BIMODAL != 0
             if front:
-                reuse.to_front(handle)
+                reuse.to_front(key)
             else:
-                reuse.to_end(handle)
+                reuse.to_end(key)
             while len(lru) > length:
                 lru.pop_oldest()
             while len(reuse) > length:
@@ -208,15 +217,14 @@ class Duel:
             return self._new % BIMODAL != 0
         return False
 
-    def get(self, key: Handle, hit: bool, limit: int, mask: int) -> None:
+    def get(self, key: object, hit: bool, limit: int, mask: int) -> None:
         """A get at ``key`` (``hit``: tmem had the page): replay it in the shadows (as
-        :meth:`put` samples), switch order past the margin, and remember a hit's handle
+        :meth:`put` samples), switch order past the margin, and remember a hit's key
         among the last ``limit`` got."""
-        handle: object = key
-        if not mask or not hash(handle) & mask:
-            if not self.lru.discard(handle):
+        if not mask or not hash(key) & mask:
+            if not self.lru.discard(key):
                 self.lru_misses += 1
-            if not self.reuse.discard(handle):
+            if not self.reuse.discard(key):
                 self.reuse_misses += 1
             if self.reuse_misses < self.lru_misses * (1 - MARGIN):
                 self.reusing = True
@@ -224,7 +232,7 @@ class Duel:
                 self.reusing = False
         if hit:
             hits = self.hits
-            hits.to_end(handle)
+            hits.to_end(key)
             if len(hits) > limit:
                 hits.pop_oldest()
 

@@ -285,16 +285,7 @@ class Engine(Ledger):
         meta = PAGE_METADATA_BYTES  # and its object's, if the put makes one
         if pages is None:
             meta += OBJECT_METADATA_BYTES
-        # calm(owner, meta), inline: the test every put makes
-        if not (
-            owner.cap is None
-            and store.used_bytes
-            + PAGE_METADATA_BYTES * self.pages
-            + self.meta_used
-            + self.tiering.tier_index
-            + meta
-            <= self.calm_limit
-        ):
+        if not self.calm(owner, meta):
             owed = cost + meta - PAGE_METADATA_BYTES  # all the put charges the owner
             reason = self.make_room(owner, persistent, owed, meta)
             if reason is None and pages is not None and oid not in objs:
@@ -414,14 +405,11 @@ class Engine(Ledger):
         pages = objs.get(oid)
         if pages is None or (pid := pages.get(index)) is None:
             if not pool.persistent:
-                key = (pool.uid, oid, index)
-                if self.track_ghosts:
-                    # A miss on a page evicted lately (a ghost hit): more memory would
-                    # have saved it.
-                    ghosts = pool.owner.ghosts
-                    if key in ghosts:
-                        del ghosts[key]
-                        pool.owner.utility += 1
+                key: object = (pool.uid, oid, index)  # one tuple for both uses
+                # A miss on a page evicted lately (a ghost hit): more memory would
+                # have saved it.
+                if self.track_ghosts and pool.owner.ghosts.discard(key):
+                    pool.owner.utility += 1
                 if self.adaptive and pool.destructive_get:
                     pool.owner.duel.get(key, False, self.hit_limit, self.shadow_mask)
                 if self.sketch is not None:  # a reference the client's cache missed

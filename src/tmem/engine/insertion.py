@@ -39,6 +39,7 @@ from tmem.setdueling import MARGIN as MARGIN
 from tmem.setdueling import ORDERS as ORDERS
 from tmem.setdueling import SHADOW_PAGES as SHADOW_PAGES
 from tmem.setdueling import Duel as Duel
+from tmem.setdueling import Recency as Recency
 from tmem.setdueling import check_order as check_order
 from tmem.setdueling import hit_limit as hit_limit
 from tmem.setdueling import shadow_mask as shadow_mask

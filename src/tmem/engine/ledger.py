@@ -268,15 +268,7 @@ class Ledger:
         :attr:`calm_limit`, below both the capacity and the persistent share
         rule; puts test this first and skip make_room (the common case).
         """
-        return (
-            owner.cap is None
-            and self.store.used_bytes
-            + PAGE_METADATA_BYTES * self.pages
-            + self.meta_used
-            + self.tiering.tier_index
-            + extra
-            <= self.calm_limit
-        )
+        return owner.cap is None and self.used + extra <= self.calm_limit
 
     def make_room(
         self, owner: ClientState, persistent: bool, cost: int, meta: int = PAGE_METADATA_BYTES
@@ -314,15 +306,8 @@ class Ledger:
                     break
             else:
                 return "cap"
-        store, tiering, capacity = self.store, self.tiering, self.capacity
-        need = (  # self.used + meta - capacity, inline: every put of a full host
-            store.used_bytes
-            + PAGE_METADATA_BYTES * self.pages
-            + self.meta_used
-            + tiering.tier_index
-            + meta
-            - capacity
-        )
+        capacity = self.capacity
+        need = self.used + meta - capacity
         if need > self.eph_used:
             if persistent:
                 self.persistent_refused(owner, cost)
@@ -340,15 +325,7 @@ class Ledger:
                     evict(owner)
                 else:
                     evict(choose(clients, owner, cost))
-                # self.used + meta <= capacity, inline
-                if (
-                    store.used_bytes
-                    + PAGE_METADATA_BYTES * self.pages
-                    + self.meta_used
-                    + tiering.tier_index
-                    + meta
-                    <= capacity
-                ):
+                if self.used + meta <= capacity:
                     break
             else:
                 return "capacity"
@@ -425,10 +402,9 @@ class Ledger:
         oid, index = table.oid[pid], table.index[pid]
         if self.track_ghosts:  # remember the page was evicted (a ghost), the oldest go
             ghosts = client.ghosts
-            ghosts[(pool.uid, oid, index)] = None
+            ghosts.add((pool.uid, oid, index))
             if len(ghosts) > self.ghost_limit:
-                # O(1); a dict's first key costs a scan past deleted ones
-                ghosts.popitem(last=False)
+                ghosts.pop_oldest()
         self.evictions += 1
         if self.evictions % self.decay_every == 0:  # recent misses count most
             for other in self.clients.values():

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import uuid as _uuid
-from collections import OrderedDict
 from typing import Any
 
 from tmem.api import OP_COUNTERS, REJECT_REASONS
-from tmem.engine.insertion import Duel
+from tmem.engine.insertion import Duel, Recency
 
 
 class Counters:
@@ -159,7 +158,7 @@ class ClientState(Counters):
         self.poor_lru = poor_lru
         self.poor_pages = 0
         #: Handles of recently evicted ephemeral pages (shadow entries), oldest first.
-        self.ghosts: OrderedDict[tuple[int, int, int], None] = OrderedDict()
+        self.ghosts = Recency()
         #: Misses that more memory would have saved lately (ghost hits, decayed).
         self.utility = 0.0
         #: The adaptive order's state: pages got lately, shadows, the order in use.

@@ -35,7 +35,7 @@ from typing import Any, Final
 import xxhash
 
 from tmem.errors import InvalidArgument
-from tmem.store.base import REJECTED
+from tmem.store.base import REJECTED, PageStore
 from tmem.store.codecs import LZ4, RAW, SAME, Codecs, codec_id
 from tmem.store.dedup import INDEX_ENTRY_BYTES, DedupIndex
 from tmem.store.handles import CODEC_MASK, HUGE, INDEXED, HandleTable, order_bits, page_size_of
@@ -47,7 +47,7 @@ _hash = xxhash.xxh3_128_intdigest
 _COLLISION: Final = -2
 
 
-class CompressedStore:
+class CompressedStore(PageStore):
     """Pages compressed per client, deduplicated within ``dedup``'s scope, in size classes."""
 
     def __init__(

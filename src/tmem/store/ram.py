@@ -6,6 +6,7 @@ from typing import Any, Final
 
 from tmem.errors import InvalidArgument
 from tmem.store.arena import SlotArena
+from tmem.store.base import PageStore
 from tmem.store.codecs import RAW
 from tmem.store.handles import order_bits
 
@@ -14,7 +15,7 @@ _CLASS_BITS: Final = 5  # page sizes 2**9 .. 2**16 give class numbers below 32
 _CLASS_MASK: Final = (1 << _CLASS_BITS) - 1
 
 
-class RamStore:
+class RamStore(PageStore):
     """Stores pages uncompressed; a reference is ``slot << 5 | log2(size)``."""
 
     def __init__(self) -> None:
