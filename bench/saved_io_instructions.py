@@ -18,10 +18,15 @@ replays the same calls against another source tree (say a ``git worktree``
 of an older commit's ``src``) in the same run.  ``--answers`` also replays
 them without callgrind on every tree and prints a digest of every answer
 (each put's True/False, each get's page or None): equal digests mean the
-trees made the same decision for every call.
+trees made the same decision for every call.  ``--timed RUNS`` also replays
+every recorded call (not only the first ``--calls``) on each tree, the trees
+taking turns, in a fresh process without callgrind, with one CPU clock
+around the whole replay: µs per call and per I/O saved with neither the
+guests' own work between the calls nor a clock read per call (medians of
+RUNS), beside ``bench/tmem_cpu.py``'s in-job figure.
 
     python bench/saved_io_instructions.py [--config tmem] [--calls 20000] [--compare DIR]
-        [--answers] [--json]
+        [--answers] [--timed RUNS] [--json]
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import json
 import os
 import pickle
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,6 +89,25 @@ ANSWERS = REPLAY + textwrap.dedent(
     print(json.dumps({"digest": digest.hexdigest(), "hits": hits}))
     """
 )
+
+TIMED = REPLAY + textwrap.dedent(
+    """
+    import time
+    start = time.thread_time_ns()
+    for _op, call, args in calls:
+        call(*args)
+    print(json.dumps((time.thread_time_ns() - start) / len(calls) / 1000))
+    """
+)
+
+
+def timed_us(src: Path, recording: Path, calls: int) -> float:
+    """CPU µs per call of the first ``calls`` recorded calls replayed on ``src`` (one run)."""
+    out = subprocess.run(
+        [sys.executable, "-c", TIMED, str(src), str(recording), str(calls)],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return float(json.loads(out.stdout))
 
 
 def answers(src: Path, recording: Path, calls: int) -> dict[str, Any]:
@@ -190,6 +215,10 @@ def main() -> None:
     parser.add_argument(
         "--answers", action="store_true", help="also check every tree answers every call alike"
     )
+    parser.add_argument(
+        "--timed", type=int, default=0, metavar="RUNS",
+        help="also time a replay of every recorded call on each tree, RUNS times in turn",
+    )  # fmt: skip
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
@@ -217,6 +246,22 @@ def main() -> None:
             }
             if args.answers:
                 report[label]["answers"] = answers(tree, path, n)
+        if args.timed:
+            with open(path, "wb") as f:  # every call of the job this time
+                pickle.dump(rec, f)
+            runs: dict[str, list[float]] = {label: [] for label in trees}
+            for k in range(args.timed):  # the trees take turns, the first one rotating
+                order = list(trees)[k % len(trees) :] + list(trees)[: k % len(trees)]
+                for label in order:
+                    runs[label].append(timed_us(trees[label], path, len(rec["calls"])))
+            for label, got in runs.items():
+                per_call = statistics.median(got)
+                report[label]["timed"] = {
+                    "runs_us_per_call": got,
+                    "us_per_call": per_call,
+                    "us_per_saved_io": per_call * rec["calls_per_saved"],
+                }
+            report["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -233,6 +278,13 @@ def main() -> None:
         if "answers" in row:
             got = row["answers"]
             print(f"{'':8} answers {got['digest'][:16]}, {got['hits']:,} hits")
+        if "timed" in row:
+            got = row["timed"]
+            print(
+                f"{'':8} replayed alone: {got['us_per_call']:.2f} µs per call,"
+                f" {got['us_per_saved_io']:.2f} µs per I/O saved"
+                f" (median of {len(got['runs_us_per_call'])})"
+            )
     for label in list(trees)[1:]:
         ratio = report["src"]["instructions_per_call"] / report[label]["instructions_per_call"]
         print(f"src / {label}: {ratio:.3f}")

@@ -413,7 +413,7 @@ class Engine(Ledger):
                 if self.adaptive and pool.destructive_get:
                     pool.owner.duel.get(key, False, self.hit_limit, self.shadow_mask)
                 if self.sketch is not None:  # a reference the client's cache missed
-                    self.sketch.add(key)
+                    self.sketch.add((pool.uid, oid, index))
             return None
         if self.sketch is not None and not pool.persistent:
             self.sketch.add((pool.uid, oid, index))
