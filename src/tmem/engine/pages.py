@@ -64,16 +64,19 @@ class PageTable:
     def _grow(self, extra: int) -> None:
         start = self._size
         end = start + extra
-        zeros = [0] * extra
-        self.ref = extend(self.ref, zeros)
+        # A vec extended by a vec of its own type is one copy; by a list, one
+        # conversion per item: convert once per item type.
+        zeros_list = [0] * extra
+        long_zeros, zeros = vec[i64](zeros_list), vec[i32](zeros_list)
+        self.ref = extend(self.ref, long_zeros)
         self.cost = extend(self.cost, zeros)
         self.pool = extend(self.pool, zeros)
-        self.index = extend(self.index, zeros)
+        self.index = extend(self.index, long_zeros)
         self.prev = extend(self.prev, zeros)
-        self.ver = extend(self.ver, zeros)
-        self.tier = extend(self.tier, zeros)
+        self.ver = extend(self.ver, long_zeros)
+        self.tier = extend(self.tier, vec[u8](zeros_list))
         self.tlen = extend(self.tlen, zeros)
-        self.oid.extend(zeros)
+        self.oid.extend(zeros_list)
         nxt = extend(self.next, range(start + 1, end + 1))
         nxt[end - 1] = self.free_head
         self.next = nxt
