@@ -90,9 +90,10 @@ class Sketch:
 
     def add(self, key: tuple[int, int, int]) -> None:
         """Count one get of ``key``; halve every count once a window is full."""
-        low, rows = self.count(key), self.rows
+        cells, rows = self._cells(key), self.rows
+        low = min([rows[i][cell] for i, cell in enumerate(cells)])
         if low < LIMIT:
-            for i, cell in enumerate(self._cells(key)):
+            for i, cell in enumerate(cells):
                 if rows[i][cell] == low:  # conservative update: only the least grow
                     rows[i][cell] = low + 1
         self.counted += 1
