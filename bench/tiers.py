@@ -53,7 +53,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.redisclust
 import tmem  # noqa: E402
 from tests.rediscluster import LocalCluster  # noqa: E402
 from tmem.store.export import decode_export  # noqa: E402
-from tmem.tier import demoter  # noqa: E402
 from tmem.units import parse_size  # noqa: E402
 from tmem.workload.cli import DEFAULT_GUESTS, DEFAULT_PRIVATE_PAGES, DEFAULT_SPARE  # noqa: E402
 from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec  # noqa: E402
@@ -116,11 +115,10 @@ def in_tier(spec: str, n: int, seed: int, python: bool = False) -> dict[str, flo
     # The background thread never demotes here (RAM stays far below its watermark); it
     # brings fetched pages back to RAM, as in a serving host.
     host = tmem.Host(256 << 20, compress="lz4", dedup=None, tiers=[spec])
-    compiled_decode = demoter._decode
     if python:
         host.tiers.tiers[0].read_record = None  # type: ignore[union-attr]
         host.tiers.tiers[0].load_record = None  # type: ignore[union-attr]
-        demoter._decode = decode_export
+        host.tiers.decode = decode_export  # type: ignore[union-attr]
     try:
         client = host.connect("bench")
         pool = client.new_pool(persistent=True)
@@ -146,7 +144,6 @@ def in_tier(spec: str, n: int, seed: int, python: bool = False) -> dict[str, flo
         out["demote_mib_per_s"] = stored / seconds / 2**20
         return out
     finally:
-        demoter._decode = compiled_decode
         host.close()
 
 

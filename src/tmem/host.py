@@ -350,7 +350,7 @@ class HostClient:
         """Finish a get of a demoted page: load it from its tier and apply the get's
         rules unless a put or flush changed it meanwhile (see :meth:`TierSet.fetch`)."""
         assert self._tiers is not None, "a Fetch comes only from a host with tiers"
-        return self._tiers.fetch(self._state, fetch, self._engine.get, pool, oid, index)
+        return self._tiers.fetch(self._state, fetch, pool, oid, index)
 
     def put_pages(self, pool: Any, pages: Iterable[Any], *, errors: Any = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order, under one lock; True/False per page.

@@ -30,7 +30,9 @@ time a get starts reading its tier (while that get waits for the disk or the
 network, off the CPU and without the interpreter); and it frees tier copies
 only once more than :data:`BUSY_GARBAGE` wait.  Both cost the gets time: a
 promotion holds the lock and the interpreter, and a free is a round trip and
-work on the node a get is waiting for.
+work on the node a get is waiting for.  Nor does it poll: with nothing to do
+it sleeps (:data:`IDLE_WAIT`) until a put takes RAM past the high watermark,
+or a get fills the promotion queue past half its limit, wakes it.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from tmem.engine import Engine
 from tmem.engine.state import ClientState
@@ -67,8 +69,8 @@ from tmem.tier.base import Demotion, Tier
 log = logging.getLogger("tmem.tier")
 #: A page from its export, compiled where built (lz4 without letting go of the interpreter:
 #: python-lz4 lets go even for a page, and a get back from its read may then wait for it).
-_decode = fastload.decode_export or decode_export
-_clock = time.perf_counter_ns
+_decode: Final = fastload.decode_export or decode_export
+_clock: Final = time.perf_counter_ns
 
 #: Demotion starts when the RAM store passes this share of the capacity...
 HIGH_WATERMARK = 0.85
@@ -80,13 +82,14 @@ STEP_PAGES = 256
 #: runs a demotion step itself (as Linux's direct reclaim helps kswapd), so that
 #: cold pages go down to a tier rather than being evicted to make room.
 ASSIST_WATERMARK = 0.95
-#: Seconds between looks at the watermark while idle, and after a step that moved nothing.
-IDLE_WAIT = 0.005
+#: Seconds the thread sleeps when it has nothing to do (a put past the high watermark, or
+#: a get whose promotion queue passes half its limit, wakes it at once).
+IDLE_WAIT = 0.05
 REFUSED_WAIT = 0.5
 #: Fetch latencies kept per tier for the percentiles in ``stats()``.
 LATENCY_SAMPLES = 4096
 #: Times a get is asked again when its page changed while its tier copy was read.
-FETCH_ATTEMPTS = 3
+FETCH_ATTEMPTS: Final = 3
 #: Fetched pages waiting to be brought back to RAM by the thread hold at most this share
 #: of the host's capacity (1/16)...
 PENDING_SHARE = 16
@@ -118,6 +121,8 @@ class TierSet:
         self.lock = lock
         self.tiers = list(tiers)
         self._loads = [tier.load for tier in self.tiers]  # bound once: gets call them
+        #: What turns a loaded export into its page (the compiled decoder where built).
+        self.decode: Callable[[bytes], bytes | None] = _decode
         attach_tiers(engine, [tier.index_bytes_per_page for tier in self.tiers])
         self.latency: list[collections.deque[int]] = [
             collections.deque(maxlen=LATENCY_SAMPLES) for _ in self.tiers
@@ -140,6 +145,10 @@ class TierSet:
         self._reading.acquire()
         self._armed = False
         self._stop = threading.Event()
+        #: Set to wake the sleeping thread at once: by a put past the high watermark, by a
+        #: get that fills the promotion queue past half its limit (each once per sleep).
+        self._wake = threading.Event()
+        self._woken = False
         self._worker: threading.Thread | None = None
         if background:
             self._worker = threading.Thread(target=self._run, name="tmem-demoter", daemon=True)
@@ -148,18 +157,20 @@ class TierSet:
     # --- promotion (called without the host's lock) --------------------------------
 
     def fetch(
-        self, client: ClientState, fetch: Fetch, get: Callable[..., Any], *handle: Any
+        self, client: ClientState, fetch: Fetch, pool: Any, oid: Any, index: Any
     ) -> bytes | None:
         """Finish a get of a demoted page: load it outside the lock, then apply the get's
         rules if the page did not change meanwhile.
 
-        ``get(client, *handle)`` is the engine's get, asked again (under the lock)
-        when a put or flush changed the page while it was read: that call wins,
-        and the get answers what it left.  The load and its checks run in the
-        calling thread (no hand-off to another thread); bringing the page back
-        to RAM is only queued here.
+        The engine's get of ``(pool, oid, index)`` is asked again (under the
+        lock) when a put or flush changed the page while it was read: that call
+        wins, and the get answers what it left.  The load and its checks run in
+        the calling thread (no hand-off to another thread, no other thread
+        woken unless the promotion queue grows past half its limit); bringing
+        the page back to RAM is only queued here.
         """
-        table, lock = self.engine.table, self.lock
+        engine, lock = self.engine, self.lock
+        table = engine.table
         for _ in range(FETCH_ATTEMPTS):
             number = fetch.tier
             self.last_fetch = start = _clock()
@@ -169,7 +180,7 @@ class TierSet:
                 blob = self._loads[number](fetch.loc, fetch.tag)
                 if blob is None:
                     data = None
-                elif (data := _decode(blob)) is None:  # a codec the compiled decoder leaves
+                elif (data := self.decode(blob)) is None:  # a codec the compiled one leaves
                     data = decode_export(blob)
                 error = None
             except TmemError as exc:  # a tier error, or a blob that does not decode
@@ -184,17 +195,17 @@ class TierSet:
                 if table.ver[pid] == fetch.tag and table.tier[pid] == number + 1:  # unchanged()
                     return self._finish(client, fetch, blob, data, error)
                 retract_get(client, fetch)
-                result = get(client, *handle)
+                result = engine.get(client, pool, oid, index)
             finally:
                 lock.release()
-            if result.__class__ is not Fetch:
-                return result  # type: ignore[no-any-return]
+            if not isinstance(result, Fetch):
+                return result
             fetch = result
         with lock:  # the page changed on every try: read it under the lock this once
             retract_get(client, fetch)
-            result = get(client, *handle)
-            if result.__class__ is not Fetch:
-                return result  # type: ignore[no-any-return]
+            result = engine.get(client, pool, oid, index)
+            if not isinstance(result, Fetch):
+                return result
             blob, data, error, took = self._load(result)
             self._count(result, took)
             return self._finish(client, result, blob, data, error)
@@ -237,9 +248,16 @@ class TierSet:
             if self._worker is not None and self.pending_bytes < self.pending_cap:
                 self.pending.append((fetch, blob))  # type: ignore[arg-type]
                 self.pending_bytes += len(blob)  # type: ignore[arg-type]
+                if self.pending_bytes > self.pending_cap // 2 and not self._woken:
+                    self._kick()  # the thread promotes while the gets keep coming
             else:
                 bring_back(engine, fetch, blob)  # type: ignore[arg-type]
         return data
+
+    def _kick(self) -> None:
+        """Wake the thread if it sleeps (once per sleep: it clears ``_woken`` first)."""
+        self._woken = True
+        self._wake.set()
 
     def _signal_read(self) -> None:
         self._armed = False
@@ -293,8 +311,13 @@ class TierSet:
         """After a put: one demotion step in the caller's thread if RAM is past
         :data:`ASSIST_WATERMARK` and no step is running; the pages moved."""
         engine = self.engine
-        if not self.assisting or engine.used <= engine.capacity * ASSIST_WATERMARK:
-            return 0  # (usage read without the lock: a hint)
+        used, capacity = engine.used, engine.capacity  # read without the lock: hints
+        if not self.assisting or used <= capacity * HIGH_WATERMARK:
+            return 0
+        if not self._woken:  # past the high watermark: the thread demotes from now
+            self._kick()
+        if used <= capacity * ASSIST_WATERMARK:
+            return 0
         if not self._stepping.acquire(blocking=False):
             return 0  # a step is under way; it makes the room
         try:
@@ -368,6 +391,7 @@ class TierSet:
         return moved
 
     def _run(self) -> None:
+        wake = self._wake
         while not self._stop.is_set():
             self.pending_cap = self.pending_limit()  # the capacity may have changed
             try:
@@ -380,7 +404,11 @@ class TierSet:
                 continue
             with self.lock:
                 busy = self.engine.used > self.engine.capacity * HIGH_WATERMARK
-            self._stop.wait(REFUSED_WAIT if busy else IDLE_WAIT)
+            # Asleep until the wait is over or a put or get wakes it (not woken by every
+            # get: the gets of demoted pages run without it, see fetch).
+            wake.clear()  # then the flag: a put or get that sees it False wakes this wait
+            self._woken = busy  # past the watermark already: puts need not wake it
+            wake.wait(REFUSED_WAIT if busy else IDLE_WAIT)
 
     # --- the rest ---------------------------------------------------------------------
 
@@ -408,6 +436,7 @@ class TierSet:
     def close(self) -> None:
         """Stop the thread and close every tier."""
         self._stop.set()
+        self._wake.set()
         if self._worker is not None:
             self._worker.join(10)
             self._worker = None  # promotions are done at once from now on

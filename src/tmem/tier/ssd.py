@@ -41,6 +41,7 @@ Like memcached's extstore and zram's writeback device:
 from __future__ import annotations
 
 import errno
+import fcntl
 import mmap
 import os
 import stat
@@ -169,7 +170,9 @@ class SsdTier:
         #: and the compiled whole load (index lookup, read, checks), or None.
         self.read_record = fastload.read_record
         self.load_record = fastload.load_record
-        #: Loads and bytes read, counted by the compiled load too (it holds the interpreter).
+        #: Loads and bytes read by the compiled load, which counts here holding only the
+        #: interpreter: nothing else writes these two (the loads and reads in Python count
+        #: in ``counters``, under the lock), so neither kind can lose the other's update.
         self._counts = array("q", [0, 0])
         # Blocks of the unwritten part of the open segment with room left: [place, room].
         self._bins: list[list[int]] = []
@@ -179,7 +182,7 @@ class SsdTier:
         self.bytes = 0  # payload bytes held
         self.counters = dict.fromkeys(
             ("stored", "refused", "load_failures", "bytes_written", "writes", "compactions",
-             "relocated", "dropped", "write_errors"), 0)  # fmt: skip
+             "relocated", "dropped", "write_errors", "loads", "bytes_read"), 0)  # fmt: skip
 
     # --- the file ----------------------------------------------------------
 
@@ -225,9 +228,15 @@ class SsdTier:
             os.posix_fadvise(self.fd, offset, len(data), os.POSIX_FADV_DONTNEED)
 
     def _reopen_buffered(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
-        os.close(self.fd)
-        self.fd = fd
+        """Carry on through the page cache: ``O_DIRECT`` cleared on the open file itself.
+
+        The descriptor stays the same, so a load outside the lock that took
+        ``self.fd`` before the switch reads the same file after it (a new
+        descriptor put in its place would close one such a load may be about to
+        read, or whose number the kernel may already have handed out again).
+        """
+        flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
+        fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
         self.direct = False
 
     def _read(self, offset: int, n: int) -> memoryview:
@@ -244,7 +253,7 @@ class SsdTier:
             self.lock.acquire()
         if got < offset + n - start:
             raise OSError(errno.EIO, f"short read ({got} of {end - start} bytes)")
-        self._counts[1] += got
+        self.counters["bytes_read"] += got
         return memoryview(self.rbuf)[offset - start : offset - start + n]
 
     # --- slots -------------------------------------------------------------
@@ -564,7 +573,7 @@ class SsdTier:
         checks is looked up again: one that compaction moved meanwhile is read at its new
         place, one no longer held is None, and only one still indexed where it was read
         is an error."""
-        lock, counters, counts = self.lock, self.counters, self._counts
+        lock, counters = self.lock, self.counters
         for _ in range(_LOAD_ATTEMPTS):
             lock.acquire()
             try:
@@ -573,8 +582,8 @@ class SsdTier:
                 off = self.off[loc]
                 end = off % BLOCK + self.length[loc]
                 blocks = (end + BLOCK - 1) // BLOCK
-                counts[0] += 1
-                counts[1] += blocks * BLOCK
+                counters["loads"] += 1
+                counters["bytes_read"] += blocks * BLOCK
             finally:
                 lock.release()
             readers = self._readers
@@ -654,7 +663,8 @@ class SsdTier:
                 "index_bytes": len(self.off) * INDEX_BYTES_PER_PAGE,
             }
             out.update(self.counters)
-            out["loads"], out["bytes_read"] = self._counts
+            out["loads"] += self._counts[0]  # the compiled load's (see ``_counts``)
+            out["bytes_read"] += self._counts[1]
             return out
 
     def close(self) -> None:
