@@ -61,8 +61,9 @@ guest's resident pages (LRU) put every page they page out into tmem and get
 each page faulted back (exclusive); the simulated policies stand for how the
 host could split persistent memory and order each client's pages, and
 ``--engine`` runs real :class:`~tmem.frontends.Frontswap` areas (writeback
-order and host order both ``ORDER``, self-shrinking each step) on real hosts
-and prints swap reads.
+order and host order both ``ORDER``, the page written back chosen by each of
+frontswap's ``eviction`` ways, self-shrinking each step) on real hosts and
+prints swap reads.
 
     python bench/policy_sim.py [--mix default ...] [--scenario S] [--opt] [--engine]
         [--compress lz4 --compress zstd]
@@ -83,6 +84,7 @@ import tmem
 from tmem.engine.frequency import EVICTIONS
 from tmem.engine.insertion import ORDERS
 from tmem.frontends import Frontswap
+from tmem.frontends.frontswap import EVICTIONS as WRITEBACK_EVICTIONS
 from tmem.units import parse_size
 from tmem.workload.config import GuestSpec
 from tmem.workload.content import ContentMap
@@ -500,11 +502,14 @@ def frontswap_steps(
         k += 1
 
 
-def replay_frontswap(guests: list[GuestRefs], private: int, spare_bytes: int, order: str) -> int:
+def replay_frontswap(
+    guests: list[GuestRefs], private: int, spare_bytes: int, order: str, eviction: str = "lru"
+) -> int:
     """Swap reads of all guests with a real host of ``spare_bytes`` and real
     :class:`~tmem.frontends.Frontswap` areas with writeback order ``order`` (host order
-    the same), as the workload's ``SwapGuest`` does: ``private`` resident pages (LRU),
-    exclusive loads, clean pages offered again, one self-shrinking interval a step."""
+    the same) and ``eviction``, as the workload's ``SwapGuest`` does: ``private``
+    resident pages (LRU), exclusive loads, clean pages offered again, one
+    self-shrinking interval a step."""
     host = tmem.Host(spare_bytes, compress=None, dedup=None, order=order)
     data, reads = bytes(4096), 0
     areas: dict[int, tuple[Frontswap, OrderedDict[int, None], set[int]]] = {}
@@ -512,7 +517,9 @@ def replay_frontswap(guests: list[GuestRefs], private: int, spare_bytes: int, or
         for g, requests in frontswap_steps(guests):
             if g not in areas:
                 slots = max(s + c for s, c in zip(guests[g].starts, guests[g].counts, strict=True))
-                swap = Frontswap(host.connect(f"guest{g}"), f"{tmp}/{g}", slots, order=order)
+                swap = Frontswap(
+                    host.connect(f"guest{g}"), f"{tmp}/{g}", slots, order=order, eviction=eviction
+                )
                 areas[g] = swap, OrderedDict(), set()
             swap, resident, swapped = areas[g]
             if requests is None:
@@ -658,10 +665,17 @@ def main() -> None:
                 continue
             reads = simulate(guests, mix.private_pages, spare, policy, args.scenario)
             print(f"{name}\t{label}\t{reads}", flush=True)
-        if args.engine:
-            replay = replay_frontswap if args.scenario == "frontswap" else replay_engine
+        if args.engine and args.scenario == "frontswap":
             for order in ORDERS:
-                reads = replay(guests, mix.private_pages, parse_size(mix.spare), order)
+                for writeback in WRITEBACK_EVICTIONS:
+                    reads = replay_frontswap(
+                        guests, mix.private_pages, parse_size(mix.spare), order, writeback
+                    )
+                    label = f"engine: utility r0.5 g0.05/{order}, writeback {writeback}"
+                    print(f"{name}\t{label}\t{reads}", flush=True)
+        elif args.engine:
+            for order in ORDERS:
+                reads = replay_engine(guests, mix.private_pages, parse_size(mix.spare), order)
                 print(f"{name}\tengine: utility r0.5 g0.05/{order}\t{reads}", flush=True)
             if args.scenario == "cleancache":
                 content = mix_content(layouts)

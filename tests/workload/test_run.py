@@ -13,7 +13,7 @@ from tmem.workload.config import Configuration, GuestSpec, WorkloadSpec
 from tmem.workload.content import ContentMap
 from tmem.workload.errors import WorkloadError
 from tmem.workload.guest import CacheGuest, GuestPages
-from tmem.workload.model import prepare
+from tmem.workload.model import make_guest, prepare
 from tmem.workload.report import summarize
 from tmem.workload.runner import run_configuration, run_workload
 from tmem.workload.traces import load_trace
@@ -220,3 +220,21 @@ def test_guests_as_processes_reach_the_host_s_tiers_and_the_tiers_are_released(t
     assert not result.unavailable
     assert result.host["demotions"] > 0 and result.host["tier_hits"] > 0
     assert list(tier_dir.iterdir()) == []  # the host was closed: its log is gone
+
+
+def test_frontswap_writes_back_by_frequency_except_under_tmem_lru(tmp_path):
+    prepared = prepare(spec("frontswap", configs=("tmem", "tmem-lru")))
+    for config in prepared.spec.chosen():
+        guest = make_guest(prepared, config, None, 0, tmp_path)
+        try:
+            assert guest.swap.eviction == ("lru" if config.name == "tmem-lru" else "frequency")
+        finally:
+            guest.swap.close()
+
+
+def test_the_host_s_eviction_runs_in_cleancache_only():
+    """tmem-freq orders ephemeral pages: in frontswap it would keep the pages tmem keeps."""
+    swap = summarize(run_workload(spec("frontswap", configs=("tmem-freq",))))
+    assert "cleancache" in swap["configurations"][0]["unavailable"]
+    clean = run_workload(spec("cleancache", configs=("tmem-freq",)))
+    assert not clean.results[0].unavailable

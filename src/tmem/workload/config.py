@@ -87,6 +87,7 @@ class Configuration:
     policy: str = "utility"
     order: str = "adaptive"  # where a client's new page goes on its list (tmem.Host's ``order``)
     eviction: str = "lru"  # which of a client's pages goes (tmem.Host's ``eviction``)
+    writeback: str = "frequency"  # which page frontswap writes back (Frontswap's ``eviction``)
     balloon: bool = False  # self-ballooning guests, auto-sized host (tmem.workload.balloon)
 
     @property
@@ -155,7 +156,7 @@ def all_configurations(spec: WorkloadSpec) -> list[Configuration]:
         Configuration("static", static_pages, None),
         Configuration("tmem", m, t),
         Configuration("tmem-share", m, t, policy="share"),
-        Configuration("tmem-lru", m, t, order="lru"),
+        Configuration("tmem-lru", m, t, order="lru", writeback="lru"),
         Configuration("tmem-freq", m, t, eviction="frequency"),
         Configuration("tmem-lz4", m, t, compress="lz4"),
         Configuration("tmem-zstd", m, t, compress="zstd"),

@@ -253,7 +253,8 @@ class SwapGuest(Guest):
     swap file once the guest's tmem use stops growing (Linux's
     frontswap-selfshrink), so that tmem is not held forever by whoever
     filled it first.  ``order`` is frontswap's writeback order (``adaptive`` or
-    ``lru``; :class:`~tmem.frontends.frontswap.Frontswap`).
+    ``lru``) and ``eviction`` which page of it goes (``frequency`` or ``lru``;
+    :class:`~tmem.frontends.frontswap.Frontswap`).
     """
 
     IO_COUNTER = "swap_reads"
@@ -270,6 +271,7 @@ class SwapGuest(Guest):
         selfshrink: bool = False,
         swap_cache: str = "offer",
         order: str = "adaptive",
+        eviction: str = "frequency",
     ) -> None:
         from tmem.frontends.frontswap import Frontswap
 
@@ -281,7 +283,9 @@ class SwapGuest(Guest):
         self.keep_swap_copy = swap_cache != "drop"
         self.offer_clean = swap_cache == "offer" and client is not None
         slots = len(layout.pages)
-        self.swap = Frontswap(self.timer, path, slots=slots, page_size=page_size, order=order)
+        self.swap = Frontswap(
+            self.timer, path, slots=slots, page_size=page_size, order=order, eviction=eviction
+        )
         self.resident: OrderedDict[int, bytes] = OrderedDict()
         self.swapped: set[int] = set()  # pages whose swap copy is current
         self.faults = 0

@@ -125,6 +125,17 @@ class ConfigResult:
                 self.host[key] = sum(r[k] for r in self.ratios) / len(self.ratios)
 
 
+def not_for(spec: WorkloadSpec, config: Configuration) -> str | None:
+    """Why ``config`` does not run in ``spec``'s scenario, or None if it does."""
+    if spec.scenario == "cleancache":
+        return None
+    if config.balloon:
+        return "self-ballooning is for cleancache guests"
+    if config.eviction != "lru":  # it orders ephemeral pages only: the same run as tmem
+        return "the host's eviction acts on ephemeral pages: cleancache only"
+    return None
+
+
 def new_host(config: Configuration, result: ConfigResult) -> Any:
     """The host of ``config`` (None for no tmem); None with ``result.unavailable`` set if
     the host cannot be built."""
@@ -164,6 +175,7 @@ def make_guest(
             selfshrink=spec.selfshrink,
             swap_cache=spec.swap_cache,
             order=config.order,  # tmem-lru: LRU in the host and in frontswap's writeback
+            eviction=config.writeback,
         )
     path = workdir / f"{config.name}-{name}.disk"
     return CacheGuest(

@@ -29,7 +29,7 @@ from typing import Any
 import tmem
 from tmem.workload.config import Configuration
 from tmem.workload.errors import WorkloadError
-from tmem.workload.model import ConfigResult, Prepared, Progress, make_guest
+from tmem.workload.model import ConfigResult, Prepared, Progress, make_guest, not_for
 
 #: Longest wait at a barrier, or for a guest's result (seconds): a guest that died is an error.
 TIMEOUT = 300.0
@@ -40,8 +40,12 @@ def run_configuration_processes(
 ) -> ConfigResult:
     """Replay every guest under ``config`` in its own process; return the counters."""
     result = ConfigResult(config)
-    if config.balloon:
+    result.unavailable = not_for(prepared.spec, config)
+    if result.unavailable is None and config.balloon:
         result.unavailable = "self-ballooning guests run as threads only"
+    elif result.unavailable is None and config.eviction != "lru":
+        result.unavailable = "tmem serve has no eviction option: guests as threads only"
+    if result.unavailable:
         return result
     # Unix socket paths are short: the socket gets a directory of its own under /tmp.
     with tempfile.TemporaryDirectory(prefix="tmem-wl-") as sockdir, _daemon(

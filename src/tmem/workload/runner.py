@@ -23,7 +23,15 @@ from typing import Any
 from tmem.workload.balloon import MemoryMachine
 from tmem.workload.config import Configuration, WorkloadSpec
 from tmem.workload.guest import Guest
-from tmem.workload.model import ConfigResult, Prepared, Progress, make_guest, new_host, prepare
+from tmem.workload.model import (
+    ConfigResult,
+    Prepared,
+    Progress,
+    make_guest,
+    new_host,
+    not_for,
+    prepare,
+)
 from tmem.workload.processes import run_configuration_processes
 
 
@@ -32,8 +40,8 @@ def run_configuration(
 ) -> ConfigResult:
     """Replay every guest under ``config`` on fresh files; return the counters."""
     result = ConfigResult(config)
-    if config.balloon and prepared.spec.scenario != "cleancache":
-        result.unavailable = "self-ballooning is for cleancache guests"
+    result.unavailable = not_for(prepared.spec, config)
+    if result.unavailable:
         return result
     host = new_host(config, result)
     if result.unavailable:
