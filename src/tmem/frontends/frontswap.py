@@ -34,6 +34,12 @@ slot records that a page is in tmem and one that the swap file holds it.
   from tmem lately goes in as the newest, any other page as the next to be
   written back (one in 32 as the newest), so a loop of pages longer than
   what tmem holds keeps part of itself in tmem instead of none.
+* **Which page of that order goes** (``eviction``): ``"frequency"`` (the
+  default) writes back, of the :data:`SAMPLE` first pages of the order, the
+  one loaded least often lately (the first on ties); every load of a slot,
+  from tmem or the file, counts (a fault: reuse beyond the guest's resident
+  pages), per slot, halved each :data:`WINDOW` times the pages in tmem of
+  loads.  ``"lru"`` writes back the first page.
 * **Write-behind** (``write_behind=True``): a thread copies each page stored in
   tmem to the swap file too, so losing the host loses nothing once
   :meth:`~Frontswap.sync` has returned.
