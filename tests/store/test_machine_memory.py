@@ -20,7 +20,7 @@ BOUND = 0.05  # of what was filled
 
 SCRIPT = textwrap.dedent(
     """
-    import json, os, tmem
+    import json, os, random, tmem
 
     def status():
         fields = {{}}
@@ -42,11 +42,16 @@ SCRIPT = textwrap.dedent(
     # one page stays, so that the arena is never emptied (an emptied arena unmaps its
     # chunks, which frees even a shared map): the freed pages must go back on their own
     assert client.put_page(pool, 1 << 40, 0, bytes(8) + seed + os.urandom(2040))
+    order = list(range(count))
+    random.Random(1).shuffle(order)
     before = status()
     for i in range(count):
         page = i.to_bytes(8, "little") + seed + os.urandom(2040)  # half compressible
         assert client.put_page(pool, i // 512, i % 512, page)
     full = status()
+    if {random_order!r}:  # freed slots isolated, neighbours only as the store empties
+        for i in order:
+            client.flush_page(pool, i // 512, i % 512)
     for oid in range(count // 512 + 1):
         client.flush_object(pool, oid)
     after = status()
@@ -59,9 +64,12 @@ def resident(figures: dict[str, int]) -> int:
     return figures["RssAnon"] + figures["RssShmem"]
 
 
+@pytest.mark.parametrize("random_order", [False, True])
 @pytest.mark.parametrize("compress", [None, "lz4"])
-def test_flushed_pages_leave_the_machine_not_only_the_process(compress: str | None) -> None:
-    code = SCRIPT.format(fill=FILL_BYTES, compress=compress)
+def test_flushed_pages_leave_the_machine_not_only_the_process(
+    compress: str | None, random_order: bool
+) -> None:
+    code = SCRIPT.format(fill=FILL_BYTES, compress=compress, random_order=random_order)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     figures = json.loads(out.stdout)
     before, full, after = figures["before"], figures["full"], figures["after"]

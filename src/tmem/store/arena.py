@@ -4,10 +4,21 @@ A :class:`SlotArena` hands out slots of one size from 1 MiB chunks mapped with
 ``mmap``, so a stored page costs no Python object of its own and the memory is
 committed only when a slot is first written.  Freed slots are reused first
 (last freed, first reused), so resident memory never exceeds the most slots
-ever in use at once.  Freed slots beyond ``hot_limit`` and a quarter of the
-slots in use are handed back to the kernel with ``MADV_DONTNEED``, in sorted
-batches so that neighbours go in one call, so resident memory also follows
-the slots in use when they shrink (slots must cover whole OS pages for that).
+ever in use at once.
+
+Freed slots stay resident for reuse (a slot written again after a release
+costs a page fault, about 3 µs here) until they pass both ``hot_limit`` and
+``free_ratio`` times the slots in use (:data:`FREE_RATIO`, 1: the memory held
+for freed slots never exceeds the memory of the slots in use, plus
+``hot_limit`` slots).  Then every one of them goes back to the kernel at once
+(``MADV_DONTNEED``), each run of free neighbours, those released before
+included, as one range, and the ranges in as few system calls as
+:mod:`tmem.store.release` can make (one per 1024 ranges with
+``process_madvise``).  Releasing all at once, and only when the bound is
+reached, makes releases rare and their ranges long while a store shrinks: in a
+random-order flush of everything the freed slots are isolated at first, and
+runs of neighbours grow as the store empties.  The last slot freed unmaps every
+chunk.  Slots must cover whole OS pages to be released at all.
 
 An arena's first chunk is committed page by page as slots are first written;
 every later chunk is mapped with ``MAP_POPULATE``, so a growing arena takes its
@@ -20,9 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+from array import array
 from typing import Final
 
+from tmem.store.release import RELEASER, trim_heap
+
 CHUNK_BYTES: Final = 1 << 20
+#: Freed slots kept resident (beyond ``hot_limit``): at most this many times the slots in use.
+FREE_RATIO: Final = 1
 _PAGESIZE: Final = mmap.PAGESIZE
 _CAN_RELEASE: Final = hasattr(mmap, "MADV_DONTNEED")
 _PRIVATE: Final = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
@@ -46,25 +62,36 @@ class SlotArena:
         "slot_size",
         "per_chunk",
         "hot_limit",
+        "free_ratio",
         "chunks",
         "hot",
         "_cold",
+        "_released",
         "_next",
         "_releasable",
         "used",
     )
 
-    def __init__(self, slot_size: int, hot_limit: int = 64, chunk_bytes: int = CHUNK_BYTES):
+    def __init__(
+        self,
+        slot_size: int,
+        hot_limit: int = 64,
+        chunk_bytes: int = CHUNK_BYTES,
+        free_ratio: int = FREE_RATIO,
+    ):
         if slot_size <= 0 or slot_size > chunk_bytes:
             raise ValueError(f"slot size {slot_size} does not fit a {chunk_bytes}-byte chunk")
         self.slot_size = slot_size
         self.per_chunk = chunk_bytes // slot_size
         self.hot_limit = hot_limit
+        self.free_ratio = free_ratio
         self.chunks: list[mmap.mmap] = []
         #: Freed slots, still resident, reused first (last freed first).  RamStore
         #: pops and appends here itself while no release is due (its hot path).
         self.hot: list[int] = []
-        self._cold: list[int] = []  # freed and handed back to the kernel
+        # freed and handed back to the kernel (an array: 8 bytes a slot, not a boxed int)
+        self._cold = array("q")
+        self._released = bytearray()  # 1 for each slot in ``_cold``, by slot number
         self._next = 0  # slots below this were handed out at least once
         self._releasable = _CAN_RELEASE and slot_size % _PAGESIZE == 0
         self.used = 0
@@ -75,15 +102,18 @@ class SlotArena:
         if self.hot:
             return self.hot.pop()
         if self._cold:
-            return self._cold.pop()
+            slot = self._cold.pop()
+            self._released[slot] = 0
+            return slot
         slot = self._next
         self._next = slot + 1
         if slot >= len(self.chunks) * self.per_chunk:
             self.chunks.append(anonymous_map(self.per_chunk * self.slot_size, bool(self.chunks)))
+            self._released.extend(bytes(self.per_chunk))
         return slot
 
     def free(self, slot: int) -> None:
-        """Give a slot back; its bytes may be released to the kernel.
+        """Give a slot back; its bytes may be released to the kernel (see the module).
 
         The last slot given back unmaps every chunk and forgets the free lists.
         """
@@ -94,34 +124,50 @@ class SlotArena:
         hot = self.hot
         hot.append(slot)
         n = len(hot)
-        if n > self.hot_limit and n > used >> 2 and self._releasable:
-            self._release((n + 1) // 2)
+        if n > self.hot_limit and n > used * self.free_ratio and self._releasable:
+            self._release()
 
     def _empty(self) -> None:
-        """Nothing is in use: unmap every chunk, start afresh."""
+        """Nothing is in use: unmap every chunk, start afresh, trim the heap."""
         for chunk in self.chunks:
             with contextlib.suppress(BufferError):  # a view still open keeps its chunk
                 chunk.close()
+        big = len(self.chunks) > 1
         self.chunks = []
         self.hot = []
-        self._cold = []
+        self._cold = array("q")
+        self._released = bytearray()
         self._next = 0
+        if big:  # the free lists and maps were large: give their heap back too
+            trim_heap()
 
-    def _release(self, count: int) -> None:
-        """Hand the ``count`` longest-free slots back to the kernel, runs of neighbours at once."""
-        victims = sorted(self.hot[:count])
-        del self.hot[:count]
+    def _release(self) -> None:
+        """Hand every freed slot still resident back to the kernel.
+
+        Each run of them within a chunk goes as one range, with the slots
+        released before that lie between them (the kernel skips pages it no
+        longer holds): the more of the arena is free, the longer the runs.
+        """
+        hot, released = self.hot, self._released
+        hot.sort()
         per, size = self.per_chunk, self.slot_size
-        first = last = victims[0]
-        for slot in victims[1:] + [-1]:
-            if slot == last + 1 and slot // per == first // per:
-                last = slot
+        ranges: list[int] = []  # (chunk, offset, length) triples
+        first = last = hot[0]
+        for slot in hot:
+            released[slot] = 1
+            if slot // per == first // per and (
+                slot == last + 1 or released.find(0, last + 1, slot) < 0
+            ):
+                last = slot  # a neighbour, or only released slots between
                 continue
             chunk = first // per
-            pos = first - chunk * per
-            self.chunks[chunk].madvise(mmap.MADV_DONTNEED, pos * size, (last - first + 1) * size)
+            ranges += (chunk, (first - chunk * per) * size, (last - first + 1) * size)
             first = last = slot
-        self._cold.extend(victims)
+        chunk = first // per
+        ranges += (chunk, (first - chunk * per) * size, (last - first + 1) * size)
+        RELEASER.release(self.chunks, ranges)
+        self._cold.extend(hot)
+        hot.clear()
 
     def write(self, slot: int, data: bytes | memoryview, offset: int = 0) -> None:
         """Copy ``data`` into the slot at ``offset`` (it must fit)."""

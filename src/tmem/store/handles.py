@@ -13,6 +13,8 @@ from __future__ import annotations
 from array import array
 from typing import Final
 
+from tmem.store.release import trim_heap
+
 #: ``meta`` bits: codec id in bits 0-1, flags, and log2(page size) - 9 in bits 4-7.
 CODEC_MASK: Final = 0x3
 INDEXED: Final = 0x4  # the page's hash is in the dedup index
@@ -83,7 +85,8 @@ class HandleTable:
 
         The last row given back shrinks the table to its first size, so an
         emptied store holds no rows' memory (the arrays are cut in place: the
-        size-class pool holds ``loc`` itself).
+        size-class pool holds ``loc`` itself), and trims the C heap where the
+        arrays lay (:func:`tmem.store.release.trim_heap`).
         """
         self.loc[h] = self.free_head
         self.free_head = h
@@ -93,6 +96,7 @@ class HandleTable:
                 del arr[:]
             self.size, self.free_head = 0, _NIL
             self._grow(self.initial)
+            trim_heap()
 
     def set_key(self, h: int, key: int, cid: int) -> None:
         """Record the content hash and client of row ``h``."""
