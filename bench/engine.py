@@ -17,6 +17,10 @@ pages, flushes them all, and prints what the machine sees before, full and
 after: the process's RssAnon and RssShmem, the system's Shmem and
 MemAvailable.  ``--scale`` prints user CPU per put, get and flush for pool
 sizes from 10k pages up (512-byte pages, so that 2.5M pages fit in 1.3 GiB).
+``--release`` times the raw flush alone under variants of the arena's release
+rule (``SlotArena.free_ratio`` 1, the default, 2 and 3; one ``madvise`` per range
+instead of ``process_madvise`` batches; no release until the arena empties)
+against the dict, user and system CPU of the thread, order rotated.
 ``--metadata`` prints, for every page size and object shape (one page or 64
 per object, random 192-bit object ids or sequential small ones), the resident bytes a page
 adds beyond its data against what the host charges for it, and the same per
@@ -46,7 +50,7 @@ import lz4.block
 import tmem
 
 PAGE = 4096
-clock = time.thread_time
+clock = time.thread_time  # user and system time of this thread: a release's kernel work counts
 
 
 def raw_pages(n: int) -> list[bytes]:
@@ -137,6 +141,65 @@ def dict_round(pages: list[bytes], order: list[int], compress: str | None) -> di
     out = {"put": _timed(puts), "get": _timed(gets), "flush": _timed(flushes)}
     assert not store
     return out
+
+
+def release_round(
+    pages: list[bytes], order: list[int], ratio: int, hot_limit: int, batched: bool
+) -> float:
+    """CPU seconds (user and system) of a random-order raw flush under one release rule."""
+    from tmem.store.release import RELEASER
+
+    host = tmem.Host(capacity=len(pages) * (PAGE + 1024), compress=None, dedup=None)
+    client = host.connect("bench")
+    pool = client.new_pool(persistent=True)
+    put, flush = client.put_page, client.flush_page
+    for i, data in enumerate(pages):
+        put(pool, i >> 6, i & 63, data)
+    for arena in host.store._arenas.values():  # type: ignore[attr-defined]
+        arena.free_ratio, arena.hot_limit = ratio, hot_limit
+    was, RELEASER.batched = RELEASER.batched, batched and RELEASER.batched
+
+    def flushes() -> None:
+        for i in order:
+            flush(pool, i >> 6, i & 63)
+
+    try:
+        return _timed(flushes)
+    finally:
+        RELEASER.batched = was
+
+
+#: name -> (free_ratio, hot_limit, batched) of ``--release``'s variants
+RELEASE_RULES = {
+    "ratio 1 (default)": (1, 64, True),
+    "ratio 1, one madvise a range": (1, 64, False),
+    "ratio 2": (2, 64, True),
+    "ratio 3": (3, 64, True),
+    "no release until empty": (1, 1 << 40, True),
+}
+
+
+def release_rules(n: int, rounds: int) -> dict[str, dict[str, float]]:
+    """Raw flush µs per page under each release rule and the dict's, and each ÷ the dict's
+    (medians over rounds, order rotated)."""
+    raw = raw_pages(n)
+    order = list(range(n))
+    random.Random(1).shuffle(order)
+    names = ["dict", *RELEASE_RULES]
+    runs: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(rounds):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            if name == "dict":
+                runs[name].append(dict_round(raw, order, None)["flush"])
+            else:
+                runs[name].append(release_round(raw, order, *RELEASE_RULES[name]))
+    return {
+        k: {
+            "us": statistics.median(v) / n * 1e6,
+            "ratio": statistics.median(a / b for a, b in zip(v, runs["dict"], strict=True)),
+        }
+        for k, v in runs.items()
+    }
 
 
 SYSTEMS = {
@@ -371,6 +434,7 @@ def main() -> None:
     parser.add_argument("--scale", action="store_true", help="CPU per op from 10k pages up")
     parser.add_argument("--scale-sizes", default="10000,100000,1000000,2500000")
     parser.add_argument("--metadata", action="store_true", help="resident bytes per page")
+    parser.add_argument("--release", action="store_true", help="raw flush under release rules")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     report: dict[str, object] = {"load_before": os.getloadavg()[0], "compiled": tmem.compiled()}
@@ -384,6 +448,8 @@ def main() -> None:
         report["scale"] = scale(sizes, 3)
     if args.metadata:
         report["metadata"] = metadata()
+    if args.release:
+        report["release"] = release_rules(args.pages or 20000, args.rounds)
     report["load_after"] = os.getloadavg()[0]
     if args.json:
         print(json.dumps(report, indent=2))
@@ -420,6 +486,10 @@ def main() -> None:
                 f"  get {r['get']:.2f} ({r['get_vs_first']:.2f}x)"
                 f"  flush {r['flush']:.2f} ({r['flush_vs_first']:.2f}x)"
             )
+    if "release" in report:
+        print("raw flush in random order, CPU µs per page (user + system) and ÷ the dict:")
+        for name, row in report["release"].items():
+            print(f"  {name:30} {row['us']:6.3f}  {row['ratio']:5.2f}")
     if "metadata" in report:
         meta = report["metadata"]
         print("bytes per page beyond its data: resident (RSS) / charged by the host")
