@@ -36,6 +36,7 @@ COMPILED = [
     "tmem/arguments.py",
     "tmem/host.py",
     "tmem/host_transfer.py",
+    "tmem/remote.py",
     "tmem/tier/demoter.py",
     "tmem/wire/frames.py",
     "tmem/wire/messages.py",

@@ -14,18 +14,16 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-import uuid as _uuid
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn, TypeVar
+from typing import Any, Final, NoReturn, TypeVar
 
-from tmem.api import (
+from tmem.api import Record, Stats
+from tmem.arguments import (
     DEFAULT_PAGE_SIZE,
     INDEX_LIMIT,
     MAX_PAGE_SIZE,
     OID_LIMIT,
-    Record,
-    Stats,
     as_page,
     batch_item,
     check_handle,
@@ -42,26 +40,31 @@ from tmem.errors import (
     TmemError,
     error_for,
 )
+from tmem.hostlock import new_lock
 from tmem.sockets import default_socket
 from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError, transfer
 from tmem.wire import messages as msg
 from tmem.wire.frames import HEADER
+from tmem.wire.messages import decode_answer, handle_frame
 
 #: Page bytes sent (or asked for) per batch frame; two frames are kept in flight.
 BATCH_BYTES = 1 << 20
 _REPLY_LIMIT = 64 << 20
 #: Items per PUT_PAGES frame at most: two buffers each, within the kernel's IOV_MAX (1024).
 _MAX_ITEMS = 500
-_U32 = 1 << 32
+_U32: Final = 1 << 32
 #: Moves followed for one request before giving up.
 _MAX_MOVES = 3
-# plain ints: an IntEnum member costs a lookup and a conversion on every call
-_PUT, _GET, _HELLO = int(Op.PUT), int(Op.GET), int(Op.HELLO)
-_handle_frame, _HANDLE_SIZE = msg.handle_frame, msg.HANDLE.size
+# Constants the compiled module inlines (an IntEnum member costs a lookup and a
+# conversion on every call); tests/daemon/test_remote_arguments.py checks them.
+_PUT: Final = 4
+_GET: Final = 5
+_HELLO: Final = 1
+_HANDLE_SIZE: Final = 32
 _T = TypeVar("_T")
 
 
-def parse_address(address: str | None) -> tuple[int, Any]:
+def parse_address(address: Any) -> tuple[int, Any]:
     """``(family, sockaddr)`` for ``unix:PATH``, an absolute path, or ``tcp://HOST:PORT``."""
     if address is None:
         address = default_socket()
@@ -87,11 +90,11 @@ class Channel:
 
     _moves = 0  # moves followed since the last answered request
 
-    def __init__(
-        self, address: str | None, name: str, role: int, token: str | None, timeout: float | None
-    ) -> None:
+    def __init__(self, address: Any, name: Any, role: int, token: Any, timeout: Any) -> None:
         if not isinstance(name, str):
             raise InvalidArgument(f"client name {name!r} must be a string")
+        if token is not None and not isinstance(token, str):
+            raise InvalidArgument("a token must be a string")
         try:
             self._hello = msg.encode_hello(name, role, token or "")
         except WireError as exc:
@@ -100,7 +103,7 @@ class Channel:
         self.sock: socket.socket | None = None
         self._open(address)
 
-    def _open(self, address: str | None) -> None:
+    def _open(self, address: Any) -> None:
         """Connect to ``address`` and say hello (again, after a move)."""
         family, sockaddr = parse_address(address)
         self.address = address
@@ -231,20 +234,22 @@ class RemoteClient:
     The iterable given to a batch must not call the same client.
     """
 
-    def __init__(
-        self, address: str | None, name: str, token: str | None = None, timeout: float | None = None
-    ) -> None:
+    def __init__(self, address: Any, name: Any, token: Any = None, timeout: Any = None) -> None:
         self._chan = Channel(address, name, ROLE_CLIENT, token, timeout)
-        self._lock = threading.Lock()  # one request and its reply at a time on the connection
+        # one request and its reply at a time on the connection; the single-page
+        # calls take it without a ``with`` (bound once: they are the hot path)
+        self._lock = new_lock()
+        self._acquire: Callable[[], object] = self._lock.acquire
+        self._release: Callable[[], object] = self._lock.release
         self.name = self._chan.name  # as the daemon registered it
         self._page_sizes: dict[int, int] = {}
 
     def new_pool(
         self,
-        persistent: bool = False,
-        shared: bool = False,
-        uuid: _uuid.UUID | None = None,
-        page_size: int = DEFAULT_PAGE_SIZE,
+        persistent: Any = False,
+        shared: Any = False,
+        uuid: Any = None,
+        page_size: Any = DEFAULT_PAGE_SIZE,
     ) -> int:
         """Create (or join, for a shared uuid) a pool; return its id."""
         with self._lock:
@@ -256,40 +261,46 @@ class RemoteClient:
             self._page_sizes[pool] = page_size
             return pool
 
-    def destroy_pool(self, pool: int) -> None:
+    def destroy_pool(self, pool: Any) -> None:
         """Leave the pool; its pages go once no client is left in it."""
         with self._lock:
             self._chan.call(msg.encode_pool_op(Op.DESTROY_POOL, _pool(pool)), Op.DESTROY_POOL)
             self._page_sizes.pop(pool, None)
 
-    def put_page(self, pool: int, oid: int, index: int, data: bytes) -> bool:
+    def put_page(self, pool: Any, oid: Any, index: Any, data: Any) -> bool:
         """Copy ``data`` in; True if stored, False if the host refused it."""
-        with self._lock:
+        self._acquire()
+        try:
             oid, index = _handle(pool, oid, index)
             page = data if type(data) is bytes and len(data) <= MAX_PAGE_SIZE else as_page(data)
-            head = _handle_frame(_PUT, _HANDLE_SIZE + len(page), pool, oid, index)
+            head = handle_frame(_PUT, _HANDLE_SIZE + len(page), pool, oid, index)
             body = self._chan.call(head + page, _PUT)
             try:
-                return msg.decode_answer(body)
+                return decode_answer(body)
             except WireError as exc:
                 self._chan.close()  # the daemon broke the protocol: the stream is out of step
                 raise ProtocolError(f"bad put reply: {exc}") from None
+        finally:
+            self._release()
 
-    def get_page(self, pool: int, oid: int, index: int) -> bytes | None:
+    def get_page(self, pool: Any, oid: Any, index: Any) -> bytes | None:
         """A copy of the page, or None on a miss."""
-        with self._lock:
+        self._acquire()
+        try:
             oid, index = _handle(pool, oid, index)
-            body = self._chan.call(_handle_frame(_GET, _HANDLE_SIZE, pool, oid, index), _GET)
+            body = self._chan.call(handle_frame(_GET, _HANDLE_SIZE, pool, oid, index), _GET)
             return bytes(body) if body else None
+        finally:
+            self._release()
 
-    def flush_page(self, pool: int, oid: int, index: int) -> None:
+    def flush_page(self, pool: Any, oid: Any, index: Any) -> None:
         """Forget the page; later gets miss."""
         with self._lock:
             oid, index = _handle(pool, oid, index)
             frame = msg.encode_handle_op(Op.FLUSH_PAGE, _pool(pool), oid, index)
             self._chan.call(frame, Op.FLUSH_PAGE)
 
-    def flush_object(self, pool: int, oid: int) -> None:
+    def flush_object(self, pool: Any, oid: Any) -> None:
         """Forget every page of the object."""
         with self._lock:
             oid, _ = _handle(pool, oid, 0)
@@ -302,7 +313,7 @@ class RemoteClient:
                 msg.decode_json(self._chan.call(msg.encode_json_op(Op.STATS, None), Op.STATS))
             )
 
-    def put_pages(self, pool: int, pages: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+    def put_pages(self, pool: Any, pages: Any, *, errors: Any = "raise") -> list[Any]:
         """Put each ``(oid, index, data)`` in order; a bool per page (see the Client API)."""
         with self._lock:
             self._chan.check_open()
@@ -311,13 +322,14 @@ class RemoteClient:
             self._run_batches(chunks, Op.PUT_PAGES, results, False)
             return settle_batch(results, errors)
 
-    def get_pages(self, pool: int, handles: Iterable[Any], *, errors: str = "raise") -> list[Any]:
+    def get_pages(self, pool: Any, handles: Any, *, errors: Any = "raise") -> list[Any]:
         """Get each ``(oid, index)`` in order; bytes or None per page (see the Client API)."""
         with self._lock:
             self._chan.check_open()
             results: list[Any] = []
+            pool = _pool(pool)  # before the lookup: an unhashable id is no pool, not a TypeError
             per_frame = max(1, BATCH_BYTES // self._page_sizes.get(pool, DEFAULT_PAGE_SIZE))
-            chunks = _get_chunks(_pool(pool), handles, results, per_frame)
+            chunks = _get_chunks(pool, handles, results, per_frame)
             self._run_batches(chunks, Op.GET_PAGES, results, True)
             return settle_batch(results, errors)
 
@@ -374,9 +386,7 @@ class RemoteAdmin:
     Threads may share it as they share a :class:`RemoteClient`: calls take turns.
     """
 
-    def __init__(
-        self, address: str | None, token: str | None = None, timeout: float | None = None
-    ) -> None:
+    def __init__(self, address: Any, token: Any = None, timeout: Any = None) -> None:
         self._chan = Channel(address, "admin", ROLE_ADMIN, token, timeout)
         self._lock = threading.Lock()  # one request and its reply at a time on the connection
 
@@ -388,26 +398,26 @@ class RemoteAdmin:
         with self._lock:
             return decode(self._chan.call(frame, op))
 
-    def authorize_shared(self, client: str, uuid: _uuid.UUID) -> None:
+    def authorize_shared(self, client: Any, uuid: Any) -> None:
         """Allow ``client`` to create or join the shared pool ``uuid``."""
         self._call(Op.AUTHORIZE_SHARED, _shared_args(client, uuid), _nothing)
 
-    def revoke_shared(self, client: str, uuid: _uuid.UUID) -> None:
+    def revoke_shared(self, client: Any, uuid: Any) -> None:
         """Withdraw that right; the client leaves the pool now if it is in it."""
         self._call(Op.REVOKE_SHARED, _shared_args(client, uuid), _nothing)
 
-    def set_capacity(self, capacity: int) -> None:
+    def set_capacity(self, capacity: Any) -> None:
         """Change the bytes the host may spend; ephemeral pages are evicted to fit."""
         self._call(Op.SET_CAPACITY, {"capacity": capacity}, _nothing)
 
     def set_client(
         self,
-        name: str,
+        name: Any,
         *,
-        weight: int | None = None,
+        weight: Any = None,
         cap: Any = ...,
         compress: Any = ...,
-        frozen: bool | None = None,
+        frozen: Any = None,
     ) -> None:
         """Change a connected client's weight, cap, compression or frozen state."""
         args: dict[str, Any] = {"name": name}
@@ -433,31 +443,31 @@ class RemoteAdmin:
     def _transfer(self, action: str, **args: Any) -> Any:
         return self._call(Op.TRANSFER, {"action": action, **args}, msg.decode_json)
 
-    def export_begin(self, name: str, shared: str = "refuse") -> dict[str, Any]:
+    def export_begin(self, name: Any, shared: Any = "refuse") -> dict[str, Any]:
         """Start exporting client ``name``: its header; a first round of every page."""
         return self._transfer("export_begin", name=name, shared=shared)  # type: ignore[no-any-return]
 
-    def export_round(self, name: str) -> dict[str, Any]:
+    def export_round(self, name: Any) -> dict[str, Any]:
         """Start the next round with what changed since the last; the header again."""
         return self._transfer("export_round", name=name)  # type: ignore[no-any-return]
 
-    def export_pages(self, name: str, max_bytes: int = 2 << 20) -> list[Record]:
+    def export_pages(self, name: Any, max_bytes: Any = 2 << 20) -> list[Record]:
         """The next records of this round; [] when it is done."""
         return self._call(Op.EXPORT_PAGES, {"name": name, "max_bytes": max_bytes}, _records)
 
-    def export_end(self, name: str, release: bool = False) -> None:
+    def export_end(self, name: Any, release: Any = False) -> None:
         """Stop exporting; with ``release`` the client's pages leave the daemon."""
         self._transfer("export_end", name=name, release=release)
 
-    def import_begin(self, header: dict[str, Any]) -> None:
+    def import_begin(self, header: Any) -> None:
         """Make the client of ``header`` on the daemon, parked, with its pools and policy."""
         self._transfer("import_begin", header=header)
 
-    def import_pools(self, header: dict[str, Any]) -> None:
+    def import_pools(self, header: Any) -> None:
         """Make the parked client's pools those of ``header``."""
         self._transfer("import_pools", header=header)
 
-    def import_pages(self, name: str, records: list[Record]) -> dict[str, int]:
+    def import_pages(self, name: Any, records: Any) -> dict[str, int]:
         """Apply records to the parked client; pages stored and refused."""
         try:
             body = transfer.encode_import(name, records)
@@ -467,23 +477,23 @@ class RemoteAdmin:
         counts: dict[str, int] = self._frame(frame, Op.IMPORT_PAGES, msg.decode_json)
         return counts
 
-    def import_end(self, name: str, commit: bool) -> None:
+    def import_end(self, name: Any, commit: Any) -> None:
         """Let the client connect (commit), or drop what was imported (abort)."""
         self._transfer("import_end", name=name, commit=commit)
 
-    def drop_parked(self, name: str) -> None:
+    def drop_parked(self, name: Any) -> None:
         """Free a parked client and its pages."""
         self._transfer("drop", name=name)
 
-    def hold(self, name: str) -> dict[str, Any]:
+    def hold(self, name: Any) -> dict[str, Any]:
         """Stop serving the client (its requests wait) and start the last round."""
         return self._transfer("hold", name=name)  # type: ignore[no-any-return]
 
-    def release(self, name: str) -> None:
+    def release(self, name: Any) -> None:
         """Serve a held client again, here (a move was given up)."""
         self._transfer("release", name=name)
 
-    def moved(self, name: str, to: str) -> None:
+    def moved(self, name: Any, to: Any) -> None:
         """The held client now lives at ``to``: it is sent there; its pages here go."""
         self._transfer("moved", name=name, to=to)
 
@@ -524,15 +534,13 @@ def _records(body: memoryview) -> list[Record]:
 
 
 def connect(
-    address: str | None = None, *, name: str, token: str | None = None, timeout: float | None = None
+    address: Any = None, *, name: Any, token: Any = None, timeout: Any = None
 ) -> RemoteClient:
     """Connect client ``name`` to the daemon at ``address`` (see :class:`RemoteClient`)."""
     return RemoteClient(address, name, token, timeout)
 
 
-def admin(
-    address: str | None = None, *, token: str | None = None, timeout: float | None = None
-) -> RemoteAdmin:
+def admin(address: Any = None, *, token: Any = None, timeout: Any = None) -> RemoteAdmin:
     """An administrative handle on the daemon at ``address``; PermissionDenied if refused."""
     return RemoteAdmin(address, token, timeout)
 
