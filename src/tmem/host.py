@@ -24,6 +24,7 @@ from tmem.store import PageStore, make_store
 from tmem.tier import parse_tiers
 from tmem.tier.demoter import TierSet
 from tmem.units import parse_size
+from tmem.wire.messages import ITEM_SIZE, iter_items, unpack_item
 
 
 class Host(TransferMixin):
@@ -380,6 +381,42 @@ class HostClient:
             self._tiers.assist()
         return settle_batch(results, errors)
 
+    def put_packed(
+        self, pool: Any, buffer: Any, first: int, count: int, page_size: int
+    ) -> list[Any]:
+        """Put ``count`` pages packed in ``buffer`` from offset ``first`` as a batch's
+        items lie in a frame (:mod:`tmem.wire.messages`: the object id in 24 bytes and
+        the index in 4, little-endian, then ``page_size`` bytes of page), in order,
+        under one lock: True/False or the error per page, as :meth:`put_pages` with
+        ``errors="return"``.  Each page is a view into ``buffer``, and no item object
+        is made per page first (the daemon's batches).  InvalidArgument if ``buffer``
+        does not hold them all.
+        """
+        engine, state, dirty = self._engine, self._state, self._dirty
+        step = ITEM_SIZE + page_size
+        stop = first + count * step
+        _check_packed(buffer, first, count, stop)
+        results: list[Any] = []
+        with self._lock:
+            self._check_open()
+            if not _known(state, pool):
+                return _failed(engine, state, pool, range(count))
+            append = results.append
+            for pos in range(first, stop, step):
+                low, mid, high, index = unpack_item(buffer, pos)
+                oid = low | mid << 64 | high << 128 if mid or high else low
+                try:
+                    append(
+                        engine.put(state, pool, oid, index, buffer[pos + ITEM_SIZE : pos + step])
+                    )
+                    if dirty is not None:
+                        dirty.add((pool, oid, index))
+                except TmemError as exc:
+                    append(exc)
+        if self._tiers is not None:
+            self._tiers.assist()
+        return results
+
     def get_pages(self, pool: Any, handles: Iterable[Any], *, errors: Any = "raise") -> list[Any]:
         """Get each ``(oid, index)`` in order, under one lock; bytes or None per page.
 
@@ -408,6 +445,34 @@ class HostClient:
                     if type(item) is not tuple or len(item) != 2:
                         item = batch_item(item, 2)
                     oid, index = item
+                    data = engine.get(state, pool, oid, index)
+                    if isinstance(data, Fetch):
+                        fetches.append((len(results), data, oid, index))
+                    append(data)
+                except TmemError as exc:
+                    append(exc)
+        return results, fetches
+
+    def start_get_packed(
+        self, pool: Any, buffer: Any, first: int, count: int
+    ) -> tuple[list[Any], list[tuple[int, Fetch, Any, Any]]]:
+        """:meth:`start_get_pages` of ``count`` handles packed in ``buffer`` from offset
+        ``first`` as a batch's items lie in a frame (see :meth:`put_packed`), with no
+        item object made per handle first.  InvalidArgument if ``buffer`` does not
+        hold them all."""
+        engine, state = self._engine, self._state
+        stop = first + count * ITEM_SIZE
+        _check_packed(buffer, first, count, stop)
+        results: list[Any] = []
+        fetches: list[tuple[int, Fetch, Any, Any]] = []
+        with self._lock:
+            self._check_open()
+            if not _known(state, pool):
+                return _failed(engine, state, pool, range(count)), fetches
+            append = results.append
+            for low, mid, high, index in iter_items(buffer[first:stop]):
+                oid = low | mid << 64 | high << 128 if mid or high else low
+                try:
                     data = engine.get(state, pool, oid, index)
                     if isinstance(data, Fetch):
                         fetches.append((len(results), data, oid, index))
@@ -503,6 +568,14 @@ def _known(state: ClientState, pool: Any) -> bool:
         return pool in state.pools
     except TypeError:  # unhashable
         return False
+
+
+def _check_packed(buffer: Any, first: int, count: int, stop: int) -> None:
+    """InvalidArgument unless ``buffer`` holds ``count`` packed items from ``first`` to ``stop``."""
+    if first < 0 or count < 0 or stop > len(buffer):
+        raise InvalidArgument(
+            f"{count} packed items from {first} overrun a {len(buffer)}-byte buffer"
+        )
 
 
 def _failed(engine: Engine, state: ClientState, pool: Any, items: Iterable[Any]) -> list[Any]:

@@ -21,7 +21,7 @@ from tmem.daemon.later import Later
 from tmem.daemon.transfer import Transfers
 from tmem.engine.tiering import Fetch
 from tmem.errors import InvalidArgument, NoSuchPool, PermissionDenied, ProtocolError, TmemError
-from tmem.host import Host
+from tmem.host import Host, HostClient
 from tmem.host_transfer import CHUNK_BYTES
 from tmem.wire import ADMIN_OPS, VERSION, Op, WireError, transfer
 from tmem.wire import messages as msg
@@ -45,6 +45,10 @@ _ANSWER: Final = struct.Struct("<BBHIB").pack
 _PUT: Final = 4  # Op.PUT, Op.GET, Op.FLUSH_PAGE as constants the compiled module inlines
 _GET: Final = 5
 _FLUSH_PAGE: Final = 6
+_YES: Final = 1  # msg.ITEM_YES and ITEM_NO, likewise
+_NO: Final = 0
+#: Where a batch's first item starts in its body (msg.BATCH.size), likewise.
+_BATCH_HEAD: Final = 12
 
 
 class _NoClient:
@@ -258,18 +262,27 @@ class Dispatcher:
         return b""
 
     def _put(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
+        client = session.client
         try:
             pool, oid, index, data = msg.decode_put(body)  # a plain call, not f(*args): cheaper
-            stored = session.client.put_page(pool, oid, index, data)
+            if isinstance(client, HostClient):  # the usual case: a native call
+                stored = client.put_page(pool, oid, index, data)
+            else:  # a moved client, or none
+                stored = client.put_page(pool, oid, index, data)
         except (TmemError, WireError) as exc:
             refuse(_PUT, tag, exc, out)
             return
-        out.write(_ANSWER(_PUT, 0, tag, 1, msg.ITEM_YES if stored else msg.ITEM_NO))
+        out.write(_ANSWER(_PUT, 0, tag, 1, _YES if stored else _NO))
 
     def _get(self, session: Session, tag: int, body: memoryview, out: OutBuffer) -> None:
+        client = session.client
+        page: Any
         try:
             handle = msg.decode_handle(body)
-            page = session.client.start_get(*handle)
+            if isinstance(client, HostClient):  # the usual case: a native call
+                page = client.start_get(handle[0], handle[1], handle[2])
+            else:
+                page = client.start_get(*handle)
         except (TmemError, WireError) as exc:
             refuse(_GET, tag, exc, out)
             return
@@ -307,11 +320,10 @@ class Dispatcher:
         except (NoSuchPool, InvalidArgument) as exc:  # others (Moved) answer the whole frame
             msg.check_put_pages_length(body)
             return _failed_batch(count, exc)
+        msg.check_put_pages_length(body)
         if count > SLICE_ITEMS:
-            msg.check_put_pages_length(body)
             return Batch(Op.PUT_PAGES, pool, count, body, size)
-        pool, items = msg.decode_put_pages(body)
-        results = session.client.put_pages(pool, items, errors="return")
+        results = session.client.put_packed(pool, body, _BATCH_HEAD, count, size)
         return _batch_reply(results, [])
 
     def _get_pages(self, session: Session, body: memoryview) -> Any:
@@ -328,12 +340,11 @@ class Dispatcher:
                 f"a batch of {count} gets of {page_size}-byte pages could need a"
                 f" {reply}-byte reply; at most {self.max_body // (page_size + 1) - 1} per batch"
             )
+        msg.check_get_pages_length(body)
         if count > SLICE_ITEMS:
-            msg.check_get_pages_length(body)
             return Batch(Op.GET_PAGES, pool, count, body, 0)
-        pool, handles = msg.decode_get_pages(body)
         client = session.client
-        results, fetches = client.start_get_pages(pool, handles)
+        results, fetches = client.start_get_packed(pool, body, _BATCH_HEAD, count)
         if fetches:  # pages below RAM: loaded off the loop, answered then
             return Later(Op.GET_PAGES, _finish_pages(client, pool, results, fetches), _pages)
         return _batch_reply(results, _hits(results))
@@ -455,12 +466,17 @@ class Batch:
         """
         first, last = self.done, min(self.count, self.done + SLICE_ITEMS)
         try:
+            client = session.client
             if self.op == Op.PUT_PAGES:
-                items = msg.put_pages_items(self.body, self.page_size, first, last)
-                self.results += session.client.put_pages(self.pool, items, errors="return")
+                start = _BATCH_HEAD + first * (msg.ITEM_SIZE + self.page_size)
+                self.results += client.put_packed(
+                    self.pool, self.body, start, last - first, self.page_size
+                )
             else:
-                handles = msg.get_pages_items(self.body, first, last)
-                results, fetches = session.client.start_get_pages(self.pool, handles)
+                start = _BATCH_HEAD + first * msg.ITEM_SIZE
+                results, fetches = client.start_get_packed(
+                    self.pool, self.body, start, last - first
+                )
                 self.fetches += [(first + at, *rest) for at, *rest in fetches]
                 self.results += results
         except (TmemError, WireError) as exc:

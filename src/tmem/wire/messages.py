@@ -69,6 +69,12 @@ BATCH = struct.Struct("<III")  # pool, count, page size (0 for gets)
 ITEM = struct.Struct("<24sI")  # oid, index
 #: A batch item read as integers: the object id's three 64-bit words, then the index.
 _ITEM_WORDS = struct.Struct("<QQQI")
+#: A batch item's integers at an offset of a frame, and over a run of items: for the
+#: readers that take items straight from the frame, with no tuple per item made
+#: first (the embedded host's packed batches, :meth:`tmem.host.HostClient.put_packed`).
+unpack_item: Final = _ITEM_WORDS.unpack_from
+iter_items: Final = _ITEM_WORDS.iter_unpack
+ITEM_SIZE: Final = 28  # ITEM.size, a constant the compiled module inlines
 #: Object ids below this are packed as one word and two zeros (no 24-byte string made).
 _U64 = 1 << 64
 MESSAGE = struct.Struct("<I")  # length of a batch reply's error message
