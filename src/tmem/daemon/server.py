@@ -36,7 +36,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import Any, Final
 
 from tmem.control.metrics import HostCollector, LatencyRecorder, serve_metrics
 from tmem.control.state import restore_state, save_state
@@ -73,9 +73,12 @@ SPARE_FDS = 32
 BATCH_TURN = 0.001
 #: Seconds between two log lines about the same kind of peer misbehaviour.
 LOG_EVERY = 10.0
-_IN, _OUT = select.EPOLLIN | select.EPOLLRDHUP, select.EPOLLOUT
-_READABLE = select.EPOLLIN
-_GONE = select.EPOLLHUP | select.EPOLLERR
+# Final: module constants the compiled loop reads per request without a dict lookup
+_IN: Final = select.EPOLLIN | select.EPOLLRDHUP
+_OUT: Final = select.EPOLLOUT
+_READABLE: Final = select.EPOLLIN
+_GONE: Final = select.EPOLLHUP | select.EPOLLERR
+_SMALL_QUEUE: Final = SMALL_QUEUE
 #: Timers (hello and idle timeouts, buffer shrinking) are checked this often.
 _SWEEP = 0.25
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
@@ -162,6 +165,8 @@ class Server:
         tokens = read_token_file(config.token_file) if config.token_file else {}
         self.auth = Authenticator(config.admin_uids, tokens)
         self.dispatcher = Dispatcher(self.host, self.auth, config.max_frame, self._admit)
+        #: config.max_frame (never reloaded), read per request without the config's getattr
+        self._max_frame = config.max_frame
         self.dispatcher.on_reload = self.reload
         self.dispatcher.daemon_info = self.info
         self.started = time.time()
@@ -645,11 +650,11 @@ class Server:
         length the queue of replies must drain below for answering to go on."""
         out, decoder, session = conn.out, conn.decoder, conn.session
         dispatch, quick, dispatcher = self._dispatch, self._quick, self.dispatcher
-        max_frame = self.config.max_frame
+        max_frame = self._max_frame
         if conn.later is not None:
             return 0  # its next requests wait for the reply being loaded
         try:  # the queue's limit is _queue_limit's, inline: this loop runs per request
-            while out.queued < (max_frame if conn.grant else SMALL_QUEUE):
+            while out.queued < (max_frame if conn.grant else _SMALL_QUEUE):
                 if session.held or conn.batch is not None:  # its requests wait
                     return 0
                 try:
@@ -779,7 +784,7 @@ class Server:
         if sent or not queued:
             conn.drained = self._now
         reading = (
-            queued < (self.config.max_frame if conn.grant else SMALL_QUEUE)  # _queue_limit
+            queued < (self._max_frame if conn.grant else _SMALL_QUEUE)  # _queue_limit
             and not conn.session.held
             and not conn.waiting
             and conn.batch is None

@@ -17,6 +17,8 @@ from typing import Any, Final
 
 #: op, status, tag, body length.
 HEADER: Final = struct.Struct("<BBHI")
+#: A header's fields at an offset, in one call (compiled, fewer calls than byte by byte).
+_unpack_header: Final = HEADER.unpack_from
 HEADER_SIZE: Final = 8  # HEADER.size, a constant the compiled module inlines
 #: The largest body either side accepts by default (a batch of 4 MiB of pages plus handles).
 DEFAULT_MAX_BODY = (4 << 20) + (64 << 10)
@@ -200,16 +202,14 @@ class Decoder:
         start = self._start
         if self._end - start < HEADER_SIZE:
             return None
-        buf = self._buf  # the header's fields read byte by byte: compiled, no struct call
-        length = buf[start + 4] | buf[start + 5] << 8 | buf[start + 6] << 16 | buf[start + 7] << 24
+        op, status, tag, length = _unpack_header(self._buf, start)
         if length > self.max_body:
             raise WireError(f"frame of {length} bytes exceeds the limit of {self.max_body}")
         stop = start + HEADER_SIZE + length
         if stop > self._end:
             return None
         self._last, self._start = start, stop
-        tag = buf[start + 2] | buf[start + 3] << 8
-        return buf[start], buf[start + 1], tag, self._view[start + HEADER_SIZE : stop]
+        return op, status, tag, self._view[start + HEADER_SIZE : stop]
 
     def unget(self) -> None:
         """Put back the frame :meth:`next_frame` returned last (nothing else called since)."""

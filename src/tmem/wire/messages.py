@@ -51,9 +51,9 @@ ADMIN_OPS = frozenset(op for op in Op if op >= 16)
 ROLE_CLIENT = 0
 ROLE_ADMIN = 1
 #: Per-item results in a batch reply; an error is ``ITEM_ERROR | status code``.
-ITEM_NO = 0
-ITEM_YES = 1
-ITEM_ERROR = 0x80
+ITEM_NO: Final = 0
+ITEM_YES: Final = 1
+ITEM_ERROR: Final = 0x80
 
 HELLO = struct.Struct("<4sHBBH")  # magic, version, role, name length, token length
 #: The longest token a hello may carry, and so the longest hello body: before
@@ -76,7 +76,7 @@ unpack_item: Final = _ITEM_WORDS.unpack_from
 iter_items: Final = _ITEM_WORDS.iter_unpack
 ITEM_SIZE: Final = 28  # ITEM.size, a constant the compiled module inlines
 #: Object ids below this are packed as one word and two zeros (no 24-byte string made).
-_U64 = 1 << 64
+_U64: Final = 1 << 64
 MESSAGE = struct.Struct("<I")  # length of a batch reply's error message
 PERSISTENT, SHARED, HAS_UUID = 1, 2, 4
 #: An error reply's message is cut to this many bytes.
@@ -225,18 +225,19 @@ def decode_pool(body: memoryview) -> int:
 # --- single pages ----------------------------------------------------------
 
 #: Header and handle of a PUT, GET or FLUSH_PAGE frame, packed in one go.
-_HANDLE_FRAME = struct.Struct("<BBHII24sI")
+_HANDLE_FRAME: Final = struct.Struct("<BBHII24sI")
 _OBJECT_FRAME = struct.Struct("<BBHII24s")
 #: The same with the object id as three 64-bit words: an id below 2**64 is packed as
 #: it is, with no 24-byte string made for it.
-_HANDLE_FRAME_WORDS = struct.Struct("<BBHIIQQQI")
+_HANDLE_FRAME_WORDS: Final = struct.Struct("<BBHIIQQQI")
+_pack_handle_frame: Final = _HANDLE_FRAME_WORDS.pack
 
 
 def handle_frame(op: int, length: int, pool: int, oid: int, index: int) -> bytes:
     """A frame header of ``length`` bytes of body, followed by a handle: a whole GET or
     FLUSH_PAGE frame (``length`` = HANDLE.size), or a PUT's up to its page."""
     if oid < _U64:  # the usual case
-        return _HANDLE_FRAME_WORDS.pack(op, 0, 0, length, pool, oid, 0, 0, index)
+        return _pack_handle_frame(op, 0, 0, length, pool, oid, 0, 0, index)
     return _HANDLE_FRAME.pack(op, 0, 0, length, pool, oid_bytes(oid), index)
 
 
@@ -262,14 +263,15 @@ def encode_flush_object(pool: int, oid: int) -> bytes:
 
 #: A handle read as integers: pool, the object id's three 64-bit words (least
 #: significant first), index; no 24-byte string is made for the usual small id.
-_HANDLE_WORDS = struct.Struct("<IQQQI")
+_HANDLE_WORDS: Final = struct.Struct("<IQQQI")
+_unpack_handle: Final = _HANDLE_WORDS.unpack_from
 _HANDLE_BYTES: Final = 32  # HANDLE.size, a constant the compiled module inlines
 
 
 def decode_put(body: memoryview) -> tuple[int, int, int, memoryview]:
     """``(pool, oid, index, data)`` of a PUT body; ``data`` is a view into it."""
     try:
-        pool, low, mid, high, index = _HANDLE_WORDS.unpack_from(body)
+        pool, low, mid, high, index = _unpack_handle(body)
     except struct.error:
         raise WireError("put shorter than a handle") from None
     oid = low | mid << 64 | high << 128 if mid or high else low
