@@ -25,8 +25,14 @@ around the whole replay: µs per call and per I/O saved with neither the
 guests' own work between the calls nor a clock read per call (medians of
 RUNS), beside ``bench/tmem_cpu.py``'s in-job figure.
 
+Recording runs the job twice (a minute or more); ``--save FILE`` keeps the
+recording and ``--recording FILE`` replays a saved one instead of running the
+job again (the same calls, so trees measured on different days compare).
+``--keep DIR`` keeps each tree's callgrind output of the replay in ``DIR``
+(``<label>.out``), for ``callgrind_annotate`` to say where the instructions go.
+
     python bench/saved_io_instructions.py [--config tmem] [--calls 20000] [--compare DIR]
-        [--answers] [--timed RUNS] [--json]
+        [--answers] [--timed RUNS] [--save FILE | --recording FILE] [--keep DIR] [--json]
 """
 
 from __future__ import annotations
@@ -178,14 +184,17 @@ def record(config: str) -> dict[str, Any]:
     }
 
 
-def count(src: Path, recording: Path, calls: int) -> float:
-    """Instructions per call of the first ``calls`` recorded calls, replayed on ``src``."""
+def count(src: Path, recording: Path, calls: int, keep: Path | None = None) -> float:
+    """Instructions per call of the first ``calls`` recorded calls, replayed on ``src``
+    (the replay's callgrind output copied to ``keep`` if given)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "cg.out")
         subprocess.run(
             [*callgrind(out), sys.executable, "-c", CHILD, str(src), str(recording), str(calls)],
             check=True, capture_output=True, text=True,
         )  # fmt: skip
+        if keep is not None:
+            shutil.copyfile(out + ".2", keep)
         return summary(out + ".2") / calls  # part 2: from the first mark to the second
 
 
@@ -219,11 +228,27 @@ def main() -> None:
         "--timed", type=int, default=0, metavar="RUNS",
         help="also time a replay of every recorded call on each tree, RUNS times in turn",
     )  # fmt: skip
+    parser.add_argument("--save", type=Path, help="keep the recording in this file")
+    parser.add_argument(
+        "--recording", type=Path, help="replay this saved recording instead of running the job"
+    )
+    parser.add_argument("--keep", type=Path, help="keep the callgrind outputs in this folder")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is needed (apt-get install valgrind)")
-    rec = record(args.config)
+    if args.recording is not None:
+        with open(args.recording, "rb") as f:
+            rec = pickle.load(f)
+        args.config = rec.get("config", args.config)
+    else:
+        rec = record(args.config)
+        rec["config"] = args.config
+        if args.save is not None:
+            with open(args.save, "wb") as f:
+                pickle.dump(rec, f)
+    if args.keep is not None:
+        args.keep.mkdir(parents=True, exist_ok=True)
     n = min(args.calls, len(rec["calls"]))
     report: dict[str, Any] = {
         "config": args.config, "calls_replayed": n, "calls_recorded": len(rec["calls"]),
@@ -238,7 +263,8 @@ def main() -> None:
         for k, tree in enumerate(args.compare):
             trees[f"compare{k + 1}" if len(args.compare) > 1 else "compare"] = tree
         for label, tree in trees.items():
-            per_call = count(tree, path, n)
+            keep = None if args.keep is None else args.keep / f"{label}.out"
+            per_call = count(tree, path, n, keep)
             report[label] = {
                 "tree": str(tree),
                 "instructions_per_call": per_call,

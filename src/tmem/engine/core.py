@@ -288,7 +288,8 @@ class Engine(Ledger):
         if not self.calm(owner, meta):
             owed = cost + meta - PAGE_METADATA_BYTES  # all the put charges the owner
             reason = self.make_room(owner, persistent, owed, meta)
-            if reason is None and pages is not None and oid not in objs:
+            # An object's pages dict leaves ``objs`` when its last page goes, and only then.
+            if reason is None and pages is not None and not pages:
                 # eviction took the object's last page: its metadata is to come again
                 meta += OBJECT_METADATA_BYTES
                 owed += OBJECT_METADATA_BYTES
@@ -296,7 +297,8 @@ class Engine(Ledger):
             if reason is not None:
                 store.free(ref)
                 return self._reject(client, pool, reason)
-            pages = objs.get(oid)  # eviction may have emptied and removed the object
+            if pages is not None and not pages:  # eviction emptied and removed the object
+                pages = None
         tiering, table = self.tiering, self.table
         tiering.version += 1  # next_version(), inline
         if persistent:
@@ -406,12 +408,18 @@ class Engine(Ledger):
         if pages is None or (pid := pages.get(index)) is None:
             if not pool.persistent:
                 key: object = (pool.uid, oid, index)  # one tuple for both uses
-                # A miss on a page evicted lately (a ghost hit): more memory would
-                # have saved it.
-                if self.track_ghosts and pool.owner.ghosts.discard(key):
-                    pool.owner.utility += 1
-                if self.adaptive and pool.destructive_get:
-                    pool.owner.duel.get(key, False, self.hit_limit, self.shadow_mask)
+                owner = pool.owner
+                duel = self.adaptive and pool.destructive_get
+                if self.track_ghosts or duel:  # one lookup for the ghosts and the duel
+                    handles = owner.duel.handles
+                    at = handles.find(key)
+                    # A miss on a page evicted lately (a ghost hit): more memory would
+                    # have saved it.
+                    if self.track_ghosts and owner.ghosts.discard_at(at):
+                        owner.utility += 1
+                    if duel:
+                        owner.duel.get_at(key, at, False, self.hit_limit, self.shadow_mask)
+                    handles.settle(at)
                 if self.sketch is not None:  # a reference the client's cache missed
                     self.sketch.add((pool.uid, oid, index))
             return None

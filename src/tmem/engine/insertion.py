@@ -33,12 +33,14 @@ entries are not (docs/internals.md).
 from __future__ import annotations
 
 from tmem.setdueling import BIMODAL as BIMODAL
+from tmem.setdueling import GHOSTS as GHOSTS
 from tmem.setdueling import HIT_FRACTION as HIT_FRACTION
 from tmem.setdueling import HIT_LIMIT as HIT_LIMIT
 from tmem.setdueling import MARGIN as MARGIN
 from tmem.setdueling import ORDERS as ORDERS
 from tmem.setdueling import SHADOW_PAGES as SHADOW_PAGES
 from tmem.setdueling import Duel as Duel
+from tmem.setdueling import Handles as Handles
 from tmem.setdueling import Recency as Recency
 from tmem.setdueling import check_order as check_order
 from tmem.setdueling import hit_limit as hit_limit

@@ -13,14 +13,14 @@ plain functions in :mod:`tmem.engine.victims`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from tmem.arguments import check_capacity
 from tmem.engine.frequency import Sketch, check_eviction
 from tmem.engine.insertion import check_order, hit_limit, shadow_mask
 from tmem.engine.pages import NIL, PageTable
 from tmem.engine.state import ClientState, Pool
-from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful
+from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful, most_over
 from tmem.errors import InvalidArgument
 from tmem.store.base import PageStore
 
@@ -33,13 +33,13 @@ if TYPE_CHECKING:
 #: Bytes charged per stored page: its slots in the page table (with the arrays'
 #: growth slack, its version included), its page id and index in its object's
 #: dict, and its own copy of a 192-bit object id.
-PAGE_METADATA_BYTES = 272
+PAGE_METADATA_BYTES: Final = 272
 #: Bytes charged per object: the pool's entry for its id and the dict of its pages.
-OBJECT_METADATA_BYTES = 256
+OBJECT_METADATA_BYTES: Final = 256
 #: Bytes charged per pool: its record, its dicts and the host's and client's entries.
-POOL_METADATA_BYTES = 768
+POOL_METADATA_BYTES: Final = 768
 #: One put evicts at most this many pages (bounded work per call).
-MAX_EVICTIONS_PER_PUT = 256
+MAX_EVICTIONS_PER_PUT: Final = 256
 #: Persistent pages of clients past their weighted share stop at 1/32 below capacity.
 PERSISTENT_HEADROOM = 32
 #: Share of the capacity kept as guaranteed floors of ephemeral memory (by weight).
@@ -53,7 +53,7 @@ IDLE_OPERATIONS = 1 << 16
 #: ``idle_ops`` (a 256th: 256 operations at least), and at once when a client
 #: comes or goes or the capacity or a weight changes.  Setting them walks
 #: every client; a client that wakes up waits that long for its floor.
-FLOOR_REFRESH_SHIFT = 8
+FLOOR_REFRESH_SHIFT: Final = 8
 #: Ghost entries each client keeps, as a fraction of the pages the capacity holds.
 GHOST_FRACTION = 1 / 20
 #: Pages the capacity holds, for sizing ghosts and utility decay (4 KiB pages).
@@ -104,6 +104,7 @@ class Ledger:
         self.sketch: Sketch | None = None
         #: Ghosts are kept, and their hits counted, only for a policy that reads them.
         self.track_ghosts = choose_client is least_useful
+        self.sharing = choose_client is most_over
         self.ops = 0  # puts and gets so far: the engine's only clock
         self.evictions = 0
         self.poor: set[int] = set()  # page ids kept raw for compressing poorly
@@ -317,14 +318,13 @@ class Ledger:
         if need > 0:
             if self.ops >= self.floors_due:
                 self.set_floors()
-            choose, clients, evict = self.choose_client, self.clients.values(), self.evict_from
             for _ in range(MAX_EVICTIONS_PER_PUT):
                 if self.eph_used <= 0:  # evicted pages whose content others still share
                     return "capacity"
                 if persistent and owner.eph_bytes > 0:
-                    evict(owner)
+                    self.evict_from(owner)
                 else:
-                    evict(choose(clients, owner, cost))
+                    self.evict_from(self.choose(owner, cost))
                 if self.used + meta <= capacity:
                     break
             else:
@@ -386,6 +386,15 @@ class Ledger:
             return 0
         return max(0, client.bytes - client.eph_bytes - self.persistent_target(client))
 
+    def choose(self, putter: ClientState | None, cost: int) -> ClientState:
+        """The client that gives up an ephemeral page: ``choose_client``'s answer (the
+        shipped choices called directly, a native call when compiled)."""
+        if self.track_ghosts:  # choose_client is least_useful
+            return least_useful(self.clients.values(), putter, cost)
+        if self.sharing:  # choose_client is most_over
+            return most_over(self.clients.values(), putter, cost)
+        return self.choose_client(self.clients.values(), putter, cost)
+
     def set_floors(self) -> None:
         """Give every active client its floor: its weighted share of ``reserve`` of the
         capacity; idle clients get none."""
@@ -402,7 +411,7 @@ class Ledger:
         oid, index = table.oid[pid], table.index[pid]
         if self.track_ghosts:  # remember the page was evicted (a ghost), the oldest go
             ghosts = client.ghosts
-            ghosts.add((pool.uid, oid, index))
+            ghosts.add_at(ghosts.handles.slot((pool.uid, oid, index)))
             if len(ghosts) > self.ghost_limit:
                 ghosts.pop_oldest()
         self.evictions += 1
@@ -433,4 +442,4 @@ class Ledger:
         """Evict ephemeral pages, ``choose_client`` first, until the host fits its capacity."""
         self.set_floors()
         while self.used > self.capacity and self.eph_used > 0:
-            self.evict_from(self.choose_client(self.clients.values(), None, 0))
+            self.evict_from(self.choose(None, 0))

@@ -24,16 +24,18 @@ chained through the ``next`` array.
 
 from __future__ import annotations
 
+from typing import Final
+
 from librt.vecs import extend, vec
 from mypy_extensions import i32, i64, u8
 
 #: "No page": the free list's end and the links of a page on no list.
-NIL = -1
+NIL: Final = -1
 #: Page ids a table gains when it first grows, and at least at every growth: enough
 #: that its 4-byte arrays come to 128 KiB, which the C allocator maps apart and
 #: unmaps when a growth frees them.  (A vec grows into a new buffer; old buffers
 #: below that size stayed in the heap, about 600 KiB after 50k pages.)
-GROWTH = 32768
+GROWTH: Final = 32768
 
 
 class PageTable:
@@ -64,20 +66,26 @@ class PageTable:
     def _grow(self, extra: int) -> None:
         start = self._size
         end = start + extra
-        # A vec extended by a vec of its own type is one copy; by a list, one
-        # conversion per item: convert once per item type.
-        zeros_list = [0] * extra
-        long_zeros, zeros = vec[i64](zeros_list), vec[i32](zeros_list)
+        # A vec extended by a vec of its own type is one copy; by a list or a range,
+        # one conversion per item: zeros of each item type are made by doubling.
+        long_zeros, zeros, byte_zeros = vec[i64]([0]), vec[i32]([0]), vec[u8]([0])
+        while len(zeros) < extra:
+            long_zeros = extend(long_zeros, long_zeros)
+            zeros = extend(zeros, zeros)
+            byte_zeros = extend(byte_zeros, byte_zeros)
+        long_zeros, zeros, byte_zeros = long_zeros[:extra], zeros[:extra], byte_zeros[:extra]
         self.ref = extend(self.ref, long_zeros)
         self.cost = extend(self.cost, zeros)
         self.pool = extend(self.pool, zeros)
         self.index = extend(self.index, long_zeros)
         self.prev = extend(self.prev, zeros)
         self.ver = extend(self.ver, long_zeros)
-        self.tier = extend(self.tier, vec[u8](zeros_list))
+        self.tier = extend(self.tier, byte_zeros)
         self.tlen = extend(self.tlen, zeros)
-        self.oid.extend(zeros_list)
-        nxt = extend(self.next, range(start + 1, end + 1))
+        self.oid.extend([0] * extra)
+        nxt = extend(self.next, zeros)
+        for pid in range(start, end - 1):  # the new ids, chained in order
+            nxt[pid] = pid + 1
         nxt[end - 1] = self.free_head
         self.next = nxt
         self.free_head = start

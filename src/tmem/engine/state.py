@@ -6,7 +6,7 @@ import uuid as _uuid
 from typing import Any
 
 from tmem.api import OP_COUNTERS, REJECT_REASONS
-from tmem.engine.insertion import Duel, Recency
+from tmem.engine.insertion import GHOSTS, Duel, Recency
 
 
 class Counters:
@@ -157,12 +157,13 @@ class ClientState(Counters):
         #: Ephemeral pages kept raw because they compress poorly: evicted sooner.
         self.poor_lru = poor_lru
         self.poor_pages = 0
-        #: Handles of recently evicted ephemeral pages (shadow entries), oldest first.
-        self.ghosts = Recency()
-        #: Misses that more memory would have saved lately (ghost hits, decayed).
-        self.utility = 0.0
         #: The adaptive order's state: pages got lately, shadows, the order in use.
         self.duel = Duel()
+        #: Handles of recently evicted ephemeral pages (shadow entries), oldest first:
+        #: a list of the duel's handle table, so that a get finds its handle once.
+        self.ghosts = Recency(self.duel.handles, GHOSTS)
+        #: Misses that more memory would have saved lately (ghost hits, decayed).
+        self.utility = 0.0
         #: The engine's operation count at this client's last put or get.
         self.last_active = 0
         #: Ephemeral bytes this client keeps under contention (its guaranteed floor).
