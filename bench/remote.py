@@ -2,7 +2,11 @@
 
 Starts ``tmem serve``, the floor (``bench/floor.py``: a bare Python epoll echo
 server answering frames of tmem's sizes), ``redis-server`` (through redis-py)
-and ``memcached`` (through pymemcache, replies waited for), every one on a
+and ``memcached`` (through pymemcache, replies waited for; a batch of sets
+goes with ``noreply`` and ends with one round trip, ``version``, which memcached
+answers only after every set before it on the connection: its one 8-byte reply
+per set can fill a Unix socket's send buffer while the client is still
+sending the batch, and then both wait forever), every one on a
 Unix socket, then measures for each: p50/p99 latency of single puts and gets,
 pages/s of batched puts and gets, and the total ops/s of 16 concurrent client
 processes.  Within a run the systems take turns (blocks of single operations,
@@ -194,7 +198,8 @@ class MemcachedStore:
         return self.c.get(f"{self.prefix}{key}")
 
     def put_many(self, items: list[tuple[int, bytes]]) -> None:
-        self.c.set_many({f"{self.prefix}{k}": d for k, d in items}, noreply=False)
+        self.c.set_many({f"{self.prefix}{k}": d for k, d in items}, noreply=True)
+        self.c.version()  # answered after every set before it: the batch is stored
 
     def get_many(self, keys: list[int]) -> list[Any]:
         got = self.c.get_many([f"{self.prefix}{k}" for k in keys])
