@@ -44,16 +44,27 @@ SCRIPT = textwrap.dedent(
     assert client.put_page(pool, 1 << 40, 0, bytes(8) + seed + os.urandom(2040))
     order = list(range(count))
     random.Random(1).shuffle(order)
+
+    def fill():
+        for i in range(count):
+            page = i.to_bytes(8, "little") + seed + os.urandom(2040)  # half compressible
+            assert client.put_page(pool, i // 512, i % 512, page)
+
+    def flush():
+        if {random_order!r}:  # freed slots isolated, neighbours only as the store empties
+            for i in order:
+                client.flush_page(pool, i // 512, i % 512)
+        for oid in range(count // 512 + 1):
+            client.flush_object(pool, oid)
+
+    # a first round leaves what is kept for reuse (the page table, the allocator's heap);
+    # the second must give back all the page memory it takes
+    fill()
+    flush()
     before = status()
-    for i in range(count):
-        page = i.to_bytes(8, "little") + seed + os.urandom(2040)  # half compressible
-        assert client.put_page(pool, i // 512, i % 512, page)
+    fill()
     full = status()
-    if {random_order!r}:  # freed slots isolated, neighbours only as the store empties
-        for i in order:
-            client.flush_page(pool, i // 512, i % 512)
-    for oid in range(count // 512 + 1):
-        client.flush_object(pool, oid)
+    flush()
     after = status()
     print(json.dumps(dict(before=before, full=full, after=after, pages=host.stats()["pages"])))
     """
