@@ -117,7 +117,7 @@ def in_tier(spec: str, n: int, seed: int, python: bool = False) -> dict[str, flo
     host = tmem.Host(256 << 20, compress="lz4", dedup=None, tiers=[spec])
     if python:
         host.tiers.tiers[0].read_record = None  # type: ignore[union-attr]
-        host.tiers.tiers[0].load_record = None  # type: ignore[union-attr]
+        host.tiers.tiers[0].quick_load = None  # type: ignore[union-attr]
         host.tiers.decode = decode_export  # type: ignore[union-attr]
     try:
         client = host.connect("bench")

@@ -29,6 +29,7 @@ class GatedSsd(SsdTier):
         self.gated = False
         self.inside = threading.Event()  # a load is waiting at the gate
         self.gate = threading.Event()
+        self.quick_load = None  # so that a host's every load comes through the gate
 
     def load(self, loc: int, tag: int) -> bytes | None:
         if self.gated:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import random
 import resource
 import signal
@@ -354,3 +355,35 @@ def test_while_gets_of_demoted_pages_come_promotions_and_frees_wait(make, monkey
     assert host.stats()["tiering"]["promotions"] == n + 1  # the get's own page came back too
     assert all(client.get_page(pool, 1, i) == page(i) for i in range(n + 1))
     charges_add_up(host)
+
+
+def test_gets_use_the_tiers_quick_load_and_its_own_load_where_that_cannot_tell(
+    make, monkeypatch
+):
+    # The host calls the SSD tier's one compiled load directly; where it answers False (a
+    # check failed) or raises, the tier's own load is asked, and it reads the page.
+    host, tier = make()
+    if tier.quick_load is None:
+        pytest.skip("the compiled load is not used here")
+    client = host.connect("vm1")
+    pool = client.new_pool(persistent=True)
+    for i in range(3):
+        client.put_page(pool, 1, i, page(i))
+    assert host.demote(all_pages=True) == 3
+    quick, calls = tier.quick_load, []
+    # get 0: read; get 1: False, and False again inside the tier's load, which then reads
+    # carefully; get 2: OSError, then the tier's load reads it.
+    answers = iter([None, False, False, OSError(errno.EIO, "a failing read"), None])
+
+    def flaky(loc, tag):
+        calls.append(loc)
+        answer = next(answers, None)
+        if isinstance(answer, OSError):
+            raise answer
+        return False if answer is False else quick(loc, tag)
+
+    monkeypatch.setattr(tier, "quick_load", flaky)
+    for i in range(3):
+        assert client.get_page(pool, 1, i) == page(i)
+    assert len(calls) == 5
+    assert tier.stats()["load_failures"] == 0

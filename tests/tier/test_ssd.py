@@ -12,6 +12,7 @@ from array import array
 import pytest
 
 from tmem.errors import InvalidArgument, TierError
+from tmem.tier import fastload
 from tmem.tier.base import Demotion
 from tmem.tier.ssd import SsdTier
 
@@ -23,7 +24,7 @@ def tier(tmp_path, request):
     """The tier, reading and checking records with the compiled module and without it."""
     made = SsdTier(str(tmp_path), 8 * SEG, segment_size=SEG)
     if request.param == "python":
-        made.read_record = made.load_record = None
+        made.read_record = made.quick_load = None
     elif made.read_record is None:
         pytest.skip("tmem.tier._fastload was not built (tests/tier/test_fastload.py says why)")
     yield made
@@ -268,8 +269,8 @@ def before_each_read(tier, monkeypatch, before) -> None:
 
     if tier.read_record is not None:
         monkeypatch.setattr(tier, "read_record", first(tier.read_record))
-        if tier.load_record is not None:
-            monkeypatch.setattr(tier, "load_record", first(tier.load_record))
+        if tier.quick_load is not None:
+            monkeypatch.setattr(tier, "quick_load", first(tier.quick_load))
     else:
 
         class Os:
@@ -441,7 +442,7 @@ def test_a_compiled_load_that_read_a_stale_index_row_goes_the_careful_way(tier, 
     # changing may be stale.  Here it sees the place a record had before compaction moved
     # it and the segment was written over: the record fails its checks there, and the
     # load looks it up again under the lock and reads it at its new place.
-    if tier.load_record is None or not tier.direct:
+    if tier.quick_load is None:
         pytest.skip("the compiled load is not used here")
     keep = Demotion(7, 7, blob(7), True)
     [loc] = tier.store([keep])
@@ -456,12 +457,41 @@ def test_a_compiled_load_that_read_a_stale_index_row_goes_the_careful_way(tier, 
         tier.store([Demotion(t, t, blob(t), True) for t in (next(tags) for _ in range(10))])
         tier.free([(s, t) for s, t in enumerate(tier.tag) if t >= 1000 and t % 10])
     assert tier.off[loc] != stale[loc]
-    compiled, answers = tier.load_record, []
+    answers = []
 
-    def with_stale_row(fd, buf, offsets, *rest):
-        answers.append(compiled(fd, buf, stale, *rest))
+    def with_stale_row(slot, tag):
+        row = (tier.fd, None, stale, tier.length, tier.tag, tier._counts)
+        answers.append(fastload.load_record(*row, slot, tag))
         return answers[-1]
 
-    monkeypatch.setattr(tier, "load_record", with_stale_row)
+    monkeypatch.setattr(tier, "quick_load", with_stale_row)
     assert tier.load(loc, 7) == keep.payload
     assert answers == [False] and tier.stats()["load_failures"] == 0
+
+
+def test_compiled_loads_at_the_same_time_each_read_into_a_buffer_of_their_own(tier):
+    # The compiled load takes an aligned buffer of the C module's own for its read (the
+    # interpreter let go meanwhile): loads in several threads at once never share one, so
+    # none reads a record another's read is writing over, and none fails its checks.
+    if tier.quick_load is None:
+        pytest.skip("the compiled load is not used here")
+    items = [Demotion(1 + i, i, blob(i), True) for i in range(64)]
+    locs = tier.store(items)
+    wrong: list[int] = []
+
+    def load_all(seed: int) -> None:
+        order = list(range(len(items)))
+        random.Random(seed).shuffle(order)
+        for _ in range(4):
+            for i in order:
+                if tier.load(locs[i], items[i].tag) != items[i].payload:
+                    wrong.append(i)
+
+    threads = [threading.Thread(target=load_all, args=(s,)) for s in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stats = tier.stats()
+    assert wrong == []
+    assert stats["loads"] == 4 * 4 * 64 and tier.counters["loads"] == 0  # none went careful

@@ -71,7 +71,7 @@ def test_loads_counted_in_python_while_compiled_loads_count_lose_no_update(tier)
     # A load in Python counts under the tier's lock; the compiled load counts holding only
     # the interpreter.  Compiled loads run between each two instructions of one in Python:
     # every load and every byte read is counted.
-    if tier.load_record is None or not tier.direct:
+    if tier.quick_load is None:
         pytest.skip("the compiled load is not used here")
     slow, quick = Demotion(1, 1, blob(1), True), Demotion(2, 2, blob(2), True)
     slow_loc, quick_loc = tier.store([slow, quick])
@@ -106,8 +106,8 @@ def load_switching_at(path: str, kind: str, step: int) -> bool:
         if not tier.direct:
             pytest.skip("the file system refuses O_DIRECT: nothing to switch from")
         if kind == "python":
-            tier.read_record = tier.load_record = None
-        elif tier.load_record is None:
+            tier.read_record = tier.quick_load = None
+        elif tier.quick_load is None:
             pytest.skip("tmem.tier._fastload was not built")
         page = Demotion(1, 1, blob(1), True)
         [loc] = tier.store([page])

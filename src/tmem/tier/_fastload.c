@@ -13,6 +13,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -24,6 +25,32 @@ static xxh3_fn xxh3 = NULL;
 static PyObject *decode_error = NULL; /* tmem.errors.InvalidArgument, from bind() */
 
 #define HEADER_SIZE 32
+/* Buffers load_record takes when it is given none: page-aligned (O_DIRECT), each the
+ * largest read a load makes (a 64 KiB page and its header: 17 blocks); the idle ones are
+ * kept, up to POOL_MAX, and handed out and back holding the GIL. */
+#define BLOCK 4096
+#define POOL_BYTES (17 * BLOCK)
+#define POOL_MAX 8
+static unsigned char *pool[POOL_MAX];
+static int pooled = 0;
+
+static unsigned char *take_buffer(void) {
+    if (pooled > 0)
+        return pool[--pooled];
+    void *made = NULL;
+    if (posix_memalign(&made, BLOCK, POOL_BYTES) != 0) {
+        PyErr_NoMemory();
+        return NULL;
+    }
+    return made;
+}
+
+static void give_buffer(unsigned char *buf) {
+    if (pooled < POOL_MAX)
+        pool[pooled++] = buf;
+    else
+        free(buf);
+}
 #define CHECK_MASK 0xFFFFFFFFu
 /* tmem.store.export: codec ids in bits 0-1 of the first byte, log2(page size) - 9 in 4-7. */
 #define CODEC_MASK 3
@@ -156,7 +183,9 @@ PyDoc_STRVAR(load_record_doc,
 "add the load and the bytes it reads to ``counts`` ('q': loads, bytes read), then read\n"
 "the record's blocks and check it as read_record does.  None if the index does not\n"
 "hold version ``tag`` at ``slot``; the payload if the record holds; False if it does\n"
-"not (the caller looks it up again under the tier's lock); OSError if the read fails.");
+"not (the caller looks it up again under the tier's lock); OSError if the read fails.\n"
+"``buffer`` None: an aligned buffer of this module's own (kept for the next loads), so\n"
+"that loads at the same time each read into their own.");
 
 static int array_view(PyObject *obj, Py_buffer *view, const char *format) {
     if (PyObject_GetBuffer(obj, view, PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
@@ -220,17 +249,31 @@ static PyObject *load_record(PyObject *self, PyObject *const *args, Py_ssize_t n
         ((long long *)counts.buf)[1] += size;
     }
     PyBuffer_Release(&counts);
-    Py_buffer view;
-    if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
-        return NULL;
-    if (off < 0 || size > view.len || end < at + HEADER_SIZE) {
+    PyObject *out;
+    if (args[1] == Py_None) {
+        if (off < 0 || size > POOL_BYTES || end < at + HEADER_SIZE) {
+            PyErr_SetString(PyExc_ValueError, "load_record: the record does not fit the buffer");
+            return NULL;
+        }
+        unsigned char *buf = take_buffer();
+        if (buf == NULL)
+            return NULL;
+        out = read_checked(fd, buf, off - at, size, at, end, (unsigned long long)tag,
+                           (unsigned long)slot);
+        give_buffer(buf);
+    } else {
+        Py_buffer view;
+        if (PyObject_GetBuffer(args[1], &view, PyBUF_WRITABLE) < 0)
+            return NULL;
+        if (off < 0 || size > view.len || end < at + HEADER_SIZE) {
+            PyBuffer_Release(&view);
+            PyErr_SetString(PyExc_ValueError, "load_record: the record does not fit the buffer");
+            return NULL;
+        }
+        out = read_checked(fd, view.buf, off - at, size, at, end, (unsigned long long)tag,
+                           (unsigned long)slot);
         PyBuffer_Release(&view);
-        PyErr_SetString(PyExc_ValueError, "load_record: the record does not fit the buffer");
-        return NULL;
     }
-    PyObject *out = read_checked(fd, view.buf, off - at, size, at, end, (unsigned long long)tag,
-                                 (unsigned long)slot);
-    PyBuffer_Release(&view);
     if (out == Py_None) {
         Py_DECREF(out);
         out = Py_NewRef(Py_False);

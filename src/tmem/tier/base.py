@@ -16,7 +16,7 @@ page freed and its slot reused) can never come back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -85,4 +85,15 @@ class Tier(Protocol):
         ...
 
 
-__all__ = ["Demotion", "Tier", "TierError"]
+class QuickLoading(Protocol):
+    """A tier that may also offer a cheaper load for the usual case (the SSD tier's one
+    compiled call), which a host then calls first on a get."""
+
+    #: ``quick_load(loc, tag)`` answers as :meth:`Tier.load` does, or False where it
+    #: cannot tell (then :meth:`Tier.load` is asked), and may raise OSError or
+    #: ValueError (then :meth:`Tier.load` is asked too, and says what failed); None while
+    #: the tier has none.
+    quick_load: Callable[[int, int], bytes | bool | None] | None
+
+
+__all__ = ["Demotion", "QuickLoading", "Tier", "TierError"]

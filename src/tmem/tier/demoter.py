@@ -43,7 +43,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from tmem.engine import Engine
 from tmem.engine.state import ClientState
@@ -64,7 +64,7 @@ from tmem.engine.tiering import (
 from tmem.errors import TierError, TmemError
 from tmem.store.export import decode_export
 from tmem.tier import fastload
-from tmem.tier.base import Demotion, Tier
+from tmem.tier.base import Demotion, QuickLoading, Tier
 
 log = logging.getLogger("tmem.tier")
 #: A page from its export, compiled where built (lz4 without letting go of the interpreter:
@@ -121,6 +121,9 @@ class TierSet:
         self.lock = lock
         self.tiers = list(tiers)
         self._loads = [tier.load for tier in self.tiers]  # bound once: gets call them
+        #: Per tier, whether it may offer a quick load (:class:`tmem.tier.base.QuickLoading`),
+        #: read at each get: the tier may drop it (the SSD tier, when it leaves O_DIRECT).
+        self._quick = [hasattr(tier, "quick_load") for tier in self.tiers]
         #: What turns a loaded export into its page (the compiled decoder where built).
         self.decode: Callable[[bytes], bytes | None] = _decode
         attach_tiers(engine, [tier.index_bytes_per_page for tier in self.tiers])
@@ -177,7 +180,7 @@ class TierSet:
             if self._armed:  # the thread waits to promote a page while this get reads
                 self._signal_read()
             try:
-                blob = self._loads[number](fetch.loc, fetch.tag)
+                blob = self._load(number, fetch.loc, fetch.tag)
                 if blob is None:
                     data = None
                 elif (data := self.decode(blob)) is None:  # a codec the compiled one leaves
@@ -206,11 +209,27 @@ class TierSet:
             result = engine.get(client, pool, oid, index)
             if not isinstance(result, Fetch):
                 return result
-            blob, data, error, took = self._load(result)
+            blob, data, error, took = self._load_once(result)
             self._count(result, took)
             return self._finish(client, result, blob, data, error)
 
-    def _load(self, fetch: Fetch) -> tuple[bytes | None, bytes | None, TmemError | None, int]:
+    def _load(self, number: int, loc: int, tag: int) -> bytes | None:
+        """Tier ``number``'s load of ``(loc, tag)``, by its quick load where it has one."""
+        found: bytes | bool | None = False
+        if self._quick[number]:
+            quick = cast(QuickLoading, self.tiers[number]).quick_load
+            if quick is not None:
+                try:
+                    found = quick(loc, tag)
+                except (OSError, ValueError):
+                    found = False  # the tier's own load says what failed, and counts it
+        if found is False:
+            return self._loads[number](loc, tag)
+        return found  # type: ignore[return-value]
+
+    def _load_once(
+        self, fetch: Fetch
+    ) -> tuple[bytes | None, bytes | None, TmemError | None, int]:
         """The page's export, the page, or the tier's error; and the nanoseconds it took."""
         tier = self.tiers[fetch.tier]
         start = _clock()

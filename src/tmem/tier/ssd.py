@@ -48,7 +48,8 @@ import stat
 import struct
 import threading
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import xxhash
@@ -166,14 +167,22 @@ class SsdTier:
         self.rbuf = mmap.mmap(-1, seg)  # compaction's reads, page-aligned
         #: Read buffers of loads not running now: one is taken per load, and given back.
         self._readers: list[_Reader] = [_Reader()]
-        #: The compiled read and checks (:mod:`tmem.tier.fastload`), or None: the same in Python;
-        #: and the compiled whole load (index lookup, read, checks), or None.
+        #: The compiled read and checks (:mod:`tmem.tier.fastload`), or None: the same in Python.
         self.read_record = fastload.read_record
-        self.load_record = fastload.load_record
         #: Loads and bytes read by the compiled load, which counts here holding only the
         #: interpreter: nothing else writes these two (the loads and reads in Python count
         #: in ``counters``, under the lock), so neither kind can lose the other's update.
         self._counts = array("q", [0, 0])
+        #: The whole load in one compiled call, bound to this file and index:
+        #: ``quick_load(slot, version)`` answers as :meth:`load` does, or False where a
+        #: check failed (then :meth:`load` goes the careful way).  None where the C module
+        #: was not built, and once the file is no longer ``O_DIRECT``.  A host calls it
+        #: directly, so that no Python runs around the read on a get.
+        self.quick_load: Callable[[int, int], bytes | bool | None] | None = None
+        if fastload.load_record is not None and self.direct:  # its buffers: the module's own
+            self.quick_load = partial(
+                fastload.load_record, self.fd, None, self.off, self.length, self.tag, self._counts
+            )
         # Blocks of the unwritten part of the open segment with room left: [place, room].
         self._bins: list[list[int]] = []
         self.failed: str | None = None
@@ -238,6 +247,7 @@ class SsdTier:
         flags = fcntl.fcntl(self.fd, fcntl.F_GETFL)
         fcntl.fcntl(self.fd, fcntl.F_SETFL, flags & ~os.O_DIRECT)
         self.direct = False
+        self.quick_load = None  # reads now go through the page cache: drop them after
 
     def _read(self, offset: int, n: int) -> memoryview:
         """Read ``n`` bytes at ``offset`` (whole blocks around them) into ``rbuf``."""
@@ -545,25 +555,21 @@ class SsdTier:
         record (one block for a record of up to 4 KiB), outside the lock, into
         a buffer of this load's own, and one copy out of it, which is checked.
         Where the C module was built and the file is ``O_DIRECT``, all of it is
-        one call (:func:`tmem.tier.fastload.load_record`) that reads the index
-        holding only the interpreter: a row caught mid-change reads a record
-        that fails its checks, and the load then goes the careful way
-        (:meth:`_load_carefully`), as does a record compaction moved.  So little
-        Python runs around the read, on caches that went cold while it blocked.
+        one call (:attr:`quick_load`, :func:`tmem.tier.fastload.load_record`)
+        that reads the index holding only the interpreter: a row caught
+        mid-change reads a record that fails its checks, and the load then goes
+        the careful way (:meth:`_load_carefully`), as does a record compaction
+        moved.  So little Python runs around the read, on caches that went cold
+        while it blocked.
         """
-        fast = self.load_record
-        if fast is not None and self.direct:  # the lookup, read and checks in one call
-            readers = self._readers
-            reader = readers.pop() if readers else _Reader()
+        quick = self.quick_load
+        if quick is not None:  # the lookup, read and checks in one call
             try:
-                found = fast(self.fd, reader.buf, self.off, self.length, self.tag, self._counts,
-                             loc, tag)  # fmt: skip
+                found = quick(loc, tag)
             except (OSError, ValueError) as exc:
                 with self.lock:
                     self.counters["load_failures"] += 1
                 raise TierError(f"SSD tier read of record {loc} failed: {exc}") from None
-            finally:
-                readers.append(reader)
             if found is not False:
                 return found  # type: ignore[return-value]
         return self._load_carefully(loc, tag)
@@ -670,6 +676,7 @@ class SsdTier:
     def close(self) -> None:
         """Close and remove the file (pages of a stopped host mean nothing)."""
         with self._writing, self.lock:
+            self.quick_load = None
             if self.fd >= 0:
                 os.close(self.fd)
                 self.fd = -1
