@@ -52,8 +52,10 @@ HOSTLOCK = Extension("tmem._hostlock", ["src/tmem/_hostlock.c"], optional=True)
 LZ4PAGE = Extension("tmem.store._lz4page", ["src/tmem/store/_lz4page.c"], optional=True)
 #: Many MADV_DONTNEED ranges in one process_madvise call (tmem.store.release), optional too.
 RELEASE = Extension("tmem.store._release", ["src/tmem/store/_release.c"], optional=True)
+#: The daemon's and the remote client's socket calls (tmem.wire.sockio), optional too.
+SOCKIO = Extension("tmem.wire._sockio", ["src/tmem/wire/_sockio.c"], optional=True)
 #: The extensions written in C by hand: each builds or not on its own.
-HAND_WRITTEN = (FASTLOAD, HOSTLOCK, LZ4PAGE, RELEASE)
+HAND_WRITTEN = (FASTLOAD, HOSTLOCK, LZ4PAGE, RELEASE, SOCKIO)
 
 
 def compiler_works() -> bool:
@@ -163,7 +165,7 @@ def remove_stale(root: Path, compiled_too: bool, hand_written: bool = True) -> N
     and, if ``compiled_too``, the compiled modules.
     """
     for path in [*root.glob("tmem__mypyc*.so"), *root.glob("tmem/**/*.so")]:
-        by_hand = path.name.startswith(("_fastload.", "_hostlock.", "_lz4page.", "_release."))
+        by_hand = path.name.startswith(("_fastload.", "_hostlock.", "_lz4page.", "_release.", "_sockio."))
         if (by_hand and hand_written) or (not by_hand and compiled_too):
             print(f"tmem: removing {path} (left by an earlier build)", file=sys.stderr)
             path.unlink()

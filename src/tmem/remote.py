@@ -42,7 +42,7 @@ from tmem.errors import (
 )
 from tmem.hostlock import new_lock
 from tmem.sockets import default_socket
-from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError, transfer
+from tmem.wire import ROLE_ADMIN, ROLE_CLIENT, VERSION, Decoder, Op, WireError, sockio, transfer
 from tmem.wire import messages as msg
 from tmem.wire.frames import HEADER
 from tmem.wire.messages import decode_answer, handle_frame
@@ -61,6 +61,9 @@ _PUT: Final = 4
 _GET: Final = 5
 _HELLO: Final = 1
 _HANDLE_SIZE: Final = 32
+#: The C module's single-page round trips (tmem.wire.sockio), or None.
+_PUT_CALL: Final[Any] = sockio.PUT
+_GET_CALL: Final[Any] = sockio.GET
 _T = TypeVar("_T")
 
 
@@ -89,6 +92,10 @@ class Channel:
     """
 
     _moves = 0  # moves followed since the last answered request
+    #: the socket's descriptor for the C module's round trip (tmem.wire.sockio), or -1:
+    #: the socket module's calls (the module is not there, the socket has a timeout,
+    #: or it is closed)
+    _fd = -1
 
     def __init__(self, address: Any, name: Any, role: int, token: Any, timeout: Any) -> None:
         if not isinstance(name, str):
@@ -129,6 +136,8 @@ class Channel:
         if version != VERSION:
             self.close()
             raise ProtocolError(f"daemon speaks protocol {version}, not {VERSION}")
+        if _PUT_CALL is not None and self.timeout is None:  # a blocking socket
+            self._fd = self.sock.fileno()
 
     def check_open(self) -> None:
         """Raise ConnectionLost if the connection is closed."""
@@ -169,6 +178,61 @@ class Channel:
         if op != _HELLO:
             self._moves = 0
         return body
+
+    def put(self, pool: int, oid: int, index: int, page: Any) -> bool:
+        """A PUT of a checked handle and page: whether the daemon stored it.  One call
+        of the C module where it is in use; any reply but a plain answer is read
+        as :meth:`call` reads it."""
+        fd, decoder = self._fd, self.decoder
+        if fd < 0 or decoder.buffered:
+            head = handle_frame(_PUT, _HANDLE_SIZE + len(page), pool, oid, index)
+            body = self.call(head + page, _PUT)
+        else:
+            try:
+                answer: int = _PUT_CALL(fd, pool, oid, index, page, decoder.start_exchange())
+            except OSError as exc:
+                self._lost(exc)
+            except BaseException:
+                self.close()  # interrupted mid-call: the stream is out of step
+                raise
+            self._moves = 0
+            if answer >= 0:  # the usual case: a plain answer
+                return answer == 1
+            decoder.received(-1 - answer)
+            try:
+                body = self.reply(_PUT)
+            except Moved as moved:  # repeat the request where the client's pages went
+                self.follow(moved)
+                return self.put(pool, oid, index, page)
+        try:
+            return decode_answer(body)
+        except WireError as exc:
+            self.close()  # the daemon broke the protocol: the stream is out of step
+            raise ProtocolError(f"bad put reply: {exc}") from None
+
+    def get(self, pool: int, oid: int, index: int) -> bytes | None:
+        """A GET of a checked handle: a copy of the page, or None on a miss; as :meth:`put`."""
+        fd, decoder = self._fd, self.decoder
+        if fd < 0 or decoder.buffered:
+            body = self.call(handle_frame(_GET, _HANDLE_SIZE, pool, oid, index), _GET)
+        else:
+            try:
+                page: Any = _GET_CALL(fd, pool, oid, index, decoder.start_exchange())
+            except OSError as exc:
+                self._lost(exc)
+            except BaseException:
+                self.close()
+                raise
+            self._moves = 0
+            if page.__class__ is not int:  # the usual case: the page, or None
+                return page  # type: ignore[no-any-return]
+            decoder.received(-1 - page)
+            try:
+                body = self.reply(_GET)
+            except Moved as moved:
+                self.follow(moved)
+                return self.get(pool, oid, index)
+        return bytes(body) if body else None
 
     def send(self, parts: list[Any]) -> None:
         """Send a request frame, given as a list of byte buffers, without waiting
@@ -220,6 +284,7 @@ class Channel:
     def close(self) -> None:
         """Close the socket; the daemon releases this connection's private pools."""
         sock, self.sock = self.sock, None
+        self._fd = -1
         if sock is not None:
             sock.close()
 
@@ -273,13 +338,7 @@ class RemoteClient:
         try:
             oid, index = _handle(pool, oid, index)
             page = data if type(data) is bytes and len(data) <= MAX_PAGE_SIZE else as_page(data)
-            head = handle_frame(_PUT, _HANDLE_SIZE + len(page), pool, oid, index)
-            body = self._chan.call(head + page, _PUT)
-            try:
-                return decode_answer(body)
-            except WireError as exc:
-                self._chan.close()  # the daemon broke the protocol: the stream is out of step
-                raise ProtocolError(f"bad put reply: {exc}") from None
+            return self._chan.put(_pool(pool), oid, index, page)
         finally:
             self._release()
 
@@ -288,8 +347,7 @@ class RemoteClient:
         self._acquire()
         try:
             oid, index = _handle(pool, oid, index)
-            body = self._chan.call(handle_frame(_GET, _HANDLE_SIZE, pool, oid, index), _GET)
-            return bytes(body) if body else None
+            return self._chan.get(_pool(pool), oid, index)
         finally:
             self._release()
 

@@ -581,12 +581,12 @@ class Server:
         if conn.batch is not None:
             return  # its items are views into the receive buffer: read once it is done
         try:
-            n = conn.decoder.read_from(conn.sock, None if conn.grant else BASE_IN)
+            n = conn.decoder.read_from(conn.sock, None if conn.grant else BASE_IN, conn.fd)
             if n < 0:  # a frame larger than its buffer waits for a grant, unread
                 if not self._take_grant(conn):
                     self._send(conn)
                     return
-                n = conn.decoder.read_from(conn.sock)
+                n = conn.decoder.read_from(conn.sock, None, conn.fd)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
@@ -774,7 +774,7 @@ class Server:
         sent = 0
         if out.queued:
             try:
-                sent = out.send_to(conn.sock)
+                sent = out.send_to(conn.sock, conn.fd)
             except (BlockingIOError, InterruptedError):
                 pass
             except OSError:
@@ -810,6 +810,9 @@ class Server:
             self._wake(self.budget.give_back(conn))
         with contextlib.suppress(OSError, ValueError):
             self._epoll.unregister(conn.fd)
+        # its number may go to the next connection accepted: reads and sends by
+        # number (tmem.wire.sockio) must never reach that one
+        conn.fd = -1
         conn.sock.close()
         conn.decoder.release()  # whatever still refers to the connection,
         conn.out.release()  # its buffers go now

@@ -15,8 +15,13 @@ from bisect import bisect_right
 from itertools import accumulate
 from typing import Any, Final
 
+from tmem.wire import sockio
+
 #: op, status, tag, body length.
 HEADER: Final = struct.Struct("<BBHI")
+#: The C socket calls (tmem.wire.sockio), or None: the socket module's methods.
+_RECV_INTO: Final[Any] = sockio.RECV_INTO
+_SEND: Final[Any] = sockio.SEND
 #: A header's fields at an offset, in one call (compiled, fewer calls than byte by byte).
 _unpack_header: Final = HEADER.unpack_from
 HEADER_SIZE: Final = 8  # HEADER.size, a constant the compiled module inlines
@@ -161,24 +166,42 @@ class Decoder:
             self._buf[:pending] = self._view[self._start : self._end]
         self._start, self._end = 0, pending
 
-    def read_from(self, sock: Any, limit: int | None = None) -> int:
+    def read_from(self, sock: Any, limit: int | None = None, fd: int = -1) -> int:
         """Read once from ``sock`` (``recv_into``) into :meth:`recv_buffer`; the count
         read (0: the peer shut its side).  The socket's errors propagate.
 
         With ``limit``, nothing is read and -1 returned if the buffer would have
-        to be larger than ``limit`` bytes (:meth:`wanted`) to read now.
+        to be larger than ``limit`` bytes (:meth:`wanted`) to read now.  With
+        ``fd`` (``sock``'s descriptor, of a non-blocking socket), the read is the
+        C module's (:mod:`tmem.wire.sockio`) where it was built.
         """
         if self._start == self._end:  # the usual case: an empty buffer, read from its start
             if limit is not None and len(self._buf) > limit:
                 return -1
             self._start = self._end = 0
-            n: int = sock.recv_into(self._view)
+            if fd >= 0 and _RECV_INTO is not None:
+                n: int = _RECV_INTO(fd, self._buf, 0)
+            else:
+                n = sock.recv_into(self._view)
         else:
             if limit is not None and self.wanted() > limit:
                 return -1
-            n = sock.recv_into(self.recv_buffer())
+            view = self.recv_buffer()
+            if fd >= 0 and _RECV_INTO is not None:
+                n = _RECV_INTO(fd, self._buf, self._end)
+            else:
+                n = sock.recv_into(view)
         self._end += n
         return n
+
+    def start_exchange(self) -> bytearray:
+        """The whole buffer, emptied, for a caller that receives into it itself from its
+        start (the client's round trip in the C module, :mod:`tmem.wire.sockio`), then
+        passes the count it left there to :meth:`received`.  Nothing may be pending."""
+        if self._start != self._end:
+            raise WireError("a reply is pending in the buffer")
+        self._start = self._end = 0
+        return self._buf
 
     def received(self, n: int) -> None:
         """Record that ``n`` bytes were written into the last :meth:`recv_buffer`."""
@@ -323,16 +346,21 @@ class OutBuffer:
         self._parts.append(bytes(data))
         self.queued += len(self._parts[-1])
 
-    def send_to(self, sock: Any) -> int:
+    def send_to(self, sock: Any, fd: int = -1) -> int:
         """Send what is queued with one ``sock.send`` (``sendmsg`` while parts are
         queued by reference) and forget what went; the bytes sent.  The socket's
-        errors (BlockingIOError included) propagate."""
+        errors (BlockingIOError included) propagate.  With ``fd`` (``sock``'s
+        descriptor, of a non-blocking socket), a send from the buffer is the C
+        module's (:mod:`tmem.wire.sockio`) where it was built."""
         if self._parts:
             buffers = [self._view[self._start : self._end], *self._parts[:GATHER_PARTS]]
             gathered: int = sock.sendmsg(buffers)
             self.consumed(gathered)
             return gathered
-        sent: int = sock.send(self._view[self._start : self._end])
+        if fd >= 0 and _SEND is not None:
+            sent: int = _SEND(fd, self._buf, self._start, self._end)
+        else:
+            sent = sock.send(self._view[self._start : self._end])
         if sent < self.queued:
             self._start += sent
             self.queued -= sent
