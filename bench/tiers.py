@@ -11,9 +11,11 @@ what a host with a quarter of its RAM and tiers for the rest still saves.
    meanwhile).  The reference is an uncached 4 KiB read (``O_DIRECT``) of the same pages,
    from a file on the same disk as the SSD tier written just before, in the
    same order and loop as the gets, measured in the same run.  Beside it,
-   the floor under a cluster get: a plain ``GET`` of the same (lz4) page
-   from one primary with ``redis.Redis``.  The CPU time of the calling
-   thread per get (median) shows what the Python around the I/O costs.
+   what a cluster get is measured against: a plain ``GET`` of the same (lz4)
+   page from one primary with ``redis.Redis``, and the same ``GET`` written
+   and read on a bare socket (no client library: the round trip's floor).
+   The CPU time of the calling thread per get (median) shows what the Python
+   around the I/O costs.
    ``ssd_tier_python`` is the SSD tier get with the read, checks and decode
    after it run in Python rather than in ``tmem.tier.fastload``'s C.
    The measurements rotate their order run by run; the figures are medians
@@ -40,6 +42,7 @@ import json
 import mmap
 import os
 import random
+import socket
 import statistics
 import sys
 import tempfile
@@ -196,6 +199,46 @@ def redis_gets(cluster: LocalCluster, n: int, seed: int) -> dict[str, float]:
         routing.close()
 
 
+def raw_gets(cluster: LocalCluster, n: int, seed: int) -> dict[str, float]:
+    """The round trip's floor: the same ``GET`` as :func:`redis_gets`, written and read on
+    a bare TCP socket (the request in one send, the reply read into one buffer)."""
+    import lz4.block
+    from redis.cluster import RedisCluster
+
+    keys = [f"bench:{{raw}}:{i}" for i in range(n)]
+    routing = RedisCluster(host="127.0.0.1", port=cluster.ports[0], socket_timeout=5)
+    node = routing.get_node_from_key(keys[0])
+    client = routing.get_redis_connection(node)
+    sock = socket.create_connection((node.host, node.port), timeout=5)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    buf = bytearray(1 << 16)
+    view = memoryview(buf)
+    requests = [b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(k), k.encode()) for k in keys]
+
+    def get(i: int) -> bytes:
+        sock.sendall(requests[i])
+        got = sock.recv_into(buf)
+        while (eol := buf.find(b"\r\n", 0, got)) < 0:
+            got += sock.recv_into(view[got:])
+        assert buf[0] == ord("$"), bytes(buf[:eol])
+        start = eol + 2
+        end = start + int(buf[1:eol])
+        while got < end + 2:
+            got += sock.recv_into(view[got:])
+        return lz4.block.decompress(buf[start:end])
+
+    try:
+        pipe = client.pipeline(transaction=False)
+        for i, key in enumerate(keys):
+            pipe.set(key, lz4.block.compress(page(i)))
+        pipe.execute()
+        return timed_reads(get, n, seed, "raw key")
+    finally:
+        sock.close()
+        client.delete(*keys)
+        routing.close()
+
+
 def pin_cluster(cluster: LocalCluster, cpus: set[int]) -> None:
     """Every thread of every redis-server of ``cluster`` on ``cpus``."""
     for proc in cluster.procs.values():
@@ -213,6 +256,7 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
         "cluster_tier": lambda seed: in_tier(cluster.spec, n, seed),
         "disk_read": lambda seed: disk_reads(directory, n, seed),
         "redis_get": lambda seed: redis_gets(cluster, n, seed),
+        "raw_get": lambda seed: raw_gets(cluster, n, seed),
     }
     names = list(kinds)
     per_run: list[dict[str, dict[str, float]]] = []
@@ -224,12 +268,14 @@ def latency_runs(runs: int, n: int, directory: str, cluster: LocalCluster) -> di
     for name in names:
         keys = per_run[0][name]
         out[name] = {k: statistics.median(run[name][k] for run in per_run) for k in keys}
-    disk, plain = out["disk_read"], out["redis_get"]
+    disk, plain, raw = out["disk_read"], out["redis_get"], out["raw_get"]
     for name in ("ssd_tier", "ssd_tier_python", "cluster_tier"):
         out[name]["p50_vs_disk"] = out[name]["p50_us"] / disk["p50_us"]
         out[name]["p99_vs_disk"] = out[name]["p99_us"] / disk["p99_us"]
     out["cluster_tier"]["p50_vs_redis_get"] = out["cluster_tier"]["p50_us"] / plain["p50_us"]
     out["cluster_tier"]["p99_vs_redis_get"] = out["cluster_tier"]["p99_us"] / plain["p99_us"]
+    out["cluster_tier"]["p50_vs_raw_get"] = out["cluster_tier"]["p50_us"] / raw["p50_us"]
+    out["cluster_tier"]["p99_vs_raw_get"] = out["cluster_tier"]["p99_us"] / raw["p99_us"]
     return out
 
 
@@ -300,7 +346,8 @@ def markdown(lat: dict[str, Any], work: dict[str, Any] | None) -> str:
         "ssd_tier_python": "on the SSD tier, read and decoded in Python",
         "cluster_tier": "on the Redis Cluster",
         "disk_read": "uncached 4 KiB disk read",
-        "redis_get": "plain GET from one primary",
+        "redis_get": "plain GET from one primary (redis.Redis)",
+        "raw_get": "the same GET on a bare socket",
     }
     for name, label in labels.items():
         f = lat[name]
@@ -313,7 +360,8 @@ def markdown(lat: dict[str, Any], work: dict[str, Any] | None) -> str:
     cluster = lat["cluster_tier"]
     lines.append(
         f"\ncluster get ÷ plain GET: p50 {cluster['p50_vs_redis_get']:.2f}, "
-        f"p99 {cluster['p99_vs_redis_get']:.2f}"
+        f"p99 {cluster['p99_vs_redis_get']:.2f}; ÷ bare-socket GET: "
+        f"p50 {cluster['p50_vs_raw_get']:.2f}, p99 {cluster['p99_vs_raw_get']:.2f}"
     )
     if work:
         lines += [

@@ -10,7 +10,7 @@ import redis
 
 import tmem
 from tmem.tier.base import Demotion
-from tmem.tier.ramster import ClusterTier
+from tmem.tier.ramster import ClusterTier, _Primary
 
 PAGE = 4096
 
@@ -175,6 +175,42 @@ def test_a_get_asks_the_primary_of_its_batch_directly_once_it_is_known(tier, mon
     assert len(lookups) == 1  # one batch: its primary is looked up once
 
 
+def test_gets_use_a_connection_of_their_primary_without_its_pool(tier, monkeypatch):
+    # A get takes one of the tier's idle connections to the batch's primary, not the
+    # pool's (whose checkout costs more CPU than the round trip), and gives it back.
+    items = [Demotion(3500 + i, i, blob(3500 + i), True) for i in range(8)]
+    locs = tier.store(items)
+    assert tier.load(locs[0], items[0].tag) == items[0].payload
+    node = tier._cluster.get_node_from_key(tier.key(locs[0], items[0].tag))
+    pool = tier._cluster.get_redis_connection(node).connection_pool
+
+    def checkout(*args, **kwargs):
+        raise AssertionError("a get went through the connection pool")
+
+    monkeypatch.setattr(pool, "get_connection", checkout)
+    for loc, item in zip(locs, items, strict=True):
+        assert tier.load(loc, item.tag) == item.payload
+    [primary] = tier._primaries.values()
+    assert len(primary.idle) == 1  # one get at a time: one connection, reused
+    assert tier.stats()["reconnects"] == 1 and tier.stats()["load_failures"] == 0
+
+
+def test_an_idle_connection_the_node_closed_is_replaced_without_a_reconnect(tier):
+    # A node may close a connection while it is idle (its timeout, CLIENT KILL): the
+    # next get on it makes a new one and still answers, without re-reading the cluster.
+    item = Demotion(3600, 1, blob(3600), True)
+    [loc] = tier.store([item])
+    assert tier.load(loc, item.tag) == item.payload
+    node = tier._cluster.get_node_from_key(tier.key(loc, item.tag))
+    killer = redis.Redis(host=node.host, port=node.port)
+    assert killer.client_kill_filter(_type="normal", skipme=True) >= 1
+    killer.close()
+    assert tier.load(loc, item.tag) == item.payload
+    stats = tier.stats()
+    assert stats["reconnects"] == 1 and stats["load_retries"] == 0
+    assert stats["load_failures"] == 0 and tier.failure is None
+
+
 def test_a_remembered_primary_that_no_longer_owns_the_batch_is_forgotten(tier, cluster):
     # As after a failover or a resharding: the node answers MOVED; the tier re-reads the
     # map of slots and the page still comes back.
@@ -183,7 +219,7 @@ def test_a_remembered_primary_that_no_longer_owns_the_batch_is_forgotten(tier, c
     assert tier.load(loc, item.tag) == item.payload
     owner = tier._cluster.get_node_from_key(tier.key(loc, item.tag))
     other = next(p for p in cluster.primaries() if p != owner.port)
-    tier._owners[loc] = redis.Redis(host="127.0.0.1", port=other)
+    tier._owners[loc] = _Primary(redis.Redis(host="127.0.0.1", port=other))
     assert tier.load(loc, item.tag) == item.payload
-    assert tier._owners[loc].connection_pool.connection_kwargs["port"] == owner.port
+    assert tier._owners[loc].port == owner.port
     assert tier.stats()["load_failures"] == 0

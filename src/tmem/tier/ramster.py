@@ -17,10 +17,14 @@ each key to the primary that owns its slot and follows failovers.
   same connection: its persistent pages count as stored only once a replica
   confirmed them, so losing one machine loses no persistent page.  Pages
   not confirmed are refused (they stay in RAM) and their keys deleted.
-* A get asks the primary that owns the batch's slot directly, over that
-  node's own connection (the ``hiredis`` parser where installed), which the
-  tier remembers per batch: one command, one round trip, none of the cluster
-  client's per-command routing.  A reply that the slot moved (failover,
+* A get asks the primary that owns the batch's slot directly, which the tier
+  remembers per batch: one command, one round trip, none of the cluster
+  client's per-command routing.  It sends ``GET`` and reads the reply on a
+  ``redis`` connection of that primary's own (the ``hiredis`` parser where
+  installed), taken from the tier's idle ones and given back once the reply
+  was read whole: none of the connection pool's bookkeeping per command
+  (its lock, its metrics, its poll of the socket for stray data), which costs
+  more CPU than the round trip.  A reply that the slot moved (failover,
   resharding) makes the tier forget those connections and re-read the map of
   slots, as any failure does.
 * A get that meets a failing or failing-over node retries with backoff for
@@ -39,8 +43,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, cast
 
+from redis import Redis
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, RedisClusterException, RedisError
 from redis.retry import Retry
 
@@ -53,6 +59,57 @@ log = logging.getLogger("tmem.tier")
 EPHEMERAL_TTL = 7 * 86400
 #: Batches whose primary's connection is remembered, at most (then the memory starts over).
 MAX_OWNERS = 1 << 16
+
+
+class _Primary:
+    """One primary's connections for gets: ``redis`` connections made as its client's
+    pool makes them, each used by one get at a time, and kept idle between gets."""
+
+    __slots__ = ("closed", "idle", "kwargs", "make", "port")
+
+    def __init__(self, client: Redis) -> None:
+        pool = client.connection_pool
+        self.make = pool.connection_class
+        self.kwargs = dict(pool.connection_kwargs)
+        self.port: int = self.kwargs.get("port", 0)
+        self.idle: list[Any] = []
+        self.closed = False
+
+    def get(self, key: str) -> bytes | None:
+        """``GET key`` in one round trip; RedisError or OSError if it fails (the
+        connection is closed then: a reply may be left unread on it).  A connection
+        that was idle and is found closed (the node closed it meanwhile) is replaced
+        once, as the ``redis`` client's own retry would."""
+        try:
+            conn = self.idle.pop()
+            reused = True
+        except IndexError:  # none idle: this get runs beside others
+            conn, reused = self.make(**self.kwargs), False
+        while True:
+            try:
+                conn.send_command("GET", key)
+                value = conn.read_response()
+                break
+            except RedisConnectionError:
+                conn.disconnect()
+                if not reused:
+                    raise
+                conn, reused = self.make(**self.kwargs), False
+            except BaseException:
+                conn.disconnect()
+                raise
+        if self.closed:
+            conn.disconnect()
+        else:
+            self.idle.append(conn)
+        return cast("bytes | None", value)
+
+    def close(self) -> None:
+        """Close the idle connections, and those of gets under way as they end."""
+        self.closed = True
+        while self.idle:
+            with contextlib.suppress(IndexError, RedisError, OSError):
+                self.idle.pop().disconnect()
 
 
 class ClusterTier:
@@ -105,8 +162,10 @@ class ClusterTier:
         self._given_up_until = 0.0
         self.failure: str | None = None
         self._batch = 0
-        #: Batch number -> the connection of the primary that holds it (cleared on a failure).
-        self._owners: dict[int, Any] = {}
+        #: Batch number -> the primary that holds it (cleared on a failure).
+        self._owners: dict[int, _Primary] = {}
+        #: The primaries met so far, by node name (cleared on a failure).
+        self._primaries: dict[str, _Primary] = {}
         self.pages = 0
         self.counters = dict.fromkeys(
             ("stored", "refused", "unconfirmed", "loads", "load_retries", "load_failures",
@@ -144,6 +203,9 @@ class ClusterTier:
         self.failure = f"{type(exc).__name__}: {exc}"
         log.warning("redis tier: %s", self.failure)
         self._owners = {}
+        primaries, self._primaries = self._primaries, {}
+        for primary in primaries.values():
+            primary.close()
         cluster, self._cluster = self._cluster, None
         if cluster is not None:
             with contextlib.suppress(RedisError, OSError):
@@ -225,16 +287,21 @@ class ClusterTier:
         except (RedisError, RedisClusterException, OSError) as exc:
             log.warning("redis tier: could not delete %d keys: %s", len(keys), exc)
 
-    def _owner(self, cluster: RedisCluster, loc: int, key: str) -> Any:
-        """The connection of the primary that holds batch ``loc`` (looked up once per batch)."""
+    def _owner(self, cluster: RedisCluster, loc: int, key: str) -> _Primary:
+        """The primary that holds batch ``loc`` (looked up once per batch)."""
         owners = self._owners
-        conn = owners.get(loc)
-        if conn is None:
-            conn = cluster.get_redis_connection(cluster.get_node_from_key(key))
-            if len(owners) >= MAX_OWNERS:
-                owners.clear()
-            owners[loc] = conn
-        return conn
+        owner = owners.get(loc)
+        if owner is None:
+            node = cluster.get_node_from_key(key)
+            with self.lock:
+                owner = self._primaries.get(node.name)
+                if owner is None:
+                    owner = _Primary(cluster.get_redis_connection(node))
+                    self._primaries[node.name] = owner
+                if len(owners) >= MAX_OWNERS:
+                    owners.clear()
+                owners[loc] = owner
+        return owner
 
     def load(self, loc: int, tag: int) -> bytes | None:
         """Fetch one page in one round trip, retrying through a failover for a bounded time.
@@ -248,13 +315,13 @@ class ClusterTier:
         with self.lock:
             self.counters["loads"] += 1
             cluster = self._cluster
-            conn = self._owners.get(loc) if cluster is not None else None
-            if conn is None and time.monotonic() < self._given_up_until:
+            owner = self._owners.get(loc) if cluster is not None else None
+            if owner is None and time.monotonic() < self._given_up_until:
                 self.counters["load_failures"] += 1
                 raise TierError(f"redis tier unreachable ({self.failure})")
-        if conn is not None:  # the common case: one command on a connection known already
+        if owner is not None:  # the common case: one command to a primary known already
             try:
-                value = conn.get(key)
+                value = owner.get(key)
             except (RedisError, RedisClusterException, OSError) as exc:
                 with self.lock:  # re-read the map of slots, then retry as below
                     self._down(exc)
@@ -262,7 +329,7 @@ class ClusterTier:
                 if value is None:
                     with self.lock:
                         self.counters["lost"] += 1
-                return cast("bytes | None", value)
+                return value
         return self._load_slowly(loc, key)
 
     def _load_slowly(self, loc: int, key: str) -> bytes | None:
@@ -281,7 +348,7 @@ class ClusterTier:
             if cluster is not None:
                 try:
                     # Replies are not decoded (decode_responses is off): bytes.
-                    value = cast("bytes | None", self._owner(cluster, loc, key).get(key))
+                    value = self._owner(cluster, loc, key).get(key)
                 except (RedisError, RedisClusterException, OSError) as exc:
                     with self.lock:
                         self._down(exc)
@@ -361,6 +428,10 @@ class ClusterTier:
     def close(self) -> None:
         """Delete nothing (keys of a stopped host are unreachable); close connections."""
         with self.lock:
+            for primary in self._primaries.values():
+                primary.close()
+            self._primaries = {}
+            self._owners = {}
             if self._cluster is not None:
                 self._cluster.close()
                 self._cluster = None
