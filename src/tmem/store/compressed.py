@@ -75,7 +75,7 @@ class CompressedStore(PageStore):
         self.max_mean: float | None = max_mean_fraction
         self.codecs = Codecs(zstd_level)
         self.table = HandleTable(self.dedup is not None)
-        self.pool = ZsPool(self.table.loc, compact_fraction)
+        self.pool = ZsPool(self.table, compact_fraction)
         self.index = DedupIndex(self.table)
         self.row_bytes = self.table.row_bytes
         self.clients: dict[int, int] = {}  # cid -> codec id
@@ -196,7 +196,8 @@ class CompressedStore(PageStore):
         codec = meta & CODEC_MASK
         n = page_size_of(meta)
         if codec == SAME:
-            return table.loc[ref].to_bytes(8, "little", signed=True) * (n >> 3)
+            word: int = table.loc[ref]
+            return word.to_bytes(8, "little", signed=True) * (n >> 3)
         stored = self.pool.read(table.loc[ref], table.clen[ref])
         if codec == RAW:
             return stored
@@ -205,9 +206,10 @@ class CompressedStore(PageStore):
     def export(self, ref: int) -> bytes:
         """The page under ``ref`` as stored, for a tier (see :mod:`tmem.store.export`)."""
         table = self.table
-        meta = table.meta[ref] & ~INDEXED
+        meta = int(table.meta[ref]) & ~INDEXED
         if meta & CODEC_MASK == SAME:
-            return bytes((meta,)) + table.loc[ref].to_bytes(8, "little", signed=True)
+            word: int = table.loc[ref]
+            return bytes((meta,)) + word.to_bytes(8, "little", signed=True)
         return bytes((meta,)) + self.pool.read(table.loc[ref], table.clen[ref])
 
     def adopt(self, blob: bytes, persistent: bool, cid: int) -> int:

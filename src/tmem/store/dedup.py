@@ -15,7 +15,7 @@ from __future__ import annotations
 from array import array
 from typing import Final
 
-from tmem.store.handles import HandleTable
+from tmem.store.handles import HandleTable, hash_words
 
 _EMPTY: Final = -1
 _GONE: Final = -2
@@ -44,7 +44,7 @@ class DedupIndex:
 
     def find(self, key: int) -> int:
         """The handle recorded under ``key``, or -1."""
-        lo, hi = key & 0xFFFFFFFFFFFFFFFF, key >> 64
+        lo, hi = hash_words(key)
         slots, mask, hlo, hhi = self.slots, self.mask, self.table.hlo, self.table.hhi
         if mask < 0:
             return -1
