@@ -165,7 +165,9 @@ def remove_stale(root: Path, compiled_too: bool, hand_written: bool = True) -> N
     and, if ``compiled_too``, the compiled modules.
     """
     for path in [*root.glob("tmem__mypyc*.so"), *root.glob("tmem/**/*.so")]:
-        by_hand = path.name.startswith(("_fastload.", "_hostlock.", "_lz4page.", "_release.", "_sockio."))
+        by_hand = path.name.startswith(
+            ("_fastload.", "_hostlock.", "_lz4page.", "_release.", "_sockio.")
+        )
         if (by_hand and hand_written) or (not by_hand and compiled_too):
             print(f"tmem: removing {path} (left by an earlier build)", file=sys.stderr)
             path.unlink()
