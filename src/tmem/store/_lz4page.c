@@ -185,8 +185,62 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(incompressible_doc,
+"incompressible(page) -> bool\n\n"
+"The store's guess that lz4 cannot compress ``page`` (bytes, or any contiguous\n"
+"buffer) to three quarters of its size: 64 bytes at a stride of len // 64 take\n"
+"at least 40 distinct values, and 256 bytes at a stride of len // 256 are spread\n"
+"almost evenly over the byte values (sum of the squared counts of each value,\n"
+"times 96, under 256 * 256: a collision entropy above log2(96), about 6.6 bits\n"
+"a byte).  False for pages under 256 bytes.  The same rule as\n"
+"tmem.store.codecs.looks_incompressible.");
+
+static PyObject *incompressible(PyObject *self, PyObject *arg) {
+    Py_buffer view;
+    const unsigned char *src;
+    Py_ssize_t n;
+    if (PyBytes_CheckExact(arg)) {
+        src = (const unsigned char *)PyBytes_AS_STRING(arg);
+        n = PyBytes_GET_SIZE(arg);
+        view.obj = NULL;
+    } else {
+        if (PyObject_GetBuffer(arg, &view, PyBUF_SIMPLE) < 0)
+            return NULL;
+        src = view.buf;
+        n = view.len;
+    }
+    int poor = 0;
+    if (n >= 256) {
+        /* First 64 bytes at a stride of n / 64: most compressible pages show few
+         * distinct values here and stop at this cheap test. */
+        unsigned long long seen[4] = {0, 0, 0, 0};
+        Py_ssize_t wide = n >> 6;
+        for (int i = 0; i < 64; i++) {
+            unsigned char b = src[i * wide];
+            seen[b >> 6] |= 1ULL << (b & 63);
+        }
+        int distinct = __builtin_popcountll(seen[0]) + __builtin_popcountll(seen[1]) +
+                       __builtin_popcountll(seen[2]) + __builtin_popcountll(seen[3]);
+        if (distinct < 40)
+            goto done;
+        unsigned int counts[256] = {0};
+        Py_ssize_t step = n >> 8;
+        for (int i = 0; i < 256; i++)
+            counts[src[i * step]]++;
+        unsigned long squares = 0;
+        for (int v = 0; v < 256; v++)
+            squares += (unsigned long)counts[v] * counts[v];
+        poor = squares * 96 < 256 * 256;
+    }
+done:
+    if (view.obj != NULL)
+        PyBuffer_Release(&view);
+    return PyBool_FromLong(poor);
+}
+
 static PyMethodDef methods[] = {
     {"bind", bind, METH_VARARGS, bind_doc},
+    {"incompressible", incompressible, METH_O, incompressible_doc},
     {"compress", compress, METH_O, compress_doc},
     {"decompress", (PyCFunction)(void (*)(void))decompress, METH_FASTCALL, decompress_doc},
     {NULL, NULL, 0, NULL},

@@ -11,9 +11,13 @@ A put goes through these steps, each counted:
    a later put or flush of one handle cannot change what another reads.
 3. **Compression** with the client's codec (lz4, zstd, or none).  A page that
    compresses to more than ``max_compressed_fraction`` of its size is stored
-   raw (``huge_pages``).  For an ephemeral page the engine decides: it admits
-   such a page like any other and lets it go sooner than better compressed
-   pages (:func:`tmem.engine.victims.least_recent`); :meth:`CompressedStore.refuse`
+   raw (``huge_pages``).  With lz4 and a fraction of at most 3/4, a page whose
+   sampled bytes are spread almost evenly over all byte values
+   (:func:`tmem.store.codecs.looks_incompressible`) is stored raw without
+   being compressed first (``guessed_poor``, counted in ``huge_pages`` too).
+   For an ephemeral page the engine decides: it admits such a page like any
+   other and lets it go sooner than better compressed pages
+   (:func:`tmem.engine.victims.least_recent`); :meth:`CompressedStore.refuse`
    (``reject_compress_poor``) is there for an engine that refuses it.  With
    ``max_mean_fraction`` set, an ephemeral page larger than that fraction is
    refused while the mean compressed size of stored pages is above it
@@ -36,7 +40,7 @@ import xxhash
 
 from tmem.errors import InvalidArgument
 from tmem.store.base import REJECTED, PageStore
-from tmem.store.codecs import LZ4, RAW, SAME, Codecs, codec_id
+from tmem.store.codecs import INCOMPRESSIBLE, LZ4, RAW, SAME, Codecs, codec_id
 from tmem.store.dedup import INDEX_ENTRY_BYTES, DedupIndex
 from tmem.store.handles import CODEC_MASK, HUGE, INDEXED, HandleTable, order_bits, page_size_of
 from tmem.store.zspool import CLASS_MASK, OWNER_BYTES, SLOT_SIZE, ZsPool
@@ -45,6 +49,9 @@ DEDUP_SCOPES: tuple[str | None, ...] = (None, "none", "client", "host")
 _hash = xxhash.xxh3_128_intdigest
 #: What _share answers when the indexed page only shares the new page's hash.
 _COLLISION: Final = -2
+#: The incompressibility guess is taken only where pages above this fraction are kept
+#: raw anyway (it was measured against lz4 at 3/4).
+GUESS_FRACTION: Final = 0.75
 
 
 class CompressedStore(PageStore):
@@ -59,6 +66,7 @@ class CompressedStore(PageStore):
         max_mean_fraction: Any = None,
         compact_fraction: Any = 1 / 16,
         zstd_level: Any = 1,
+        guess_incompressible: Any = True,
     ) -> None:
         self.default_codec = codec_id(compress)
         if dedup not in DEDUP_SCOPES:
@@ -69,9 +77,13 @@ class CompressedStore(PageStore):
         _check_fraction("compact_fraction", compact_fraction, zero=True)
         if type(zstd_level) is not int or not 1 <= zstd_level <= 22:
             raise InvalidArgument(f"zstd_level {zstd_level!r} must be an integer in [1, 22]")
+        if type(guess_incompressible) is not bool:
+            raise InvalidArgument(f"guess_incompressible {guess_incompressible!r} must be a bool")
         self.dedup: str | None = dedup if dedup != "none" else None
         self.per_client = self.dedup == "client"  # hashes seeded with the client id
         self.max_fraction: float = max_compressed_fraction
+        #: lz4 pages that look incompressible are kept raw without compressing them
+        self.guess: bool = guess_incompressible and max_compressed_fraction <= GUESS_FRACTION
         self.max_mean: float | None = max_mean_fraction
         self.codecs = Codecs(zstd_level)
         self.table = HandleTable(self.dedup is not None)
@@ -91,7 +103,7 @@ class CompressedStore(PageStore):
         self.raw_pages = 0
         self.counters = dict.fromkeys(
             ("dedup_hits", "reject_compress_poor", "reject_mean_size", "huge_pages_since",
-             "same_filled_puts", "hash_collisions"), 0)  # fmt: skip
+             "same_filled_puts", "hash_collisions", "guessed_poor"), 0)  # fmt: skip
 
     # --- clients ---------------------------------------------------------
 
@@ -126,8 +138,13 @@ class CompressedStore(PageStore):
         if codec == RAW:
             self.raw_pages += 1
             return self._put_bytes(data, RAW, n, key, cid)
-        packed = self.codecs.compress[codec](data)
-        size = len(packed)
+        if codec == LZ4 and self.guess and INCOMPRESSIBLE(data):
+            self.counters["guessed_poor"] += 1
+            size = n + 1  # kept raw, as a page lz4 could not bring under the fraction
+            packed = data
+        else:
+            packed = self.codecs.compress[codec](data)
+            size = len(packed)
         if size > n * self.max_fraction:
             # Kept raw (zswap's incompressible pages); the engine lets an ephemeral one
             # go sooner than better compressed pages (see :meth:`poor`).
