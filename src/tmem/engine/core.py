@@ -44,6 +44,7 @@ from tmem.engine.ledger import (
     POOL_METADATA_BYTES,
     Ledger,
 )
+from tmem.engine.metadata import SHARED_OID
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.tiering import Fetch, TierState, tier_stats
 from tmem.engine.victims import ClientChoice
@@ -300,6 +301,10 @@ class Engine(Ledger):
             if pages is not None and not pages:  # eviction emptied and removed the object
                 pages = None
         tiering, table = self.tiering, self.table
+        if pages and oid >= SHARED_OID:  # one copy of a boxed object id an object
+            for first in pages.values():
+                oid = table.oid[first]
+                break
         tiering.version += 1  # next_version(), inline
         if persistent:
             pid = table.alloc(ref, cost, pool.uid, oid, index, tiering.version, tiering.cold)

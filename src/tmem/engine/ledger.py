@@ -18,6 +18,9 @@ from typing import TYPE_CHECKING, Any, Final
 from tmem.arguments import check_capacity
 from tmem.engine.frequency import Sketch, check_eviction
 from tmem.engine.insertion import check_order, hit_limit, shadow_mask
+from tmem.engine.metadata import OBJECT_METADATA_BYTES as OBJECT_METADATA_BYTES
+from tmem.engine.metadata import PAGE_METADATA_BYTES as PAGE_METADATA_BYTES
+from tmem.engine.metadata import POOL_METADATA_BYTES as POOL_METADATA_BYTES
 from tmem.engine.pages import NIL, PageTable
 from tmem.engine.state import ClientState, Pool
 from tmem.engine.victims import POLICIES, ClientChoice, least_recent, least_useful, most_over
@@ -27,17 +30,8 @@ from tmem.store.base import PageStore
 if TYPE_CHECKING:
     from tmem.engine.tiering import TierState
 
-# What the engine's own records cost, measured as resident memory by
-# ``bench/engine.py --metadata`` for every page size and object shape (see
-# docs/internals.md) and rounded up.
-#: Bytes charged per stored page: its slots in the page table (with the arrays'
-#: growth slack, its version included), its page id and index in its object's
-#: dict, and its own copy of a 192-bit object id.
-PAGE_METADATA_BYTES: Final = 272
-#: Bytes charged per object: the pool's entry for its id and the dict of its pages.
-OBJECT_METADATA_BYTES: Final = 256
-#: Bytes charged per pool: its record, its dicts and the host's and client's entries.
-POOL_METADATA_BYTES: Final = 768
+# What the engine's own records cost, worked out from the sizes of the structures
+# (tmem.engine.metadata; measured against RSS by bench/metadata.py).
 #: One put evicts at most this many pages (bounded work per call).
 MAX_EVICTIONS_PER_PUT: Final = 256
 #: Persistent pages of clients past their weighted share stop at 1/32 below capacity.
