@@ -5,8 +5,9 @@ never evicts) in a child process and reports, per page, beyond the page's
 own bytes:
 
 * ``rss``: the process's resident memory grown over the fill (psutil);
-* ``traced``: the Python heap grown over the fill (``tracemalloc``; with
-  ``--no-trace`` it is not started and reads 0);
+* ``traced``: the Python heap grown over the fill (``tracemalloc``, in one
+  more process of its own; it counts what a growing array has reserved but
+  not written, which RSS does not; ``--no-trace``: not run, 0);
 * ``charged``: what the host charges for the pages, their objects and the
   pool (``host.stats()["bytes"]``);
 * the structures themselves, summed from their sizes after the fill: the
@@ -86,18 +87,23 @@ SHAPES: dict[str, tuple[int, int, int, int]] = {
 
 
 def measure(pages: int, repeats: int, trace: bool) -> dict[str, dict[str, float]]:
-    """Per-page figures of every shape, each the median of ``repeats`` processes."""
+    """Per-page figures of every shape, each the median of ``repeats`` processes; the
+    traced heap from one more process that runs under tracemalloc (whose own tables
+    would swell the others' RSS)."""
+
+    def probe(per_object: int, bits: int, persistent: int, objects: int, traced: bool) -> Any:
+        args = [pages, per_object or 1, bits, persistent, objects, int(traced)]
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, *map(str, args)],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(done.stdout)
+
     out: dict[str, dict[str, float]] = {}
-    for name, (per_object, bits, persistent, objects) in SHAPES.items():
-        runs = []
-        for _ in range(repeats):
-            args = [pages, per_object or 1, bits, persistent, objects, int(trace)]
-            done = subprocess.run(
-                [sys.executable, "-c", PROBE, *map(str, args)],
-                capture_output=True, text=True, check=True,
-            )  # fmt: skip
-            runs.append(json.loads(done.stdout))
+    for name, shape in SHAPES.items():
+        runs = [probe(*shape, False) for _ in range(repeats)]
         out[name] = {key: statistics.median(r[key] for r in runs) for key in runs[0]}
+        out[name]["traced"] = probe(*shape, True)["traced"] if trace else 0.0
     return out
 
 
