@@ -10,8 +10,13 @@ import pytest
 
 import tmem
 from tests.charges import room_for
+from tmem.engine import OBJECT_METADATA_BYTES, PAGE_METADATA_BYTES
 from tmem.frontends import Frontswap, SelfShrink
 from tmem.frontends.frontswap import TARGET_SHRINK_PART
+
+#: Pages one guest stores alone to fill a host of ``room_for(64, objects=32, pools=2)``:
+#: 64, and as many more as the room left for a second guest's 16 objects holds.
+FILLED = 64 + 16 * OBJECT_METADATA_BYTES // (4096 + PAGE_METADATA_BYTES)
 
 PS = 4096
 
@@ -98,25 +103,27 @@ def test_a_client_over_its_persistent_target_shrinks_toward_it_oldest_first(
     host = tmem.Host(room_for(64, objects=32, pools=2), compress=None)
     first = Frontswap(host.connect("first"), tmp_path / "a", slots=100)
     try:
-        for slot in range(64):  # alone, it fills the host
+        filled = FILLED
+        for slot in range(filled):  # alone, it fills the host
             first.store(slot, page(slot))
-        assert first.stats()["tmem_pages"] == 64
+        assert first.stats()["tmem_pages"] == filled
         assert first.selfshrink_step() == 0  # alone: its target is the whole host
         late = Frontswap(host.connect("late"), tmp_path / "b", slots=100)
         try:
             late.store(0, page(1000))  # refused: the host is full of first's pages
             assert late.stats()["failed_stores"] == 1
-            assert first.selfshrink_step() == 64 // TARGET_SHRINK_PART  # at most that a step
+            assert first.selfshrink_step() == filled // TARGET_SHRINK_PART  # at most that a step
             for step in range(1, 40):  # the late guest uses the room first gives back
                 late.store(step, page(1000 + step))
                 first.selfshrink_step()
             assert first.stats()["tmem_pages"] == 32  # down to its target, half the host
             assert late.stats()["tmem_pages"] == 32  # and the late guest the rest
             shrunk = first.stats()["target_shrunk"]
-            assert shrunk == 32
+            assert shrunk == filled - 32
             # Oldest first: the first slots went to the swap file.
-            assert [first.holds_in_file(s) for s in range(64)] == [True] * 32 + [False] * 32
-            assert [first.load(s) for s in range(64)] == [page(s) for s in range(64)]
+            held = [first.holds_in_file(s) for s in range(filled)]
+            assert held == [True] * (filled - 32) + [False] * 32
+            assert [first.load(s) for s in range(filled)] == [page(s) for s in range(filled)]
         finally:
             late.close()
     finally:
@@ -148,17 +155,18 @@ def test_a_refused_store_moves_up_to_two_oldest_pages_to_the_swap_file(tmp_path:
     # room for 64 pages of each guest's 16 objects (frontswap's swizzle) and pools
     host = tmem.Host(room_for(64, objects=32, pools=2), compress=None)
     with Frontswap(host.connect("first"), tmp_path / "a", slots=100) as first:
-        for slot in range(64):  # alone, it fills the host
+        for slot in range(FILLED):  # alone, it fills the host
             first.store(slot, page(slot))
         with Frontswap(host.connect("late"), tmp_path / "b", slots=10) as late:
             late.store(0, page(1000))  # refused, but now two clients are active
-            first.store(64, page(64))  # over its target: two pages out, and still refused
-            assert first.stats()["written_back"] == 2 and first.holds_in_file(64)
+            first.store(FILLED, page(FILLED))  # over its target: two pages out, and still refused
+            assert first.stats()["written_back"] == 2 and first.holds_in_file(FILLED)
             assert [first.holds_in_file(s) for s in range(3)] == [True, True, False]
-            first.store(65, page(65))  # below the host's headroom again: one out, one in
-            assert first.stats()["written_back"] == 3 and not first.holds_in_file(65)
-            assert first.stats()["tmem_pages"] == 62
-            assert first.load(65) == page(65) and first.stats()["swap_reads"] == 0
+            nxt = FILLED + 1
+            first.store(nxt, page(nxt))  # below the host's headroom again: one out, one in
+            assert first.stats()["written_back"] == 3 and not first.holds_in_file(nxt)
+            assert first.stats()["tmem_pages"] == FILLED - 2
+            assert first.load(nxt) == page(nxt) and first.stats()["swap_reads"] == 0
             assert late.stats()["failed_stores"] == 1
 
 
