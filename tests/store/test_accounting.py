@@ -43,7 +43,9 @@ def test_resident_memory_grows_by_no_more_than_the_host_reports(compress, dedup)
     grown = rss() - before
     stats = host.stats()
     assert stats["bytes"] <= capacity
-    assert stats["reject_capacity"] == 1
+    # the last put is refused because the host is full: by the capacity, or by the
+    # persistent share rule, which a lone client meets at the same point
+    assert stats["reject_capacity"] + stats["reject_share"] == 1
     assert i * 4096 > 1.2 * capacity  # compression really held more than raw bytes would
     assert grown <= stats["bytes"] + FIXED_OVERHEAD, (grown, stats["bytes"])
 
