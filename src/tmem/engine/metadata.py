@@ -114,22 +114,23 @@ def dict_entry_bytes(start: int = 1 << 13) -> float:
     return total / weight
 
 
-def _page_bytes() -> int:
+def _page_bytes(entry: float) -> int:
     index_and_pid = 2 * int_bytes(1 << 20)
     slot = table_slot_bytes() * growth_slack()
-    return math.ceil(slot + dict_entry_bytes() + index_and_pid)
+    return math.ceil(slot + entry + index_and_pid)
 
 
-def _object_bytes() -> int:
-    entry = dict_entry_bytes()
+def _object_bytes(entry: float) -> int:
     own_dict = object_bytes({SMALL_INT + 1: SMALL_INT + 1}) - entry  # less its one entry
     return math.ceil(own_dict + entry + int_bytes((1 << 192) - 1))
 
 
+# Grows a dict to 32k entries, so it runs once for both charges.
+_DICT_ENTRY_BYTES: Final = dict_entry_bytes()
 #: Bytes charged per stored page (see the module's docstring).
-PAGE_METADATA_BYTES: Final = _page_bytes()
+PAGE_METADATA_BYTES: Final = _page_bytes(_DICT_ENTRY_BYTES)
 #: Bytes charged per object: its dict of pages, its entry in its pool's, its id.
-OBJECT_METADATA_BYTES: Final = _object_bytes()
+OBJECT_METADATA_BYTES: Final = _object_bytes(_DICT_ENTRY_BYTES)
 #: Bytes charged per pool: its record, its dicts and the host's and client's
 #: entries (measured resident by ``bench/engine.py --metadata`` and rounded up).
 POOL_METADATA_BYTES: Final = 768
