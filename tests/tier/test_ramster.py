@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import time
 
@@ -193,6 +194,35 @@ def test_gets_use_a_connection_of_their_primary_without_its_pool(tier, monkeypat
     [primary] = tier._primaries.values()
     assert len(primary.idle) == 1  # one get at a time: one connection, reused
     assert tier.stats()["reconnects"] == 1 and tier.stats()["load_failures"] == 0
+
+
+def test_a_forked_child_gets_on_connections_of_its_own(tier):
+    # The parent's idle connection is shared with a child made by fork(): were the
+    # child to send on it, the parent's next reply could be read by the child.
+    items = [Demotion(3550 + i, i, blob(3550 + i), True) for i in range(4)]
+    locs = tier.store(items)
+    assert tier.load(locs[0], items[0].tag) == items[0].payload
+    [primary] = tier._primaries.values()
+    [inherited] = primary.idle
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            pages = [tier.load(loc, item.tag) for loc, item in zip(locs, items, strict=True)]
+            fresh = primary.idle and all(conn is not inherited for conn in primary.idle)
+            ok = pages == [item.payload for item in items] and fresh
+            os.write(write, b"1" if ok else b"0")
+        finally:
+            os._exit(0)
+    os.close(write)
+    answer = os.read(read, 1)
+    os.close(read)
+    os.waitpid(child, 0)
+    assert answer == b"1"
+    assert primary.idle == [inherited]  # the parent's connection is untouched, and works
+    assert [tier.load(loc, item.tag) for loc, item in zip(locs, items, strict=True)] == [
+        item.payload for item in items
+    ]
 
 
 def test_an_idle_connection_the_node_closed_is_replaced_without_a_reconnect(tier):

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import secrets
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any, cast
+from weakref import WeakSet
 
 from redis import Redis
 from redis.backoff import NoBackoff
@@ -63,9 +65,11 @@ MAX_OWNERS = 1 << 16
 
 class _Primary:
     """One primary's connections for gets: ``redis`` connections made as its client's
-    pool makes them, each used by one get at a time, and kept idle between gets."""
+    pool makes them, each used by one get at a time, and kept idle between gets.
+    A child process made by ``fork()`` starts with none idle: the parent's stay the
+    parent's (a reply could otherwise reach the wrong process)."""
 
-    __slots__ = ("closed", "idle", "kwargs", "make", "port")
+    __slots__ = ("__weakref__", "closed", "idle", "kwargs", "make", "port")
 
     def __init__(self, client: Redis) -> None:
         pool = client.connection_pool
@@ -74,6 +78,7 @@ class _Primary:
         self.port: int = self.kwargs.get("port", 0)
         self.idle: list[Any] = []
         self.closed = False
+        _PRIMARIES.add(self)
 
     def get(self, key: str) -> bytes | None:
         """``GET key`` in one round trip; RedisError or OSError if it fails (the
@@ -110,6 +115,20 @@ class _Primary:
         while self.idle:
             with contextlib.suppress(IndexError, RedisError, OSError):
                 self.idle.pop().disconnect()
+
+
+#: Every primary's connections in this process, to be left behind by a forked child.
+_PRIMARIES: WeakSet[_Primary] = WeakSet()
+
+
+def _forget_in_child() -> None:
+    """In a child made by ``fork()``: forget the idle connections inherited (their
+    sockets close in the child only; the parent keeps using its own)."""
+    for primary in list(_PRIMARIES):
+        primary.idle = []
+
+
+os.register_at_fork(after_in_child=_forget_in_child)
 
 
 class ClusterTier:
