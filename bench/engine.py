@@ -16,7 +16,9 @@ of the ratios taken within a round.
 pages, flushes them all, and prints what the machine sees before, full and
 after: the process's RssAnon and RssShmem, the system's Shmem and
 MemAvailable.  ``--scale`` prints user CPU per put, get and flush for pool
-sizes from 10k pages up (512-byte pages, so that 2.5M pages fit in 1.3 GiB).
+sizes from 10k pages up (512-byte pages, so that 2.5M pages fit in 1.3 GiB),
+each size in a fresh process and at least a million operations of each kind
+(rounds of a small pool), the sizes taking turns ``--scale-repeats`` times.
 ``--release`` times the raw flush alone under variants of the arena's release
 rule (``SlotArena.free_ratio`` 1, the default, 2 and 3; one ``madvise`` per range
 instead of ``process_madvise`` batches; no release until the arena empties)
@@ -297,7 +299,7 @@ def memory(n: int, compress: str | None) -> dict[str, object]:
 SCALE_PROBE = textwrap.dedent(
     """
     import json, os, resource, sys, tmem
-    n = int(sys.argv[1])
+    n, rounds = int(sys.argv[1]), int(sys.argv[2])
     base = os.urandom(512)
     pages = [i.to_bytes(8, "little") + base[8:] for i in range(64)]
     host = tmem.Host(capacity=n * 1024, compress=None)
@@ -305,41 +307,54 @@ SCALE_PROBE = textwrap.dedent(
     pool = client.new_pool(persistent=True, page_size=512)
     put, get, flush = client.put_page, client.get_page, client.flush_page
     user = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_utime
-    t0 = user()
-    for i in range(n):
-        put(pool, i >> 6, i & 63, pages[i & 63])
-    t1 = user()
-    for i in range(n):
-        get(pool, i >> 6, i & 63)
-    t2 = user()
-    for i in range(n):
-        flush(pool, i >> 6, i & 63)
-    t3 = user()
-    print(json.dumps({"put": (t1 - t0) / n * 1e6, "get": (t2 - t1) / n * 1e6,
-                      "flush": (t3 - t2) / n * 1e6}))
+    spent = {"put": 0.0, "get": 0.0, "flush": 0.0}
+    for _ in range(rounds):  # small pools: many rounds, so the clock's tick is no error
+        t0 = user()
+        for i in range(n):
+            put(pool, i >> 6, i & 63, pages[i & 63])
+        t1 = user()
+        for i in range(n):
+            get(pool, i >> 6, i & 63)
+        t2 = user()
+        for i in range(n):
+            flush(pool, i >> 6, i & 63)
+        t3 = user()
+        spent["put"] += t1 - t0
+        spent["get"] += t2 - t1
+        spent["flush"] += t3 - t2
+    print(json.dumps({op: t / (n * rounds) * 1e6 for op, t in spent.items()}))
     """
 )
 
+#: Each size's probe runs at least this many operations of each kind (rounds of a
+#: small pool), so that user time, counted in clock ticks, is measured to ~1%.
+SCALE_MIN_OPS = 1_000_000
+
 
 def scale(sizes: list[int], repeats: int) -> dict[str, object]:
-    """User CPU µs per op at each pool size (fresh process each, median of ``repeats``)."""
-    rows: dict[int, dict[str, float]] = {}
-    for n in sizes:
-        figs = []
-        for _ in range(repeats):
+    """User CPU µs per op at each pool size: a fresh process per size and repeat, the
+    sizes taking turns (order rotated each repeat), medians of ``repeats``; each
+    size's ratio to the smallest is the median of the ratios within one repeat."""
+    figs: dict[int, list[dict[str, float]]] = {n: [] for n in sizes}
+    for r in range(repeats):
+        for n in sizes[r % len(sizes) :] + sizes[: r % len(sizes)]:
+            rounds = -(-SCALE_MIN_OPS // n)
             out = subprocess.run(
-                [sys.executable, "-c", SCALE_PROBE, str(n)],
+                [sys.executable, "-c", SCALE_PROBE, str(n), str(rounds)],
                 capture_output=True, text=True, check=True,
             )  # fmt: skip
-            figs.append(json.loads(out.stdout))
-        rows[n] = {op: statistics.median(f[op] for f in figs) for op in ("put", "get", "flush")}
-    first = rows[sizes[0]]
-    return {
-        "page_size": 512,
-        "rows": {
-            n: {**r, **{op + "_vs_first": r[op] / first[op] for op in r}} for n, r in rows.items()
-        },
-    }
+            figs[n].append(json.loads(out.stdout))
+    first = figs[sizes[0]]
+    rows: dict[int, dict[str, float]] = {}
+    for n in sizes:
+        row: dict[str, float] = {"rounds": -(-SCALE_MIN_OPS // n)}
+        for op in ("put", "get", "flush"):
+            ratios = [f[op] / ref[op] for f, ref in zip(figs[n], first, strict=True)]
+            row[op] = statistics.median(f[op] for f in figs[n])
+            row[op + "_vs_first"] = statistics.median(ratios)
+            row[op + "_vs_first_min"], row[op + "_vs_first_max"] = min(ratios), max(ratios)
+        rows[n] = row
+    return {"page_size": 512, "repeats": repeats, "min_ops": SCALE_MIN_OPS, "rows": rows}
 
 
 METADATA_PROBE = textwrap.dedent(
@@ -433,6 +448,7 @@ def main() -> None:
     parser.add_argument("--memory-pages", type=int, default=200_000)
     parser.add_argument("--scale", action="store_true", help="CPU per op from 10k pages up")
     parser.add_argument("--scale-sizes", default="10000,100000,1000000,2500000")
+    parser.add_argument("--scale-repeats", type=int, default=5, help="turns of every size")
     parser.add_argument("--metadata", action="store_true", help="resident bytes per page")
     parser.add_argument("--release", action="store_true", help="raw flush under release rules")
     parser.add_argument("--json", action="store_true")
@@ -445,7 +461,7 @@ def main() -> None:
         report["memory"] = [memory(args.memory_pages, c) for c in (None, "lz4")]
     if args.scale:
         sizes = [int(s) for s in args.scale_sizes.split(",")]
-        report["scale"] = scale(sizes, 3)
+        report["scale"] = scale(sizes, args.scale_repeats)
     if args.metadata:
         report["metadata"] = metadata()
     if args.release:
@@ -479,12 +495,19 @@ def main() -> None:
             f" (dipped {fig['memavailable_dip_mib']:.1f} MiB when full)"
         )
     if "scale" in report:
-        print("user CPU µs per op (512-byte pages), and against the smallest pool:")
-        for n, r in report["scale"]["rows"].items():
+        sc = report["scale"]
+        print(
+            f"user CPU µs per op (512-byte pages; medians of {sc['repeats']} turns, at least"
+            f" {sc['min_ops']:,} ops each), and against the smallest pool (range in brackets):"
+        )
+        for n, r in sc["rows"].items():
             print(
-                f"  {n:>9,} pages: put {r['put']:.2f} ({r['put_vs_first']:.2f}x)"
-                f"  get {r['get']:.2f} ({r['get_vs_first']:.2f}x)"
-                f"  flush {r['flush']:.2f} ({r['flush_vs_first']:.2f}x)"
+                f"  {n:>9,} pages:"
+                + "".join(
+                    f"  {op} {r[op]:.2f} ({r[op + '_vs_first']:.2f}x"
+                    f" [{r[op + '_vs_first_min']:.2f}-{r[op + '_vs_first_max']:.2f}])"
+                    for op in ("put", "get", "flush")
+                )
             )
     if "release" in report:
         print("raw flush in random order, CPU µs per page (user + system) and ÷ the dict:")
