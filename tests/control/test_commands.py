@@ -54,7 +54,7 @@ def test_set_freeze_thaw_and_capacity_change_the_running_host(serve_process):
     assert tmem_command("capacity", "32M", "--socket", socket).returncode == 0
     assert tmem_json("list", "--socket", socket)["capacity"] == 32 << 20
     proc.terminate()
-    log = proc.communicate(timeout=10)[1]
+    log = proc.communicate(timeout=60)[1]
     assert "set client 'vm1'" in log and "set the capacity to 33554432" in log
     assert "uid" in log and f"tmem {tmem.__version__} serving" in log
 
@@ -139,7 +139,7 @@ def test_a_cap_survives_reconnect_and_restart_from_the_config_file(serve_process
         assert stored == [True, False, False, False] and client.stats()["cap"] == 8192
         client.close()
     proc.terminate()
-    assert proc.wait(10) == 0
+    assert proc.wait(60) == 0
     _, address = serve_process("--config", str(config))  # a new daemon, on a new socket
     client = tmem.connect(address, name="vm1")
     assert client.stats()["cap"] == 8192

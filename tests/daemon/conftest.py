@@ -56,7 +56,7 @@ def daemon(start_daemon: Callable[..., Server]) -> Server:
 def wait_for_socket(
     path: str,
     proc: subprocess.Popen,
-    timeout: float = 20.0,
+    timeout: float = 60.0,  # a loaded machine starts a daemon in seconds, not one
     probe: Callable[[str], Any] = tmem.admin,
 ) -> None:
     """Wait until ``tmem serve`` answers ``probe("unix:" + path)`` (or fail if it exited);

@@ -36,7 +36,7 @@ def test_shutdown_leaves_a_file_that_replaced_its_socket(serve_process, tmp_path
     with open(path, "w") as fh:
         fh.write("precious")
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(10) == 0
+    assert proc.wait(60) == 0
     with open(path) as fh:
         assert fh.read() == "precious"
 
@@ -49,11 +49,11 @@ def test_shutdown_leaves_the_live_socket_of_a_second_daemon(serve_process, tmp_p
     try:
         wait_for_socket(path, second)
         first.send_signal(signal.SIGTERM)
-        assert first.wait(10) == 0
+        assert first.wait(60) == 0
         assert os.path.exists(path)
         tmem.admin(address).close()  # the second one still answers there
     finally:
         second.terminate()
-        assert second.wait(10) == 0
+        assert second.wait(60) == 0
         second.stderr.close()
     assert not os.path.exists(path)  # and the second one removed its own

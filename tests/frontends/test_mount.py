@@ -311,7 +311,7 @@ def test_unmount_and_sigterm_end_the_mount_cleanly(src: Path, tmp_path: Path, ho
             m.proc.send_signal(signal.SIGTERM)
         else:
             run("fusermount3", "-u", str(m.path))
-        assert m.proc.wait(20) == 0, m.log()
+        assert m.proc.wait(60) == 0, m.log()
         assert not os.path.ismount(m.path)
 
 

@@ -33,7 +33,7 @@ def serve(tmp_path):
     yield start
     for proc in procs:
         proc.terminate()
-        assert proc.wait(20) == 0
+        assert proc.wait(60) == 0
         proc.stderr.close()
 
 
