@@ -3,6 +3,7 @@ well-behaved client's latency."""
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -21,10 +22,33 @@ def resident(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def settle(pid: int, seconds: float = 0.3) -> int:
-    """The resident memory once it stopped moving (the daemon caught up)."""
+def running(pid: int) -> bool:
+    """Whether a thread of the process is running or waiting to run (not asleep)."""
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/stat") as fh:
+                state = fh.read().rpartition(")")[2].split()[0]
+        except (FileNotFoundError, ProcessLookupError):  # the thread ended meanwhile
+            continue
+        if state in ("R", "D"):
+            return True
+    return False
+
+
+def settle(pid: int, seconds: float = 0.3, longest: float = 20.0) -> int:
+    """The resident memory once it stopped moving (the daemon caught up): after
+    ``seconds``, once every thread of it sleeps and its RSS stayed the same for 0.1 s,
+    however late a loaded machine runs it (at most ``longest`` seconds more)."""
     time.sleep(seconds)
-    return resident(pid)
+    last = resident(pid)
+    deadline = time.monotonic() + longest
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = resident(pid)
+        if now == last and not running(pid):
+            return now
+        last = now
+    return last
 
 
 def raw(address: str, timeout: float = 10.0) -> socket.socket:

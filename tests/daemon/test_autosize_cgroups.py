@@ -136,6 +136,10 @@ def test_the_host_gives_memory_back_and_nothing_is_oom_killed(
         stats.set_limit(160 * M)
         deadline = time.monotonic() + 30
         while reports[-1]["cache_pages"] <= smallest and time.monotonic() < deadline:
+            assert guest.poll() is None, (
+                f"the guest stopped ({guest.returncode}); OOM kills in its group: "
+                f"{groups['guest'].oom_kills()}; last reports: {reports[-3:]}"
+            )
             time.sleep(0.1)
         guest.terminate()
         guest.wait(30)

@@ -81,9 +81,17 @@ def test_flushed_pages_leave_the_machine_not_only_the_process(
     compress: str | None, random_order: bool
 ) -> None:
     code = SCRIPT.format(fill=FILL_BYTES, compress=compress, random_order=random_order)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    figures = json.loads(out.stdout)
-    before, full, after = figures["before"], figures["full"], figures["after"]
+    # The machine's Shmem also moves with every other process on it: a run in which it
+    # grew past the bound is repeated (a store whose freed pages stay in shmem keeps
+    # half the fill or more there in every run); the process's own figures do not move.
+    for _ in range(3):
+        out = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        )
+        figures = json.loads(out.stdout)
+        before, full, after = figures["before"], figures["full"], figures["after"]
+        if after["Shmem"] - before["Shmem"] < FILL_BYTES * BOUND:
+            break
     assert figures["pages"] == 1
     # the fill really made the memory resident (at least the compressed half of each page)
     assert resident(full) - resident(before) > FILL_BYTES // 3
